@@ -1,0 +1,24 @@
+import { StowageError } from './errors.js';
+
+/**
+ * Resource names: 1–63 characters of letters, digits, `.`, `_` and `-`, starting with a letter or
+ * digit, and never `..`. This keeps names safe as file names, IQN parts and CLI arguments.
+ */
+export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
+const NAME_RE = new RegExp(NAME_PATTERN);
+
+/** Throws INVALID_NAME with a message saying what is allowed. */
+export function assertValidName(name: string, what = 'name'): void {
+  if (!NAME_RE.test(name) || name.includes('..')) {
+    throw new StowageError(
+      'INVALID_NAME',
+      `${what} ${JSON.stringify(name)} is not allowed: use 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+      { name },
+    );
+  }
+}
+
+/** Tags follow the same rule as names (they end up in the same places). */
+export function assertValidTags(tags: readonly string[]): void {
+  for (const t of tags) assertValidName(t, 'tag');
+}

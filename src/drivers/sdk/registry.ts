@@ -1,0 +1,41 @@
+import { StowageError } from '../../core/errors.js';
+import type { BlockDriver, DriverDeps, DriverFactory } from './types.js';
+
+/** Maps URI schemes (`dir`, `tgt`, …) to driver factories. Built once in main.ts. */
+export class DriverRegistry {
+  private readonly factories = new Map<string, DriverFactory>();
+
+  constructor(factories: readonly DriverFactory[] = []) {
+    for (const f of factories) this.register(f);
+  }
+
+  register(factory: DriverFactory): void {
+    this.factories.set(factory.scheme, factory);
+  }
+
+  /** Known schemes, sorted, for error messages and help text. */
+  schemes(): string[] {
+    return [...this.factories.keys()].sort();
+  }
+
+  factoryFor(uri: string): { factory: DriverFactory; url: URL } {
+    let url: URL;
+    try {
+      url = new URL(uri);
+    } catch {
+      throw new StowageError('INVALID_DRIVER_URI', `"${uri}" is not a driver URI; expected e.g. dir:///srv/volumes or tgt://10.0.0.1:3260?backing=dir:///srv/luns`, { uri, knownSchemes: this.schemes() });
+    }
+    const scheme = url.protocol.replace(/:$/, '');
+    const factory = this.factories.get(scheme);
+    if (!factory) {
+      throw new StowageError('UNKNOWN_DRIVER', `unknown driver scheme "${scheme}://"; known schemes: ${this.schemes().map((s) => `${s}://`).join(', ')}`, { scheme, knownSchemes: this.schemes() });
+    }
+    return { factory, url };
+  }
+
+  /** Validates `uri` and builds a driver for it. */
+  create(uri: string, options: Readonly<Record<string, string>>, deps: DriverDeps): BlockDriver {
+    const { factory, url } = this.factoryFor(uri);
+    return factory.create(url, options, deps);
+  }
+}

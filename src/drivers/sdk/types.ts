@@ -1,0 +1,126 @@
+import type { CommandRunner } from '../../system/command-runner.js';
+import type { BackendKind, VolumeFormat } from '../../core/states.js';
+
+/** Capability names a driver may report. Admin overrides use the same names. */
+export const CAPABILITIES = [
+  'thin',
+  'resize',
+  'resize.online',
+  'snapshot',
+  'snapshot.offload',
+  'clone',
+  'clone.offload',
+  'revert',
+  'access.initiator',
+  'access.chap',
+  'access.address',
+  'multiattach',
+  'quota',
+  'format.raw',
+  'format.qcow2',
+] as const;
+export type Capability = (typeof CAPABILITIES)[number];
+
+/** Opaque JSON the driver returns at create and gets back on every later call. */
+export type DriverHandle = Readonly<Record<string, unknown>>;
+
+/** Capacity and health as the backend reports it (bytes). */
+export interface BackendReport {
+  readonly totalBytes: number;
+  readonly freeBytes: number;
+  readonly usedBytes: number;
+  readonly capabilities: readonly Capability[];
+  /** Free-form facts for operators (filesystem type, daemon version, …). */
+  readonly info?: Readonly<Record<string, string>>;
+}
+
+/** What the core asks a driver to create. `id` is the idempotency key. */
+export interface CreateVolume {
+  readonly id: string;
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly format?: VolumeFormat;
+}
+
+/** A volume as the driver sees it (ground truth for reconcilers). */
+export interface DriverVolume {
+  readonly id: string;
+  readonly sizeBytes: number;
+  readonly allocatedBytes?: number;
+  readonly handle: DriverHandle;
+}
+
+/** A host as drivers see it when granting access. */
+export interface HostIdentity {
+  readonly name: string;
+  readonly initiatorName?: string;
+  readonly addresses: readonly string[];
+}
+
+export type AccessMode = 'rw' | 'ro';
+
+/** How a host reaches a volume after grantAccess. Secrets are returned, never logged. */
+export interface ConnectionInfo {
+  readonly protocol: 'iscsi' | 'file' | 'nfs';
+  readonly portal?: string;
+  readonly iqn?: string;
+  readonly lun?: number;
+  readonly path?: string;
+  readonly chapUser?: string;
+  readonly chapSecret?: string;
+  readonly mode: AccessMode;
+}
+
+export interface DriverGrant {
+  readonly volumeId: string;
+  readonly host: string;
+  readonly mode: AccessMode;
+}
+
+/** Progress callback for long copies: fraction 0..1. */
+export type ProgressFn = (fraction: number) => void;
+
+/** The block-storage driver contract. Every method is idempotent keyed by our ids. */
+export interface BlockDriver {
+  readonly scheme: string;
+  readonly kind: BackendKind;
+  probe(signal: AbortSignal): Promise<BackendReport>;
+  /** Creates the volume; on an existing id with the same size, returns its handle. */
+  createVolume(req: CreateVolume, signal: AbortSignal): Promise<DriverHandle>;
+  /** Deletes the volume; a volume already gone is success. */
+  deleteVolume(handle: DriverHandle, signal: AbortSignal): Promise<void>;
+  /** Grows the volume to sizeBytes; growing to the current size is a no-op. */
+  resizeVolume(handle: DriverHandle, sizeBytes: number, signal: AbortSignal): Promise<void>;
+  listVolumes(signal: AbortSignal): Promise<DriverVolume[]>;
+  /** Optional by capability. */
+  grantAccess?(handle: DriverHandle, host: HostIdentity, mode: AccessMode, signal: AbortSignal): Promise<ConnectionInfo>;
+  revokeAccess?(handle: DriverHandle, host: HostIdentity, signal: AbortSignal): Promise<void>;
+  listGrants?(signal: AbortSignal): Promise<DriverGrant[]>;
+  /** Snapshot of a volume; `snapshotId` is the idempotency key. */
+  createSnapshot?(handle: DriverHandle, snapshotId: string, signal: AbortSignal): Promise<DriverHandle>;
+  deleteSnapshot?(snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void>;
+  /** New volume from a snapshot or another volume, offloaded (constant time). */
+  cloneVolume?(source: DriverHandle, req: CreateVolume, signal: AbortSignal): Promise<DriverHandle>;
+  revertVolume?(handle: DriverHandle, snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void>;
+  /** A path or URL qemu-img can read or write directly, for host-side copies. */
+  dataPath?(handle: DriverHandle): { readonly path: string; readonly format: VolumeFormat };
+  /** Releases timers, connections. */
+  close?(): Promise<void>;
+}
+
+/** What a driver gets at construction. Drivers never import the store or child_process. */
+export interface DriverDeps {
+  readonly runner: CommandRunner;
+  /** Base directory for drivers that keep local state (default: the data dir). */
+  readonly dataDir: string;
+}
+
+/** Builds drivers for one URI scheme. */
+export interface DriverFactory {
+  readonly scheme: string;
+  readonly kind: BackendKind;
+  /** Short human description for `backend create --help` and error messages. */
+  readonly description: string;
+  /** Validates the URI and options (throws INVALID_DRIVER_URI) and returns a driver. */
+  create(uri: URL, options: Readonly<Record<string, string>>, deps: DriverDeps): BlockDriver;
+}
