@@ -71,10 +71,31 @@ export interface ConnectionInfo {
   readonly mode: AccessMode;
 }
 
+/** CHAP credentials generated and stored (encrypted) by the core, handed to the driver per grant. */
+export interface ChapCredentials {
+  readonly user: string;
+  readonly secret: string;
+}
+
+/** One desired access: this host may reach this volume in this mode, optionally with CHAP. */
+export interface GrantRequest {
+  readonly host: HostIdentity;
+  readonly mode: AccessMode;
+  readonly chap?: ChapCredentials;
+}
+
+/** Access as the backend really has it (for reconcilers). */
 export interface DriverGrant {
   readonly volumeId: string;
-  readonly host: string;
-  readonly mode: AccessMode;
+  /** Initiator address or name the backend binds. */
+  readonly initiator: string;
+  readonly chapUser?: string;
+}
+
+/** What a reconcile pass changed, for events and logs. */
+export interface ReconcileReport {
+  readonly restored: readonly string[];
+  readonly removed: readonly string[];
 }
 
 /** Progress callback for long copies: fraction 0..1. */
@@ -93,7 +114,9 @@ export interface BlockDriver {
   resizeVolume(handle: DriverHandle, sizeBytes: number, signal: AbortSignal): Promise<void>;
   listVolumes(signal: AbortSignal): Promise<DriverVolume[]>;
   /** Optional by capability. */
-  grantAccess?(handle: DriverHandle, host: HostIdentity, mode: AccessMode, signal: AbortSignal): Promise<ConnectionInfo>;
+  /** Idempotent: granting an existing grant again returns the same connection info. */
+  grantAccess?(handle: DriverHandle, grant: GrantRequest, signal: AbortSignal): Promise<ConnectionInfo>;
+  /** Unbinds the host and drops its live sessions; revoking an absent grant succeeds. */
   revokeAccess?(handle: DriverHandle, host: HostIdentity, signal: AbortSignal): Promise<void>;
   listGrants?(signal: AbortSignal): Promise<DriverGrant[]>;
   /** Snapshot of a volume; `snapshotId` is the idempotency key. */
@@ -104,6 +127,11 @@ export interface BlockDriver {
   revertVolume?(handle: DriverHandle, snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void>;
   /** A path or URL qemu-img can read or write directly, for host-side copies. */
   dataPath?(handle: DriverHandle): { readonly path: string; readonly format: VolumeFormat };
+  /**
+   * Re-creates whatever the backend lost for these volumes (targets, LUNs, ACLs after a target
+   * daemon restart) and removes exports under our namespace that no listed volume owns.
+   */
+  reconcileExports?(desired: readonly { readonly handle: DriverHandle; readonly grants: readonly GrantRequest[] }[], signal: AbortSignal): Promise<ReconcileReport>;
   /** Releases timers, connections. */
   close?(): Promise<void>;
 }
