@@ -1,0 +1,66 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import type { BackendService } from '../backends/backend-service.js';
+import { ErrorBodySchema } from '../core/models.js';
+import type { OperationEngine } from '../operations/engine.js';
+import type { Store } from '../store/store.js';
+import type { VolumeService } from '../volumes/volume-service.js';
+import { Authenticator } from './auth.js';
+import { errorHandler } from './errors.js';
+import { backendRoutes } from './routes/backends.js';
+import { eventRoutes } from './routes/events.js';
+import { operationRoutes } from './routes/operations.js';
+import { volumeRoutes } from './routes/volumes.js';
+
+/** Everything the API needs; main.ts builds it, and tests build the same thing. */
+export interface AppDeps {
+  readonly store: Store;
+  readonly engine: OperationEngine;
+  readonly backends: BackendService;
+  readonly volumes: VolumeService;
+  readonly logger: Logger;
+  readonly bodyLimitBytes: number;
+  readonly version: string;
+}
+
+/** Builds the API (not listening): `/v1/*` behind bearer auth, `/openapi.json` and `/healthz` open. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: deps.bodyLimitBytes,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addSchema(ErrorBodySchema);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Stowage API', version: deps.version, description: 'Storage control plane: backends, volumes, operations, events. Sizes are bytes; errors are { code, message, details }.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0] ?? ''}; see /openapi.json`, details: {} });
+  });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true, version: deps.version }));
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const auth = new Authenticator(deps.store);
+  await app.register(async (v1) => {
+    v1.addHook('onRequest', async (req) => {
+      req.principal = await auth.authenticate(req);
+    });
+    await v1.register(backendRoutes(deps));
+    await v1.register(volumeRoutes(deps));
+    await v1.register(operationRoutes(deps));
+    await v1.register(eventRoutes(deps));
+  }, { prefix: '/v1' });
+  await app.ready();
+  return app as unknown as FastifyInstance;
+}

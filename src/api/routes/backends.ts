@@ -1,0 +1,64 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { BackendSchema } from '../../core/models.js';
+import type { AppDeps } from '../app.js';
+import { errorResponses } from '../errors.js';
+import { BackendWithOperation, CreateBackendBody, RefParams, UpdateBackendBody } from '../schemas.js';
+
+/** /v1/backends: register, list, show, update, enable, disable, refresh, delete. */
+export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
+  return async (plain) => {
+    const app = plain.withTypeProvider<TypeBoxTypeProvider>();
+    const tags = ['backends'];
+
+    app.post('/backends', {
+      schema: {
+        tags, summary: 'Register a backend (probed at once; offline with the reason if the probe fails)', body: CreateBackendBody,
+        response: { 201: BackendWithOperation, ...errorResponses('INVALID_NAME', 'INVALID_DRIVER_URI', 'UNKNOWN_DRIVER', 'NAME_TAKEN') },
+      },
+    }, async (req, reply) => {
+      const { backend, operationId } = await deps.backends.create(req.body, req.principal.actor);
+      const operation = await deps.engine.waitFor(operationId, 0);
+      return reply.status(201).send({ backend, operation });
+    });
+
+    app.get('/backends', {
+      schema: { tags, summary: 'List backends with state and capacity', response: { 200: Type.Object({ items: Type.Array(BackendSchema), nextCursor: Type.Null() }), ...errorResponses() } },
+    }, async () => ({ items: await deps.backends.list(), nextCursor: null }));
+
+    app.get('/backends/:ref', {
+      schema: { tags, summary: 'Show one backend', params: RefParams, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },
+    }, async (req) => deps.backends.get(req.params.ref));
+
+    app.patch('/backends/:ref', {
+      schema: { tags, summary: 'Change role, cost, tags, zone, overcommit, reserve or capability overrides', params: RefParams, body: UpdateBackendBody, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },
+    }, async (req) => {
+      const b = req.body;
+      return deps.backends.update(req.params.ref, {
+        ...(b.role !== undefined ? { role: b.role } : {}), ...(b.cost !== undefined ? { cost: b.cost } : {}),
+        ...(b.tags !== undefined ? { tags: b.tags } : {}), ...(b.zone !== undefined ? { zone: b.zone } : {}),
+        ...(b.overcommitRatio !== undefined ? { overcommitRatio: b.overcommitRatio } : {}),
+        ...(b.reservedPercent !== undefined ? { reservedPercent: b.reservedPercent } : {}),
+        ...(b.capabilityOverrides !== undefined ? { capabilityOverrides: b.capabilityOverrides } : {}),
+      }, req.principal.actor);
+    });
+
+    for (const verb of ['enable', 'disable'] as const) {
+      app.post(`/backends/:ref/${verb}`, {
+        schema: { tags, summary: verb === 'enable' ? 'Enable a backend for new volumes' : 'Stop placing new volumes on a backend', params: RefParams, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },
+      }, async (req) => deps.backends.setEnabled(req.params.ref, verb === 'enable', req.principal.actor));
+    }
+
+    app.post('/backends/:ref/refresh', {
+      schema: { tags, summary: 'Probe a backend now', params: RefParams, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },
+    }, async (req) => deps.backends.refresh(req.params.ref, req.principal.actor));
+
+    app.delete('/backends/:ref', {
+      schema: { tags, summary: 'Delete a backend that holds no volumes', params: RefParams, response: { 204: Type.Null(), ...errorResponses('BACKEND_NOT_FOUND', 'BACKEND_IN_USE') } },
+    }, async (req, reply) => {
+      await deps.backends.delete(req.params.ref, req.principal.actor);
+      return reply.status(204).send(null);
+    });
+  };
+}

@@ -1,0 +1,279 @@
+import type { Logger } from 'pino';
+import { StowageError, toStowageError } from '../core/errors.js';
+import { DEFAULT_TENANT_ID, isId, newId } from '../core/ids.js';
+import type { Backend } from '../core/models.js';
+import { assertValidName, assertValidTags } from '../core/names.js';
+import type { BackendKind, BackendRole, BackendState } from '../core/states.js';
+import { CAPABILITIES, type BackendReport } from '../drivers/sdk/types.js';
+import type { DriverRegistry } from '../drivers/sdk/registry.js';
+import type { OperationEngine } from '../operations/engine.js';
+import { BackendRepository, backendJson, toBackend, type CapabilityOverrides } from '../store/backend-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso, readJson, writeJson } from '../store/json.js';
+import type { BackendRow } from '../store/schema.js';
+import type { Executor, Store } from '../store/store.js';
+import type { DriverCache } from './driver-cache.js';
+
+/** Fields an operator sets when registering a backend. */
+export interface CreateBackendInput {
+  readonly name: string;
+  readonly driver: string;
+  readonly role?: BackendRole;
+  readonly cost?: number;
+  readonly tags?: readonly string[];
+  readonly zone?: string;
+  readonly overcommitRatio?: number;
+  readonly reservedPercent?: number;
+  readonly options?: Readonly<Record<string, string>>;
+  readonly capabilityOverrides?: CapabilityOverrides;
+  readonly enabled?: boolean;
+}
+
+/** Fields an operator may change later (the driver URI is fixed: volumes live behind it). */
+export type UpdateBackendInput = Partial<Pick<CreateBackendInput, 'role' | 'cost' | 'tags' | 'zone' | 'overcommitRatio' | 'reservedPercent' | 'capabilityOverrides'>>;
+
+const PROBE_TIMEOUT_MS = 15_000;
+
+/** The rules of backends: registration, updates, probes and state, deletion. */
+export class BackendService {
+  private readonly repo = new BackendRepository();
+  private readonly events = new EventRepository();
+  private probeTimer: NodeJS.Timeout | null = null;
+  private probing = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly registry: DriverRegistry,
+    private readonly drivers: DriverCache,
+    private readonly engine: OperationEngine,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Finds a backend by id or name, or throws BACKEND_NOT_FOUND. */
+  async resolve(ref: string, db: Executor = this.store.db): Promise<BackendRow> {
+    const row = isId('backend', ref) ? await this.repo.findById(db, ref) : await this.repo.findByName(db, ref);
+    if (!row) throw new StowageError('BACKEND_NOT_FOUND', `backend "${ref}" does not exist; see \`stowage backend list\``, { backend: ref });
+    return row;
+  }
+
+  async get(ref: string): Promise<Backend> {
+    const row = await this.resolve(ref);
+    const usage = await this.repo.usage(this.store.db, [row.id]);
+    return toBackend(row, usage.get(row.id));
+  }
+
+  async list(): Promise<Backend[]> {
+    const [rows, usage] = await Promise.all([this.repo.listAll(this.store.db), this.repo.usage(this.store.db)]);
+    return rows.map((r) => toBackend(r, usage.get(r.id)));
+  }
+
+  /** Validates, probes once, and records the backend (offline with the reason if the probe fails). */
+  async create(input: CreateBackendInput, actor: string): Promise<{ backend: Backend; operationId: string }> {
+    assertValidName(input.name, 'backend name');
+    assertValidTags(input.tags ?? []);
+    validateNumbers(input);
+    validateOverrides(input.capabilityOverrides);
+    if (input.zone) assertValidName(input.zone, 'zone');
+    const { factory } = this.registry.factoryFor(input.driver);
+    const options = input.options ?? {};
+    this.drivers.validate(input.driver, options);
+    if (await this.repo.findByName(this.store.db, input.name)) {
+      throw new StowageError('NAME_TAKEN', `a backend named "${input.name}" already exists`, { name: input.name });
+    }
+    const id = newId('backend');
+    const at = nowIso();
+    const adminState = input.enabled === false ? 'disabled' : 'enabled';
+    const row: BackendRow = {
+      id, tenant_id: DEFAULT_TENANT_ID, name: input.name, driver_uri: input.driver, kind: factory.kind,
+      role: input.role ?? 'primary', state: 'offline', state_reason: 'not probed yet', admin_state: adminState,
+      cost: input.cost ?? 0, tags: backendJson.tags(input.tags ?? []), zone: input.zone ?? '',
+      overcommit_ratio: input.overcommitRatio ?? 1, reserved_percent: input.reservedPercent ?? 0,
+      options: backendJson.options(options), capabilities_reported: '[]',
+      capabilities_overrides: writeJson(input.capabilityOverrides ?? { add: [], remove: [] }),
+      total_bytes: 0, free_bytes: 0, used_bytes: 0, last_probe_at: null, created_at: at, updated_at: at,
+    };
+    const report = await this.probeDriver(row);
+    applyReport(row, report);
+    const op = await this.store.transaction(async (trx) => {
+      try {
+        await this.repo.insert(trx, row);
+      } catch (err) {
+        if ((await this.repo.findByName(trx, input.name).catch(() => undefined))) {
+          throw new StowageError('NAME_TAKEN', `a backend named "${input.name}" already exists`, { name: input.name });
+        }
+        throw err;
+      }
+      await this.events.append(trx, {
+        tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'backend', resourceId: id, resourceName: row.name, action: 'create',
+        from: null, to: row.state, message: `backend ${row.name} registered (${row.driver_uri})${row.state_reason ? `: ${row.state_reason}` : ''}`,
+      });
+      return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor }, { backendId: id, state: row.state });
+    });
+    return { backend: await this.get(id), operationId: op.id };
+  }
+
+  async update(ref: string, patch: UpdateBackendInput, actor: string): Promise<Backend> {
+    if (patch.tags) assertValidTags(patch.tags);
+    if (patch.zone) assertValidName(patch.zone, 'zone');
+    validateNumbers(patch);
+    validateOverrides(patch.capabilityOverrides);
+    const row = await this.resolve(ref);
+    await this.store.transaction(async (trx) => {
+      await this.repo.update(trx, row.id, {
+        ...(patch.role !== undefined ? { role: patch.role } : {}),
+        ...(patch.cost !== undefined ? { cost: patch.cost } : {}),
+        ...(patch.tags !== undefined ? { tags: backendJson.tags(patch.tags) } : {}),
+        ...(patch.zone !== undefined ? { zone: patch.zone } : {}),
+        ...(patch.overcommitRatio !== undefined ? { overcommit_ratio: patch.overcommitRatio } : {}),
+        ...(patch.reservedPercent !== undefined ? { reserved_percent: patch.reservedPercent } : {}),
+        ...(patch.capabilityOverrides !== undefined ? { capabilities_overrides: writeJson(patch.capabilityOverrides) } : {}),
+        updated_at: nowIso(),
+      });
+      await this.events.append(trx, {
+        tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: 'update',
+        from: row.state, to: row.state, message: `backend ${row.name} updated: ${Object.keys(patch).join(', ')}`, details: { changed: Object.keys(patch) },
+      });
+      await this.engine.record(trx, { kind: 'backend.update', tenantId: row.tenant_id, targetType: 'backend', targetId: row.id, input: { ...patch }, actor }, {});
+    });
+    return this.get(row.id);
+  }
+
+  /** Sets the administrative state; a disabled backend keeps its volumes but takes no new ones. */
+  async setEnabled(ref: string, enabled: boolean, actor: string): Promise<Backend> {
+    const row = await this.resolve(ref);
+    const adminState = enabled ? 'enabled' : 'disabled';
+    await this.store.transaction(async (trx) => {
+      const state: BackendState = enabled ? (row.state === 'disabled' ? 'offline' : row.state as BackendState) : 'disabled';
+      await this.repo.update(trx, row.id, { admin_state: adminState, state, state_reason: enabled ? 'waiting for the next probe' : 'disabled by an operator', updated_at: nowIso() });
+      await this.events.append(trx, {
+        tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: enabled ? 'enable' : 'disable',
+        from: row.state, to: state, message: `backend ${row.name} ${adminState}`,
+      });
+      await this.engine.record(trx, { kind: enabled ? 'backend.enable' : 'backend.disable', tenantId: row.tenant_id, targetType: 'backend', targetId: row.id, input: {}, actor }, {});
+    });
+    if (enabled) await this.refresh(row.id, actor);
+    return this.get(row.id);
+  }
+
+  /** Refuses while the backend holds volumes (409 with the count); otherwise removes it. */
+  async delete(ref: string, actor: string): Promise<void> {
+    const row = await this.resolve(ref);
+    await this.store.transaction(async (trx) => {
+      const n = await this.repo.countVolumes(trx, row.id);
+      if (n > 0) {
+        throw new StowageError('BACKEND_IN_USE', `backend ${row.name} still holds ${n} volume${n === 1 ? '' : 's'}; delete or move them first`, { backend: row.name, volumeCount: n });
+      }
+      await trx.updateTable('volumes').set({ backend_id: null }).where('backend_id', '=', row.id).where('state', '=', 'deleted').execute();
+      await this.repo.delete(trx, row.id);
+      await this.events.append(trx, {
+        tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: 'delete',
+        from: row.state, to: 'deleted', message: `backend ${row.name} deleted`,
+      });
+      await this.engine.record(trx, { kind: 'backend.delete', tenantId: row.tenant_id, targetType: 'backend', targetId: row.id, input: {}, actor }, {});
+    });
+    await this.drivers.forget(row.id);
+  }
+
+  /** Probes one backend now and stores capacity, capabilities and state. */
+  async refresh(ref: string, actor = 'system'): Promise<Backend> {
+    const row = await this.resolve(ref);
+    const report = await this.probeDriver(row);
+    await this.store.transaction(async (trx) => {
+      const current = await this.repo.findById(trx, row.id);
+      if (!current) return;
+      const next = { ...current };
+      applyReport(next, report);
+      await this.repo.update(trx, row.id, {
+        state: next.state, state_reason: next.state_reason, total_bytes: next.total_bytes, free_bytes: next.free_bytes,
+        used_bytes: next.used_bytes, capabilities_reported: next.capabilities_reported, last_probe_at: next.last_probe_at,
+      });
+      if (next.state !== current.state) {
+        await this.events.append(trx, {
+          tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: 'probe',
+          from: current.state, to: next.state, message: `backend ${row.name} is ${next.state}${next.state_reason ? `: ${next.state_reason}` : ''}`,
+        });
+      }
+    });
+    return this.get(row.id);
+  }
+
+  /** Starts periodic probes of every backend every `intervalMs`. */
+  startProbes(intervalMs: number): void {
+    const tick = async (): Promise<void> => {
+      if (this.probing) return;
+      this.probing = true;
+      try {
+        const rows = await this.repo.listAll(this.store.db);
+        await Promise.allSettled(rows.map((r) => this.refresh(r.id)));
+      } catch (err) {
+        this.logger.warn({ err }, 'backend probe pass failed');
+      } finally {
+        this.probing = false;
+      }
+    };
+    this.probeTimer = setInterval(() => { void tick(); }, intervalMs);
+    this.probeTimer.unref();
+  }
+
+  stopProbes(): void {
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.probeTimer = null;
+  }
+
+  private async probeDriver(row: Pick<BackendRow, 'id' | 'driver_uri' | 'options' | 'admin_state'>): Promise<ProbeOutcome> {
+    try {
+      const driver = this.drivers.get(row);
+      const report = await driver.probe(AbortSignal.timeout(PROBE_TIMEOUT_MS));
+      return { ok: true, report, adminState: row.admin_state };
+    } catch (err) {
+      const e = toStowageError(err);
+      this.logger.warn({ backend: row.id, code: e.code, msg: e.message }, 'backend probe failed');
+      return { ok: false, reason: e.message, adminState: row.admin_state };
+    }
+  }
+}
+
+type ProbeOutcome = { ok: true; report: BackendReport; adminState: string } | { ok: false; reason: string; adminState: string };
+
+function applyReport(row: BackendRow, p: ProbeOutcome): void {
+  row.last_probe_at = nowIso();
+  if (p.ok) {
+    row.total_bytes = p.report.totalBytes;
+    row.free_bytes = p.report.freeBytes;
+    row.used_bytes = p.report.usedBytes;
+    row.capabilities_reported = writeJson([...p.report.capabilities].sort());
+    row.state = p.adminState === 'disabled' ? 'disabled' : 'enabled';
+    row.state_reason = p.adminState === 'disabled' ? 'disabled by an operator' : null;
+  } else {
+    row.state = p.adminState === 'disabled' ? 'disabled' : 'offline';
+    row.state_reason = `probe failed: ${p.reason}`;
+  }
+}
+
+function validateNumbers(i: Partial<Pick<CreateBackendInput, 'cost' | 'overcommitRatio' | 'reservedPercent'>>): void {
+  if (i.cost !== undefined && (!Number.isInteger(i.cost) || i.cost < 0)) {
+    throw new StowageError('VALIDATION_FAILED', 'cost must be a whole number of units per GiB-month, 0 or more', { cost: i.cost });
+  }
+  if (i.overcommitRatio !== undefined && !(i.overcommitRatio >= 1 && i.overcommitRatio <= 100)) {
+    throw new StowageError('VALIDATION_FAILED', 'overcommit ratio must be between 1 (no overcommit) and 100', { overcommitRatio: i.overcommitRatio });
+  }
+  if (i.reservedPercent !== undefined && !(i.reservedPercent >= 0 && i.reservedPercent < 100)) {
+    throw new StowageError('VALIDATION_FAILED', 'reserved percent must be at least 0 and below 100', { reservedPercent: i.reservedPercent });
+  }
+}
+
+function validateOverrides(o: CapabilityOverrides | undefined): void {
+  if (!o) return;
+  const known = new Set<string>(CAPABILITIES);
+  const bad = [...o.add, ...o.remove].filter((c) => !known.has(c));
+  if (bad.length > 0) {
+    throw new StowageError('VALIDATION_FAILED', `unknown capabilit${bad.length > 1 ? 'ies' : 'y'} ${bad.join(', ')}; known: ${CAPABILITIES.join(', ')}`, { unknown: bad });
+  }
+}
+
+/** Placement's view of a backend row plus usage (re-exported for the volume service). */
+export function backendTags(row: BackendRow): string[] {
+  return readJson<string[]>(row.tags, []);
+}
+
+export type { BackendKind };

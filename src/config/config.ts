@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { StowageError } from '../core/errors.js';
+
+/** Every setting of `stowage serve`, with its unit and default. A config file may set any subset. */
+export const ConfigSchema = Type.Object({
+  host: Type.String({ default: '127.0.0.1', description: 'address the API listens on' }),
+  port: Type.Integer({ default: 8750, minimum: 0, maximum: 65535, description: 'TCP port of the API (0 = any free port)' }),
+  dataDir: Type.String({ default: './.stowage', description: 'directory for the SQLite store, the local backend and the secret key' }),
+  databaseUrl: Type.String({ default: '', description: 'sqlite:///path.db or postgres://user@host:port/db; empty = sqlite in dataDir' }),
+  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')], { default: 'info' }),
+  bodyLimitBytes: Type.Integer({ default: 65536, minimum: 1024, description: 'largest request body accepted, in bytes' }),
+  probeIntervalMs: Type.Integer({ default: 30000, minimum: 100, description: 'how often every backend is probed, in ms' }),
+  reconcileIntervalMs: Type.Integer({ default: 30000, minimum: 100, description: 'how often reconcilers compare desired and actual state, in ms' }),
+  operationLeaseMs: Type.Integer({ default: 10000, minimum: 200, description: 'lease of a worker on an operation; a crashed worker\'s operations resume after it, in ms' }),
+  operationPollMs: Type.Integer({ default: 500, minimum: 10, description: 'how often idle workers look for work, in ms' }),
+  operationConcurrency: Type.Integer({ default: 4, minimum: 1, description: 'operations run at once by one process' }),
+  stepAttempts: Type.Integer({ default: 3, minimum: 1, description: 'tries per operation step for transient backend errors' }),
+  retryBaseMs: Type.Integer({ default: 500, minimum: 0, description: 'first retry delay, doubling each time, in ms' }),
+  placementAttempts: Type.Integer({ default: 3, minimum: 1, description: 'backends tried for one create before it fails' }),
+  defaultBackend: Type.Boolean({ default: true, description: 'create the `local` dir backend under dataDir on first start' }),
+  cliConfigPath: Type.String({ default: '', description: 'where the first start writes the admin token for the CLI; empty = ~/.config/stowage/config.json' }),
+  failpoints: Type.String({ default: '', description: 'test-only crash points, e.g. volume.create/provision:after=kill' }),
+});
+
+/** The compiled configuration: nothing optional left, frozen. */
+export type Config = Readonly<Static<typeof ConfigSchema>>;
+
+const ENV_KEYS: Readonly<Record<string, keyof Config>> = {
+  STOWAGE_HOST: 'host',
+  STOWAGE_PORT: 'port',
+  STOWAGE_DATA_DIR: 'dataDir',
+  STOWAGE_DATABASE_URL: 'databaseUrl',
+  STOWAGE_LOG_LEVEL: 'logLevel',
+  STOWAGE_PROBE_INTERVAL_MS: 'probeIntervalMs',
+  STOWAGE_RECONCILE_INTERVAL_MS: 'reconcileIntervalMs',
+  STOWAGE_OPERATION_LEASE_MS: 'operationLeaseMs',
+  STOWAGE_OPERATION_POLL_MS: 'operationPollMs',
+  STOWAGE_STEP_ATTEMPTS: 'stepAttempts',
+  STOWAGE_RETRY_BASE_MS: 'retryBaseMs',
+  STOWAGE_DEFAULT_BACKEND: 'defaultBackend',
+  STOWAGE_CLI_CONFIG: 'cliConfigPath',
+  STOWAGE_FAILPOINTS: 'failpoints',
+};
+
+/**
+ * Builds the config from defaults, then an optional JSON file, then `STOWAGE_*` environment
+ * variables, then explicit overrides (CLI flags). Throws VALIDATION_FAILED naming the bad field.
+ */
+export function loadConfig(file: string | undefined, env: Readonly<Record<string, string | undefined>>, overrides: Partial<Config> = {}): Config {
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new StowageError('VALIDATION_FAILED', `cannot read config file ${file}: ${(err as Error).message}`, { file });
+    }
+  }
+  for (const [key, field] of Object.entries(ENV_KEYS)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') raw[field] = v;
+  }
+  Object.assign(raw, overrides);
+  const converted = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, raw));
+  const errors = [...Value.Errors(ConfigSchema, converted)];
+  const first = errors[0];
+  if (first) {
+    throw new StowageError('VALIDATION_FAILED', `invalid setting ${first.path.slice(1) || '(root)'}: ${first.message}`, { path: first.path });
+  }
+  const cfg = Value.Clean(ConfigSchema, converted) as Static<typeof ConfigSchema>;
+  cfg.dataDir = resolve(cfg.dataDir);
+  if (!cfg.databaseUrl) cfg.databaseUrl = `sqlite://${join(cfg.dataDir, 'stowage.db')}`;
+  if (!cfg.cliConfigPath) cfg.cliConfigPath = join(env.XDG_CONFIG_HOME ?? join(env.HOME ?? homedir(), '.config'), 'stowage', 'config.json');
+  return Object.freeze(cfg);
+}

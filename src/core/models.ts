@@ -1,0 +1,128 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { CAPABILITIES } from '../drivers/sdk/types.js';
+import { NAME_PATTERN } from './names.js';
+import { BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES, OPERATION_STATES, VOLUME_FORMATS, VOLUME_STATES } from './states.js';
+
+/**
+ * The resource shapes, written once: the API validates and serializes with them, OpenAPI is
+ * generated from them, services and the CLI use their Static types.
+ */
+/** A string enum schema whose static type is the union of its values. */
+export const literals = <const T extends readonly string[]>(values: T) => Type.Unsafe<T[number]>({ type: 'string', enum: [...values] });
+const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
+
+export const Name = Type.String({ pattern: NAME_PATTERN, minLength: 1, maxLength: 63, description: 'letters, digits, ".", "_" or "-"; starts with a letter or digit' });
+export const Bytes = Type.Integer({ minimum: 0, description: 'bytes' });
+export const CapabilitySchema = literals(CAPABILITIES);
+
+export const CapacitySchema = Type.Object({
+  totalBytes: Bytes,
+  freeBytes: Bytes,
+  usedBytes: Bytes,
+  provisionedBytes: Bytes,
+  claimedBytes: Bytes,
+  usableBytes: Type.Integer({ description: 'what placement may still promise: total × overcommit − provisioned − claimed − reserve' }),
+});
+
+export const BackendSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  tenantId: Type.String(),
+  driver: Type.String({ description: 'driver URI, e.g. dir:///srv/volumes' }),
+  kind: literals(BACKEND_KINDS),
+  role: literals(BACKEND_ROLES),
+  state: literals(BACKEND_STATES),
+  stateReason: Nullable(Type.String()),
+  cost: Type.Integer({ description: 'cost units per GiB-month' }),
+  tags: Type.Array(Type.String()),
+  zone: Type.String(),
+  overcommitRatio: Type.Number(),
+  reservedPercent: Type.Number(),
+  options: Type.Record(Type.String(), Type.String()),
+  capabilities: Type.Array(Type.String(), { description: 'reported by the probe, plus admin overrides' }),
+  capabilitiesReported: Type.Array(Type.String()),
+  capabilityOverrides: Type.Object({ add: Type.Array(Type.String()), remove: Type.Array(Type.String()) }),
+  capacity: CapacitySchema,
+  volumeCount: Type.Integer(),
+  lastProbeAt: Nullable(Type.String()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export type Backend = Static<typeof BackendSchema>;
+
+export const PlacementSummarySchema = Type.Object({
+  policy: Type.String(),
+  className: Nullable(Type.String()),
+  candidates: Type.Integer(),
+  rejected: Type.Record(Type.String(), Type.Integer(), { description: 'number of backends each filter rejected' }),
+  top: Type.Array(Type.Object({ backend: Type.String(), score: Type.Number(), usableBytes: Type.Integer(), cost: Type.Integer() })),
+  winner: Nullable(Type.String()),
+  pinned: Type.Boolean(),
+  attempts: Type.Array(Type.Object({ backend: Type.String(), ok: Type.Boolean(), error: Nullable(Type.String()) })),
+  reason: Type.String({ description: 'one sentence an operator understands' }),
+});
+export type PlacementSummary = Static<typeof PlacementSummarySchema>;
+
+export const VolumeSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  tenantId: Type.String(),
+  state: literals(VOLUME_STATES),
+  stateReason: Nullable(Type.String()),
+  sizeBytes: Bytes,
+  format: literals(VOLUME_FORMATS),
+  backendId: Nullable(Type.String()),
+  backendName: Nullable(Type.String()),
+  placement: Nullable(PlacementSummarySchema),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export type Volume = Static<typeof VolumeSchema>;
+
+export const ErrorBodySchema = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  details: Type.Record(Type.String(), Type.Unknown()),
+}, { $id: 'Error', description: 'every error: a stable code, a sentence saying what to do, and structured details' });
+export type ErrorBody = Static<typeof ErrorBodySchema>;
+
+export const OperationSchema = Type.Object({
+  id: Type.String(),
+  kind: Type.String(),
+  targetType: Type.String(),
+  targetId: Type.String(),
+  state: literals(OPERATION_STATES),
+  step: Nullable(Type.String()),
+  stepsDone: Type.Array(Type.Object({ name: Type.String(), at: Type.String(), note: Type.Optional(Type.String()) })),
+  attempts: Type.Integer(),
+  progress: Nullable(Type.Number()),
+  result: Nullable(Type.Record(Type.String(), Type.Unknown())),
+  error: Nullable(ErrorBodySchema),
+  actor: Type.String(),
+  idempotencyKey: Nullable(Type.String()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+  finishedAt: Nullable(Type.String()),
+});
+export type Operation = Static<typeof OperationSchema>;
+
+export const EventSchema = Type.Object({
+  seq: Type.Integer(),
+  id: Type.String(),
+  at: Type.String(),
+  actor: Type.String(),
+  resourceType: Type.String(),
+  resourceId: Type.String(),
+  resourceName: Nullable(Type.String()),
+  action: Type.String(),
+  fromState: Nullable(Type.String()),
+  toState: Nullable(Type.String()),
+  message: Type.String(),
+  details: Type.Record(Type.String(), Type.Unknown()),
+  operationId: Nullable(Type.String()),
+});
+export type StowageEvent = Static<typeof EventSchema>;
+
+/** A page of results with the cursor for the next page (null at the end). */
+export const Page = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
+export type PageOf<T> = { items: T[]; nextCursor: string | null };

@@ -1,0 +1,292 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { StowageError, toStowageError, type ErrorCode } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type { Operation } from '../core/models.js';
+import { nowIso, readJson, writeJson } from '../store/json.js';
+import { OperationRepository, toOperation, type StepRecord } from '../store/operation-repository.js';
+import type { OperationRow } from '../store/schema.js';
+import type { Executor, Store } from '../store/store.js';
+import { CommandFailedError } from '../system/command-runner.js';
+import type { Failpoints } from './failpoints.js';
+import type { OperationHandler, StepContext } from './handler.js';
+
+/** Engine tuning; every duration in milliseconds. */
+export interface EngineOptions {
+  /** How long a worker's claim on an operation lasts without renewal (crash → resumable after this). */
+  readonly leaseMs: number;
+  /** How often idle workers look for work. */
+  readonly pollMs: number;
+  /** Operations run at the same time by this process. */
+  readonly concurrency: number;
+  /** Tries per step for transient errors (BACKEND_UNAVAILABLE, TIMEOUT) before the operation fails. */
+  readonly stepAttempts: number;
+  /** Delay before the first retry; doubles each time. */
+  readonly retryBaseMs: number;
+}
+
+/** What a service passes to submit an operation inside its own transaction. */
+export interface NewOperation {
+  readonly kind: string;
+  readonly tenantId: string;
+  readonly targetType: string;
+  readonly targetId: string;
+  readonly input: Record<string, unknown>;
+  readonly actor: string;
+  readonly idempotencyKey?: string | null;
+}
+
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['BACKEND_UNAVAILABLE', 'TIMEOUT']);
+const FAILURE_KEY = '__failure';
+
+/**
+ * The operation journal's executor. A mutating request inserts an operation row (with its first
+ * step) in the same transaction as the resource change; workers here claim operations under a lease,
+ * run their steps in order recording each as it finishes, and on permanent failure run the handler's
+ * compensation. A process killed at any point leaves a running operation whose lease expires, and any
+ * worker (this process after restart, or another replica) resumes it from the unfinished step.
+ */
+export class OperationEngine {
+  private readonly handlers = new Map<string, OperationHandler>();
+  private readonly repo = new OperationRepository();
+  private readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly abort = new AbortController();
+  private timer: NodeJS.Timeout | null = null;
+  private scanning = false;
+  private rescan = false;
+  private stopped = true;
+
+  constructor(
+    private readonly store: Store,
+    private readonly logger: Logger,
+    private readonly failpoints: Failpoints,
+    private readonly options: EngineOptions,
+  ) {}
+
+  register(handler: OperationHandler): void {
+    this.handlers.set(handler.kind, handler);
+  }
+
+  /** Inserts a queued operation; call inside the transaction that changes the target. */
+  async enqueue(db: Executor, op: NewOperation): Promise<OperationRow> {
+    const handler = this.handlers.get(op.kind);
+    if (!handler) throw new StowageError('INTERNAL', `no handler for operation kind ${op.kind}`);
+    const at = nowIso();
+    const row: OperationRow = {
+      id: newId('operation'),
+      tenant_id: op.tenantId,
+      kind: op.kind,
+      target_type: op.targetType,
+      target_id: op.targetId,
+      state: 'queued',
+      step: handler.steps[0]?.name ?? null,
+      steps_done: '[]',
+      attempts: 0,
+      input: writeJson(op.input),
+      result: null,
+      error: null,
+      actor: op.actor,
+      idempotency_key: op.idempotencyKey ?? null,
+      progress: null,
+      lease_owner: null,
+      lease_expires_at: null,
+      created_at: at,
+      updated_at: at,
+      finished_at: null,
+    };
+    await this.repo.insert(db, row);
+    return row;
+  }
+
+  /**
+   * Records a mutating request that completed inline (metadata changes such as a backend update) as
+   * an already-succeeded operation, so every mutation has its journal entry.
+   */
+  async record(db: Executor, op: NewOperation, result: Record<string, unknown>): Promise<OperationRow> {
+    const at = nowIso();
+    const row: OperationRow = {
+      id: newId('operation'), tenant_id: op.tenantId, kind: op.kind, target_type: op.targetType, target_id: op.targetId,
+      state: 'succeeded', step: null, steps_done: writeJson([{ name: 'apply', at }]), attempts: 1, input: writeJson(op.input),
+      result: writeJson(result), error: null, actor: op.actor, idempotency_key: op.idempotencyKey ?? null, progress: 1,
+      lease_owner: null, lease_expires_at: null, created_at: at, updated_at: at, finished_at: at,
+    };
+    await this.repo.insert(db, row);
+    return row;
+  }
+
+  /** Starts the workers (and resumes whatever a crashed process left running once its lease expires). */
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  /** Asks the workers to look for work now (after a submit). */
+  wake(): void {
+    if (!this.stopped) this.schedule(0);
+  }
+
+  /** Stops taking work and waits for running operations up to `drainMs`; unfinished ones resume later. */
+  async stop(drainMs = 5000): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    const all = Promise.allSettled([...this.running.values()]);
+    const timedOut = await Promise.race([all.then(() => false), sleep(drainMs).then(() => true)]);
+    if (timedOut) this.abort.abort();
+    await all;
+  }
+
+  /** Polls until the operation is finished or `timeoutMs` passes; returns its latest state. */
+  async waitFor(id: string, timeoutMs: number, signal?: AbortSignal): Promise<Operation> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const row = await this.repo.findById(this.store.db, id);
+      if (!row) throw new StowageError('OPERATION_NOT_FOUND', `operation ${id} does not exist`, { id });
+      if (row.state === 'succeeded' || row.state === 'failed' || Date.now() >= deadline || signal?.aborted) return toOperation(row);
+      await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => { void this.scan(); }, delayMs);
+  }
+
+  private async scan(): Promise<void> {
+    if (this.scanning) { this.rescan = true; return; }
+    this.scanning = true;
+    try {
+      do {
+        this.rescan = false;
+        const free = this.options.concurrency - this.running.size;
+        if (free <= 0 || this.stopped) break;
+        const ids = await this.repo.listRunnable(this.store.db, nowIso(), free + this.running.size);
+        for (const id of ids) {
+          if (this.running.size >= this.options.concurrency || this.stopped) break;
+          if (this.running.has(id)) continue;
+          const leaseUntil = new Date(Date.now() + this.options.leaseMs).toISOString();
+          if (!(await this.repo.tryClaim(this.store.db, id, this.owner, nowIso(), leaseUntil))) continue;
+          const p = this.execute(id).catch((err: unknown) => { this.logger.error({ err, operationId: id }, 'operation worker crashed'); })
+            .finally(() => { this.running.delete(id); this.wake(); });
+          this.running.set(id, p);
+        }
+      } while (this.rescan && !this.stopped);
+    } catch (err) {
+      this.logger.error({ err }, 'operation scan failed');
+    } finally {
+      this.scanning = false;
+      if (!this.stopped) this.schedule(this.options.pollMs);
+    }
+  }
+
+  private async execute(id: string): Promise<void> {
+    const row = await this.repo.findById(this.store.db, id);
+    if (!row) return;
+    const handler = this.handlers.get(row.kind);
+    if (!handler) {
+      await this.repo.finish(this.store.db, id, 'failed', null, { code: 'INTERNAL', message: `no handler for ${row.kind}`, details: {} });
+      return;
+    }
+    const renew = setInterval(() => {
+      const until = new Date(Date.now() + this.options.leaseMs).toISOString();
+      this.repo.renewLease(this.store.db, id, this.owner, until).catch((err: unknown) => { this.logger.warn({ err, operationId: id }, 'lease renewal failed'); });
+    }, Math.max(50, Math.floor(this.options.leaseMs / 3)));
+    try {
+      await this.runSteps(row, handler);
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  private async runSteps(row: OperationRow, handler: OperationHandler): Promise<void> {
+    const input: Record<string, unknown> = readJson<Record<string, unknown>>(row.input, {});
+    const done: StepRecord[] = readJson<StepRecord[]>(row.steps_done, []);
+    let note: string | undefined;
+    let lastProgressWrite = 0;
+    const ctx: StepContext = {
+      operation: row,
+      input,
+      signal: this.abort.signal,
+      progress: (fraction) => {
+        const now = Date.now();
+        if (now - lastProgressWrite < 250 && fraction < 1) return;
+        lastProgressWrite = now;
+        void this.repo.setProgress(this.store.db, row.id, Math.max(0, Math.min(1, fraction))).catch(() => undefined);
+      },
+      remember: async (patch) => {
+        Object.assign(input, patch);
+        await this.repo.setInput(this.store.db, row.id, input);
+      },
+      note: (text) => { note = text; },
+    };
+    const log = this.logger.child({ operationId: row.id, kind: row.kind, target: row.target_id });
+
+    const failure = input[FAILURE_KEY] as { code: ErrorCode; message: string; details: Record<string, unknown> } | undefined;
+    if (failure) {
+      log.warn({ error: failure.code }, 'resuming compensation after a restart');
+      await this.fail(ctx, handler, new StowageError(failure.code, failure.message, failure.details));
+      return;
+    }
+    const doneNames = new Set(done.map((d) => d.name));
+    if (done.length > 0) log.info({ resumedAt: row.step }, 'resuming operation');
+    for (const [i, step] of handler.steps.entries()) {
+      if (doneNames.has(step.name)) continue;
+      const failpoint = `${row.kind}/${step.name}`;
+      await this.failpoints.hit(`${failpoint}:before`);
+      note = undefined;
+      try {
+        await this.runWithRetry(() => step.run(ctx), log, step.name);
+      } catch (err) {
+        const e = toOperationError(err);
+        log.warn({ step: step.name, code: e.code, msg: e.message }, 'operation step failed');
+        await ctx.remember({ [FAILURE_KEY]: e.toJSON() });
+        await this.failpoints.hit(`${row.kind}/compensate:before`);
+        await this.fail(ctx, handler, e);
+        return;
+      }
+      done.push({ name: step.name, at: nowIso(), ...(note !== undefined ? { note } : {}) });
+      const next = handler.steps[i + 1]?.name ?? null;
+      if (!(await this.repo.recordStep(this.store.db, row.id, this.owner, done, next))) {
+        log.warn('lost the lease; another worker continues this operation');
+        return;
+      }
+      await this.failpoints.hit(`${failpoint}:after`);
+    }
+    const result = handler.result ? await handler.result(ctx) : {};
+    await this.repo.finish(this.store.db, row.id, 'succeeded', result, null);
+    log.info('operation succeeded');
+  }
+
+  private async fail(ctx: StepContext, handler: OperationHandler, error: StowageError): Promise<void> {
+    await this.runWithRetry(() => handler.compensate(ctx, error), this.logger, 'compensate');
+    await this.repo.finish(this.store.db, ctx.operation.id, 'failed', null, error.toJSON());
+  }
+
+  private async runWithRetry(fn: () => Promise<void>, log: Logger, what: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await fn();
+        return;
+      } catch (err) {
+        const e = toOperationError(err);
+        if (!RETRYABLE.has(e.code) || attempt >= this.options.stepAttempts || this.abort.signal.aborted) throw e;
+        const delay = this.options.retryBaseMs * 2 ** (attempt - 1);
+        log.info({ step: what, attempt, delayMs: delay, code: e.code }, 'transient failure; retrying');
+        await sleep(delay);
+      }
+    }
+  }
+}
+
+/** Driver command failures become DRIVER_FAILED with the diagnosis; everything else keeps its code. */
+export function toOperationError(err: unknown): StowageError {
+  if (err instanceof CommandFailedError) {
+    return new StowageError(err.timedOut ? 'TIMEOUT' : 'DRIVER_FAILED', err.message, { command: err.command, exitCode: err.exitCode }, { cause: err });
+  }
+  return toStowageError(err);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

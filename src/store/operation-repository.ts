@@ -1,0 +1,137 @@
+import type { Operation } from '../core/models.js';
+import type { ErrorBody } from '../core/models.js';
+import type { OperationState } from '../core/states.js';
+import { nowIso, readJson, writeJson } from './json.js';
+import type { NewOperationRow, OperationRow } from './schema.js';
+import type { Executor } from './store.js';
+
+/** One finished step in an operation's journal. */
+export interface StepRecord {
+  name: string;
+  at: string;
+  note?: string;
+}
+
+/** Filters for operation lists (newest first). */
+export interface OperationQuery {
+  readonly tenantId: string;
+  readonly state?: OperationState;
+  readonly targetId?: string;
+  readonly limit: number;
+  /** created_at|id of the last item of the previous page. */
+  readonly cursor?: string;
+}
+
+/** The durable operation journal. */
+export class OperationRepository {
+  async insert(db: Executor, row: NewOperationRow): Promise<void> {
+    await db.insertInto('operations').values(row).execute();
+  }
+
+  async findById(db: Executor, id: string): Promise<OperationRow | undefined> {
+    return db.selectFrom('operations').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async findByIdempotencyKey(db: Executor, tenantId: string, key: string): Promise<OperationRow | undefined> {
+    return db.selectFrom('operations').selectAll().where('tenant_id', '=', tenantId).where('idempotency_key', '=', key).executeTakeFirst();
+  }
+
+  /** Unfinished operations on a target (a resource has at most one at a time). */
+  async findActiveForTarget(db: Executor, targetId: string): Promise<OperationRow | undefined> {
+    return db.selectFrom('operations').selectAll().where('target_id', '=', targetId).where('state', 'in', ['queued', 'running']).executeTakeFirst();
+  }
+
+  async list(db: Executor, q: OperationQuery): Promise<{ rows: OperationRow[]; nextCursor: string | null }> {
+    let query = db.selectFrom('operations').selectAll().where('tenant_id', '=', q.tenantId);
+    if (q.state) query = query.where('state', '=', q.state);
+    if (q.targetId) query = query.where('target_id', '=', q.targetId);
+    if (q.cursor) {
+      const [at = '', id = ''] = q.cursor.split('|');
+      query = query.where((eb) => eb.or([eb('created_at', '<', at), eb.and([eb('created_at', '=', at), eb('id', '<', id)])]));
+    }
+    const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit + 1).execute();
+    const page = rows.slice(0, q.limit);
+    const last = page.at(-1);
+    return { rows: page, nextCursor: rows.length > q.limit && last ? `${last.created_at}|${last.id}` : null };
+  }
+
+  /** Ids of operations a worker may run now: queued, or running with an expired lease. */
+  async listRunnable(db: Executor, nowAt: string, limit: number): Promise<string[]> {
+    const rows = await db.selectFrom('operations').select('id')
+      .where((eb) => eb.or([
+        eb('state', '=', 'queued'),
+        eb.and([eb('state', '=', 'running'), eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', nowAt)])]),
+      ]))
+      .orderBy('created_at').limit(limit).execute();
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Takes the lease on an operation if nobody holds a live one. A conditional UPDATE is atomic on
+   * both dialects, so two workers (or two replicas) can never both win.
+   */
+  async tryClaim(db: Executor, id: string, owner: string, nowAt: string, leaseUntil: string): Promise<boolean> {
+    const r = await db.updateTable('operations')
+      .set((eb) => ({ state: 'running', lease_owner: owner, lease_expires_at: leaseUntil, updated_at: nowAt, attempts: eb('attempts', '+', 1) }))
+      .where('id', '=', id)
+      .where((eb) => eb.or([
+        eb('state', '=', 'queued'),
+        eb.and([eb('state', '=', 'running'), eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', nowAt)])]),
+      ]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Extends the lease; false when another worker took it over (ours expired). */
+  async renewLease(db: Executor, id: string, owner: string, leaseUntil: string): Promise<boolean> {
+    const r = await db.updateTable('operations').set({ lease_expires_at: leaseUntil })
+      .where('id', '=', id).where('lease_owner', '=', owner).where('state', '=', 'running').executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Records a finished step (and the next current step) under our lease. */
+  async recordStep(db: Executor, id: string, owner: string, done: StepRecord[], next: string | null): Promise<boolean> {
+    const r = await db.updateTable('operations').set({ steps_done: writeJson(done), step: next, updated_at: nowIso() })
+      .where('id', '=', id).where('lease_owner', '=', owner).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async setProgress(db: Executor, id: string, progress: number): Promise<void> {
+    await db.updateTable('operations').set({ progress, updated_at: nowIso() }).where('id', '=', id).execute();
+  }
+
+  async setInput(db: Executor, id: string, input: Record<string, unknown>): Promise<void> {
+    await db.updateTable('operations').set({ input: writeJson(input), updated_at: nowIso() }).where('id', '=', id).execute();
+  }
+
+  async finish(db: Executor, id: string, state: 'succeeded' | 'failed', result: Record<string, unknown> | null, error: ErrorBody | null): Promise<void> {
+    const at = nowIso();
+    await db.updateTable('operations').set({
+      state, result: result ? writeJson(result) : null, error: error ? writeJson(error) : null,
+      lease_owner: null, lease_expires_at: null, updated_at: at, finished_at: at, step: null,
+      ...(state === 'succeeded' ? { progress: 1 } : {}),
+    }).where('id', '=', id).execute();
+  }
+}
+
+/** Maps a row to the API model. */
+export function toOperation(r: OperationRow): Operation {
+  return {
+    id: r.id,
+    kind: r.kind,
+    targetType: r.target_type,
+    targetId: r.target_id,
+    state: r.state as OperationState,
+    step: r.step,
+    stepsDone: readJson<StepRecord[]>(r.steps_done, []),
+    attempts: r.attempts,
+    progress: r.progress,
+    result: readJson<Record<string, unknown> | null>(r.result, null),
+    error: readJson<ErrorBody | null>(r.error, null),
+    actor: r.actor,
+    idempotencyKey: r.idempotency_key,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    finishedAt: r.finished_at,
+  };
+}

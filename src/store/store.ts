@@ -1,0 +1,94 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import pg from 'pg';
+import { StowageError } from '../core/errors.js';
+import { MIGRATIONS, type MigrationDialect } from './migrations/index.js';
+import type { Database } from './schema.js';
+
+/** A connection to SQL, either in or out of a transaction; repositories accept both. */
+export type Executor = Kysely<Database> | Transaction<Database>;
+
+/** An open store: the Kysely handle, its dialect, and lifecycle. */
+export interface Store {
+  readonly db: Kysely<Database>;
+  readonly dialect: MigrationDialect;
+  /** Runs `fn` in one transaction (serializable enough for our row locks; see repositories). */
+  transaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+// bigint columns hold bytes; every size we store is far below 2^53, so numbers are exact.
+pg.types.setTypeParser(20, (v) => Number(v));
+pg.types.setTypeParser(1700, (v) => Number(v));
+
+/**
+ * Opens the store named by `url`: `sqlite:///abs/path.db`, `sqlite:relative.db`, `sqlite::memory:`
+ * or `postgres://user@host:port/db`. Runs pending migrations before returning.
+ */
+export async function openStore(url: string): Promise<Store> {
+  const store = url.startsWith('postgres://') || url.startsWith('postgresql://') ? openPostgres(url) : openSqlite(url);
+  try {
+    await migrate(store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
+}
+
+function sqlitePath(url: string): string {
+  if (url === 'sqlite::memory:' || url === ':memory:') return ':memory:';
+  if (url.startsWith('sqlite://')) return url.slice('sqlite://'.length);
+  if (url.startsWith('sqlite:')) return url.slice('sqlite:'.length);
+  throw new StowageError('VALIDATION_FAILED', `unsupported database URL "${url}"; use sqlite:///path/to/file.db or postgres://user@host:port/db`, {});
+}
+
+function openSqlite(url: string): Store {
+  const path = sqlitePath(url);
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const raw = new SqliteDatabase(path);
+  raw.pragma('journal_mode = WAL');
+  raw.pragma('busy_timeout = 10000');
+  raw.pragma('foreign_keys = ON');
+  raw.pragma('synchronous = NORMAL');
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+  return {
+    db,
+    dialect: 'sqlite',
+    transaction: (fn) => db.transaction().execute(fn),
+    close: () => db.destroy(),
+  };
+}
+
+function openPostgres(url: string): Store {
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    db,
+    dialect: 'postgres',
+    transaction: (fn) => db.transaction().execute(fn),
+    close: () => db.destroy(),
+  };
+}
+
+const MIGRATION_LOCK_KEY = 0x5704a6e;
+
+/** Applies pending migrations in order; on PostgreSQL under an advisory lock so replicas don't race. */
+async function migrate(store: Store): Promise<void> {
+  const db = store.db as unknown as Kysely<{ schema_migrations: { id: string; applied_at: string } }>;
+  await db.schema.createTable('schema_migrations').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('applied_at', 'text', (c) => c.notNull())
+    .execute();
+  await db.transaction().execute(async (trx) => {
+    if (store.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`.execute(trx);
+    const done = new Set((await trx.selectFrom('schema_migrations').select('id').execute()).map((r) => r.id));
+    for (const m of MIGRATIONS) {
+      if (done.has(m.id)) continue;
+      await m.up(trx as unknown as Kysely<unknown>, store.dialect);
+      await trx.insertInto('schema_migrations').values({ id: m.id, applied_at: new Date().toISOString() }).execute();
+    }
+  });
+}

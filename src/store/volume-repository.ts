@@ -1,0 +1,84 @@
+import type { PageOf, PlacementSummary, Volume } from '../core/models.js';
+import type { VolumeFormat, VolumeState } from '../core/states.js';
+import type { DriverHandle } from '../drivers/sdk/types.js';
+import { readJson } from './json.js';
+import type { NewVolumeRow, VolumeRow } from './schema.js';
+import type { Executor } from './store.js';
+
+/** Filters for volume lists. */
+export interface VolumeQuery {
+  readonly tenantId: string;
+  readonly backendId?: string;
+  readonly state?: VolumeState;
+  readonly includeDeleted?: boolean;
+  readonly limit: number;
+  /** Name of the last item of the previous page. */
+  readonly cursor?: string;
+}
+
+/** Volumes. */
+export class VolumeRepository {
+  async insert(db: Executor, row: NewVolumeRow): Promise<void> {
+    await db.insertInto('volumes').values(row).execute();
+  }
+
+  async findById(db: Executor, id: string): Promise<VolumeRow | undefined> {
+    return db.selectFrom('volumes').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** The live (not deleted) volume with this name in the tenant. */
+  async findLiveByName(db: Executor, tenantId: string, name: string): Promise<VolumeRow | undefined> {
+    return db.selectFrom('volumes').selectAll()
+      .where('tenant_id', '=', tenantId).where('name', '=', name).where('state', '<>', 'deleted')
+      .executeTakeFirst();
+  }
+
+  async list(db: Executor, q: VolumeQuery): Promise<{ rows: VolumeRow[]; nextCursor: string | null }> {
+    let query = db.selectFrom('volumes').selectAll().where('tenant_id', '=', q.tenantId);
+    if (!q.includeDeleted) query = query.where('state', '<>', 'deleted');
+    if (q.backendId) query = query.where('backend_id', '=', q.backendId);
+    if (q.state) query = query.where('state', '=', q.state);
+    if (q.cursor) query = query.where('name', '>', q.cursor);
+    const rows = await query.orderBy('name').limit(q.limit + 1).execute();
+    const page = rows.slice(0, q.limit);
+    return { rows: page, nextCursor: rows.length > q.limit ? page.at(-1)?.name ?? null : null };
+  }
+
+  /** Volumes in the given states on a backend (for reconcilers). */
+  async listByBackend(db: Executor, backendId: string, states: readonly VolumeState[]): Promise<VolumeRow[]> {
+    return db.selectFrom('volumes').selectAll().where('backend_id', '=', backendId).where('state', 'in', [...states]).execute();
+  }
+
+  async listInStates(db: Executor, states: readonly VolumeState[]): Promise<VolumeRow[]> {
+    return db.selectFrom('volumes').selectAll().where('state', 'in', [...states]).execute();
+  }
+
+  async update(db: Executor, id: string, patch: Partial<Omit<NewVolumeRow, 'id'>>): Promise<void> {
+    await db.updateTable('volumes').set(patch).where('id', '=', id).execute();
+  }
+}
+
+/** Maps a row to the API model. */
+export function toVolume(r: VolumeRow, backendName: string | null): Volume {
+  return {
+    id: r.id,
+    name: r.name,
+    tenantId: r.tenant_id,
+    state: r.state as VolumeState,
+    stateReason: r.state_reason,
+    sizeBytes: Number(r.size_bytes),
+    format: r.format as VolumeFormat,
+    backendId: r.backend_id,
+    backendName,
+    placement: readJson<PlacementSummary | null>(r.placement, null),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** The driver handle stored with a volume (null until the driver created it). */
+export function volumeHandle(r: VolumeRow): DriverHandle | null {
+  return readJson<DriverHandle | null>(r.driver_handle, null);
+}
+
+export type { PageOf };

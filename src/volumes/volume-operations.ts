@@ -1,0 +1,202 @@
+import { StowageError, toStowageError } from '../core/errors.js';
+import type { PlacementSummary } from '../core/models.js';
+import { formatSize } from '../core/sizes.js';
+import type { DriverHandle } from '../drivers/sdk/types.js';
+import type { DriverCache } from '../backends/driver-cache.js';
+import type { OperationHandler, StepContext } from '../operations/handler.js';
+import { decide, type PlacementRequest } from '../placement/placement.js';
+import { BackendRepository } from '../store/backend-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso, readJson, writeJson } from '../store/json.js';
+import type { VolumeRow } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
+import { loadBackendViews, lockPlacement } from './placement-view.js';
+
+/** What the volume handlers need. */
+export interface VolumeOperationDeps {
+  readonly store: Store;
+  readonly drivers: DriverCache;
+  /** Backends tried for one create before it fails. */
+  readonly placementAttempts: number;
+}
+
+const volumes = new VolumeRepository();
+const backends = new BackendRepository();
+const events = new EventRepository();
+
+async function loadVolume(deps: VolumeOperationDeps, id: string): Promise<VolumeRow> {
+  const v = await volumes.findById(deps.store.db, id);
+  if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} vanished`, { volume: id });
+  return v;
+}
+
+async function driverFor(deps: VolumeOperationDeps, backendId: string | null) {
+  if (!backendId) throw new StowageError('INVALID_STATE', 'volume has no backend', {});
+  const b = await backends.findById(deps.store.db, backendId);
+  if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${backendId} no longer exists`, { backend: backendId });
+  return { driver: deps.drivers.get(b), backend: b };
+}
+
+/** The handle stored at create, or one derived from the id (drivers key everything on our ids). */
+function handleOf(v: VolumeRow): DriverHandle {
+  return volumeHandle(v) ?? { id: v.id, format: v.format };
+}
+
+async function transition(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, to: string, patch: Partial<VolumeRow>, message: string, action: string): Promise<void> {
+  await deps.store.transaction(async (trx) => {
+    await volumes.update(trx, v.id, { ...patch, state: to, updated_at: nowIso() });
+    await events.append(trx, {
+      tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action,
+      from: v.state, to, message, operationId: ctx.operation.id,
+    });
+  });
+}
+
+/** volume.create: provision on the placed backend (retrying elsewhere on driver failure), then activate. */
+export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler {
+  return {
+    kind: 'volume.create',
+    steps: [
+      {
+        name: 'provision',
+        run: async (ctx) => {
+          for (;;) {
+            const v = await loadVolume(deps, ctx.operation.target_id);
+            const { driver, backend } = await driverFor(deps, v.backend_id);
+            try {
+              const handle = await driver.createVolume({ id: v.id, name: v.name, sizeBytes: Number(v.size_bytes), format: v.format as 'raw' | 'qcow2' }, ctx.signal);
+              await volumes.update(deps.store.db, v.id, { driver_handle: writeJson(handle), updated_at: nowIso() });
+              ctx.note(`created on ${backend.name}`);
+              return;
+            } catch (err) {
+              const e = toStowageError(err);
+              if (ctx.input.pinned === true || e.code === 'INVALID_STATE') throw err;
+              await driver.deleteVolume(handleOf(v), ctx.signal).catch(() => undefined);
+              const moved = await replace(deps, ctx, v, backend.name, e.message);
+              if (!moved) throw err;
+            }
+          }
+        },
+      },
+      {
+        name: 'activate',
+        run: async (ctx) => {
+          const v = await loadVolume(deps, ctx.operation.target_id);
+          if (v.state === 'available') return;
+          await transition(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is available (${formatSize(Number(v.size_bytes))})`, 'created');
+        },
+      },
+    ],
+    compensate: async (ctx, error) => {
+      const v = await loadVolume(deps, ctx.operation.target_id);
+      if (v.state === 'error') return;
+      let cleanup = '';
+      if (v.backend_id) {
+        try {
+          const { driver } = await driverFor(deps, v.backend_id);
+          await driver.deleteVolume(handleOf(v), ctx.signal);
+        } catch (err) {
+          cleanup = `; partial data could not be removed yet (${toStowageError(err).message}), delete the volume to retry`;
+        }
+      }
+      await transition(deps, ctx, v, 'error', { state_reason: `create failed: ${error.message}${cleanup}` }, `volume ${v.name} failed to create: ${error.message}`, 'create-failed');
+    },
+    result: async (ctx) => ({ volumeId: ctx.operation.target_id }),
+  };
+}
+
+/** Records a failed attempt and moves the claim to the next backend; false when attempts are used up. */
+async function replace(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, failedBackend: string, reason: string): Promise<boolean> {
+  return deps.store.transaction(async (trx) => {
+    const summary = readJson<PlacementSummary | null>(v.placement, null);
+    const attempts = [...(summary?.attempts ?? []), { backend: failedBackend, ok: false, error: reason }];
+    const request = ctx.input.request as PlacementRequest;
+    const exclude = [...new Set([...(request.exclude), ...(ctx.input.excluded as string[] | undefined ?? []), v.backend_id ?? ''])];
+    if (attempts.length >= deps.placementAttempts) {
+      await volumes.update(trx, v.id, { placement: writeJson({ ...summary, attempts }), updated_at: nowIso() });
+      return false;
+    }
+    await lockPlacement(trx, deps.store.dialect);
+    const views = await loadBackendViews(trx, backends);
+    // The volume's own claim still sits on the failed backend; it is excluded anyway.
+    const decision = decide(views, { ...request, exclude });
+    if (!decision.winner) {
+      await volumes.update(trx, v.id, { placement: writeJson({ ...summary, attempts, reason: `${summary?.reason ?? ''}; retry found no other backend` }), updated_at: nowIso() });
+      return false;
+    }
+    await volumes.update(trx, v.id, {
+      backend_id: decision.winner.id, driver_handle: null, updated_at: nowIso(),
+      placement: writeJson({ ...decision.summary, pinned: false, attempts, reason: `${failedBackend} failed (${reason}); retried on ${decision.winner.name}: ${decision.summary.reason}` }),
+    });
+    await events.append(trx, {
+      tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'replace',
+      from: 'creating', to: 'creating', operationId: ctx.operation.id, message: `create on ${failedBackend} failed (${reason}); trying ${decision.winner.name}`,
+    });
+    await ctx.remember({ excluded: exclude });
+    return true;
+  });
+}
+
+/** volume.resize: grow on the backend, then mark available; on failure the old size comes back. */
+export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler {
+  return {
+    kind: 'volume.resize',
+    steps: [
+      {
+        name: 'grow',
+        run: async (ctx) => {
+          const v = await loadVolume(deps, ctx.operation.target_id);
+          const { driver } = await driverFor(deps, v.backend_id);
+          await driver.resizeVolume(handleOf(v), Number(ctx.input.sizeBytes), ctx.signal);
+        },
+      },
+      {
+        name: 'activate',
+        run: async (ctx) => {
+          const v = await loadVolume(deps, ctx.operation.target_id);
+          if (v.state === 'available') return;
+          await transition(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is now ${formatSize(Number(v.size_bytes))}`, 'resized');
+        },
+      },
+    ],
+    compensate: async (ctx, error) => {
+      const v = await loadVolume(deps, ctx.operation.target_id);
+      if (v.state !== 'resizing') return;
+      await transition(deps, ctx, v, 'available', { size_bytes: Number(ctx.input.previousSizeBytes), state_reason: `resize to ${formatSize(Number(ctx.input.sizeBytes))} failed: ${error.message}` }, `volume ${v.name} resize failed: ${error.message}`, 'resize-failed');
+    },
+    result: async (ctx) => ({ volumeId: ctx.operation.target_id, sizeBytes: ctx.input.sizeBytes }),
+  };
+}
+
+/** volume.delete: remove the data on the backend, then mark deleted (the row stays for history). */
+export function volumeDeleteHandler(deps: VolumeOperationDeps): OperationHandler {
+  return {
+    kind: 'volume.delete',
+    steps: [
+      {
+        name: 'destroy',
+        run: async (ctx) => {
+          const v = await loadVolume(deps, ctx.operation.target_id);
+          if (!v.backend_id) return;
+          const { driver } = await driverFor(deps, v.backend_id);
+          await driver.deleteVolume(handleOf(v), ctx.signal);
+        },
+      },
+      {
+        name: 'finalize',
+        run: async (ctx) => {
+          const v = await loadVolume(deps, ctx.operation.target_id);
+          if (v.state === 'deleted') return;
+          await transition(deps, ctx, v, 'deleted', { deleted_at: nowIso(), state_reason: null }, `volume ${v.name} deleted`, 'deleted');
+        },
+      },
+    ],
+    compensate: async (ctx, error) => {
+      const v = await loadVolume(deps, ctx.operation.target_id);
+      if (v.state !== 'deleting') return;
+      await transition(deps, ctx, v, 'error', { state_reason: `delete failed: ${error.message}; run \`stowage volume delete ${v.name}\` again once the backend is back` }, `volume ${v.name} delete failed: ${error.message}`, 'delete-failed');
+    },
+    result: async (ctx) => ({ volumeId: ctx.operation.target_id }),
+  };
+}

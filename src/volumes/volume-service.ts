@@ -1,0 +1,250 @@
+import { StowageError } from '../core/errors.js';
+import { DEFAULT_TENANT_ID, isId, newId } from '../core/ids.js';
+import type { Operation, PageOf, PlacementSummary, Volume } from '../core/models.js';
+import { assertValidName, assertValidTags } from '../core/names.js';
+import { assertValidSize, formatSize } from '../core/sizes.js';
+import type { VolumeFormat, VolumeState } from '../core/states.js';
+import type { OperationEngine } from '../operations/engine.js';
+import { decide, type PlacementDecision, type PlacementPolicy, type PlacementRequest } from '../placement/placement.js';
+import { usableBytes } from '../placement/capacity.js';
+import { BackendRepository } from '../store/backend-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso, writeJson } from '../store/json.js';
+import { OperationRepository, toOperation } from '../store/operation-repository.js';
+import type { VolumeRow } from '../store/schema.js';
+import type { Executor, Store } from '../store/store.js';
+import { VolumeRepository, toVolume } from '../store/volume-repository.js';
+import { loadBackendViews, lockPlacement } from './placement-view.js';
+
+/** A create request after API validation. */
+export interface CreateVolumeInput {
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly format?: VolumeFormat;
+  /** Backend name or id to pin the volume to. */
+  readonly backend?: string;
+  readonly requiredTags?: readonly string[];
+  readonly zone?: string;
+  readonly policy?: PlacementPolicy;
+}
+
+/** Who is asking, and the request's idempotency key if any. */
+export interface RequestContext {
+  readonly actor: string;
+  readonly tenantId: string;
+  readonly idempotencyKey?: string | undefined;
+}
+
+/** The submitted operation and the resource as it stands right after submission. */
+export interface Submitted<T> {
+  readonly operation: Operation;
+  readonly resource: T;
+}
+
+/** The rules of volumes: validation, placement at submit, and the operations that do the work. */
+export class VolumeService {
+  private readonly volumes = new VolumeRepository();
+  private readonly backends = new BackendRepository();
+  private readonly operations = new OperationRepository();
+  private readonly events = new EventRepository();
+
+  constructor(private readonly store: Store, private readonly engine: OperationEngine) {}
+
+  /** Finds a live volume by id or name, or throws VOLUME_NOT_FOUND. */
+  async resolve(ref: string, tenantId: string, db: Executor = this.store.db): Promise<VolumeRow> {
+    const row = isId('volume', ref) ? await this.volumes.findById(db, ref) : await this.volumes.findLiveByName(db, tenantId, ref);
+    if (!row || row.tenant_id !== tenantId || (row.state === 'deleted' && !isId('volume', ref))) {
+      throw new StowageError('VOLUME_NOT_FOUND', `volume "${ref}" does not exist; see \`stowage volume list\``, { volume: ref });
+    }
+    return row;
+  }
+
+  async get(ref: string, tenantId: string): Promise<Volume> {
+    return this.present(await this.resolve(ref, tenantId));
+  }
+
+  async list(q: { tenantId: string; backend?: string; state?: VolumeState; limit: number; cursor?: string }): Promise<PageOf<Volume>> {
+    const backendId = q.backend ? (await this.resolveBackendId(q.backend)) : undefined;
+    const { rows, nextCursor } = await this.volumes.list(this.store.db, {
+      tenantId: q.tenantId, limit: q.limit,
+      ...(backendId ? { backendId } : {}), ...(q.state ? { state: q.state } : {}), ...(q.cursor ? { cursor: q.cursor } : {}),
+    });
+    const names = new Map((await this.backends.listAll(this.store.db)).map((b) => [b.id, b.name]));
+    return { items: rows.map((r) => toVolume(r, r.backend_id ? names.get(r.backend_id) ?? null : null)), nextCursor };
+  }
+
+  /** What placement would decide for this request right now, changing nothing. */
+  async dryRun(input: CreateVolumeInput): Promise<PlacementDecision> {
+    validateCreate(input);
+    const views = await loadBackendViews(this.store.db);
+    const pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
+    return decide(pinned ? views.filter((v) => v.id === pinned) : views, placementRequest(input, []));
+  }
+
+  /**
+   * Validates, places, and records the volume (`creating`, with its backend as the capacity claim)
+   * and its create operation in one transaction. Unplaceable requests fail with NO_VALID_BACKEND and
+   * leave nothing behind.
+   */
+  async create(input: CreateVolumeInput, ctx: RequestContext): Promise<Submitted<Volume>> {
+    validateCreate(input);
+    const pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
+    const existing = await this.idempotent(ctx, 'volume.create');
+    if (existing) return existing;
+    const id = newId('volume');
+    const op = await this.store.transaction(async (trx) => {
+      if (await this.volumes.findLiveByName(trx, ctx.tenantId, input.name)) {
+        throw new StowageError('NAME_TAKEN', `a volume named "${input.name}" already exists`, { name: input.name });
+      }
+      await lockPlacement(trx, this.store.dialect);
+      const views = await loadBackendViews(trx, this.backends);
+      const decision = decide(pinned ? views.filter((v) => v.id === pinned) : views, placementRequest(input, []));
+      if (!decision.winner) {
+        throw new StowageError('NO_VALID_BACKEND', `cannot place ${formatSize(input.sizeBytes)} volume "${input.name}": ${decision.summary.reason}`, {
+          rejected: decision.summary.rejected,
+          verdicts: decision.verdicts.map((v) => ({ backend: v.backend, filter: v.filter, reason: v.reason })),
+        });
+      }
+      const summary: PlacementSummary = { ...decision.summary, pinned: pinned !== null };
+      const at = nowIso();
+      await this.volumes.insert(trx, {
+        id, tenant_id: ctx.tenantId, name: input.name, backend_id: decision.winner.id, state: 'creating', state_reason: null,
+        size_bytes: input.sizeBytes, format: input.format ?? 'raw', driver_handle: null, placement: writeJson(summary),
+        created_at: at, updated_at: at, deleted_at: null,
+      });
+      const row = await this.engine.enqueue(trx, {
+        kind: 'volume.create', tenantId: ctx.tenantId, targetType: 'volume', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
+        input: { name: input.name, sizeBytes: input.sizeBytes, format: input.format ?? 'raw', request: placementRequest(input, []), pinned: pinned !== null },
+      });
+      await this.events.append(trx, {
+        tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: id, resourceName: input.name, action: 'create',
+        from: null, to: 'creating', operationId: row.id,
+        message: `volume ${input.name} (${formatSize(input.sizeBytes)}) placed on ${decision.winner.name}: ${summary.reason}`,
+      });
+      return row;
+    });
+    this.engine.wake();
+    return { operation: toOperation(op), resource: await this.get(id, ctx.tenantId) };
+  }
+
+  /** Grows a volume; the extra size is claimed on its backend at once, and given back if the grow fails. */
+  async resize(ref: string, sizeBytes: number, ctx: RequestContext): Promise<Submitted<Volume>> {
+    assertValidSize(sizeBytes);
+    const existing = await this.idempotent(ctx, 'volume.resize');
+    if (existing) return existing;
+    const vol = await this.resolve(ref, ctx.tenantId);
+    const op = await this.store.transaction(async (trx) => {
+      const v = await this.lockVolume(trx, vol.id, ['available'], 'resize');
+      const current = Number(v.size_bytes);
+      if (sizeBytes < current) {
+        throw new StowageError('SHRINK_NOT_SUPPORTED', `volume ${v.name} is ${formatSize(current)}; shrinking to ${formatSize(sizeBytes)} would destroy data and is not supported`, { sizeBytes: current, requested: sizeBytes });
+      }
+      if (sizeBytes === current) {
+        throw new StowageError('INVALID_STATE', `volume ${v.name} is already ${formatSize(current)}`, { sizeBytes: current });
+      }
+      if (!v.backend_id) throw new StowageError('INVALID_STATE', `volume ${v.name} has no backend`, {});
+      await lockPlacement(trx, this.store.dialect);
+      const view = (await loadBackendViews(trx, this.backends)).find((b) => b.id === v.backend_id);
+      const delta = sizeBytes - current;
+      if (!view || usableBytes(view) < delta) {
+        throw new StowageError('NO_VALID_BACKEND', `backend ${view?.name ?? '?'} has ${formatSize(Math.max(0, view ? usableBytes(view) : 0))} usable; growing ${v.name} needs ${formatSize(delta)} more`, { needBytes: delta });
+      }
+      await this.volumes.update(trx, v.id, { state: 'resizing', size_bytes: sizeBytes, state_reason: null, updated_at: nowIso() });
+      const row = await this.engine.enqueue(trx, {
+        kind: 'volume.resize', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
+        input: { sizeBytes, previousSizeBytes: current },
+      });
+      await this.events.append(trx, {
+        tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'resize',
+        from: 'available', to: 'resizing', operationId: row.id, message: `volume ${v.name} growing from ${formatSize(current)} to ${formatSize(sizeBytes)}`,
+      });
+      return row;
+    });
+    this.engine.wake();
+    return { operation: toOperation(op), resource: await this.get(vol.id, ctx.tenantId) };
+  }
+
+  /** Deletes a volume (available or error); the data is removed by the operation. */
+  async delete(ref: string, ctx: RequestContext): Promise<Submitted<Volume>> {
+    const existing = await this.idempotent(ctx, 'volume.delete');
+    if (existing) return existing;
+    const vol = await this.resolve(ref, ctx.tenantId);
+    const op = await this.store.transaction(async (trx) => {
+      const v = await this.lockVolume(trx, vol.id, ['available', 'error'], 'delete');
+      await this.volumes.update(trx, v.id, { state: 'deleting', state_reason: null, updated_at: nowIso() });
+      const row = await this.engine.enqueue(trx, {
+        kind: 'volume.delete', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
+        input: { previousState: v.state },
+      });
+      await this.events.append(trx, {
+        tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'delete',
+        from: v.state, to: 'deleting', operationId: row.id, message: `volume ${v.name} deleting`,
+      });
+      return row;
+    });
+    this.engine.wake();
+    return { operation: toOperation(op), resource: await this.get(vol.id, ctx.tenantId) };
+  }
+
+  /** Maps a row to the API model with its backend's name. */
+  async present(row: VolumeRow): Promise<Volume> {
+    const b = row.backend_id ? await this.backends.findById(this.store.db, row.backend_id) : undefined;
+    return toVolume(row, b?.name ?? null);
+  }
+
+  private async lockVolume(trx: Executor, id: string, allowed: readonly VolumeState[], verb: string): Promise<VolumeRow> {
+    const v = await this.volumes.findById(trx, id);
+    if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} does not exist`, { volume: id });
+    const active = await this.operations.findActiveForTarget(trx, id);
+    if (active) {
+      throw new StowageError('INVALID_STATE', `volume ${v.name} is busy with operation ${active.id} (${active.kind}); wait for it with \`stowage operation wait ${active.id}\``, { operationId: active.id, state: v.state });
+    }
+    if (!allowed.includes(v.state as VolumeState)) {
+      throw new StowageError('INVALID_STATE', `cannot ${verb} volume ${v.name} while it is ${v.state}`, { state: v.state, allowed });
+    }
+    return v;
+  }
+
+  private async resolveBackendId(ref: string): Promise<string> {
+    const row = isId('backend', ref) ? await this.backends.findById(this.store.db, ref) : await this.backends.findByName(this.store.db, ref);
+    if (!row) throw new StowageError('BACKEND_NOT_FOUND', `backend "${ref}" does not exist; see \`stowage backend list\``, { backend: ref });
+    return row.id;
+  }
+
+  /** A repeated request with the same Idempotency-Key gets the first one's operation back. */
+  private async idempotent(ctx: RequestContext, kind: string): Promise<Submitted<Volume> | null> {
+    if (!ctx.idempotencyKey) return null;
+    const op = await this.operations.findByIdempotencyKey(this.store.db, ctx.tenantId, ctx.idempotencyKey);
+    if (!op) return null;
+    if (op.kind !== kind) {
+      throw new StowageError('IDEMPOTENCY_CONFLICT', `Idempotency-Key "${ctx.idempotencyKey}" was already used for a ${op.kind} request`, { operationId: op.id });
+    }
+    const v = await this.volumes.findById(this.store.db, op.target_id);
+    if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${op.target_id} does not exist`, {});
+    return { operation: toOperation(op), resource: await this.present(v) };
+  }
+}
+
+function validateCreate(input: CreateVolumeInput): void {
+  assertValidName(input.name, 'volume name');
+  assertValidSize(input.sizeBytes);
+  assertValidTags(input.requiredTags ?? []);
+  if (input.zone) assertValidName(input.zone, 'zone');
+}
+
+/** The placement request for a create (exclusions grow as backends fail). */
+export function placementRequest(input: CreateVolumeInput, exclude: readonly string[]): PlacementRequest {
+  return {
+    sizeBytes: input.sizeBytes,
+    kind: 'block',
+    requiredTags: input.requiredTags ?? [],
+    forbiddenTags: [],
+    requiredCapabilities: input.format === 'qcow2' ? ['format.qcow2'] : [],
+    zone: input.zone ?? null,
+    policy: input.policy ?? 'cheapest',
+    className: null,
+    exclude,
+  };
+}
+
+export { DEFAULT_TENANT_ID };
