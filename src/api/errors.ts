@@ -19,7 +19,7 @@ export function errorHandler(err: FastifyError | StowageError | Error, req: Fast
     e = err;
   } else if ('validation' in err && err.validation) {
     const first = err.validation[0];
-    const where = first ? `${(err as FastifyError).validationContext ?? 'request'}${first.instancePath || ''}` : 'request';
+    const where = first ? `${err.validationContext ?? 'request'}${first.instancePath || ''}` : 'request';
     e = new StowageError('VALIDATION_FAILED', `invalid ${where}: ${first?.message ?? err.message}`, {
       errors: err.validation.map((v) => ({ path: v.instancePath, message: v.message, params: v.params })),
     });
@@ -40,7 +40,7 @@ export function errorResponses(...codes: ErrorCode[]): Record<number, TSchema> {
   const out: Record<number, TSchema> = {};
   for (const c of ['VALIDATION_FAILED', 'UNAUTHORIZED', ...codes] as ErrorCode[]) {
     const status = ERROR_CODES[c];
-    out[status] = Type.Ref(ErrorBodySchema);
+    out[status] = Type.Ref(ErrorBodySchema.$id ?? 'Error');
   }
   return out;
 }

@@ -33,6 +33,6 @@ export class DriverCache {
   async closeAll(): Promise<void> {
     const all = [...this.drivers.values()];
     this.drivers.clear();
-    await Promise.allSettled(all.map((d) => d.driver.close?.()));
+    await Promise.allSettled(all.map(async (d) => { await d.driver.close?.(); }));
   }
 }

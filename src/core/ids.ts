@@ -26,10 +26,10 @@ export type OperationId = Brand<'OperationId'>;
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 
 /** A new random id with the resource's prefix (100 bits of entropy). */
-export function newId<K extends IdKind>(kind: K): string {
+export function newId(kind: IdKind): string {
   const bytes = randomBytes(20);
   let out = '';
-  for (const b of bytes) out += ALPHABET[b & 31];
+  for (const b of bytes) out += ALPHABET.charAt(b & 31);
   return `${ID_PREFIXES[kind]}-${out}`;
 }
 

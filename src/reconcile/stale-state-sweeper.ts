@@ -20,8 +20,8 @@ export class StaleStateSweeper {
   async sweep(): Promise<number> {
     const orphans = await this.store.db.selectFrom('volumes').select(['id', 'name', 'state', 'tenant_id'])
       .where('state', 'in', [...TRANSITIONAL])
-      .where(({ not, exists, selectFrom }) => not(exists(
-        selectFrom('operations').select('operations.id')
+      .where((eb) => eb.not(eb.exists(
+        eb.selectFrom('operations').select('operations.id')
           .whereRef('operations.target_id', '=', 'volumes.id').where('operations.state', 'in', ['queued', 'running']),
       )))
       .execute();

@@ -20,8 +20,8 @@ export interface Store {
 }
 
 // bigint columns hold bytes; every size we store is far below 2^53, so numbers are exact.
-pg.types.setTypeParser(20, (v) => Number(v));
-pg.types.setTypeParser(1700, (v) => Number(v));
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => Number(v));
 
 /**
  * Opens the store named by `url`: `sqlite:///abs/path.db`, `sqlite:relative.db`, `sqlite::memory:`
