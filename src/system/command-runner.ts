@@ -84,7 +84,17 @@ export class SpawnCommandRunner implements CommandRunner {
         env: { ...process.env, ...env, LC_ALL: 'C' },
         stdio: ['pipe', 'pipe', 'pipe'],
         shell: false,
+        // Own process group, so a timeout or cancel also kills whatever the command started.
+        detached: true,
       });
+      const killGroup = (): void => {
+        try {
+          if (child.pid === undefined) child.kill('SIGKILL');
+          else process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
+      };
       let stdout = '';
       let stderr = '';
       let timedOut = false;
@@ -92,8 +102,8 @@ export class SpawnCommandRunner implements CommandRunner {
       const append = (cur: string, chunk: string): string => (cur.length < OUTPUT_CAP_BYTES ? cur + chunk : cur);
       child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout = append(stdout, c); onOutput?.(c, 'stdout'); });
       child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr = append(stderr, c); onOutput?.(c, 'stderr'); });
-      const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
-      const onAbort = (): void => { cancelled = true; child.kill('SIGKILL'); };
+      const timer = setTimeout(() => { timedOut = true; killGroup(); }, timeoutMs);
+      const onAbort = (): void => { cancelled = true; killGroup(); };
       signal?.addEventListener('abort', onAbort, { once: true });
       child.on('error', (err) => {
         clearTimeout(timer);

@@ -1,0 +1,93 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { SpawnCommandRunner } from '../../system/command-runner.js';
+import { parseQemuImgInfo, QemuImg } from './qemu-img.js';
+
+// Captured from qemu-img 7.2.22 (Debian 12): `qemu-img info -U -f qcow2 --output=json <overlay>`.
+const OVERLAY_INFO = `{
+    "backing-filename-format": "qcow2",
+    "virtual-size": 1073741824,
+    "filename": "vol-bbbbbbbbbbbbbbbbbbbb.qcow2",
+    "cluster-size": 65536,
+    "format": "qcow2",
+    "actual-size": 200704,
+    "format-specific": {
+        "type": "qcow2",
+        "data": {
+            "compat": "1.1",
+            "compression-type": "zlib",
+            "lazy-refcounts": false,
+            "refcount-bits": 16,
+            "corrupt": false,
+            "extended-l2": false
+        }
+    },
+    "full-backing-filename": "snap-aaaaaaaaaaaaaaaaaaaa.qcow2",
+    "backing-filename": "snap-aaaaaaaaaaaaaaaaaaaa.qcow2",
+    "dirty-flag": false
+}
+`;
+
+// Captured: `qemu-img info -f raw --output=json r.raw` on a 1 MiB sparse file.
+const RAW_INFO = `{
+    "virtual-size": 1048576,
+    "filename": "r.raw",
+    "format": "raw",
+    "actual-size": 0,
+    "dirty-flag": false
+}
+`;
+
+describe('parseQemuImgInfo', () => {
+  it('reads size, format and backing file of a qcow2 overlay', () => {
+    expect(parseQemuImgInfo(OVERLAY_INFO)).toEqual({
+      format: 'qcow2',
+      virtualSizeBytes: 1073741824,
+      actualSizeBytes: 200704,
+      backingFile: 'snap-aaaaaaaaaaaaaaaaaaaa.qcow2',
+      backingFormat: 'qcow2',
+    });
+  });
+
+  it('reads a raw image without a backing file', () => {
+    expect(parseQemuImgInfo(RAW_INFO)).toEqual({ format: 'raw', virtualSizeBytes: 1048576, actualSizeBytes: 0 });
+  });
+
+  it('rejects output that is not an image description', () => {
+    for (const bad of ['', 'qemu-img: Could not open', '[]', 'null', '{"format":"raw"}', '{"format":"raw","virtual-size":-1}', '{"format":1,"virtual-size":1}']) {
+      expect(() => parseQemuImgInfo(bad), bad).toThrow(expect.objectContaining({ code: 'DRIVER_FAILED' }) as Error);
+    }
+  });
+
+  it('never throws anything but a StowageError on arbitrary input', () => {
+    fc.assert(fc.property(fc.oneof(fc.string(), fc.json()), (text) => {
+      try {
+        const info = parseQemuImgInfo(text);
+        expect(Number.isSafeInteger(info.virtualSizeBytes)).toBe(true);
+      } catch (err) {
+        expect(err).toMatchObject({ code: 'DRIVER_FAILED' });
+      }
+    }));
+  });
+
+  it('matches what the installed qemu-img prints for a fresh overlay', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'stowage-qemu-img-'));
+    try {
+      const q = new QemuImg(new SpawnCommandRunner());
+      const signal = new AbortController().signal;
+      expect(await q.available(signal)).toBe(true);
+      await q.createQcow2(join(dir, 'snap-aaaaaaaaaaaaaaaaaaaa.qcow2'), 2 * 1024 * 1024, undefined, signal);
+      await q.createQcow2(join(dir, 'vol-bbbbbbbbbbbbbbbbbbbb.qcow2'), undefined, { file: 'snap-aaaaaaaaaaaaaaaaaaaa.qcow2', format: 'qcow2' }, signal);
+      const info = await q.info(join(dir, 'vol-bbbbbbbbbbbbbbbbbbbb.qcow2'), 'qcow2', signal);
+      expect(info).toMatchObject({ format: 'qcow2', virtualSizeBytes: 2 * 1024 * 1024, backingFile: 'snap-aaaaaaaaaaaaaaaaaaaa.qcow2', backingFormat: 'qcow2' });
+      await q.rebase(join(dir, 'vol-bbbbbbbbbbbbbbbbbbbb.qcow2'), undefined, signal);
+      expect((await q.info(join(dir, 'vol-bbbbbbbbbbbbbbbbbbbb.qcow2'), 'qcow2', signal)).backingFile).toBeUndefined();
+      await expect(q.info('relative.qcow2', 'qcow2', signal)).rejects.toMatchObject({ code: 'INTERNAL' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

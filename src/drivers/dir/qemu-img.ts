@@ -1,0 +1,116 @@
+import { StowageError } from '../../core/errors.js';
+import type { VolumeFormat } from '../../core/states.js';
+import type { CommandRunner } from '../../system/command-runner.js';
+
+/** The facts the driver needs from `qemu-img info --output=json`. */
+export interface QemuImgInfo {
+  readonly format: string;
+  readonly virtualSizeBytes: number;
+  readonly actualSizeBytes?: number;
+  /** The backing file exactly as recorded in the image (relative names are relative to the image). */
+  readonly backingFile?: string;
+  readonly backingFormat?: string;
+}
+
+function field(obj: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(obj, key) ? obj[key] : undefined;
+}
+
+/**
+ * Parses the JSON printed by `qemu-img info --output=json <file>` (one image, no --backing-chain).
+ * Throws DRIVER_FAILED when the text is not such an object.
+ */
+export function parseQemuImgInfo(text: string): QemuImgInfo {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new StowageError('DRIVER_FAILED', `qemu-img info printed something that is not JSON: ${text.slice(0, 200)}`, {}, { cause: err });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new StowageError('DRIVER_FAILED', 'qemu-img info did not print a JSON object', {});
+  }
+  const obj = parsed as Record<string, unknown>;
+  const format = field(obj, 'format');
+  const virtualSize = field(obj, 'virtual-size');
+  if (typeof format !== 'string' || typeof virtualSize !== 'number' || !Number.isSafeInteger(virtualSize) || virtualSize < 0) {
+    throw new StowageError('DRIVER_FAILED', 'qemu-img info output lacks "format" or "virtual-size"', {});
+  }
+  const actual = field(obj, 'actual-size');
+  const backing = field(obj, 'backing-filename');
+  const backingFormat = field(obj, 'backing-filename-format');
+  return {
+    format,
+    virtualSizeBytes: virtualSize,
+    ...(typeof actual === 'number' ? { actualSizeBytes: actual } : {}),
+    ...(typeof backing === 'string' && backing !== '' ? { backingFile: backing } : {}),
+    ...(typeof backingFormat === 'string' ? { backingFormat } : {}),
+  };
+}
+
+/** Timeout for metadata-only qemu-img commands (info, create, resize). */
+export const QEMU_IMG_META_TIMEOUT_MS = 60_000;
+
+/** Timeout for qemu-img commands that copy data (convert, rebase): long, cancellation is by signal. */
+export const QEMU_IMG_COPY_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Thin typed wrapper over the qemu-img commands the dir driver uses. Paths must be absolute (so
+ * qemu never reads a `proto:` prefix from them) and every call names the format (no probing).
+ */
+export class QemuImg {
+  constructor(private readonly runner: CommandRunner) {}
+
+  /** True when `qemu-img --version` runs. */
+  async available(signal: AbortSignal): Promise<boolean> {
+    try {
+      await this.runner.run('qemu-img', ['--version'], { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Reads image facts. `shareLocks` (-U) lets it read an image another process holds open; without it
+   * the call fails on such an image, which doubles as an in-use check.
+   */
+  async info(file: string, format: VolumeFormat, signal: AbortSignal, shareLocks = true): Promise<QemuImgInfo> {
+    const args = ['info', ...(shareLocks ? ['-U'] : []), '-f', format, '--output=json', assertAbsolute(file)];
+    const { stdout } = await this.runner.run('qemu-img', args, { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal });
+    return parseQemuImgInfo(stdout);
+  }
+
+  /** Creates a qcow2 image, optionally as an overlay on `backing` (a file name relative to `file`). */
+  async createQcow2(file: string, sizeBytes: number | undefined, backing: { file: string; format: VolumeFormat } | undefined, signal: AbortSignal): Promise<void> {
+    const args = ['create', '-q', '-f', 'qcow2'];
+    if (backing) args.push('-b', backing.file, '-F', backing.format);
+    args.push(assertAbsolute(file));
+    if (sizeBytes !== undefined) args.push(String(sizeBytes));
+    await this.runner.run('qemu-img', args, { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal });
+  }
+
+  /** Grows an image's virtual size to `sizeBytes`. */
+  async resize(file: string, format: VolumeFormat, sizeBytes: number, signal: AbortSignal): Promise<void> {
+    await this.runner.run('qemu-img', ['resize', '-q', '-f', format, assertAbsolute(file), String(sizeBytes)], { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal });
+  }
+
+  /** Full, sparse copy of `src` (following its backing chain) into a new image `dst`. */
+  async convert(src: string, srcFormat: VolumeFormat, dst: string, dstFormat: VolumeFormat, signal: AbortSignal): Promise<void> {
+    await this.runner.run('qemu-img', ['convert', '-q', '-f', srcFormat, '-O', dstFormat, assertAbsolute(src), assertAbsolute(dst)], { timeoutMs: QEMU_IMG_COPY_TIMEOUT_MS, signal });
+  }
+
+  /**
+   * Safe rebase of a qcow2 image onto `backing` (or onto nothing): copies whatever differs so the
+   * image's visible content is unchanged. `backing.file` is relative to the image.
+   */
+  async rebase(file: string, backing: { file: string; format: VolumeFormat } | undefined, signal: AbortSignal): Promise<void> {
+    const args = ['rebase', '-q', '-f', 'qcow2', ...(backing ? ['-b', backing.file, '-F', backing.format] : ['-b', '']), assertAbsolute(file)];
+    await this.runner.run('qemu-img', args, { timeoutMs: QEMU_IMG_COPY_TIMEOUT_MS, signal });
+  }
+}
+
+function assertAbsolute(file: string): string {
+  if (!file.startsWith('/')) throw new StowageError('INTERNAL', `qemu-img wrapper needs an absolute path, got ${JSON.stringify(file)}`, { file });
+  return file;
+}
