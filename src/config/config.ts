@@ -23,6 +23,7 @@ export const ConfigSchema = Type.Object({
   placementAttempts: Type.Integer({ default: 3, minimum: 1, description: 'backends tried for one create before it fails' }),
   defaultBackend: Type.Boolean({ default: true, description: 'create the `local` dir backend under dataDir on first start' }),
   cliConfigPath: Type.String({ default: '', description: 'where the first start writes the admin token for the CLI; empty = ~/.config/stowage/config.json' }),
+  secretKeyFile: Type.String({ default: '', description: 'key that encrypts secrets at rest (CHAP, credentials); empty = <dataDir>/secret.key; replicas sharing a database must share it' }),
   failpoints: Type.String({ default: '', description: 'test-only crash points, e.g. volume.create/provision:after=kill' }),
 });
 
@@ -44,6 +45,7 @@ const ENV_KEYS: Readonly<Record<string, keyof Config>> = {
   STOWAGE_DEFAULT_BACKEND: 'defaultBackend',
   STOWAGE_CLI_CONFIG: 'cliConfigPath',
   STOWAGE_FAILPOINTS: 'failpoints',
+  STOWAGE_SECRET_KEY_FILE: 'secretKeyFile',
 };
 
 /**
@@ -72,6 +74,7 @@ export function loadConfig(file: string | undefined, env: Readonly<Record<string
   }
   const cfg = Value.Clean(ConfigSchema, converted) as Static<typeof ConfigSchema>;
   cfg.dataDir = resolve(cfg.dataDir);
+  if (!cfg.secretKeyFile) cfg.secretKeyFile = join(cfg.dataDir, 'secret.key');
   if (!cfg.databaseUrl) cfg.databaseUrl = `sqlite://${join(cfg.dataDir, 'stowage.db')}`;
   if (!cfg.cliConfigPath) cfg.cliConfigPath = join(env.XDG_CONFIG_HOME ?? join(env.HOME ?? homedir(), '.config'), 'stowage', 'config.json');
   return Object.freeze(cfg);

@@ -126,3 +126,67 @@ export type StowageEvent = Static<typeof EventSchema>;
 /** A page of results with the cursor for the next page (null at the end). */
 export const Page = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
 export type PageOf<T> = { items: T[]; nextCursor: string | null };
+
+export const HOST_STATES = ['up', 'down', 'fenced', 'maintenance', 'unknown'] as const;
+
+export const HostSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  initiatorName: Nullable(Type.String()),
+  addresses: Type.Array(Type.String()),
+  zone: Type.String(),
+  state: literals(HOST_STATES),
+  connectors: Type.Array(Type.String()),
+  instances: Type.Array(Type.String()),
+  agentHeartbeatAt: Nullable(Type.String()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export type Host = Static<typeof HostSchema>;
+
+export const GRANT_STATES = ['granting', 'active', 'revoking', 'revoked', 'error'] as const;
+
+/** How a host reaches a volume. `chapSecret` appears only in the answer to the grant itself and the connection endpoint. */
+export const ConnectionInfoSchema = Type.Object({
+  protocol: literals(['iscsi', 'file', 'nfs'] as const),
+  portal: Type.Optional(Type.String()),
+  iqn: Type.Optional(Type.String()),
+  lun: Type.Optional(Type.Integer()),
+  path: Type.Optional(Type.String()),
+  chapUser: Type.Optional(Type.String()),
+  chapSecret: Type.Optional(Type.String()),
+  mode: literals(['rw', 'ro'] as const),
+});
+export type ConnectionInfoModel = Static<typeof ConnectionInfoSchema>;
+
+export const GrantSchema = Type.Object({
+  id: Type.String(),
+  volumeId: Type.String(),
+  volumeName: Type.String(),
+  hostId: Type.String(),
+  hostName: Type.String(),
+  mode: literals(['rw', 'ro'] as const),
+  state: literals(GRANT_STATES),
+  stateReason: Nullable(Type.String()),
+  connection: Nullable(ConnectionInfoSchema),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export type Grant = Static<typeof GrantSchema>;
+
+export const SNAPSHOT_STATES = ['creating', 'available', 'deleting', 'deleted', 'error'] as const;
+
+export const SnapshotSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  volumeId: Type.String(),
+  volumeName: Nullable(Type.String()),
+  backendId: Type.String(),
+  state: literals(SNAPSHOT_STATES),
+  stateReason: Nullable(Type.String()),
+  sizeBytes: Bytes,
+  method: Nullable(Type.String({ description: 'how the backend made it: btrfs-snapshot, reflink, qcow2-backing, copy' })),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export type Snapshot = Static<typeof SnapshotSchema>;

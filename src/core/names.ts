@@ -22,3 +22,14 @@ export function assertValidName(name: string, what = 'name'): void {
 export function assertValidTags(tags: readonly string[]): void {
   for (const t of tags) assertValidName(t, 'tag');
 }
+
+/** iSCSI initiator names: `iqn.YYYY-MM.reversed.domain[:anything]`, `eui.<16 hex>` or `naa.<16|32 hex>`. */
+export const INITIATOR_NAME_PATTERN = '^(iqn\\.[0-9]{4}-[0-9]{2}\\.[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[A-Za-z0-9.:_-]{1,200})?|eui\\.[0-9A-Fa-f]{16}|naa\\.([0-9A-Fa-f]{16}|[0-9A-Fa-f]{32}))$';
+const INITIATOR_RE = new RegExp(INITIATOR_NAME_PATTERN);
+
+/** Throws VALIDATION_FAILED unless `name` is a well-formed iSCSI initiator name. */
+export function assertValidInitiatorName(name: string): void {
+  if (!INITIATOR_RE.test(name)) {
+    throw new StowageError('VALIDATION_FAILED', `initiator name ${JSON.stringify(name)} is not valid; use e.g. iqn.2024-01.com.example:host-a`, { initiatorName: name });
+  }
+}

@@ -1,5 +1,5 @@
 /** Volume lifecycle. Transitional states (creating, resizing, deleting) always have a resume path. */
-export const VOLUME_STATES = ['creating', 'available', 'resizing', 'deleting', 'deleted', 'error'] as const;
+export const VOLUME_STATES = ['creating', 'available', 'resizing', 'reverting', 'deleting', 'deleted', 'error'] as const;
 export type VolumeState = (typeof VOLUME_STATES)[number];
 
 /** Which volume states are transitional (owned by a running operation). */
@@ -7,6 +7,7 @@ export const VOLUME_STATE_IS_TRANSITIONAL = {
   creating: true,
   available: false,
   resizing: true,
+  reverting: true,
   deleting: true,
   deleted: false,
   error: false,

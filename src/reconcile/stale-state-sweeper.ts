@@ -3,7 +3,7 @@ import { EventRepository } from '../store/event-repository.js';
 import { nowIso } from '../store/json.js';
 import type { Store } from '../store/store.js';
 
-const TRANSITIONAL = ['creating', 'resizing', 'deleting'] as const;
+const TRANSITIONAL = ['creating', 'resizing', 'reverting', 'deleting'] as const;
 
 /**
  * Safety net for the rule "no resource stays in a transitional state": a volume in creating,

@@ -1,0 +1,132 @@
+import { StowageError } from '../core/errors.js';
+import type { ConnectionInfoModel } from '../core/models.js';
+import type { AccessMode, BlockDriver, DriverHandle } from '../drivers/sdk/types.js';
+import type { DriverCache } from '../backends/driver-cache.js';
+import { hostIdentity } from '../hosts/host-service.js';
+import type { OperationHandler, StepContext } from '../operations/handler.js';
+import { GrantRepository, HostRepository } from '../store/access-repository.js';
+import { BackendRepository } from '../store/backend-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso, writeJson } from '../store/json.js';
+import type { GrantRow, HostRow, VolumeRow } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
+import type { SecretBox } from '../system/secret-box.js';
+
+/** What the grant handlers need. */
+export interface AccessOperationDeps {
+  readonly store: Store;
+  readonly drivers: DriverCache;
+  readonly secrets: SecretBox;
+}
+
+const grants = new GrantRepository();
+const hosts = new HostRepository();
+const volumes = new VolumeRepository();
+const backends = new BackendRepository();
+const events = new EventRepository();
+
+interface GrantParts { grant: GrantRow; host: HostRow; volume: VolumeRow; driver: BlockDriver; handle: DriverHandle }
+
+async function load(deps: AccessOperationDeps, grantId: string): Promise<GrantParts> {
+  const grant = await grants.findById(deps.store.db, grantId);
+  if (!grant) throw new StowageError('NOT_FOUND', `grant ${grantId} vanished`, {});
+  const host = await hosts.findById(deps.store.db, grant.host_id);
+  const volume = await volumes.findById(deps.store.db, grant.volume_id);
+  if (!host || !volume?.backend_id) throw new StowageError('NOT_FOUND', `grant ${grantId} lost its host or volume`, {});
+  const backend = await backends.findById(deps.store.db, volume.backend_id);
+  if (!backend) throw new StowageError('BACKEND_NOT_FOUND', `backend ${volume.backend_id} no longer exists`, {});
+  return { grant, host, volume, driver: deps.drivers.get(backend), handle: volumeHandle(volume) ?? { id: volume.id, format: volume.format } };
+}
+
+/** Applies a grant on the backend: ACL for the host's addresses/initiator, CHAP account; or a file path for local backends. */
+export async function applyGrant(deps: AccessOperationDeps, p: GrantParts, signal: AbortSignal): Promise<ConnectionInfoModel> {
+  const mode = p.grant.mode as AccessMode;
+  if (p.driver.grantAccess) {
+    const secret = p.grant.chap_secret_sealed ? deps.secrets.decrypt(p.grant.chap_secret_sealed) : null;
+    const info = await p.driver.grantAccess(p.handle, {
+      host: hostIdentity(p.host), mode, ...(p.grant.chap_user && secret ? { chap: { user: p.grant.chap_user, secret } } : {}),
+    }, signal);
+    const { chapSecret: _secret, ...shown } = info;
+    return shown;
+  }
+  if (p.driver.dataPath) {
+    // Local backends have no access control of their own: the host reads the file directly.
+    const { path } = p.driver.dataPath(p.handle);
+    return { protocol: 'file', path, mode };
+  }
+  throw new StowageError('CAPABILITY_MISSING', 'the backend of this volume cannot grant host access', {});
+}
+
+async function finish(deps: AccessOperationDeps, ctx: StepContext, p: GrantParts, to: string, patch: Partial<GrantRow>, message: string): Promise<void> {
+  await deps.store.transaction(async (trx) => {
+    await grants.update(trx, p.grant.id, { ...patch, state: to, updated_at: nowIso() });
+    await events.append(trx, {
+      tenantId: p.grant.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: p.volume.id, resourceName: p.volume.name,
+      action: `grant-${to}`, from: p.grant.state, to, message, operationId: ctx.operation.id, details: { host: p.host.name, mode: p.grant.mode },
+    });
+  });
+}
+
+/** grant.create: bind on the backend, then mark the grant active with its connection info (no secret stored in clear). */
+export function grantCreateHandler(deps: AccessOperationDeps): OperationHandler {
+  return {
+    kind: 'grant.create',
+    steps: [
+      {
+        name: 'bind',
+        run: async (ctx) => {
+          const p = await load(deps, ctx.operation.target_id);
+          const info = await applyGrant(deps, p, ctx.signal);
+          await grants.update(deps.store.db, p.grant.id, { connection: writeJson(info), updated_at: nowIso() });
+        },
+      },
+      {
+        name: 'activate',
+        run: async (ctx) => {
+          const p = await load(deps, ctx.operation.target_id);
+          if (p.grant.state === 'active') return;
+          await finish(deps, ctx, p, 'active', { state_reason: null }, `host ${p.host.name} has ${p.grant.mode} access to ${p.volume.name}`);
+        },
+      },
+    ],
+    compensate: async (ctx, error) => {
+      const p = await load(deps, ctx.operation.target_id);
+      if (p.grant.state === 'revoked') return;
+      await p.driver.revokeAccess?.(p.handle, hostIdentity(p.host), ctx.signal);
+      await finish(deps, ctx, p, 'revoked', { state_reason: `grant failed: ${error.message}` }, `granting ${p.host.name} access to ${p.volume.name} failed: ${error.message}`);
+    },
+    result: async (ctx) => ({ grantId: ctx.operation.target_id }),
+  };
+}
+
+/** grant.revoke: unbind the host and drop its live sessions, then mark the grant revoked. */
+export function grantRevokeHandler(deps: AccessOperationDeps): OperationHandler {
+  return {
+    kind: 'grant.revoke',
+    steps: [
+      {
+        name: 'unbind',
+        run: async (ctx) => {
+          const p = await load(deps, ctx.operation.target_id);
+          await p.driver.revokeAccess?.(p.handle, hostIdentity(p.host), ctx.signal);
+        },
+      },
+      {
+        name: 'finalize',
+        run: async (ctx) => {
+          const p = await load(deps, ctx.operation.target_id);
+          if (p.grant.state === 'revoked') return;
+          await finish(deps, ctx, p, 'revoked', { state_reason: null }, `host ${p.host.name} no longer has access to ${p.volume.name}`);
+        },
+      },
+    ],
+    compensate: async (ctx, error) => {
+      const p = await load(deps, ctx.operation.target_id);
+      if (p.grant.state === 'revoked') return;
+      // The access may still be bound: keep the grant visible as error so nobody forgets it; the reconciler retries.
+      await finish(deps, ctx, p, 'error', { state_reason: `revoke failed: ${error.message}; run the revoke again once the backend is back` }, `revoking ${p.host.name} from ${p.volume.name} failed: ${error.message}`);
+    },
+    result: async (ctx) => ({ grantId: ctx.operation.target_id }),
+  };
+}

@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import { StowageError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type { ConnectionInfoModel, Grant, Operation } from '../core/models.js';
+import type { AccessMode } from '../drivers/sdk/types.js';
+import type { OperationEngine } from '../operations/engine.js';
+import { GrantRepository, HostRepository, toGrant } from '../store/access-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso, readJson } from '../store/json.js';
+import { OperationRepository, toOperation } from '../store/operation-repository.js';
+import type { GrantRow } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import type { SecretBox } from '../system/secret-box.js';
+import type { HostService } from '../hosts/host-service.js';
+import type { RequestContext } from '../volumes/volume-service.js';
+import type { VolumeService } from '../volumes/volume-service.js';
+
+/**
+ * The rules of access: which hosts may reach a volume on its backend. A grant is a durable
+ * operation (backend ACL + per-grant CHAP), a revoke unbinds the host and drops its live sessions.
+ * A read-write grant excludes every other host; read-only grants may be shared.
+ */
+export class AccessService {
+  private readonly grants = new GrantRepository();
+  private readonly hosts = new HostRepository();
+  private readonly events = new EventRepository();
+  private readonly operations = new OperationRepository();
+
+  constructor(
+    private readonly store: Store,
+    private readonly engine: OperationEngine,
+    private readonly volumes: VolumeService,
+    private readonly hostService: HostService,
+    private readonly secrets: SecretBox,
+  ) {}
+
+  /** Grants `host` access to `volume` in `mode`; repeating an identical grant returns the live one. */
+  async grant(volumeRef: string, hostRef: string, mode: AccessMode, ctx: RequestContext): Promise<{ grant: Grant; operation: Operation }> {
+    const vol = await this.volumes.resolve(volumeRef, ctx.tenantId);
+    const host = await this.hostService.resolve(hostRef);
+    const result = await this.store.transaction(async (trx) => {
+      const v = await this.volumes.resolve(vol.id, ctx.tenantId, trx);
+      if (v.state !== 'available') throw new StowageError('INVALID_STATE', `volume ${v.name} is ${v.state}; access can be granted once it is available`, { state: v.state });
+      if (host.state === 'fenced') {
+        throw new StowageError('INVALID_STATE', `host ${host.name} is fenced; unfence it before granting it access`, { host: host.name });
+      }
+      const existing = await this.grants.findLive(trx, v.id, host.id);
+      if (existing) {
+        if (existing.mode !== mode) {
+          throw new StowageError('INVALID_STATE', `host ${host.name} already has ${existing.mode} access to ${v.name}; revoke it first to change the mode`, { mode: existing.mode });
+        }
+        if (existing.state === 'active' || existing.state === 'granting') {
+          const op = await this.operations.findActiveForTarget(trx, existing.id) ?? (await this.lastOperation(existing.id));
+          return { row: existing, op: op ? toOperation(op) : null };
+        }
+        throw new StowageError('INVALID_STATE', `the grant of ${host.name} on ${v.name} is ${existing.state}; wait for it or revoke it`, { state: existing.state });
+      }
+      const others = (await this.grants.listLiveForVolume(trx, v.id)).filter((g) => g.host_id !== host.id);
+      const conflict = others.find((g) => mode === 'rw' || g.mode === 'rw');
+      if (conflict) {
+        const other = await this.hosts.findById(trx, conflict.host_id);
+        throw new StowageError('VOLUME_IN_USE', `volume ${v.name} is granted ${conflict.mode} to host ${other?.name ?? conflict.host_id}; a read-write grant excludes every other host (revoke it, or grant read-only)`, { host: other?.name ?? conflict.host_id, mode: conflict.mode });
+      }
+      const at = nowIso();
+      const chapUser = `stw-${host.name}`.slice(0, 60);
+      const row: GrantRow = {
+        id: newId('grant'), tenant_id: ctx.tenantId, volume_id: v.id, host_id: host.id, mode, state: 'granting', state_reason: null,
+        chap_user: chapUser, chap_secret_sealed: this.secrets.encrypt(randomBytes(18).toString('base64url')), connection: null, created_at: at, updated_at: at,
+      };
+      await this.grants.insert(trx, row);
+      const op = await this.engine.enqueue(trx, {
+        kind: 'grant.create', tenantId: ctx.tenantId, targetType: 'grant', targetId: row.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
+        input: { volumeId: v.id, hostId: host.id, mode },
+      });
+      await this.events.append(trx, {
+        tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'grant',
+        from: null, to: 'granting', operationId: op.id, message: `granting ${mode} access to ${v.name} for host ${host.name}`, details: { host: host.name, mode },
+      });
+      return { row, op: toOperation(op) };
+    });
+    this.engine.wake();
+    if (!result.op) throw new StowageError('INTERNAL', 'grant has no operation', {});
+    return { grant: toGrant(result.row, vol.name, host.name), operation: result.op };
+  }
+
+  /** Revokes `host`'s access to `volume` (unbind + drop live sessions); a missing grant is a 404. */
+  async revoke(volumeRef: string, hostRef: string, ctx: RequestContext): Promise<{ grant: Grant; operation: Operation }> {
+    const vol = await this.volumes.resolve(volumeRef, ctx.tenantId);
+    const host = await this.hostService.resolve(hostRef);
+    const result = await this.store.transaction(async (trx) => {
+      const g = await this.grants.findLive(trx, vol.id, host.id);
+      if (!g) throw new StowageError('NOT_FOUND', `host ${host.name} has no access to volume ${vol.name}`, { host: host.name, volume: vol.name });
+      const active = await this.operations.findActiveForTarget(trx, g.id);
+      if (active?.kind === 'grant.revoke') return { row: g, op: toOperation(active) };
+      if (active) throw new StowageError('INVALID_STATE', `grant is busy with operation ${active.id}; wait for it with \`stowage operation wait ${active.id}\``, { operationId: active.id });
+      await this.grants.update(trx, g.id, { state: 'revoking', updated_at: nowIso() });
+      const op = await this.engine.enqueue(trx, {
+        kind: 'grant.revoke', tenantId: ctx.tenantId, targetType: 'grant', targetId: g.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
+        input: { volumeId: vol.id, hostId: host.id },
+      });
+      await this.events.append(trx, {
+        tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: vol.id, resourceName: vol.name, action: 'revoke',
+        from: g.state, to: 'revoking', operationId: op.id, message: `revoking access to ${vol.name} for host ${host.name}`, details: { host: host.name },
+      });
+      return { row: { ...g, state: 'revoking' }, op: toOperation(op) };
+    });
+    this.engine.wake();
+    return { grant: toGrant(result.row, vol.name, host.name), operation: result.op };
+  }
+
+  /** Live grants of a volume (no secrets). */
+  async listForVolume(volumeRef: string, tenantId: string): Promise<Grant[]> {
+    const vol = await this.volumes.resolve(volumeRef, tenantId);
+    const rows = await this.grants.listLiveForVolume(this.store.db, vol.id);
+    const out: Grant[] = [];
+    for (const r of rows) out.push(toGrant(r, vol.name, (await this.hosts.findById(this.store.db, r.host_id))?.name ?? r.host_id));
+    return out;
+  }
+
+  /** The full connection info of an active grant, CHAP secret included (audited: an event records who read it). */
+  async connection(volumeRef: string, hostRef: string, ctx: RequestContext): Promise<ConnectionInfoModel> {
+    const vol = await this.volumes.resolve(volumeRef, ctx.tenantId);
+    const host = await this.hostService.resolve(hostRef);
+    const g = await this.grants.findLive(this.store.db, vol.id, host.id);
+    if (g?.state !== 'active') throw new StowageError('NOT_FOUND', `host ${host.name} has no active access to volume ${vol.name}`, { host: host.name });
+    const info = readJson<ConnectionInfoModel | null>(g.connection, null);
+    if (!info) throw new StowageError('INVALID_STATE', 'grant has no connection info yet', {});
+    await this.events.append(this.store.db, {
+      tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: vol.id, resourceName: vol.name, action: 'connection-read',
+      from: null, to: null, message: `connection info for host ${host.name} read`, details: { host: host.name },
+    });
+    return this.withSecret(g, info);
+  }
+
+  /** Adds the decrypted CHAP secret to connection info (only for answers to the grantee/admin). */
+  withSecret(g: GrantRow, info: ConnectionInfoModel): ConnectionInfoModel {
+    if (!info.chapUser || !g.chap_secret_sealed) return info;
+    return { ...info, chapSecret: this.secrets.decrypt(g.chap_secret_sealed) };
+  }
+
+  private async lastOperation(grantId: string) {
+    const { rows } = await this.operations.list(this.store.db, { tenantId: (await this.grants.findById(this.store.db, grantId))?.tenant_id ?? '', targetId: grantId, limit: 1 });
+    return rows[0];
+  }
+}

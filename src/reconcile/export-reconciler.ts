@@ -1,0 +1,88 @@
+import type { Logger } from 'pino';
+import type { DriverCache } from '../backends/driver-cache.js';
+import type { AccessMode, DriverHandle, GrantRequest } from '../drivers/sdk/types.js';
+import { hostIdentity } from '../hosts/host-service.js';
+import { GrantRepository, HostRepository } from '../store/access-repository.js';
+import { BackendRepository } from '../store/backend-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso } from '../store/json.js';
+import type { Store } from '../store/store.js';
+import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
+import type { SecretBox } from '../system/secret-box.js';
+
+/** Volume states whose exports must exist on the backend. */
+const EXPORTED_STATES = ['available', 'resizing'] as const;
+
+/**
+ * Desired-vs-actual for backend exports: target daemons such as tgtd keep nothing across a restart,
+ * so on start and every interval each backend that can reconcile gets the full desired set (its
+ * volumes and their granted hosts with CHAP) and restores what is missing and removes orphans under
+ * our namespace. Grants whose revoke failed are not desired, so the pass also finishes those revokes.
+ */
+export class ExportReconciler {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private readonly backends = new BackendRepository();
+  private readonly volumes = new VolumeRepository();
+  private readonly grants = new GrantRepository();
+  private readonly hosts = new HostRepository();
+  private readonly events = new EventRepository();
+
+  constructor(private readonly store: Store, private readonly drivers: DriverCache, private readonly secrets: SecretBox, private readonly logger: Logger) {}
+
+  /** One pass over every backend; concurrent calls share the pass. */
+  reconcile(): Promise<void> {
+    this.running ??= this.pass().finally(() => { this.running = null; });
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    for (const b of await this.backends.listAll(this.store.db)) {
+      if (b.state === 'offline') continue;
+      let driver;
+      try { driver = this.drivers.get(b); } catch { continue; }
+      if (!driver.reconcileExports) continue;
+      try {
+        const vols = await this.volumes.listByBackend(this.store.db, b.id, [...EXPORTED_STATES]);
+        const grantRows = await this.grants.listDesiredForVolumes(this.store.db, vols.map((v) => v.id));
+        const hostRows = new Map((await this.hosts.list(this.store.db)).map((h) => [h.id, h]));
+        const desired = vols.flatMap((v) => {
+          const handle: DriverHandle | null = volumeHandle(v);
+          if (!handle) return [];
+          const gs: GrantRequest[] = grantRows.filter((g) => g.volume_id === v.id).flatMap((g) => {
+            const h = hostRows.get(g.host_id);
+            if (!h) return [];
+            const secret = g.chap_secret_sealed ? this.secrets.decrypt(g.chap_secret_sealed) : null;
+            return [{ host: hostIdentity(h), mode: g.mode as AccessMode, ...(g.chap_user && secret ? { chap: { user: g.chap_user, secret } } : {}) }];
+          });
+          return [{ handle, grants: gs }];
+        });
+        const report = await driver.reconcileExports(desired, AbortSignal.timeout(60_000));
+        const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id']).where('state', '=', 'error')
+          .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['']).execute();
+        for (const g of stale) await this.grants.update(this.store.db, g.id, { state: 'revoked', state_reason: 'revoke completed by the reconciler', updated_at: nowIso() });
+        if (report.restored.length > 0 || report.removed.length > 0) {
+          await this.events.append(this.store.db, {
+            tenantId: b.tenant_id, actor: 'reconciler', resourceType: 'backend', resourceId: b.id, resourceName: b.name, action: 'reconcile',
+            from: null, to: null, message: `backend ${b.name}: restored ${report.restored.length}, removed ${report.removed.length} orphan export(s)`,
+            details: { restored: report.restored, removed: report.removed },
+          });
+          this.logger.warn({ backend: b.name, restored: report.restored.length, removed: report.removed.length }, 'reconciled exports');
+        }
+      } catch (err) {
+        this.logger.warn({ err, backend: b.name }, 'export reconcile failed');
+      }
+    }
+  }
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => { void this.reconcile(); }, intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+}

@@ -1,0 +1,160 @@
+import { StowageError } from '../core/errors.js';
+import type { DriverCache } from '../backends/driver-cache.js';
+import type { DriverHandle } from '../drivers/sdk/types.js';
+import type { OperationHandler, StepContext } from '../operations/handler.js';
+import { SnapshotRepository } from '../store/access-repository.js';
+import { BackendRepository } from '../store/backend-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso, readJson, writeJson } from '../store/json.js';
+import type { SnapshotRow, VolumeRow } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
+
+/** What the snapshot handlers need. */
+export interface SnapshotOperationDeps {
+  readonly store: Store;
+  readonly drivers: DriverCache;
+}
+
+const snapshots = new SnapshotRepository();
+const volumes = new VolumeRepository();
+const backends = new BackendRepository();
+const events = new EventRepository();
+
+async function driverOf(deps: SnapshotOperationDeps, backendId: string) {
+  const b = await backends.findById(deps.store.db, backendId);
+  if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${backendId} no longer exists`, {});
+  return deps.drivers.get(b);
+}
+
+async function loadSnapshot(deps: SnapshotOperationDeps, id: string): Promise<SnapshotRow> {
+  const s = await snapshots.findById(deps.store.db, id);
+  if (!s) throw new StowageError('SNAPSHOT_NOT_FOUND', `snapshot ${id} vanished`, {});
+  return s;
+}
+
+async function loadVolume(deps: SnapshotOperationDeps, id: string): Promise<VolumeRow> {
+  const v = await volumes.findById(deps.store.db, id);
+  if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} vanished`, {});
+  return v;
+}
+
+const handleOfVolume = (v: VolumeRow): DriverHandle => volumeHandle(v) ?? { id: v.id, format: v.format };
+/** The stored snapshot handle, or one derived from the id (drivers key snapshots on our ids). */
+const handleOfSnapshot = (s: SnapshotRow, v: VolumeRow): DriverHandle => readJson<DriverHandle | null>(s.driver_handle, null) ?? { id: s.id, format: v.format, volumeId: v.id };
+
+async function setSnapshot(deps: SnapshotOperationDeps, ctx: StepContext, s: SnapshotRow, to: string, patch: Partial<SnapshotRow>, message: string): Promise<void> {
+  await deps.store.transaction(async (trx) => {
+    await snapshots.update(trx, s.id, { ...patch, state: to, updated_at: nowIso() });
+    await events.append(trx, { tenantId: s.tenant_id, actor: ctx.operation.actor, resourceType: 'snapshot', resourceId: s.id, resourceName: s.name, action: to, from: s.state, to, message, operationId: ctx.operation.id });
+  });
+}
+
+/** snapshot.create: capture on the backend (offloaded where it can), then mark available with the method used. */
+export function snapshotCreateHandler(deps: SnapshotOperationDeps): OperationHandler {
+  return {
+    kind: 'snapshot.create',
+    steps: [
+      {
+        name: 'capture',
+        run: async (ctx) => {
+          const s = await loadSnapshot(deps, ctx.operation.target_id);
+          if (s.driver_handle) return;
+          const v = await loadVolume(deps, s.volume_id);
+          const driver = await driverOf(deps, s.backend_id);
+          if (!driver.createSnapshot) throw new StowageError('CAPABILITY_MISSING', 'backend cannot take snapshots', {});
+          const handle = await driver.createSnapshot(handleOfVolume(v), s.id, ctx.signal);
+          const method = typeof handle.method === 'string' ? handle.method : 'backend';
+          await snapshots.update(deps.store.db, s.id, { driver_handle: writeJson(handle), method, updated_at: nowIso() });
+          ctx.note(`method: ${method}`);
+        },
+      },
+      {
+        name: 'activate',
+        run: async (ctx) => {
+          const s = await loadSnapshot(deps, ctx.operation.target_id);
+          if (s.state === 'available') return;
+          await setSnapshot(deps, ctx, s, 'available', { state_reason: null }, `snapshot ${s.name} taken (${s.method ?? 'backend'})`);
+        },
+      },
+    ],
+    compensate: async (ctx, error) => {
+      const s = await loadSnapshot(deps, ctx.operation.target_id);
+      if (s.state === 'error') return;
+      const v = await loadVolume(deps, s.volume_id);
+      const driver = await driverOf(deps, s.backend_id);
+      await driver.deleteSnapshot?.(handleOfSnapshot(s, v), ctx.signal).catch(() => undefined);
+      await setSnapshot(deps, ctx, s, 'error', { state_reason: `snapshot failed: ${error.message}` }, `snapshot ${s.name} failed: ${error.message}`);
+    },
+    result: async (ctx) => ({ snapshotId: ctx.operation.target_id }),
+  };
+}
+
+/** snapshot.delete: remove on the backend, then mark deleted. */
+export function snapshotDeleteHandler(deps: SnapshotOperationDeps): OperationHandler {
+  return {
+    kind: 'snapshot.delete',
+    steps: [
+      {
+        name: 'destroy',
+        run: async (ctx) => {
+          const s = await loadSnapshot(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, s.volume_id);
+          const driver = await driverOf(deps, s.backend_id);
+          await driver.deleteSnapshot?.(handleOfSnapshot(s, v), ctx.signal);
+        },
+      },
+      {
+        name: 'finalize',
+        run: async (ctx) => {
+          const s = await loadSnapshot(deps, ctx.operation.target_id);
+          if (s.state === 'deleted') return;
+          await setSnapshot(deps, ctx, s, 'deleted', { deleted_at: nowIso() }, `snapshot ${s.name} deleted`);
+        },
+      },
+    ],
+    compensate: async (ctx, error) => {
+      const s = await loadSnapshot(deps, ctx.operation.target_id);
+      if (s.state !== 'deleting') return;
+      await setSnapshot(deps, ctx, s, 'error', { state_reason: `delete failed: ${error.message}` }, `snapshot ${s.name} delete failed: ${error.message}`);
+    },
+  };
+}
+
+/** volume.revert: replace the volume's data with the snapshot's (on the backend), then mark available. */
+export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandler {
+  return {
+    kind: 'volume.revert',
+    steps: [
+      {
+        name: 'revert',
+        run: async (ctx) => {
+          const v = await loadVolume(deps, ctx.operation.target_id);
+          const s = await loadSnapshot(deps, String(ctx.input.snapshotId));
+          const driver = await driverOf(deps, s.backend_id);
+          if (!driver.revertVolume) throw new StowageError('CAPABILITY_MISSING', 'backend cannot revert volumes', {});
+          await driver.revertVolume(handleOfVolume(v), handleOfSnapshot(s, v), ctx.signal);
+        },
+      },
+      {
+        name: 'activate',
+        run: async (ctx) => {
+          const v = await loadVolume(deps, ctx.operation.target_id);
+          if (v.state === 'available') return;
+          await deps.store.transaction(async (trx) => {
+            await volumes.update(trx, v.id, { state: 'available', state_reason: null, updated_at: nowIso() });
+            await events.append(trx, { tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'reverted', from: v.state, to: 'available', message: `volume ${v.name} reverted`, operationId: ctx.operation.id });
+          });
+        },
+      },
+    ],
+    compensate: async (ctx, error) => {
+      const v = await loadVolume(deps, ctx.operation.target_id);
+      if (v.state !== 'reverting') return;
+      await deps.store.transaction(async (trx) => {
+        await volumes.update(trx, v.id, { state: 'error', state_reason: `revert failed: ${error.message}; check the data before use`, updated_at: nowIso() });
+        await events.append(trx, { tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'revert-failed', from: 'reverting', to: 'error', message: `volume ${v.name} revert failed: ${error.message}`, operationId: ctx.operation.id });
+      });
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import type { ConnectionInfoModel, Grant, Host, Snapshot } from '../core/models.js';
+import { readJson } from './json.js';
+import type { GrantRow, HostRow, SnapshotRow } from './schema.js';
+import type { Executor } from './store.js';
+
+/** Grant states that mean "this host should have access" (or is about to). */
+export const LIVE_GRANT_STATES = ['granting', 'active', 'revoking', 'error'] as const;
+
+/** Hosts. */
+export class HostRepository {
+  async insert(db: Executor, row: HostRow): Promise<void> {
+    await db.insertInto('hosts').values(row).execute();
+  }
+
+  async findById(db: Executor, id: string): Promise<HostRow | undefined> {
+    return db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async findByName(db: Executor, name: string): Promise<HostRow | undefined> {
+    return db.selectFrom('hosts').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+
+  async list(db: Executor): Promise<HostRow[]> {
+    return db.selectFrom('hosts').selectAll().orderBy('name').execute();
+  }
+
+  async update(db: Executor, id: string, patch: Partial<Omit<HostRow, 'id'>>): Promise<void> {
+    await db.updateTable('hosts').set(patch).where('id', '=', id).execute();
+  }
+
+  async delete(db: Executor, id: string): Promise<void> {
+    await db.deleteFrom('hosts').where('id', '=', id).execute();
+  }
+}
+
+/** Grants: the desired backend-side access of hosts to volumes. */
+export class GrantRepository {
+  async insert(db: Executor, row: GrantRow): Promise<void> {
+    await db.insertInto('grants').values(row).execute();
+  }
+
+  async findById(db: Executor, id: string): Promise<GrantRow | undefined> {
+    return db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** The live (not revoked) grant of a host on a volume. */
+  async findLive(db: Executor, volumeId: string, hostId: string): Promise<GrantRow | undefined> {
+    return db.selectFrom('grants').selectAll().where('volume_id', '=', volumeId).where('host_id', '=', hostId).where('state', '<>', 'revoked').executeTakeFirst();
+  }
+
+  async listLiveForVolume(db: Executor, volumeId: string): Promise<GrantRow[]> {
+    return db.selectFrom('grants').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_GRANT_STATES]).orderBy('created_at').execute();
+  }
+
+  async listLiveForHost(db: Executor, hostId: string): Promise<GrantRow[]> {
+    return db.selectFrom('grants').selectAll().where('host_id', '=', hostId).where('state', 'in', [...LIVE_GRANT_STATES]).execute();
+  }
+
+  /** Grants that should exist on the backend right now (granting or active), for reconcilers. */
+  async listDesiredForVolumes(db: Executor, volumeIds: readonly string[]): Promise<GrantRow[]> {
+    if (volumeIds.length === 0) return [];
+    return db.selectFrom('grants').selectAll().where('volume_id', 'in', [...volumeIds]).where('state', 'in', ['granting', 'active']).execute();
+  }
+
+  async update(db: Executor, id: string, patch: Partial<Omit<GrantRow, 'id'>>): Promise<void> {
+    await db.updateTable('grants').set(patch).where('id', '=', id).execute();
+  }
+}
+
+/** Snapshots. */
+export class SnapshotRepository {
+  async insert(db: Executor, row: SnapshotRow): Promise<void> {
+    await db.insertInto('snapshots').values(row).execute();
+  }
+
+  async findById(db: Executor, id: string): Promise<SnapshotRow | undefined> {
+    return db.selectFrom('snapshots').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async findLiveByName(db: Executor, tenantId: string, name: string): Promise<SnapshotRow | undefined> {
+    return db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('name', '=', name).where('state', '<>', 'deleted').executeTakeFirst();
+  }
+
+  async list(db: Executor, tenantId: string, volumeId?: string): Promise<SnapshotRow[]> {
+    let q = db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('state', '<>', 'deleted');
+    if (volumeId) q = q.where('volume_id', '=', volumeId);
+    return q.orderBy('created_at').execute();
+  }
+
+  async countLiveForVolume(db: Executor, volumeId: string): Promise<number> {
+    const r = await db.selectFrom('snapshots').select((eb) => eb.fn.countAll<number>().as('n')).where('volume_id', '=', volumeId).where('state', '<>', 'deleted').executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  async update(db: Executor, id: string, patch: Partial<Omit<SnapshotRow, 'id'>>): Promise<void> {
+    await db.updateTable('snapshots').set(patch).where('id', '=', id).execute();
+  }
+}
+
+export function toHost(r: HostRow): Host {
+  return {
+    id: r.id, name: r.name, initiatorName: r.initiator_name, addresses: readJson<string[]>(r.addresses, []), zone: r.zone,
+    state: r.state as Host['state'], connectors: readJson<string[]>(r.connectors, []), instances: readJson<string[]>(r.instances, []),
+    agentHeartbeatAt: r.agent_heartbeat_at, createdAt: r.created_at, updatedAt: r.updated_at,
+  };
+}
+
+/** A grant for display: never carries the CHAP secret. */
+export function toGrant(r: GrantRow, volumeName: string, hostName: string): Grant {
+  const connection = readJson<ConnectionInfoModel | null>(r.connection, null);
+  return {
+    id: r.id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, mode: r.mode as Grant['mode'], state: r.state as Grant['state'],
+    stateReason: r.state_reason, connection, createdAt: r.created_at, updatedAt: r.updated_at,
+  };
+}
+
+export function toSnapshot(r: SnapshotRow, volumeName: string | null): Snapshot {
+  return {
+    id: r.id, name: r.name, volumeId: r.volume_id, volumeName, backendId: r.backend_id, state: r.state as Snapshot['state'],
+    stateReason: r.state_reason, sizeBytes: Number(r.size_bytes), method: r.method, createdAt: r.created_at, updatedAt: r.updated_at,
+  };
+}
