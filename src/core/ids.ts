@@ -14,6 +14,7 @@ export const ID_PREFIXES = {
   snapshot: 'snap',
   attachment: 'att',
   grant: 'gr',
+  migration: 'mig',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -190,3 +190,64 @@ export const SnapshotSchema = Type.Object({
   updatedAt: Type.String(),
 });
 export type Snapshot = Static<typeof SnapshotSchema>;
+
+export const ATTACHMENT_STATES = ['granting', 'connecting', 'attached', 'disconnecting', 'revoking', 'gone', 'error'] as const;
+
+export const AttachmentSchema = Type.Object({
+  id: Type.String(),
+  volumeId: Type.String(),
+  volumeName: Type.String(),
+  hostId: Type.String(),
+  hostName: Type.String(),
+  instance: Type.String(),
+  mode: literals(['rw', 'ro'] as const),
+  state: literals(ATTACHMENT_STATES),
+  stateReason: Nullable(Type.String()),
+  deviceId: Nullable(Type.String()),
+  migrationId: Nullable(Type.String()),
+  reportedAt: Nullable(Type.String()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export type Attachment = Static<typeof AttachmentSchema>;
+
+export const MIGRATION_STATES = ['starting', 'ready', 'completing', 'completed', 'aborting', 'aborted', 'error'] as const;
+
+export const MigrationSchema = Type.Object({
+  id: Type.String(),
+  instance: Type.String(),
+  fromHost: Type.String(),
+  toHost: Type.String(),
+  state: literals(MIGRATION_STATES),
+  stateReason: Nullable(Type.String()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export type Migration = Static<typeof MigrationSchema>;
+
+/** What an agent reports about its host on every heartbeat. */
+export const AgentReportSchema = Type.Object({
+  initiatorName: Type.Optional(Type.String({ maxLength: 223 })),
+  addresses: Type.Array(Type.String({ maxLength: 45 }), { maxItems: 16 }),
+  connectors: Type.Array(Type.String({ maxLength: 32 }), { maxItems: 16 }),
+  instances: Type.Array(Name, { maxItems: 256 }),
+  connected: Type.Array(Type.Object({ volumeId: Type.String({ maxLength: 64 }), instance: Name, deviceId: Type.String({ maxLength: 128 }) }), { maxItems: 1024 }),
+}, { additionalProperties: false });
+export type AgentReport = Static<typeof AgentReportSchema>;
+
+/** What the control plane wants connected on a host: the agent converges to exactly this set. */
+export const DesiredAttachmentSchema = Type.Object({
+  attachmentId: Type.String(),
+  volumeId: Type.String(),
+  instance: Type.String(),
+  mode: literals(['rw', 'ro'] as const),
+  connection: ConnectionInfoSchema,
+});
+export type DesiredAttachment = Static<typeof DesiredAttachmentSchema>;
+
+export const AgentAnswerSchema = Type.Object({
+  hostState: Type.String(),
+  heartbeatIntervalMs: Type.Integer(),
+  desired: Type.Array(DesiredAttachmentSchema),
+});
+export type AgentAnswer = Static<typeof AgentAnswerSchema>;

@@ -1,0 +1,223 @@
+import { StowageError } from '../core/errors.js';
+import { isId, newId } from '../core/ids.js';
+import type { AgentAnswer, AgentReport, Attachment, ConnectionInfoModel, DesiredAttachment, Operation } from '../core/models.js';
+import { assertValidInitiatorName, assertValidName } from '../core/names.js';
+import type { AccessMode } from '../drivers/sdk/types.js';
+import type { OperationEngine } from '../operations/engine.js';
+import type { HostService } from '../hosts/host-service.js';
+import { GrantRepository, HostRepository } from '../store/access-repository.js';
+import { AttachmentRepository, toAttachment } from '../store/attachment-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso, readJson, writeJson } from '../store/json.js';
+import { OperationRepository, toOperation } from '../store/operation-repository.js';
+import type { AttachmentRow, HostRow } from '../store/schema.js';
+import type { Executor, Store } from '../store/store.js';
+import { VolumeRepository } from '../store/volume-repository.js';
+import type { SecretBox } from '../system/secret-box.js';
+import type { RequestContext, VolumeService } from '../volumes/volume-service.js';
+import { hostIsUp, type AttachTimings } from './attachment-steps.js';
+
+/** Options of one attach request. */
+export interface AttachRequest {
+  readonly volume: string;
+  readonly host: string;
+  readonly instance: string;
+  readonly mode: AccessMode;
+  /** Set by live migration: the destination side may coexist with the source's rw attachment. */
+  readonly migrationId?: string;
+}
+
+/**
+ * The rules of attachments: a volume connected into a VM on a host. Attach = grant on the backend,
+ * the host's agent connects and hot-plugs, attached. Detach reverses it and the revoke always
+ * happens, even with the host down. A read-write volume is attached to one host at a time, except
+ * during a live migration or when it is multi-attach; a host that is down must be fenced before its
+ * read-write volumes may be attached elsewhere.
+ */
+export class AttachmentService {
+  private readonly attachments = new AttachmentRepository();
+  private readonly hosts = new HostRepository();
+  private readonly grants = new GrantRepository();
+  private readonly volumesRepo = new VolumeRepository();
+  private readonly operations = new OperationRepository();
+  private readonly events = new EventRepository();
+
+  constructor(
+    private readonly store: Store,
+    private readonly engine: OperationEngine,
+    private readonly volumes: VolumeService,
+    private readonly hostService: HostService,
+    private readonly secrets: SecretBox,
+    private readonly timings: AttachTimings & { readonly heartbeatIntervalMs: number },
+  ) {}
+
+  async resolve(id: string, tenantId: string): Promise<AttachmentRow> {
+    const a = isId('attachment', id) ? await this.attachments.findById(this.store.db, id) : undefined;
+    if (a?.tenant_id !== tenantId) throw new StowageError('ATTACHMENT_NOT_FOUND', `attachment "${id}" does not exist; see \`stowage attachment list\``, { attachment: id });
+    return a;
+  }
+
+  async present(a: AttachmentRow, db: Executor = this.store.db): Promise<Attachment> {
+    const v = await this.volumesRepo.findById(db, a.volume_id);
+    const h = await this.hosts.findById(db, a.host_id);
+    return toAttachment(a, v?.name ?? a.volume_id, h?.name ?? a.host_id);
+  }
+
+  async list(tenantId: string, filter: { volume?: string; host?: string; all?: boolean }): Promise<Attachment[]> {
+    const volumeId = filter.volume ? (await this.volumes.resolve(filter.volume, tenantId)).id : undefined;
+    const hostId = filter.host ? (await this.hostService.resolve(filter.host)).id : undefined;
+    const rows = await this.attachments.list(this.store.db, tenantId, { ...(volumeId ? { volumeId } : {}), ...(hostId ? { hostId } : {}), includeGone: filter.all === true });
+    return Promise.all(rows.map((r) => this.present(r)));
+  }
+
+  /** Validates and records an attachment and its operation; an identical live attachment is returned as is. */
+  async attach(req: AttachRequest, ctx: RequestContext): Promise<{ attachment: Attachment; operation: Operation }> {
+    assertValidName(req.instance, 'instance name');
+    const vol = await this.volumes.resolve(req.volume, ctx.tenantId);
+    const host = await this.hostService.resolve(req.host);
+    const out = await this.store.transaction(async (trx) => {
+      const v = await this.volumes.resolve(vol.id, ctx.tenantId, trx);
+      if (v.state !== 'available') throw new StowageError('INVALID_STATE', `volume ${v.name} is ${v.state}; it can be attached once available`, { state: v.state });
+      const h = await this.hosts.findById(trx, host.id);
+      if (!h) throw new StowageError('HOST_NOT_FOUND', `host ${req.host} vanished`, {});
+      if (h.state === 'fenced') throw new StowageError('INVALID_STATE', `host ${h.name} is fenced; unfence it before attaching to it`, { host: h.name });
+      const same = await this.attachments.findLive(trx, v.id, h.id, req.instance);
+      if (same) {
+        if (same.mode !== req.mode) throw new StowageError('INVALID_STATE', `volume ${v.name} is already attached ${same.mode} to ${h.name}/${req.instance}; detach it first to change the mode`, {});
+        const op = await this.operations.findActiveForTarget(trx, same.id);
+        return { row: same, op: op ?? (await this.lastOperation(trx, same.id)) };
+      }
+      await this.checkExclusive(trx, v.id, v.name, v.multiattach === 1, h, req);
+      const at = nowIso();
+      const row: AttachmentRow = {
+        id: newId('attachment'), tenant_id: ctx.tenantId, volume_id: v.id, host_id: h.id, instance: req.instance, mode: req.mode, state: 'granting',
+        state_reason: null, grant_id: null, device_id: null, migration_id: req.migrationId ?? null, reported_at: null, created_at: at, updated_at: at,
+      };
+      await this.attachments.insert(trx, row);
+      const op = await this.engine.enqueue(trx, {
+        kind: 'attachment.attach', tenantId: ctx.tenantId, targetType: 'attachment', targetId: row.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
+        input: { volumeId: v.id, hostId: h.id, instance: req.instance, mode: req.mode },
+      });
+      await this.events.append(trx, {
+        tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'attachment', resourceId: row.id, resourceName: req.instance, action: 'attach',
+        from: null, to: 'granting', operationId: op.id, message: `attaching ${v.name} (${req.mode}) to ${h.name}/${req.instance}`, details: { volumeId: v.id, host: h.name },
+      });
+      return { row, op };
+    });
+    this.engine.wake();
+    if (!out.op) throw new StowageError('INTERNAL', 'attachment has no operation', {});
+    return { attachment: await this.present(out.row), operation: toOperation(out.op) };
+  }
+
+  /** Detaches (unplug, disconnect, revoke); repeating it while it runs returns the running operation. */
+  async detach(id: string, ctx: RequestContext): Promise<{ attachment: Attachment; operation: Operation }> {
+    const a = await this.resolve(id, ctx.tenantId);
+    const op = await this.store.transaction(async (trx) => this.submitDetach(trx, a.id, ctx));
+    this.engine.wake();
+    return { attachment: await this.present((await this.attachments.findById(this.store.db, a.id)) ?? a), operation: toOperation(op) };
+  }
+
+  /** Detaches every live attachment of a volume (the CLI's `volume detach VOL`). */
+  async detachVolume(volumeRef: string, ctx: RequestContext, hostRef?: string): Promise<{ attachment: Attachment; operation: Operation }[]> {
+    const v = await this.volumes.resolve(volumeRef, ctx.tenantId);
+    const hostId = hostRef ? (await this.hostService.resolve(hostRef)).id : undefined;
+    const live = (await this.attachments.listLiveForVolume(this.store.db, v.id)).filter((a) => !hostId || a.host_id === hostId);
+    if (live.length === 0) throw new StowageError('ATTACHMENT_NOT_FOUND', `volume ${v.name} is not attached${hostRef ? ` to ${hostRef}` : ''}`, {});
+    const out: { attachment: Attachment; operation: Operation }[] = [];
+    for (const a of live) out.push(await this.detach(a.id, ctx));
+    return out;
+  }
+
+  /** Inserts the detach operation for an attachment inside `trx` (used by detach, migrations and evacuations). */
+  async submitDetach(trx: Executor, id: string, ctx: RequestContext): Promise<import('../store/schema.js').OperationRow> {
+    const a = await this.attachments.findById(trx, id);
+    if (!a) throw new StowageError('ATTACHMENT_NOT_FOUND', `attachment ${id} does not exist`, {});
+    const active = await this.operations.findActiveForTarget(trx, a.id);
+    if (active?.kind === 'attachment.detach') return active;
+    if (active) throw new StowageError('INVALID_STATE', `attachment ${a.id} is busy with operation ${active.id} (${active.kind}); wait for it first`, { operationId: active.id });
+    if (a.state === 'gone') throw new StowageError('INVALID_STATE', `attachment ${a.id} is already gone`, {});
+    await this.attachments.update(trx, a.id, { state: 'disconnecting', updated_at: nowIso() });
+    const op = await this.engine.enqueue(trx, {
+      kind: 'attachment.detach', tenantId: a.tenant_id, targetType: 'attachment', targetId: a.id, actor: ctx.actor, idempotencyKey: null, input: {},
+    });
+    await this.events.append(trx, {
+      tenantId: a.tenant_id, actor: ctx.actor, resourceType: 'attachment', resourceId: a.id, resourceName: a.instance, action: 'detach',
+      from: a.state, to: 'disconnecting', operationId: op.id, message: `detaching from ${a.instance}`, details: { volumeId: a.volume_id, hostId: a.host_id },
+    });
+    return op;
+  }
+
+  /**
+   * An agent's heartbeat: registers or updates its host (addresses, initiator, connectors, VMs),
+   * records which attachments are really connected, and answers with exactly what should be.
+   */
+  async report(hostName: string, r: AgentReport, actor: string, tenantId: string): Promise<AgentAnswer> {
+    assertValidName(hostName, 'host name');
+    if (r.initiatorName) assertValidInitiatorName(r.initiatorName);
+    let host = await this.hosts.findByName(this.store.db, hostName);
+    if (!host) {
+      await this.hostService.create({ name: hostName, addresses: r.addresses, ...(r.initiatorName ? { initiatorName: r.initiatorName } : {}) }, actor, tenantId);
+      host = await this.hosts.findByName(this.store.db, hostName);
+      if (!host) throw new StowageError('INTERNAL', 'host vanished after registration', {});
+    }
+    const h = host;
+    const at = nowIso();
+    const wasUp = hostIsUp(h, this.timings.hostDownAfterMs);
+    await this.store.transaction(async (trx) => {
+      const state = h.state === 'fenced' ? 'fenced' : 'up';
+      await this.hosts.update(trx, h.id, {
+        addresses: writeJson(r.addresses.length > 0 ? r.addresses : readJson<string[]>(h.addresses, [])),
+        ...(r.initiatorName ? { initiator_name: r.initiatorName } : {}),
+        connectors: writeJson(r.connectors), instances: writeJson(r.instances), agent_heartbeat_at: at, state, updated_at: at,
+      });
+      if (!wasUp && state === 'up') {
+        await this.events.append(trx, { tenantId: h.tenant_id, actor, resourceType: 'host', resourceId: h.id, resourceName: h.name, action: 'up', from: h.state, to: 'up', message: `host ${h.name}'s agent is reporting` });
+      }
+      const connected = new Map(r.connected.map((c) => [`${c.volumeId}/${c.instance}`, c.deviceId]));
+      for (const a of await this.attachments.listLiveForHost(trx, h.id)) {
+        const device = connected.get(`${a.volume_id}/${a.instance}`);
+        if (device !== undefined) await this.attachments.update(trx, a.id, { device_id: device, reported_at: at });
+        else if (a.reported_at !== null) await this.attachments.update(trx, a.id, { reported_at: null });
+      }
+    });
+    return { hostState: h.state === 'fenced' ? 'fenced' : 'up', heartbeatIntervalMs: this.timings.heartbeatIntervalMs, desired: h.state === 'fenced' ? [] : await this.desired(h) };
+  }
+
+  /** The attachments the host should have connected, with full connection info (CHAP included) for its agent. */
+  private async desired(h: HostRow): Promise<DesiredAttachment[]> {
+    const out: DesiredAttachment[] = [];
+    for (const a of await this.attachments.listWantedForHost(this.store.db, h.id)) {
+      const g = a.grant_id ? await this.grants.findById(this.store.db, a.grant_id) : undefined;
+      if (g?.state !== 'active') continue;
+      const info = readJson<ConnectionInfoModel | null>(g.connection, null);
+      if (!info) continue;
+      const connection = info.chapUser && g.chap_secret_sealed ? { ...info, chapSecret: this.secrets.decrypt(g.chap_secret_sealed) } : info;
+      out.push({ attachmentId: a.id, volumeId: a.volume_id, instance: a.instance, mode: a.mode as AccessMode, connection });
+    }
+    return out;
+  }
+
+  private async checkExclusive(trx: Executor, volumeId: string, volumeName: string, multiattach: boolean, h: HostRow, req: AttachRequest): Promise<void> {
+    if (multiattach) return;
+    const others = (await this.attachments.listLiveForVolume(trx, volumeId)).filter((o) => o.host_id !== h.id || o.instance !== req.instance);
+    const otherGrants = (await this.grants.listLiveForVolume(trx, volumeId)).filter((g) => g.host_id !== h.id);
+    const conflicts = [
+      ...others.filter((o) => (req.mode === 'rw' || o.mode === 'rw') && !(req.migrationId && o.instance === req.instance)).map((o) => o.host_id),
+      ...otherGrants.filter((g) => (req.mode === 'rw' || g.mode === 'rw') && !(req.migrationId && others.some((o) => o.host_id === g.host_id && o.instance === req.instance))).map((g) => g.host_id),
+    ];
+    const first = conflicts[0];
+    if (first === undefined) return;
+    const holder = await this.hosts.findById(trx, first);
+    const name = holder?.name ?? first;
+    if (holder && holder.state !== 'fenced' && !hostIsUp(holder, this.timings.hostDownAfterMs) && holder.agent_heartbeat_at !== null) {
+      throw new StowageError('HOST_NOT_FENCED', `volume ${volumeName} is attached read-write to host ${name}, which is down; fence it first (stowage host fence ${name}) so it cannot write any more`, { host: name });
+    }
+    throw new StowageError('VOLUME_IN_USE', `volume ${volumeName} is attached to host ${name}; a read-write volume is attached to one host at a time (detach it first, or use a multi-attach volume)`, { host: name });
+  }
+
+  private async lastOperation(db: Executor, targetId: string) {
+    const a = await this.attachments.findById(db, targetId);
+    const { rows } = await this.operations.list(db, { tenantId: a?.tenant_id ?? '', targetId, limit: 1 });
+    return rows[0];
+  }
+}

@@ -1,0 +1,151 @@
+import { randomBytes } from 'node:crypto';
+import { StowageError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type { DriverCache } from '../backends/driver-cache.js';
+import { applyGrant } from '../access/access-operations.js';
+import { hostIdentity } from '../hosts/host-service.js';
+import { GrantRepository, HostRepository } from '../store/access-repository.js';
+import { AttachmentRepository, LIVE_ATTACHMENT_STATES } from '../store/attachment-repository.js';
+import { BackendRepository } from '../store/backend-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso, writeJson } from '../store/json.js';
+import type { AttachmentRow, GrantRow, HostRow } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
+import type { SecretBox } from '../system/secret-box.js';
+
+/** Timing of the host side, all in milliseconds. */
+export interface AttachTimings {
+  /** How long an attach waits for the agent to report the device connected. */
+  readonly connectTimeoutMs: number;
+  /** How long a detach waits for the agent to report the device gone before revoking anyway. */
+  readonly disconnectTimeoutMs: number;
+  /** A host whose agent has not reported for this long is down. */
+  readonly hostDownAfterMs: number;
+}
+
+/** What the attachment steps need. */
+export interface AttachDeps {
+  readonly store: Store;
+  readonly drivers: DriverCache;
+  readonly secrets: SecretBox;
+  readonly timings: AttachTimings;
+}
+
+const attachments = new AttachmentRepository();
+const grants = new GrantRepository();
+const hosts = new HostRepository();
+const volumes = new VolumeRepository();
+const backends = new BackendRepository();
+const events = new EventRepository();
+
+/** True when the host's agent has reported recently enough to be trusted as alive. */
+export function hostIsUp(host: HostRow, hostDownAfterMs: number, now = Date.now()): boolean {
+  if (host.state === 'fenced' || !host.agent_heartbeat_at) return false;
+  return now - Date.parse(host.agent_heartbeat_at) < hostDownAfterMs;
+}
+
+export async function loadAttachment(deps: AttachDeps, id: string): Promise<AttachmentRow> {
+  const a = await attachments.findById(deps.store.db, id);
+  if (!a) throw new StowageError('ATTACHMENT_NOT_FOUND', `attachment ${id} vanished`, {});
+  return a;
+}
+
+/** Moves an attachment to `to` and records the event (no-op when already there). */
+export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to: string, actor: string, message: string, patch: Partial<AttachmentRow> = {}, operationId: string | null = null): Promise<void> {
+  await deps.store.transaction(async (trx) => {
+    const cur = await attachments.findById(trx, a.id);
+    if (!cur || (cur.state === to && Object.keys(patch).length === 0)) return;
+    await attachments.update(trx, a.id, { ...patch, state: to, updated_at: nowIso() });
+    await events.append(trx, {
+      tenantId: a.tenant_id, actor, resourceType: 'attachment', resourceId: a.id, resourceName: a.instance, action: to,
+      from: cur.state, to, message, operationId, details: { volumeId: a.volume_id, hostId: a.host_id, instance: a.instance },
+    });
+  });
+}
+
+async function driverParts(deps: AttachDeps, volumeId: string) {
+  const v = await volumes.findById(deps.store.db, volumeId);
+  if (!v?.backend_id) throw new StowageError('VOLUME_NOT_FOUND', `volume ${volumeId} vanished`, {});
+  const b = await backends.findById(deps.store.db, v.backend_id);
+  if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${v.backend_id} no longer exists`, {});
+  return { volume: v, driver: deps.drivers.get(b), handle: volumeHandle(v) ?? { id: v.id, format: v.format } };
+}
+
+/**
+ * Makes sure the attachment's host holds an active grant on the backend (creating one, with its own
+ * CHAP secret, if needed) and links it. Idempotent: re-binding an active grant is harmless.
+ */
+export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, signal: AbortSignal): Promise<GrantRow> {
+  const host = await hosts.findById(deps.store.db, a.host_id);
+  if (!host) throw new StowageError('HOST_NOT_FOUND', `host ${a.host_id} vanished`, {});
+  if (host.state === 'fenced') throw new StowageError('INVALID_STATE', `host ${host.name} is fenced`, { host: host.name });
+  let g = await grants.findLive(deps.store.db, a.volume_id, a.host_id);
+  if (g && g.state !== 'active' && g.state !== 'granting') {
+    throw new StowageError('INVALID_STATE', `the grant of host ${host.name} is ${g.state}; wait for it to settle`, { state: g.state });
+  }
+  if (!g) {
+    const at = nowIso();
+    g = {
+      id: newId('grant'), tenant_id: a.tenant_id, volume_id: a.volume_id, host_id: a.host_id, mode: a.mode, state: 'granting', state_reason: null,
+      chap_user: `stw-${host.name}`.slice(0, 60), chap_secret_sealed: deps.secrets.encrypt(randomBytes(18).toString('base64url')), connection: null, created_at: at, updated_at: at,
+    };
+    await grants.insert(deps.store.db, g);
+  }
+  const parts = await driverParts(deps, a.volume_id);
+  const info = await applyGrant({ store: deps.store, drivers: deps.drivers, secrets: deps.secrets }, { grant: g, host, volume: parts.volume, driver: parts.driver, handle: parts.handle }, signal);
+  await grants.update(deps.store.db, g.id, { state: 'active', connection: writeJson(info), updated_at: nowIso() });
+  await attachments.update(deps.store.db, a.id, { grant_id: g.id, updated_at: nowIso() });
+  return { ...g, state: 'active', connection: writeJson(info) };
+}
+
+/** Waits until the agent reports the attachment connected; throws TIMEOUT or INVALID_STATE otherwise. */
+export async function waitConnected(deps: AttachDeps, id: string, signal: AbortSignal): Promise<AttachmentRow> {
+  const deadline = Date.now() + deps.timings.connectTimeoutMs;
+  for (;;) {
+    const a = await loadAttachment(deps, id);
+    if (a.reported_at && a.device_id) return a;
+    const host = await hosts.findById(deps.store.db, a.host_id);
+    if (host?.state === 'fenced') throw new StowageError('INVALID_STATE', `host ${host.name} was fenced while attaching`, {});
+    if (Date.now() > deadline) {
+      const why = host && hostIsUp(host, deps.timings.hostDownAfterMs) ? 'its agent did not report the disk connected' : 'its agent is not reporting (is `stowage agent` running there?)';
+      throw new StowageError('TIMEOUT', `host ${host?.name ?? a.host_id} did not connect the volume within ${deps.timings.connectTimeoutMs} ms: ${why}`, {});
+    }
+    if (signal.aborted) throw new StowageError('TIMEOUT', 'cancelled', {});
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * Waits until the agent reports the device gone. Returns at once when the host is down or fenced
+ * (nothing there to ask), and after the timeout proceeds too: the revoke that follows cuts the
+ * storage side either way, and the agent removes the dangling device as unwanted when it returns.
+ */
+export async function waitDisconnected(deps: AttachDeps, id: string, signal: AbortSignal): Promise<'disconnected' | 'host-down' | 'timed-out'> {
+  const deadline = Date.now() + deps.timings.disconnectTimeoutMs;
+  for (;;) {
+    const a = await loadAttachment(deps, id);
+    if (!a.reported_at) return 'disconnected';
+    const host = await hosts.findById(deps.store.db, a.host_id);
+    if (!host || !hostIsUp(host, deps.timings.hostDownAfterMs)) return 'host-down';
+    if (Date.now() > deadline || signal.aborted) return 'timed-out';
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * Revokes the host's grant on the backend (dropping live sessions) unless another live attachment of
+ * the same volume on the same host still needs it. Idempotent.
+ */
+export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, signal: AbortSignal): Promise<boolean> {
+  const others = (await attachments.listLiveForVolume(deps.store.db, a.volume_id)).filter((o) => o.id !== a.id && o.host_id === a.host_id && (LIVE_ATTACHMENT_STATES as readonly string[]).includes(o.state));
+  if (others.length > 0) return false;
+  const g = await grants.findLive(deps.store.db, a.volume_id, a.host_id);
+  if (!g) return true;
+  const host = await hosts.findById(deps.store.db, a.host_id);
+  if (!host) return true;
+  const parts = await driverParts(deps, a.volume_id);
+  await parts.driver.revokeAccess?.(parts.handle, hostIdentity(host), signal);
+  await grants.update(deps.store.db, g.id, { state: 'revoked', state_reason: `attachment ${a.id} detached`, updated_at: nowIso() });
+  return true;
+}

@@ -1,0 +1,197 @@
+import { StowageError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type { Migration, Operation } from '../core/models.js';
+import { assertValidName } from '../core/names.js';
+import type { HostService } from '../hosts/host-service.js';
+import type { OperationEngine } from '../operations/engine.js';
+import type { OperationHandler, StepContext } from '../operations/handler.js';
+import { HostRepository } from '../store/access-repository.js';
+import { AttachmentRepository, LIVE_ATTACHMENT_STATES, toMigration } from '../store/attachment-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso } from '../store/json.js';
+import { OperationRepository, toOperation } from '../store/operation-repository.js';
+import type { AttachmentRow, MigrationRow } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import type { RequestContext } from '../volumes/volume-service.js';
+import type { AttachmentService } from './attachment-service.js';
+import { ensureGrant, loadAttachment, revokeIfUnused, setAttachmentState, waitConnected, waitDisconnected, type AttachDeps } from './attachment-steps.js';
+
+const attachments = new AttachmentRepository();
+const hosts = new HostRepository();
+const events = new EventRepository();
+const operations = new OperationRepository();
+
+/**
+ * Live migration as dual-grant, switch, revoke: `start` grants and connects every volume of the
+ * instance on the destination (into the VM started there with -incoming) while the source keeps
+ * its access; the compute layer moves the VM; `complete` disconnects and revokes the source;
+ * `abort` undoes the destination side. Each phase is a durable operation.
+ */
+export class MigrationService {
+  constructor(private readonly store: Store, private readonly engine: OperationEngine, private readonly hostService: HostService, private readonly attachmentService: AttachmentService) {}
+
+  async get(id: string, tenantId: string): Promise<Migration> {
+    const m = await attachments.findMigration(this.store.db, id);
+    if (m?.tenant_id !== tenantId) throw new StowageError('NOT_FOUND', `migration ${id} does not exist`, {});
+    return this.present(m);
+  }
+
+  async list(tenantId: string): Promise<Migration[]> {
+    return Promise.all((await attachments.listMigrations(this.store.db, tenantId)).map((m) => this.present(m)));
+  }
+
+  async start(instance: string, fromRef: string, toRef: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
+    assertValidName(instance, 'instance name');
+    const from = await this.hostService.resolve(fromRef);
+    const to = await this.hostService.resolve(toRef);
+    if (from.id === to.id) throw new StowageError('VALIDATION_FAILED', 'source and destination are the same host', {});
+    if (to.state === 'fenced') throw new StowageError('INVALID_STATE', `destination ${to.name} is fenced`, {});
+    const source = (await attachments.listForHostInstance(this.store.db, from.id, instance, ['attached']));
+    if (source.length === 0) throw new StowageError('ATTACHMENT_NOT_FOUND', `instance ${instance} on ${from.name} has no attached volumes to migrate`, {});
+    const existing = await attachments.findOpenMigration(this.store.db, instance, from.id, to.id);
+    if (existing) {
+      const op = await operations.findActiveForTarget(this.store.db, existing.id);
+      if (op) return { migration: await this.present(existing), operation: toOperation(op) };
+      throw new StowageError('INVALID_STATE', `migration ${existing.id} of ${instance} is already ${existing.state}; complete or abort it`, { migrationId: existing.id });
+    }
+    const id = newId('migration');
+    const op = await this.store.transaction(async (trx) => {
+      const at = nowIso();
+      const m: MigrationRow = { id, tenant_id: ctx.tenantId, instance, from_host_id: from.id, to_host_id: to.id, state: 'starting', state_reason: null, created_at: at, updated_at: at };
+      await attachments.insertMigration(trx, m);
+      const row = await this.engine.enqueue(trx, { kind: 'migration.start', tenantId: ctx.tenantId, targetType: 'migration', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null, input: {} });
+      await events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'migration', resourceId: id, resourceName: instance, action: 'start', from: null, to: 'starting', operationId: row.id, message: `migrating ${instance}'s storage from ${from.name} to ${to.name}` });
+      return row;
+    });
+    this.engine.wake();
+    return { migration: await this.get(id, ctx.tenantId), operation: toOperation(op) };
+  }
+
+  async complete(id: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
+    return this.finish(id, 'migration.complete', 'completing', ['ready'], ctx);
+  }
+
+  async abort(id: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
+    return this.finish(id, 'migration.abort', 'aborting', ['starting', 'ready', 'error'], ctx);
+  }
+
+  /** Finds the open migration of an instance between two hosts (for the CLI's --instance/--from/--to form). */
+  async findOpen(instance: string, fromRef: string, toRef: string, tenantId: string): Promise<string> {
+    const from = await this.hostService.resolve(fromRef);
+    const to = await this.hostService.resolve(toRef);
+    const m = await attachments.findOpenMigration(this.store.db, instance, from.id, to.id);
+    if (m?.tenant_id !== tenantId) throw new StowageError('NOT_FOUND', `no open migration of ${instance} from ${from.name} to ${to.name}`, {});
+    return m.id;
+  }
+
+  private async finish(id: string, kind: string, to: string, from: readonly string[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
+    const op = await this.store.transaction(async (trx) => {
+      const m = await attachments.findMigration(trx, id);
+      if (m?.tenant_id !== ctx.tenantId) throw new StowageError('NOT_FOUND', `migration ${id} does not exist`, {});
+      const active = await operations.findActiveForTarget(trx, m.id);
+      if (active?.kind === kind) return active;
+      if (active) throw new StowageError('INVALID_STATE', `migration ${m.id} is busy with ${active.kind} (${active.id})`, { operationId: active.id });
+      if (!from.includes(m.state)) throw new StowageError('INVALID_STATE', `migration ${m.id} is ${m.state}; it must be ${from.join(' or ')}`, { state: m.state });
+      await attachments.updateMigration(trx, m.id, { state: to, updated_at: nowIso() });
+      const row = await this.engine.enqueue(trx, { kind, tenantId: ctx.tenantId, targetType: 'migration', targetId: m.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null, input: {} });
+      await events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'migration', resourceId: m.id, resourceName: m.instance, action: to, from: m.state, to, operationId: row.id, message: `migration of ${m.instance} ${to}` });
+      return row;
+    });
+    this.engine.wake();
+    return { migration: await this.get(id, ctx.tenantId), operation: toOperation(op) };
+  }
+
+  private async present(m: MigrationRow): Promise<Migration> {
+    const [f, t] = await Promise.all([hosts.findById(this.store.db, m.from_host_id), hosts.findById(this.store.db, m.to_host_id)]);
+    return toMigration(m, f?.name ?? m.from_host_id, t?.name ?? m.to_host_id);
+  }
+
+  /** Creates (idempotently) the destination attachments of a migration. */
+  async ensureDestination(m: MigrationRow, ctx: StepContext): Promise<AttachmentRow[]> {
+    const src = await attachments.listForHostInstance(this.store.db, m.from_host_id, m.instance, ['attached']);
+    const out: AttachmentRow[] = [];
+    for (const s of src) {
+      const existing = await attachments.findLive(this.store.db, s.volume_id, m.to_host_id, m.instance);
+      if (existing) { out.push(existing); continue; }
+      const at = nowIso();
+      const row: AttachmentRow = {
+        id: newId('attachment'), tenant_id: m.tenant_id, volume_id: s.volume_id, host_id: m.to_host_id, instance: m.instance, mode: s.mode,
+        state: 'granting', state_reason: null, grant_id: null, device_id: null, migration_id: m.id, reported_at: null, created_at: at, updated_at: at,
+      };
+      await attachments.insert(this.store.db, row);
+      await events.append(this.store.db, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'attachment', resourceId: row.id, resourceName: m.instance, action: 'attach', from: null, to: 'granting', operationId: ctx.operation.id, message: `migration ${m.id}: attaching on the destination` });
+      out.push(row);
+    }
+    return out;
+  }
+}
+
+async function loadMigration(deps: AttachDeps, id: string): Promise<MigrationRow> {
+  const m = await attachments.findMigration(deps.store.db, id);
+  if (!m) throw new StowageError('NOT_FOUND', `migration ${id} vanished`, {});
+  return m;
+}
+
+async function setMigration(deps: AttachDeps, ctx: StepContext, m: MigrationRow, to: string, reason: string | null): Promise<void> {
+  await attachments.updateMigration(deps.store.db, m.id, { state: to, state_reason: reason, updated_at: nowIso() });
+  await events.append(deps.store.db, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'migration', resourceId: m.id, resourceName: m.instance, action: to, from: m.state, to, operationId: ctx.operation.id, message: `migration of ${m.instance}: ${to}${reason ? ` (${reason})` : ''}` });
+}
+
+/** Detaches every live attachment of the instance on one host (disconnect, revoke, gone), inline. */
+async function detachSide(deps: AttachDeps, ctx: StepContext, hostId: string, instance: string): Promise<void> {
+  for (const a of await attachments.listForHostInstance(deps.store.db, hostId, instance, [...LIVE_ATTACHMENT_STATES])) {
+    if (a.state !== 'disconnecting' && a.state !== 'revoking') await setAttachmentState(deps, a, 'disconnecting', ctx.operation.actor, 'migration: detaching', {}, ctx.operation.id);
+    const outcome = await waitDisconnected(deps, a.id, ctx.signal);
+    await setAttachmentState(deps, await loadAttachment(deps, a.id), 'revoking', ctx.operation.actor, `migration: ${outcome}; revoking`, {}, ctx.operation.id);
+    await revokeIfUnused(deps, await loadAttachment(deps, a.id), ctx.signal);
+    await setAttachmentState(deps, await loadAttachment(deps, a.id), 'gone', ctx.operation.actor, 'migration: detached', { device_id: null }, ctx.operation.id);
+  }
+}
+
+/** The three migration phases as operation handlers. */
+export function migrationHandlers(deps: AttachDeps, service: () => MigrationService): OperationHandler[] {
+  const start: OperationHandler = {
+    kind: 'migration.start',
+    steps: [
+      {
+        name: 'attach-destination',
+        run: async (ctx) => {
+          const m = await loadMigration(deps, ctx.operation.target_id);
+          const dest = await service().ensureDestination(m, ctx);
+          for (const a of dest) {
+            if (a.state === 'attached') continue;
+            await ensureGrant(deps, a, ctx.signal);
+            await setAttachmentState(deps, a, 'connecting', ctx.operation.actor, 'migration: access granted on the destination', {}, ctx.operation.id);
+            const connected = await waitConnected(deps, a.id, ctx.signal);
+            await setAttachmentState(deps, connected, 'attached', ctx.operation.actor, `migration: attached on the destination as ${connected.device_id ?? '?'}`, {}, ctx.operation.id);
+          }
+        },
+      },
+      { name: 'ready', run: async (ctx) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'ready', null); } },
+    ],
+    compensate: async (ctx, error) => {
+      const m = await loadMigration(deps, ctx.operation.target_id);
+      await detachSide(deps, ctx, m.to_host_id, m.instance);
+      await setMigration(deps, ctx, m, 'aborted', `start failed: ${error.message}`);
+    },
+  };
+  const complete: OperationHandler = {
+    kind: 'migration.complete',
+    steps: [
+      { name: 'detach-source', run: async (ctx) => { const m = await loadMigration(deps, ctx.operation.target_id); await detachSide(deps, ctx, m.from_host_id, m.instance); } },
+      { name: 'finalize', run: async (ctx) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'completed', null); } },
+    ],
+    compensate: async (ctx, error) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'error', `complete failed: ${error.message}; run complete again`); },
+  };
+  const abort: OperationHandler = {
+    kind: 'migration.abort',
+    steps: [
+      { name: 'detach-destination', run: async (ctx) => { const m = await loadMigration(deps, ctx.operation.target_id); await detachSide(deps, ctx, m.to_host_id, m.instance); } },
+      { name: 'finalize', run: async (ctx) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'aborted', null); } },
+    ],
+    compensate: async (ctx, error) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'error', `abort failed: ${error.message}; run abort again`); },
+  };
+  return [start, complete, abort];
+}
+
+export type { AttachmentService };

@@ -1,0 +1,88 @@
+import type { Attachment, Migration } from '../core/models.js';
+import type { AttachmentRow, MigrationRow } from './schema.js';
+import type { Executor } from './store.js';
+
+/** Attachment states in which the volume is (or is becoming, or still is) connected on the host. */
+export const LIVE_ATTACHMENT_STATES = ['granting', 'connecting', 'attached', 'disconnecting', 'revoking'] as const;
+/** States in which the agent should have the volume connected. */
+export const WANTED_ATTACHMENT_STATES = ['connecting', 'attached'] as const;
+
+/** Attachments and live migrations. */
+export class AttachmentRepository {
+  async insert(db: Executor, row: AttachmentRow): Promise<void> {
+    await db.insertInto('attachments').values(row).execute();
+  }
+
+  async findById(db: Executor, id: string): Promise<AttachmentRow | undefined> {
+    return db.selectFrom('attachments').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async findLive(db: Executor, volumeId: string, hostId: string, instance: string): Promise<AttachmentRow | undefined> {
+    return db.selectFrom('attachments').selectAll().where('volume_id', '=', volumeId).where('host_id', '=', hostId).where('instance', '=', instance)
+      .where('state', 'in', [...LIVE_ATTACHMENT_STATES]).executeTakeFirst();
+  }
+
+  async listLiveForVolume(db: Executor, volumeId: string): Promise<AttachmentRow[]> {
+    return db.selectFrom('attachments').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_ATTACHMENT_STATES]).execute();
+  }
+
+  async listLiveForHost(db: Executor, hostId: string): Promise<AttachmentRow[]> {
+    return db.selectFrom('attachments').selectAll().where('host_id', '=', hostId).where('state', 'in', [...LIVE_ATTACHMENT_STATES]).execute();
+  }
+
+  async listWantedForHost(db: Executor, hostId: string): Promise<AttachmentRow[]> {
+    return db.selectFrom('attachments').selectAll().where('host_id', '=', hostId).where('state', 'in', [...WANTED_ATTACHMENT_STATES]).execute();
+  }
+
+  async listForHostInstance(db: Executor, hostId: string, instance: string, states: readonly string[]): Promise<AttachmentRow[]> {
+    return db.selectFrom('attachments').selectAll().where('host_id', '=', hostId).where('instance', '=', instance).where('state', 'in', [...states]).execute();
+  }
+
+  async list(db: Executor, tenantId: string, filter: { volumeId?: string; hostId?: string; includeGone?: boolean }): Promise<AttachmentRow[]> {
+    let q = db.selectFrom('attachments').selectAll().where('tenant_id', '=', tenantId);
+    if (!filter.includeGone) q = q.where('state', '<>', 'gone');
+    if (filter.volumeId) q = q.where('volume_id', '=', filter.volumeId);
+    if (filter.hostId) q = q.where('host_id', '=', filter.hostId);
+    return q.orderBy('created_at').execute();
+  }
+
+  async update(db: Executor, id: string, patch: Partial<Omit<AttachmentRow, 'id'>>): Promise<void> {
+    await db.updateTable('attachments').set(patch).where('id', '=', id).execute();
+  }
+
+  async insertMigration(db: Executor, row: MigrationRow): Promise<void> {
+    await db.insertInto('migrations').values(row).execute();
+  }
+
+  async findMigration(db: Executor, id: string): Promise<MigrationRow | undefined> {
+    return db.selectFrom('migrations').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async findOpenMigration(db: Executor, instance: string, fromHostId: string, toHostId: string): Promise<MigrationRow | undefined> {
+    return db.selectFrom('migrations').selectAll().where('instance', '=', instance).where('from_host_id', '=', fromHostId).where('to_host_id', '=', toHostId)
+      .where('state', 'in', ['starting', 'ready', 'completing', 'aborting', 'error']).orderBy('created_at', 'desc').executeTakeFirst();
+  }
+
+  async listMigrations(db: Executor, tenantId: string): Promise<MigrationRow[]> {
+    return db.selectFrom('migrations').selectAll().where('tenant_id', '=', tenantId).orderBy('created_at', 'desc').limit(200).execute();
+  }
+
+  async updateMigration(db: Executor, id: string, patch: Partial<Omit<MigrationRow, 'id'>>): Promise<void> {
+    await db.updateTable('migrations').set(patch).where('id', '=', id).execute();
+  }
+}
+
+export function toAttachment(r: AttachmentRow, volumeName: string, hostName: string): Attachment {
+  return {
+    id: r.id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, instance: r.instance, mode: r.mode as Attachment['mode'],
+    state: r.state as Attachment['state'], stateReason: r.state_reason, deviceId: r.device_id, migrationId: r.migration_id,
+    reportedAt: r.reported_at, createdAt: r.created_at, updatedAt: r.updated_at,
+  };
+}
+
+export function toMigration(r: MigrationRow, fromHost: string, toHost: string): Migration {
+  return {
+    id: r.id, instance: r.instance, fromHost, toHost, state: r.state as Migration['state'], stateReason: r.state_reason,
+    createdAt: r.created_at, updatedAt: r.updated_at,
+  };
+}
