@@ -1,0 +1,314 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { StowageError } from '../../core/errors.js';
+import { DriverRegistry } from '../sdk/registry.js';
+import type {
+  BackendReport, BlockDriver, Capability, ConnectionInfo, CreateVolume, DriverDeps, DriverFactory, DriverGrant,
+  DriverHandle, DriverVolume, GrantRequest, HostIdentity, ReconcileReport,
+} from '../sdk/types.js';
+import { btrfsDriverFactory } from '../btrfs/btrfs-driver.js';
+import { dirDriverFactory } from '../dir/dir-driver.js';
+import { GrantLedger, TGT_VOLUME_ID_RE, type LedgerGrant } from './grant-ledger.js';
+import { aclEntriesOf, assertChap, assertHost, ledgerEntry, lunReadonlyFor } from './tgt-access.js';
+import { parseTgtUri, type TgtConfig } from './tgt-config.js';
+import { reconcileTgtExports } from './tgt-reconcile.js';
+import { TgtExports, VOLUME_LUN } from './tgt-exports.js';
+import { TgtadmClient } from './tgtadm-client.js';
+import type { TgtTarget } from './tgtadm-show.js';
+
+/** What tgt itself adds on top of the backing store's capabilities. */
+const TGT_CAPABILITIES: readonly Capability[] = ['thin', 'resize', 'access.address', 'access.initiator', 'access.chap', 'multiattach', 'format.raw'];
+
+/** Backing-store capabilities that stay true when the volume is exported over tgt. */
+const PASSTHROUGH_CAPABILITIES: readonly Capability[] = ['snapshot', 'snapshot.offload', 'clone', 'clone.offload', 'revert', 'quota'];
+
+/** The tgt driver's volume handle: the volume id plus the backing store's own handle. */
+interface TgtVolumeHandle {
+  readonly volumeId: string;
+  readonly iqn: string;
+  readonly backing: DriverHandle;
+}
+
+function parseVolumeHandle(handle: DriverHandle): TgtVolumeHandle {
+  const { volumeId, iqn, backing } = handle;
+  if (typeof volumeId !== 'string' || !TGT_VOLUME_ID_RE.test(volumeId) || typeof iqn !== 'string' || typeof backing !== 'object' || backing === null) {
+    throw new StowageError('VALIDATION_FAILED', 'tgt driver: not a tgt volume handle (need volumeId, iqn, backing)', {});
+  }
+  return { volumeId, iqn, backing: backing as DriverHandle };
+}
+
+function parseSnapshotHandle(handle: DriverHandle): DriverHandle {
+  const { snapshotId, backing } = handle;
+  if (typeof snapshotId !== 'string' || typeof backing !== 'object' || backing === null) {
+    throw new StowageError('VALIDATION_FAILED', 'tgt driver: not a tgt snapshot handle (need snapshotId, backing)', {});
+  }
+  return backing as DriverHandle;
+}
+
+async function fileSizeBytes(file: string): Promise<number | undefined> {
+  try {
+    return (await stat(file)).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** A serial queue: tgtadm read-modify-write sequences (tid allocation, flags) must not interleave. */
+class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+/**
+ * iSCSI volumes on a userspace tgtd: one target per volume (`<iqnPrefix>:<volume-id>`, LUN 1)
+ * whose LUN file lives on a backing dir/btrfs store. Access is address (or name) ACL plus CHAP;
+ * revoking drops live sessions because tgt checks ACLs only at login.
+ */
+export class TgtDriver implements BlockDriver {
+  readonly scheme = 'tgt';
+  readonly kind = 'block' as const;
+  readonly exports: TgtExports;
+  private readonly ledger: GrantLedger;
+  private readonly lock = new Mutex();
+
+  constructor(readonly config: TgtConfig, readonly backing: BlockDriver, deps: DriverDeps) {
+    this.exports = new TgtExports(new TgtadmClient(deps.runner, config.controlPort), config.iqnPrefix);
+    this.ledger = new GrantLedger(path.join(deps.dataDir, 'tgt-grants'));
+  }
+
+  private backingPath(handle: DriverHandle): string {
+    if (!this.backing.dataPath) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} exposes no file path`, {});
+    const { path: p, format } = this.backing.dataPath(handle);
+    if (format !== 'raw') throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing volume is ${format}; tgt serves raw files only`, { format });
+    return p;
+  }
+
+  private wrap(volumeId: string, backing: DriverHandle): DriverHandle {
+    return { volumeId, iqn: this.exports.iqnFor(volumeId), backing };
+  }
+
+  async probe(signal: AbortSignal): Promise<BackendReport> {
+    let portals: string[];
+    try {
+      portals = await this.exports.client.showPortals(signal);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new StowageError('BACKEND_UNAVAILABLE', `tgtd on control port ${String(this.config.controlPort)} is not reachable: ${reason}`, { controlPort: this.config.controlPort }, { cause: err });
+    }
+    if (!portals.includes(this.config.portal) && !portals.some((p) => p.startsWith('0.0.0.0:') || p.startsWith('[::]:'))) {
+      throw new StowageError('BACKEND_UNAVAILABLE', `tgtd on control port ${String(this.config.controlPort)} does not listen on portal ${this.config.portal} (it listens on ${portals.join(', ') || 'nothing'})`, { portal: this.config.portal });
+    }
+    const report = await this.backing.probe(signal);
+    const caps = new Set<Capability>(TGT_CAPABILITIES);
+    for (const c of report.capabilities) if (PASSTHROUGH_CAPABILITIES.includes(c)) caps.add(c);
+    return {
+      totalBytes: report.totalBytes,
+      freeBytes: report.freeBytes,
+      usedBytes: report.usedBytes,
+      capabilities: [...caps],
+      info: { ...report.info, portal: this.config.portal, controlPort: String(this.config.controlPort), iqnPrefix: this.config.iqnPrefix, backing: this.config.backingUri },
+    };
+  }
+
+  async createVolume(req: CreateVolume, signal: AbortSignal): Promise<DriverHandle> {
+    if (!TGT_VOLUME_ID_RE.test(req.id)) throw new StowageError('VALIDATION_FAILED', `tgt driver: ${JSON.stringify(req.id)} is not a volume id`, { id: req.id });
+    if (req.format !== undefined && req.format !== 'raw') throw new StowageError('CAPABILITY_MISSING', `tgt driver serves raw LUNs only, not ${req.format}`, { format: req.format });
+    const backing = await this.backing.createVolume({ ...req, format: 'raw' }, signal);
+    const file = this.backingPath(backing);
+    const grants = await this.ledger.read(req.id);
+    await this.lock.run(() => this.exports.ensureTarget(req.id, file, lunReadonlyFor(grants), signal));
+    return this.wrap(req.id, backing);
+  }
+
+  async deleteVolume(handle: DriverHandle, signal: AbortSignal): Promise<void> {
+    const h = parseVolumeHandle(handle);
+    await this.lock.run(async () => {
+      const target = await this.exports.find(h.volumeId, signal);
+      if (target) await this.exports.deleteTarget(target.tid, signal);
+      await this.deleteAccountsOf(h.volumeId, await this.ledger.read(h.volumeId), signal);
+      await this.ledger.write(h.volumeId, []);
+    });
+    await this.backing.deleteVolume(h.backing, signal);
+  }
+
+  /** Deletes the CHAP accounts of `grants` unless another volume's grant still uses the same user. */
+  private async deleteAccountsOf(volumeId: string, grants: readonly LedgerGrant[], signal: AbortSignal): Promise<void> {
+    const users = new Set(grants.flatMap((g) => (g.chapUser === undefined ? [] : [g.chapUser])));
+    if (users.size === 0) return;
+    for (const other of await this.ledger.volumeIds()) {
+      if (other === volumeId) continue;
+      for (const g of await this.ledger.read(other)) if (g.chapUser !== undefined) users.delete(g.chapUser);
+    }
+    for (const u of users) await this.exports.deleteAccount(u, signal);
+  }
+
+  async resizeVolume(handle: DriverHandle, sizeBytes: number, signal: AbortSignal): Promise<void> {
+    const h = parseVolumeHandle(handle);
+    const file = this.backingPath(h.backing);
+    const before = await fileSizeBytes(file);
+    await this.backing.resizeVolume(h.backing, sizeBytes, signal);
+    const after = await fileSizeBytes(file);
+    await this.lock.run(async () => {
+      const lun = (await this.exports.find(h.volumeId, signal))?.luns.find((l) => l.lun === VOLUME_LUN);
+      // tgtd reads the size only when the LUN is added (it prints whole decimal MB). Re-adding
+      // interrupts in-flight commands for a moment, so only do it when the size really changed
+      // or tgtd still shows an old size (a retry after a crash between the two steps).
+      const stale = lun !== undefined && after !== undefined && lun.sizeMb !== Math.floor(after / 1_000_000);
+      if (lun && (before !== after || stale)) await this.exports.reopenLun(h.volumeId, file, signal);
+    });
+  }
+
+  async listVolumes(signal: AbortSignal): Promise<DriverVolume[]> {
+    const vols = await this.backing.listVolumes(signal);
+    return vols.map((v) => ({ ...v, handle: this.wrap(v.id, v.handle) }));
+  }
+
+  async grantAccess(handle: DriverHandle, grant: GrantRequest, signal: AbortSignal): Promise<ConnectionInfo> {
+    const h = parseVolumeHandle(handle);
+    assertHost(grant.host);
+    assertChap(grant);
+    const file = this.backingPath(h.backing);
+    const entry = await this.lock.run(async () => {
+      const grants = await this.ledger.read(h.volumeId);
+      const previous = grants.find((g) => g.host === grant.host.name);
+      const next = ledgerEntry(h.volumeId, grant, previous);
+      const all = [...grants.filter((g) => g.host !== grant.host.name), next];
+      await this.ledger.write(h.volumeId, all);
+      const { target } = await this.exports.ensureTarget(h.volumeId, file, lunReadonlyFor(all), signal);
+      if (previous) await this.unbindStale(target, previous, next, signal);
+      for (const acl of aclEntriesOf(grant.host)) await this.exports.bindAcl(target.tid, acl.kind, acl.value, signal);
+      if (grant.chap && next.chapUser !== undefined) {
+        const secretChanged = previous?.chapUser === next.chapUser && previous.chapDigest !== next.chapDigest;
+        await this.exports.ensureAccount(next.chapUser, grant.chap.secret, secretChanged || previous?.chapUser !== next.chapUser, signal);
+        await this.exports.bindAccount(target.tid, next.chapUser, signal);
+      }
+      return next;
+    });
+    return {
+      protocol: 'iscsi',
+      portal: this.config.portal,
+      iqn: this.exports.iqnFor(h.volumeId),
+      lun: VOLUME_LUN,
+      ...(grant.chap && entry.chapUser !== undefined ? { chapUser: entry.chapUser, chapSecret: grant.chap.secret } : {}),
+      mode: grant.mode,
+    };
+  }
+
+  /** On a re-grant with different addresses or CHAP user, removes what the old grant had bound. */
+  private async unbindStale(target: TgtTarget, previous: LedgerGrant, entry: LedgerGrant, signal: AbortSignal): Promise<void> {
+    const keep = new Set(aclEntriesOf(entry).map((a) => a.value));
+    for (const acl of aclEntriesOf(previous)) if (!keep.has(acl.value)) await this.exports.unbindAcl(target.tid, acl.kind, acl.value, signal);
+    if (previous.chapUser !== undefined && previous.chapUser !== entry.chapUser) await this.exports.unbindAccount(target.tid, previous.chapUser, signal);
+  }
+
+  async revokeAccess(handle: DriverHandle, host: HostIdentity, signal: AbortSignal): Promise<void> {
+    const h = parseVolumeHandle(handle);
+    await this.lock.run(async () => {
+      const grants = await this.ledger.read(h.volumeId);
+      const previous = grants.find((g) => g.host === host.name);
+      const rest = grants.filter((g) => g.host !== host.name);
+      const addresses = new Set([...host.addresses, ...(previous?.addresses ?? [])]);
+      const names = new Set([host.initiatorName, previous?.initiatorName].filter((n): n is string => n !== undefined));
+      const target = await this.exports.find(h.volumeId, signal);
+      if (target) {
+        for (const a of addresses) await this.exports.unbindAcl(target.tid, 'address', a, signal);
+        for (const n of names) await this.exports.unbindAcl(target.tid, 'initiator', n, signal);
+        if (previous?.chapUser !== undefined && !rest.some((g) => g.chapUser === previous.chapUser)) {
+          await this.exports.unbindAccount(target.tid, previous.chapUser, signal);
+        }
+        // ACLs are only checked at login: fence the host by dropping its open sessions. Sessions
+        // are matched by address; by initiator name only for a host without addresses, because
+        // names are client-chosen and may be shared (QEMU's default name, for one).
+        const byName = addresses.size === 0;
+        await this.exports.dropSessions(target, (s) => (byName && names.has(s.initiator)) || s.connections.some((c) => addresses.has(c.address)), signal);
+        await this.exports.setReadonly(h.volumeId, lunReadonlyFor(rest), signal);
+      }
+      await this.ledger.write(h.volumeId, rest);
+      if (previous) await this.deleteAccountsOf(h.volumeId, [previous].filter((g) => !rest.some((r) => r.chapUser === g.chapUser)), signal);
+    });
+  }
+
+  async listGrants(signal: AbortSignal): Promise<DriverGrant[]> {
+    const out: DriverGrant[] = [];
+    for (const t of this.exports.ownTargets(await this.exports.client.showTargets(signal))) {
+      const volumeId = this.exports.volumeIdOf(t.iqn);
+      if (volumeId === undefined) continue;
+      const ledger = await this.ledger.read(volumeId);
+      for (const initiator of [...t.aclAddresses, ...t.aclInitiators]) {
+        const g = ledger.find((l) => l.addresses.includes(initiator) || l.initiatorName === initiator);
+        const chapUser = g?.chapUser !== undefined && t.accounts.includes(g.chapUser) ? g.chapUser : undefined;
+        out.push({ volumeId, initiator, ...(chapUser !== undefined ? { chapUser } : {}) });
+      }
+    }
+    return out;
+  }
+
+  async createSnapshot(handle: DriverHandle, snapshotId: string, signal: AbortSignal): Promise<DriverHandle> {
+    const h = parseVolumeHandle(handle);
+    if (!this.backing.createSnapshot) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot snapshot`, {});
+    return { snapshotId, backing: await this.backing.createSnapshot(h.backing, snapshotId, signal) };
+  }
+
+  async deleteSnapshot(snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
+    if (!this.backing.deleteSnapshot) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot snapshot`, {});
+    await this.backing.deleteSnapshot(parseSnapshotHandle(snapshotHandle), signal);
+  }
+
+  async cloneVolume(source: DriverHandle, req: CreateVolume, signal: AbortSignal): Promise<DriverHandle> {
+    if (!this.backing.cloneVolume) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot clone`, {});
+    if (!TGT_VOLUME_ID_RE.test(req.id)) throw new StowageError('VALIDATION_FAILED', `tgt driver: ${JSON.stringify(req.id)} is not a volume id`, { id: req.id });
+    const inner = typeof source.snapshotId === 'string' ? parseSnapshotHandle(source) : parseVolumeHandle(source).backing;
+    const backing = await this.backing.cloneVolume(inner, { ...req, format: 'raw' }, signal);
+    const file = this.backingPath(backing);
+    await this.lock.run(() => this.exports.ensureTarget(req.id, file, false, signal));
+    return this.wrap(req.id, backing);
+  }
+
+  async revertVolume(handle: DriverHandle, snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
+    if (!this.backing.revertVolume) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot revert`, {});
+    const h = parseVolumeHandle(handle);
+    await this.backing.revertVolume(h.backing, parseSnapshotHandle(snapshotHandle), signal);
+    // The backing store swapped the file under tgtd: re-add the LUN so it serves the new data.
+    const file = this.backingPath(h.backing);
+    await this.lock.run(() => this.exports.reopenLun(h.volumeId, file, signal));
+  }
+
+  dataPath(handle: DriverHandle): { readonly path: string; readonly format: 'raw' } {
+    return { path: this.backingPath(parseVolumeHandle(handle).backing), format: 'raw' };
+  }
+
+  async reconcileExports(desired: readonly { readonly handle: DriverHandle; readonly grants: readonly GrantRequest[] }[], signal: AbortSignal): Promise<ReconcileReport> {
+    const parsed = desired.map((d) => {
+      const h = parseVolumeHandle(d.handle);
+      return { volumeId: h.volumeId, backing: h.backing, grants: d.grants };
+    });
+    const ctx = { exports: this.exports, ledger: this.ledger, fileOf: (b: DriverHandle) => this.backingPath(b) };
+    return this.lock.run(() => reconcileTgtExports(ctx, parsed, signal));
+  }
+}
+
+/** Backing stores a tgt backend can keep its LUN files on. */
+const BACKING_FACTORIES: readonly DriverFactory[] = [dirDriverFactory, btrfsDriverFactory];
+
+/** Builds a tgt driver for a URI over the given backing-store factories; throws INVALID_DRIVER_URI. */
+export function createTgtDriver(uri: URL, options: Readonly<Record<string, string>>, deps: DriverDeps, backingFactories: readonly DriverFactory[] = BACKING_FACTORIES): TgtDriver {
+  const config = parseTgtUri(uri, options);
+  const backing = new DriverRegistry(backingFactories).create(config.backingUri, config.backingOptions, deps);
+  if (!backing.dataPath) throw new StowageError('INVALID_DRIVER_URI', `tgt driver: backing ${config.backingUri} has no file path for tgtd to serve`, {});
+  return new TgtDriver(config, backing, deps);
+}
+
+/** Factory for `tgt://<portal>?backing=<dir|btrfs uri>&control=<n>[&iqnPrefix=…]` backends. */
+export const tgtDriverFactory: DriverFactory = {
+  scheme: 'tgt',
+  kind: 'block',
+  description: 'iSCSI LUNs on a userspace tgtd, files on a dir or btrfs backing store: tgt://10.0.0.1:3260?backing=btrfs:///srv/pool&control=7',
+  create(uri, options, deps) {
+    return createTgtDriver(uri, options, deps);
+  },
+};

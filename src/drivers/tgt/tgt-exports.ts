@@ -1,0 +1,162 @@
+import { StowageError } from '../../core/errors.js';
+import { TGT_VOLUME_ID_RE } from './grant-ledger.js';
+import type { TgtadmClient } from './tgtadm-client.js';
+import type { TgtSession, TgtTarget } from './tgtadm-show.js';
+
+/** The LUN every volume is exported as (LUN 0 is tgt's controller). */
+export const VOLUME_LUN = 1;
+
+/** How often to retry a target creation that lost a tid race with another tgtadm user. */
+const TID_RETRIES = 8;
+
+/**
+ * Target-level operations on one tgtd for volumes under one IQN prefix: targets with LUN 1,
+ * address/name ACLs, CHAP accounts and sessions. Callers serialize calls (tid allocation reads
+ * then writes). Every method is idempotent.
+ */
+export class TgtExports {
+  constructor(readonly client: TgtadmClient, readonly iqnPrefix: string) {}
+
+  /** The stable IQN of a volume's target. */
+  iqnFor(volumeId: string): string {
+    return `${this.iqnPrefix}:${volumeId}`;
+  }
+
+  /** The volume id a target IQN belongs to, or undefined when it is not one of ours. */
+  volumeIdOf(iqn: string): string | undefined {
+    const prefix = `${this.iqnPrefix}:`;
+    if (!iqn.startsWith(prefix)) return undefined;
+    const id = iqn.slice(prefix.length);
+    return TGT_VOLUME_ID_RE.test(id) ? id : undefined;
+  }
+
+  /** Our targets only (other targets on the same tgtd are never touched). */
+  ownTargets(targets: readonly TgtTarget[]): TgtTarget[] {
+    return targets.filter((t) => this.volumeIdOf(t.iqn) !== undefined);
+  }
+
+  /** The current state of a volume's target, or undefined. */
+  async find(volumeId: string, signal: AbortSignal): Promise<TgtTarget | undefined> {
+    const iqn = this.iqnFor(volumeId);
+    return (await this.client.showTargets(signal)).find((t) => t.iqn === iqn);
+  }
+
+  /**
+   * Makes sure the volume's target exists with LUN 1 on `backingPath`, thin provisioning on and
+   * the readonly flag as given. Returns the target as read before its LUN was (re)configured (its
+   * tid, ACLs, accounts and sessions are current) and what had to be (re)created.
+   */
+  async ensureTarget(volumeId: string, backingPath: string, readonly: boolean, signal: AbortSignal): Promise<{ target: TgtTarget; changes: string[] }> {
+    const iqn = this.iqnFor(volumeId);
+    const changes: string[] = [];
+    let targets = await this.client.showTargets(signal);
+    let target = targets.find((t) => t.iqn === iqn);
+    for (let attempt = 0; !target; attempt++) {
+      if (attempt >= TID_RETRIES) throw new StowageError('DRIVER_FAILED', `tgt driver: could not allocate a target id for ${iqn}`, { iqn });
+      const tid = Math.max(0, ...targets.map((t) => t.tid)) + 1 + attempt;
+      // `exists` means the tid (or our IQN) was taken concurrently: re-read and retry.
+      const made = await this.client.run(['--op', 'new', '--mode', 'target', '--tid', String(tid), '-T', iqn], { signal, tolerate: ['exists'] });
+      if (made !== undefined) changes.push(`target:${volumeId}`);
+      targets = await this.client.showTargets(signal);
+      target = targets.find((t) => t.iqn === iqn);
+    }
+    const lun = target.luns.find((l) => l.lun === VOLUME_LUN);
+    if (lun?.backingPath !== backingPath) {
+      if (lun) await this.client.run(['--op', 'delete', '--mode', 'logicalunit', '--tid', String(target.tid), '--lun', String(VOLUME_LUN)], { signal, tolerate: ['missing'] });
+      await this.addLun(target.tid, backingPath, signal);
+      changes.push(`lun:${volumeId}`);
+    }
+    await this.setLunFlags(target.tid, lun?.backingPath === backingPath ? lun : undefined, readonly, signal);
+    return { target, changes };
+  }
+
+  private async addLun(tid: number, backingPath: string, signal: AbortSignal): Promise<void> {
+    await this.client.run(['--op', 'new', '--mode', 'logicalunit', '--tid', String(tid), '--lun', String(VOLUME_LUN), '-b', backingPath], { signal, tolerate: ['exists'] });
+  }
+
+  private async setLunFlags(tid: number, current: { thin: boolean; readonly: boolean } | undefined, readonly: boolean, signal: AbortSignal): Promise<void> {
+    const base = ['--op', 'update', '--mode', 'logicalunit', '--tid', String(tid), '--lun', String(VOLUME_LUN), '--params'];
+    if (current?.thin !== true) await this.client.run([...base, 'thin_provisioning=1'], { signal });
+    if ((current?.readonly ?? false) !== readonly) await this.client.run([...base, `readonly=${readonly ? '1' : '0'}`], { signal });
+  }
+
+  /** Sets LUN 1's readonly flag (tgt has no per-initiator read-only). */
+  async setReadonly(volumeId: string, readonly: boolean, signal: AbortSignal): Promise<void> {
+    const target = await this.find(volumeId, signal);
+    const lun = target?.luns.find((l) => l.lun === VOLUME_LUN);
+    if (!target || !lun) return;
+    await this.setLunFlags(target.tid, lun, readonly, signal);
+  }
+
+  /**
+   * Deletes and re-adds LUN 1 so tgtd re-reads the backing file (new size after a resize, new
+   * inode after a revert). Open sessions stay; initiators see the change on their next command.
+   */
+  async reopenLun(volumeId: string, backingPath: string, signal: AbortSignal): Promise<void> {
+    const target = await this.find(volumeId, signal);
+    if (!target) return;
+    const lun = target.luns.find((l) => l.lun === VOLUME_LUN);
+    if (lun) await this.client.run(['--op', 'delete', '--mode', 'logicalunit', '--tid', String(target.tid), '--lun', String(VOLUME_LUN)], { signal, tolerate: ['missing'] });
+    await this.addLun(target.tid, backingPath, signal);
+    await this.setLunFlags(target.tid, undefined, lun?.readonly ?? false, signal);
+  }
+
+  /** Binds an address (`-I`) or initiator-name (`-Q`) ACL entry; binding twice is fine. */
+  async bindAcl(tid: number, kind: 'address' | 'initiator', value: string, signal: AbortSignal): Promise<void> {
+    await this.client.run(['--op', 'bind', '--mode', 'target', '--tid', String(tid), kind === 'address' ? '-I' : '-Q', value], { signal, tolerate: ['exists'] });
+  }
+
+  /** Removes an ACL entry; an absent one is fine. */
+  async unbindAcl(tid: number, kind: 'address' | 'initiator', value: string, signal: AbortSignal): Promise<void> {
+    await this.client.run(['--op', 'unbind', '--mode', 'target', '--tid', String(tid), kind === 'address' ? '-I' : '-Q', value], { signal, tolerate: ['missing'] });
+  }
+
+  /**
+   * Creates the CHAP account, or re-creates it when `replace` (the secret may have changed).
+   * Re-creating unbinds it from every target, so it is re-bound to the targets that had it.
+   */
+  async ensureAccount(user: string, secret: string, replace: boolean, signal: AbortSignal): Promise<boolean> {
+    const exists = (await this.client.showAccounts(signal)).includes(user);
+    if (exists && !replace) return false;
+    let rebind: number[] = [];
+    if (exists) {
+      rebind = (await this.client.showTargets(signal)).filter((t) => t.accounts.includes(user)).map((t) => t.tid);
+      await this.client.run(['--op', 'delete', '--mode', 'account', '--user', user], { signal, tolerate: ['missing'] });
+    }
+    await this.client.run(['--op', 'new', '--mode', 'account', '--user', user, '--password', secret], { signal, secrets: [secret], tolerate: ['exists'] });
+    for (const tid of rebind) await this.bindAccount(tid, user, signal);
+    return true;
+  }
+
+  /** Binds an incoming CHAP account to a target; already bound is fine. */
+  async bindAccount(tid: number, user: string, signal: AbortSignal): Promise<void> {
+    await this.client.run(['--op', 'bind', '--mode', 'account', '--tid', String(tid), '--user', user], { signal, tolerate: ['exists'] });
+  }
+
+  /** Unbinds an account from one target; not bound is fine. */
+  async unbindAccount(tid: number, user: string, signal: AbortSignal): Promise<void> {
+    await this.client.run(['--op', 'unbind', '--mode', 'account', '--tid', String(tid), '--user', user], { signal, tolerate: ['missing'] });
+  }
+
+  /** Deletes an account (tgtd unbinds it from every target); absent is fine. */
+  async deleteAccount(user: string, signal: AbortSignal): Promise<void> {
+    await this.client.run(['--op', 'delete', '--mode', 'account', '--user', user], { signal, tolerate: ['missing'] });
+  }
+
+  /** Kicks every connection of the sessions `match` selects; returns the session ids dropped. */
+  async dropSessions(target: TgtTarget, match: (s: TgtSession) => boolean, signal: AbortSignal): Promise<number[]> {
+    const dropped: number[] = [];
+    for (const s of target.sessions.filter(match)) {
+      for (const c of s.connections) {
+        await this.client.run(['--op', 'delete', '--mode', 'conn', '--tid', String(target.tid), '--sid', String(s.sid), '--cid', String(c.cid)], { signal, tolerate: ['missing'] });
+      }
+      dropped.push(s.sid);
+    }
+    return dropped;
+  }
+
+  /** Force-deletes a target (open sessions are dropped); absent is fine. */
+  async deleteTarget(tid: number, signal: AbortSignal): Promise<void> {
+    await this.client.run(['--op', 'delete', '--mode', 'target', '--tid', String(tid), '--force'], { signal, tolerate: ['missing'] });
+  }
+}

@@ -1,0 +1,162 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectError } from '../api/api-kit.js';
+import { pollUntil, sleep, startInProcessServer, type ApiClient, type InProcessServer } from '../helpers/server.js';
+
+/**
+ * Attachments, grants, snapshots and fencing through the real HTTP API on the local dir backend.
+ * The host agent is played by the test through the real report endpoint (the QEMU-backed agent has
+ * its own lab tests): this checks the control plane's rules and state machine on their own.
+ */
+interface Att { id: string; state: string; deviceId: string | null; hostName: string; stateReason: string | null }
+interface AgentAnswer { hostState: string; desired: { attachmentId: string; volumeId: string; instance: string; connection: { protocol: string; path?: string } }[] }
+
+describe('attachments, grants, snapshots and fencing (API, dir backend)', () => {
+  let s: InProcessServer;
+  let api: ApiClient;
+  const connected = new Map<string, { volumeId: string; instance: string; deviceId: string }[]>();
+
+  /** One agent heartbeat for `host`, reporting what the test says is connected there. */
+  async function report(host: string, address: string): Promise<AgentAnswer> {
+    return api.ok<AgentAnswer>('POST', `/v1/agents/${host}/report`, 200, {
+      body: { addresses: [address], connectors: ['file'], instances: ['vm1', 'vm2'], connected: connected.get(host) ?? [] },
+    });
+  }
+
+  /** A fake agent that connects exactly what it is told to (like the real one converges). */
+  async function converge(host: string, address: string): Promise<AgentAnswer> {
+    const answer = await report(host, address);
+    connected.set(host, answer.desired.map((d) => ({ volumeId: d.volumeId, instance: d.instance, deviceId: `stw-dev-${d.volumeId}` })));
+    return report(host, address);
+  }
+
+  beforeAll(async () => {
+    s = await startInProcessServer({ hostDownAfterMs: 1500, disconnectTimeoutMs: 3000, connectTimeoutMs: 20_000, operationPollMs: 20 });
+    api = s.api;
+    await api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'data1', sizeBytes: 8 * 1024 * 1024 } });
+    await api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'data2', sizeBytes: 8 * 1024 * 1024 } });
+    await converge('hv-a', '10.99.200.2');
+    await converge('hv-b', '10.99.200.3');
+  });
+  afterAll(async () => { await s.close(); });
+
+  it('attaches through grant → agent connect → attached, and the agent gets the file path', async () => {
+    const r = await api.ok<{ attachment: Att }>('POST', '/v1/volumes/data1/attachments', 202, { body: { host: 'hv-a', instance: 'vm1' } });
+    expect(r.attachment.state).toBe('granting');
+    const answer = await pollUntil('desired set includes data1', async () => {
+      const a = await report('hv-a', '10.99.200.2');
+      return a.desired.length > 0 ? a : undefined;
+    });
+    expect(answer.desired[0]?.connection.protocol).toBe('file');
+    expect(answer.desired[0]?.connection.path).toContain(s.dataDir);
+    await converge('hv-a', '10.99.200.2');
+    const att = await pollUntil('attached', async () => {
+      const a = await api.ok<Att>('GET', `/v1/attachments/${r.attachment.id}`, 200);
+      return a.state === 'attached' ? a : undefined;
+    });
+    expect(att.deviceId).toMatch(/^stw-dev-vol-/);
+  });
+
+  it('refuses a second read-write attachment on another host while the first host is up', async () => {
+    await converge('hv-a', '10.99.200.2');
+    const r = await api.request('POST', '/v1/volumes/data1/attachments', { body: { host: 'hv-b', instance: 'vm1' } });
+    const e = expectError(r, 409, 'VOLUME_IN_USE');
+    expect(e.message).toContain('hv-a');
+  });
+
+  it('refuses it with HOST_NOT_FENCED naming the host once that host is down, then allows it after the fence', async () => {
+    await sleep(2000); // hv-a stops reporting: down after 1.5 s
+    await converge('hv-b', '10.99.200.3');
+    const r = await api.request('POST', '/v1/volumes/data1/attachments', { body: { host: 'hv-b', instance: 'vm1' } });
+    const e = expectError(r, 409, 'HOST_NOT_FENCED');
+    expect(e.message).toContain('stowage host fence hv-a');
+    const op = await api.ok<{ state: string }>('POST', '/v1/hosts/hv-a/fence?wait=true', 200);
+    expect(op.state).toBe('succeeded');
+    const hostA = await api.ok<{ state: string }>('GET', '/v1/hosts/hv-a', 200);
+    expect(hostA.state).toBe('fenced');
+    const cut = await api.ok<{ items: Att[] }>('GET', '/v1/attachments?host=hv-a&all=true', 200);
+    expect(cut.items.every((a) => a.state === 'gone' && a.stateReason === 'host fenced')).toBe(true);
+    // A fenced host's agent is told to disconnect everything.
+    const answer = await report('hv-a', '10.99.200.2');
+    expect(answer.hostState).toBe('fenced');
+    expect(answer.desired).toEqual([]);
+    // Evacuation attaches what hv-a had to the same instance on hv-b.
+    const ev = await api.ok<{ items: { id: string }[] }>('POST', '/v1/hosts/hv-a/evacuate', 202, { body: { to: 'hv-b' } });
+    expect(ev.items.length).toBe(1);
+    await pollUntil('hv-b attached data1', async () => {
+      await converge('hv-b', '10.99.200.3');
+      const list = await api.ok<{ items: Att[] }>('GET', '/v1/attachments?volume=data1', 200);
+      return list.items.find((a) => a.hostName === 'hv-b' && a.state === 'attached');
+    });
+  });
+
+  it('detaches: the agent disconnects, access is revoked, the attachment is gone', async () => {
+    const d = await api.ok<{ items: { attachment: Att }[] }>('POST', '/v1/volumes/data1/detach', 202, { body: {} });
+    const id = d.items[0]?.attachment.id ?? '';
+    await pollUntil('gone', async () => {
+      await converge('hv-b', '10.99.200.3');
+      const a = await api.ok<Att>('GET', `/v1/attachments/${id}`, 200);
+      return a.state === 'gone' ? a : undefined;
+    });
+    const grants = await api.ok<{ items: unknown[] }>('GET', '/v1/volumes/data1/grants', 200);
+    expect(grants.items).toEqual([]);
+  });
+
+  it('revokes even when the host is down (the detach does not wait forever)', async () => {
+    await converge('hv-b', '10.99.200.3');
+    await api.ok('POST', '/v1/volumes/data2/attachments', 202, { body: { host: 'hv-b', instance: 'vm2' } });
+    await pollUntil('attached', async () => {
+      await converge('hv-b', '10.99.200.3');
+      const list = await api.ok<{ items: Att[] }>('GET', '/v1/attachments?volume=data2', 200);
+      return list.items.find((a) => a.state === 'attached');
+    });
+    await sleep(2000); // hv-b goes silent with the disk still connected
+    const d = await api.ok<{ items: { attachment: Att; operation: { stepsDone: { name: string; note?: string }[] } }[] }>('POST', '/v1/volumes/data2/detach?wait=true', 200, { body: {} });
+    expect(d.items[0]?.attachment.state).toBe('gone');
+    expect(d.items[0]?.operation.stepsDone.find((x) => x.name === 'disconnect')?.note).toBe('host-down');
+    expect((await api.ok<{ items: unknown[] }>('GET', '/v1/volumes/data2/grants', 200)).items).toEqual([]);
+  });
+
+  it('grants return connection info once, list grants without secrets, and the events never carry them', async () => {
+    await api.ok('POST', '/v1/hosts', 201, { body: { name: 'reader1', addresses: ['10.99.200.9'] } });
+    await api.ok('POST', '/v1/hosts', 201, { body: { name: 'reader2', addresses: ['10.99.200.10'] } });
+    const g1 = await api.ok<{ connection: { protocol: string } }>('POST', '/v1/volumes/data2/grants?wait=true', 200, { body: { host: 'reader1', mode: 'ro' } });
+    expect(g1.connection.protocol).toBe('file');
+    await api.ok('POST', '/v1/volumes/data2/grants?wait=true', 200, { body: { host: 'reader2', mode: 'ro' } });
+    const rw = await api.request('POST', '/v1/volumes/data2/grants', { body: { host: 'hv-b', mode: 'rw' } });
+    expectError(rw, 409, 'VOLUME_IN_USE');
+    const list = await api.ok<{ items: { hostName: string; connection: Record<string, unknown> | null }[] }>('GET', '/v1/volumes/data2/grants', 200);
+    expect(list.items.map((g) => g.hostName).sort()).toEqual(['reader1', 'reader2']);
+    for (const g of list.items) expect(g.connection && 'chapSecret' in g.connection).toBe(false);
+    const revert = await api.request('POST', '/v1/volumes/data2/revert', { body: { snapshot: 'nope' } });
+    expectError(revert, 404, 'SNAPSHOT_NOT_FOUND');
+    for (const h of ['reader1', 'reader2']) await api.ok('DELETE', `/v1/volumes/data2/grants/${h}?wait=true`, 200);
+  });
+
+  it('snapshots and reverts (refused while any host has access)', async () => {
+    const snap = await api.ok<{ snapshot: { state: string; method: string } }>('POST', '/v1/snapshots?wait=true', 200, { body: { volume: 'data2', name: 's1' } });
+    expect(snap.snapshot.state).toBe('available');
+    expect(snap.snapshot.method).toMatch(/reflink|copy|qcow2/);
+    await api.ok('POST', '/v1/volumes/data2/grants?wait=true', 200, { body: { host: 'reader1', mode: 'ro' } });
+    expectError(await api.request('POST', '/v1/volumes/data2/revert', { body: { snapshot: 's1' } }), 409, 'VOLUME_IN_USE');
+    await api.ok('DELETE', '/v1/volumes/data2/grants/reader1?wait=true', 200);
+    const rv = await api.ok<{ volume: { state: string } }>('POST', '/v1/volumes/data2/revert?wait=true', 200, { body: { snapshot: 's1' } });
+    expect(rv.volume.state).toBe('available');
+    await api.ok('DELETE', '/v1/snapshots/s1?wait=true', 200);
+  });
+
+  it('an attach with no agent answering times out into error and leaves no grant behind', async () => {
+    const quick = await startInProcessServer({ connectTimeoutMs: 500, operationPollMs: 20 });
+    try {
+      await quick.api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'lonely', sizeBytes: 4 * 1024 * 1024 } });
+      await quick.api.ok('POST', '/v1/hosts', 201, { body: { name: 'silent', addresses: ['10.99.200.20'] } });
+      const r = await quick.api.request('POST', '/v1/volumes/lonely/attachments?wait=true', { body: { host: 'silent', instance: 'vm1' } });
+      const e = expectError(r, 504, 'TIMEOUT');
+      expect(e.message).toContain('agent');
+      const list = await quick.api.ok<{ items: Att[] }>('GET', '/v1/attachments?volume=lonely', 200);
+      expect(list.items.map((a) => a.state)).toEqual(['error']);
+      expect((await quick.api.ok<{ items: unknown[] }>('GET', '/v1/volumes/lonely/grants', 200)).items).toEqual([]);
+    } finally {
+      await quick.close();
+    }
+  });
+});
