@@ -47,8 +47,8 @@ export async function applyGrant(deps: AccessOperationDeps, p: GrantParts, signa
     const info = await p.driver.grantAccess(p.handle, {
       host: hostIdentity(p.host), mode, ...(p.grant.chap_user && secret ? { chap: { user: p.grant.chap_user, secret } } : {}),
     }, signal);
-    const { chapSecret: _secret, ...shown } = info;
-    return shown;
+    // The secret stays sealed in the grant row; what we keep in clear must not carry it.
+    return Object.fromEntries(Object.entries(info).filter(([k]) => k !== 'chapSecret')) as ConnectionInfoModel;
   }
   if (p.driver.dataPath) {
     // Local backends have no access control of their own: the host reads the file directly.
