@@ -151,7 +151,33 @@ export class AttachmentService {
    * An agent's heartbeat: registers or updates its host (addresses, initiator, connectors, VMs),
    * records which attachments are really connected, and answers with exactly what should be.
    */
-  async report(hostName: string, r: AgentReport, actor: string, tenantId: string): Promise<AgentAnswer> {
+  async report(hostName: string, r: AgentReport, actor: string, tenantId: string, waitMs = 0, signal?: AbortSignal): Promise<AgentAnswer> {
+    const first = await this.recordReport(hostName, r, actor, tenantId);
+    if (waitMs <= 0 || !inSync(first, r)) return first;
+    // Long poll: hold the answer until this host's wanted set changes (or waitMs passes), so an
+    // attach or detach reaches the agent in a fraction of a second instead of a heartbeat later.
+    const deadline = Date.now() + waitMs;
+    const host = await this.hosts.findByName(this.store.db, hostName);
+    if (!host) return first;
+    const before = await this.wantedSignature(host.id);
+    while (Date.now() < deadline && !signal?.aborted) {
+      await new Promise((res) => setTimeout(res, 100));
+      if ((await this.wantedSignature(host.id)) !== before) break;
+    }
+    const h = await this.hosts.findById(this.store.db, host.id);
+    return h ? { hostState: h.state === 'fenced' ? 'fenced' : 'up', heartbeatIntervalMs: this.timings.heartbeatIntervalMs, desired: h.state === 'fenced' ? [] : await this.desired(h) } : first;
+  }
+
+  /** A cheap fingerprint of what a host should have connected (attachment and grant states). */
+  private async wantedSignature(hostId: string): Promise<string> {
+    const rows = await this.store.db.selectFrom('attachments').leftJoin('grants', 'grants.id', 'attachments.grant_id')
+      .select(['attachments.id', 'attachments.state', 'grants.state as grant_state']).where('attachments.host_id', '=', hostId)
+      .where('attachments.state', 'in', ['granting', 'connecting', 'attached', 'disconnecting', 'revoking']).orderBy('attachments.id').execute();
+    const h = await this.hosts.findById(this.store.db, hostId);
+    return `${h?.state ?? ''}|${rows.map((x) => `${x.id}:${x.state}:${x.grant_state ?? ''}`).join(',')}`;
+  }
+
+  private async recordReport(hostName: string, r: AgentReport, actor: string, tenantId: string): Promise<AgentAnswer> {
     assertValidName(hostName, 'host name');
     if (r.initiatorName) assertValidInitiatorName(r.initiatorName);
     let host = await this.hosts.findByName(this.store.db, hostName);
@@ -220,4 +246,11 @@ export class AttachmentService {
     const { rows } = await this.operations.list(db, { tenantId: a?.tenant_id ?? '', targetId, limit: 1 });
     return rows[0];
   }
+}
+
+/** True when the agent already has exactly what it should (nothing to tell it yet). */
+function inSync(answer: AgentAnswer, r: AgentReport): boolean {
+  const want = new Set(answer.desired.map((d) => `${d.volumeId}/${d.instance}`));
+  const have = new Set(r.connected.map((c) => `${c.volumeId}/${c.instance}`));
+  return want.size === have.size && [...want].every((k) => have.has(k));
 }

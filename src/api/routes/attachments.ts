@@ -64,8 +64,8 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/agents/:ref/report', {
-      schema: { tags: ['agents'], summary: 'An agent\'s heartbeat: what is really connected on its host; answers with what should be (CHAP included)', params: RefParams, body: AgentReportSchema, response: { 200: AgentAnswerSchema, ...errorResponses('INVALID_NAME') } },
-    }, async (req) => deps.attachments.report(req.params.ref, req.body, req.principal.actor, req.principal.tenantId));
+      schema: { tags: ['agents'], summary: 'An agent\'s heartbeat: what is really connected on its host; answers with what should be (CHAP included). With waitMs, holds the answer until that changes', params: RefParams, body: AgentReportSchema, querystring: Type.Object({ waitMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 0 }) }, { additionalProperties: false }), response: { 200: AgentAnswerSchema, ...errorResponses('INVALID_NAME') } },
+    }, async (req) => deps.attachments.report(req.params.ref, req.body, req.principal.actor, req.principal.tenantId, req.query.waitMs));
 
     app.post('/hosts/:ref/fence', {
       schema: { tags: ['hosts'], summary: 'Fence a host: revoke all its access and drop its sessions, then mark it fenced', params: RefParams, querystring: WaitQuery, response: { 200: OperationSchema, 202: OperationSchema, ...errorResponses('HOST_NOT_FOUND') } },
