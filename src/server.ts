@@ -1,27 +1,43 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import { BackendService } from './backends/backend-service.js';
 import { DriverCache } from './backends/driver-cache.js';
 import type { Config } from './config/config.js';
 import { DEFAULT_TENANT_ID, newId } from './core/ids.js';
+import { btrfsDriverFactory } from './drivers/btrfs/btrfs-driver.js';
 import { dirDriverFactory } from './drivers/dir/dir-driver.js';
+import { tgtDriverFactory } from './drivers/tgt/tgt-driver.js';
 import { DriverRegistry } from './drivers/sdk/registry.js';
 import type { DriverFactory } from './drivers/sdk/types.js';
 import { OperationEngine } from './operations/engine.js';
 import { Failpoints } from './operations/failpoints.js';
+import { ClaimSweeper } from './reconcile/claim-sweeper.js';
 import { StaleStateSweeper } from './reconcile/stale-state-sweeper.js';
 import { BackendRepository } from './store/backend-repository.js';
 import { TenantRepository } from './store/tenant-repository.js';
 import { openStore, type Store } from './store/store.js';
 import { SpawnCommandRunner } from './system/command-runner.js';
 import { VolumeService } from './volumes/volume-service.js';
+import { AccessService } from './access/access-service.js';
+import { grantCreateHandler, grantRevokeHandler } from './access/access-operations.js';
+import { HostService } from './hosts/host-service.js';
+import { ExportReconciler } from './reconcile/export-reconciler.js';
+import { SnapshotService } from './snapshots/snapshot-service.js';
+import { snapshotCreateHandler, snapshotDeleteHandler, volumeRevertHandler } from './snapshots/snapshot-operations.js';
+import { SecretBox } from './system/secret-box.js';
+import { AttachmentService } from './attachments/attachment-service.js';
+import { attachHandler, detachHandler } from './attachments/attachment-operations.js';
+import { FencingService, fenceHandler } from './attachments/fencing.js';
+import { MigrationService, migrationHandlers } from './attachments/migration-service.js';
+import { HostMonitor } from './reconcile/host-monitor.js';
 import { volumeCreateHandler, volumeDeleteHandler, volumeResizeHandler } from './volumes/volume-operations.js';
 
 /** Every driver this build knows, by URI scheme. */
-export const DRIVER_FACTORIES: readonly DriverFactory[] = [dirDriverFactory];
+export const DRIVER_FACTORIES: readonly DriverFactory[] = [dirDriverFactory, btrfsDriverFactory, tgtDriverFactory];
 
 /** The package version, for /healthz and OpenAPI. */
 export function packageVersion(): string {
@@ -33,6 +49,8 @@ export function packageVersion(): string {
 export interface RunningServer {
   readonly url: string;
   readonly store: Store;
+  /** The Fastify app itself, for in-process `inject()` tests. */
+  readonly app: FastifyInstance;
   stop(): Promise<void>;
 }
 
@@ -54,27 +72,55 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   engine.register(volumeCreateHandler(opDeps));
   engine.register(volumeResizeHandler(opDeps));
   engine.register(volumeDeleteHandler(opDeps));
+  const secrets = SecretBox.fromKeyFile(config.secretKeyFile);
+  engine.register(grantCreateHandler({ store, drivers, secrets }));
+  engine.register(grantRevokeHandler({ store, drivers, secrets }));
+  engine.register(snapshotCreateHandler({ store, drivers }));
+  engine.register(snapshotDeleteHandler({ store, drivers }));
+  engine.register(volumeRevertHandler({ store, drivers }));
   const backends = new BackendService(store, registry, drivers, engine, logger);
   const volumes = new VolumeService(store, engine);
+  const hosts = new HostService(store, engine);
+  const access = new AccessService(store, engine, volumes, hosts, secrets);
+  const snapshots = new SnapshotService(store, engine, volumes, drivers);
+  const exports = new ExportReconciler(store, drivers, secrets, logger);
+  const timings = { connectTimeoutMs: config.connectTimeoutMs, disconnectTimeoutMs: config.disconnectTimeoutMs, hostDownAfterMs: config.hostDownAfterMs };
+  const attachDeps = { store, drivers, secrets, timings };
+  const attachments = new AttachmentService(store, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
+  const fencing = new FencingService(store, engine, hosts, attachments);
+  const migrations = new MigrationService(store, engine, hosts, attachments);
+  engine.register(attachHandler(attachDeps));
+  engine.register(detachHandler(attachDeps));
+  engine.register(fenceHandler(attachDeps));
+  for (const h of migrationHandlers(attachDeps, () => migrations)) engine.register(h);
+  const hostMonitor = new HostMonitor(store, config.hostDownAfterMs, logger);
   const sweeper = new StaleStateSweeper(store, logger);
 
   await bootstrap(store, config, backends, logger);
-  const app = await buildApp({ store, engine, backends, volumes, logger, bodyLimitBytes: config.bodyLimitBytes, version: packageVersion() });
+  const app = await buildApp({ store, engine, backends, volumes, hosts, access, snapshots, attachments, fencing, migrations, logger, bodyLimitBytes: config.bodyLimitBytes, version: packageVersion() });
   const address = await app.listen({ host: config.host, port: config.port });
   await sweeper.sweep();
   engine.start();
   backends.startProbes(config.probeIntervalMs);
   sweeper.start(config.reconcileIntervalMs);
+  void exports.reconcile();
+  exports.start(config.reconcileIntervalMs);
+  hostMonitor.start(Math.max(100, Math.floor(config.hostDownAfterMs / 3)));
+  const claimSweeper = ClaimSweeper.start(store, logger, config.reconcileIntervalMs);
   logger.info({ url: address, store: store.dialect, dataDir: config.dataDir }, 'stowage is serving');
 
   let stopping: Promise<void> | null = null;
   return {
     url: address,
     store,
+    app,
     stop: () => {
       stopping ??= (async () => {
         backends.stopProbes();
         sweeper.stop();
+        await exports.stop();
+        hostMonitor.stop();
+        claimSweeper.stop();
         await app.close();
         await engine.stop();
         await drivers.closeAll();

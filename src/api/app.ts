@@ -7,9 +7,20 @@ import { ErrorBodySchema } from '../core/models.js';
 import type { OperationEngine } from '../operations/engine.js';
 import type { Store } from '../store/store.js';
 import type { VolumeService } from '../volumes/volume-service.js';
+import type { AccessService } from '../access/access-service.js';
+import type { HostService } from '../hosts/host-service.js';
+import type { AttachmentService } from '../attachments/attachment-service.js';
+import type { FencingService } from '../attachments/fencing.js';
+import type { MigrationService } from '../attachments/migration-service.js';
+import type { SnapshotService } from '../snapshots/snapshot-service.js';
 import { Authenticator } from './auth.js';
 import { errorHandler } from './errors.js';
+import { accessRoutes } from './routes/access.js';
+import { attachmentRoutes } from './routes/attachments.js';
 import { backendRoutes } from './routes/backends.js';
+import { hostRoutes } from './routes/hosts.js';
+import { snapshotRoutes } from './routes/snapshots.js';
+import { classRoutes } from './routes/classes.js';
 import { eventRoutes } from './routes/events.js';
 import { operationRoutes } from './routes/operations.js';
 import { volumeRoutes } from './routes/volumes.js';
@@ -20,6 +31,12 @@ export interface AppDeps {
   readonly engine: OperationEngine;
   readonly backends: BackendService;
   readonly volumes: VolumeService;
+  readonly hosts: HostService;
+  readonly access: AccessService;
+  readonly snapshots: SnapshotService;
+  readonly attachments: AttachmentService;
+  readonly fencing: FencingService;
+  readonly migrations: MigrationService;
   readonly logger: Logger;
   readonly bodyLimitBytes: number;
   readonly version: string;
@@ -32,6 +49,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: deps.bodyLimitBytes,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // The API speaks JSON only: a text/plain body gets 415, not a confusing "body must be object".
+  app.removeContentTypeParser('text/plain');
 
   app.addSchema(ErrorBodySchema);
   await app.register(swagger, {
@@ -58,6 +77,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
     await v1.register(backendRoutes(deps));
     await v1.register(volumeRoutes(deps));
+    await v1.register(classRoutes(deps));
+    await v1.register(hostRoutes(deps));
+    await v1.register(accessRoutes(deps));
+    await v1.register(snapshotRoutes(deps));
+    await v1.register(attachmentRoutes(deps));
     await v1.register(operationRoutes(deps));
     await v1.register(eventRoutes(deps));
   }, { prefix: '/v1' });

@@ -57,6 +57,7 @@ export const CreateVolumeBody = Type.Object({
   requiredTags: Type.Optional(Tags),
   zone: Type.Optional(Name),
   policy: Type.Optional(literals(['cheapest', 'spread', 'pack'] as const)),
+  class: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'storage class (name or id); absent = the default class, if any' })),
 }, { additionalProperties: false });
 export type CreateVolumeBodyT = Static<typeof CreateVolumeBody>;
 

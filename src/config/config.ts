@@ -23,6 +23,10 @@ export const ConfigSchema = Type.Object({
   placementAttempts: Type.Integer({ default: 3, minimum: 1, description: 'backends tried for one create before it fails' }),
   defaultBackend: Type.Boolean({ default: true, description: 'create the `local` dir backend under dataDir on first start' }),
   cliConfigPath: Type.String({ default: '', description: 'where the first start writes the admin token for the CLI; empty = ~/.config/stowage/config.json' }),
+  agentHeartbeatMs: Type.Integer({ default: 5000, minimum: 100, description: 'how often agents report, in ms (told to them in every answer)' }),
+  hostDownAfterMs: Type.Integer({ default: 30000, minimum: 200, description: 'a host whose agent has not reported for this long is down, in ms' }),
+  connectTimeoutMs: Type.Integer({ default: 120000, minimum: 100, description: 'how long an attach waits for the agent to connect the disk, in ms' }),
+  disconnectTimeoutMs: Type.Integer({ default: 60000, minimum: 100, description: 'how long a detach waits for the agent before revoking anyway, in ms' }),
   secretKeyFile: Type.String({ default: '', description: 'key that encrypts secrets at rest (CHAP, credentials); empty = <dataDir>/secret.key; replicas sharing a database must share it' }),
   failpoints: Type.String({ default: '', description: 'test-only crash points, e.g. volume.create/provision:after=kill' }),
 });
@@ -46,6 +50,10 @@ const ENV_KEYS: Readonly<Record<string, keyof Config>> = {
   STOWAGE_CLI_CONFIG: 'cliConfigPath',
   STOWAGE_FAILPOINTS: 'failpoints',
   STOWAGE_SECRET_KEY_FILE: 'secretKeyFile',
+  STOWAGE_AGENT_HEARTBEAT_MS: 'agentHeartbeatMs',
+  STOWAGE_HOST_DOWN_AFTER_MS: 'hostDownAfterMs',
+  STOWAGE_CONNECT_TIMEOUT_MS: 'connectTimeoutMs',
+  STOWAGE_DISCONNECT_TIMEOUT_MS: 'disconnectTimeoutMs',
 };
 
 /**

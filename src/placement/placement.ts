@@ -1,3 +1,4 @@
+import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import type { PlacementSummary } from '../core/models.js';
 import { usableBytes } from './capacity.js';
 
@@ -5,6 +6,8 @@ import { usableBytes } from './capacity.js';
 export interface BackendView {
   readonly id: string;
   readonly name: string;
+  /** Owning tenant; backends of the default tenant are shared with every tenant. */
+  readonly tenantId: string;
   readonly state: string;
   readonly role: string;
   readonly kind: string;
@@ -20,8 +23,11 @@ export interface BackendView {
   readonly claimedBytes: number;
 }
 
+/** The placement policies a storage class may choose. */
+export const PLACEMENT_POLICIES = ['cheapest', 'spread', 'pack'] as const;
+
 /** Placement policy: `cheapest` (lowest cost, then most room), `spread` (most room), `pack` (least room that fits). */
-export type PlacementPolicy = 'cheapest' | 'spread' | 'pack';
+export type PlacementPolicy = (typeof PLACEMENT_POLICIES)[number];
 
 /** What is being placed and the constraints on it. */
 export interface PlacementRequest {
@@ -35,17 +41,22 @@ export interface PlacementRequest {
   readonly className: string | null;
   /** Backends that already failed this request (retry excludes them). */
   readonly exclude: readonly string[];
+  /** The requesting tenant; absent or null skips the visibility filter. */
+  readonly tenantId?: string | null;
 }
 
-/** One backend's verdict: rejected by a filter (with the reason) or passed with its score. */
+/** One backend's verdict: rejected by a filter (with the reason) or passed with its weights and score. */
 export interface Verdict {
   readonly backend: string;
   readonly backendId: string;
   readonly passed: boolean;
   readonly filter: string | null;
   readonly reason: string | null;
+  /** The capacity weight: usable bytes from the one capacity function. */
   readonly usableBytes: number;
+  /** The cost weight. */
   readonly cost: number;
+  /** The policy's primary score (higher is better); ties are broken as `compareCandidates` says. */
   readonly score: number | null;
 }
 
@@ -56,7 +67,8 @@ export interface PlacementDecision {
   readonly summary: PlacementSummary;
 }
 
-interface Filter {
+/** One filter: a name and a check that returns null when the backend passes, otherwise why not. */
+export interface Filter {
   readonly name: string;
   /** Null when the backend passes; otherwise why it does not. */
   check(b: BackendView, r: PlacementRequest, usable: number): string | null;
@@ -65,18 +77,31 @@ interface Filter {
 const GiB = 1024 ** 3;
 const fmtGiB = (n: number): string => `${(n / GiB).toFixed(2)} GiB`;
 
+function missingFrom(have: readonly string[], want: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const w of want) if (!have.includes(w)) out.push(w);
+  return out;
+}
+
 /** The filters, in order; the first that rejects a backend is the one recorded. */
 export const FILTERS: readonly Filter[] = [
-  { name: 'retry', check: (b, r) => (r.exclude.includes(b.id) ? 'already failed for this request' : null) },
+  { name: 'retry', check: (b, r) => (r.exclude.length > 0 && r.exclude.includes(b.id) ? 'already failed for this request' : null) },
   { name: 'state', check: (b) => (b.state === 'enabled' ? null : `backend is ${b.state}`) },
   { name: 'role', check: (b) => (b.role === 'primary' ? null : `role is ${b.role}, not primary`) },
+  {
+    name: 'tenant',
+    check: (b, r) => (r.tenantId == null || b.tenantId === DEFAULT_TENANT_ID || b.tenantId === r.tenantId ? null : 'belongs to another tenant'),
+  },
   { name: 'kind', check: (b, r) => (b.kind === r.kind ? null : `serves ${b.kind}, not ${r.kind}`) },
   { name: 'zone', check: (b, r) => (r.zone === null || b.zone === r.zone ? null : `in zone ${b.zone || '(none)'}, not ${r.zone}`) },
   {
     name: 'tags',
     check: (b, r) => {
-      const missing = r.requiredTags.filter((t) => !b.tags.includes(t));
-      if (missing.length > 0) return `lacks required tag${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
+      if (r.requiredTags.length > 0) {
+        const missing = missingFrom(b.tags, r.requiredTags);
+        if (missing.length > 0) return `lacks required tag${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
+      }
+      if (r.forbiddenTags.length === 0) return null;
       const forbidden = r.forbiddenTags.filter((t) => b.tags.includes(t));
       return forbidden.length > 0 ? `carries forbidden tag${forbidden.length > 1 ? 's' : ''} ${forbidden.join(', ')}` : null;
     },
@@ -84,7 +109,8 @@ export const FILTERS: readonly Filter[] = [
   {
     name: 'capabilities',
     check: (b, r) => {
-      const missing = r.requiredCapabilities.filter((c) => !b.capabilities.includes(c));
+      if (r.requiredCapabilities.length === 0) return null;
+      const missing = missingFrom(b.capabilities, r.requiredCapabilities);
       return missing.length > 0 ? `lacks capabilit${missing.length > 1 ? 'ies' : 'y'} ${missing.join(', ')}` : null;
     },
   },
@@ -94,27 +120,58 @@ export const FILTERS: readonly Filter[] = [
   },
 ];
 
-/** Score for a passing backend under a policy; higher wins. Uses the same usable figure as the filter. */
+/** The first filter that rejects `b` for `r` (given its usable bytes), or null when it passes them all. */
+export function firstRejection(b: BackendView, r: PlacementRequest, usable: number): { filter: string; reason: string } | null {
+  for (const f of FILTERS) {
+    const reason = f.check(b, r, usable);
+    if (reason !== null) return { filter: f.name, reason };
+  }
+  return null;
+}
+
+/**
+ * The policy's primary score for a passing backend (higher is better), from the same usable figure
+ * as the capacity filter: spread = usable, pack = −(usable − size), cheapest = −cost.
+ */
 export function score(b: BackendView, usable: number, r: PlacementRequest): number {
   switch (r.policy) {
     case 'spread': return usable;
     case 'pack': return -(usable - r.sizeBytes);
-    case 'cheapest': return -b.cost * 1e18 + usable / 1e3;
+    case 'cheapest': return -b.cost;
   }
+}
+
+/** A passing backend with its weights, as the weighers compare it. */
+export interface Candidate {
+  readonly name: string;
+  readonly cost: number;
+  readonly usable: number;
+}
+
+/**
+ * Orders two passing candidates under a policy: negative when `a` is better. Exact (no float
+ * mixing of weights): cheapest = lower cost, then more usable; spread = more usable; pack = less
+ * usable; every tie is broken by name so decisions are deterministic.
+ */
+export function compareCandidates(a: Candidate, b: Candidate, policy: PlacementPolicy): number {
+  let d = 0;
+  switch (policy) {
+    case 'cheapest': d = a.cost !== b.cost ? a.cost - b.cost : b.usable - a.usable; break;
+    case 'spread': d = b.usable - a.usable; break;
+    case 'pack': d = a.usable - b.usable; break;
+  }
+  if (d !== 0) return d;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 /** Filters then weighs `backends` for `request`. Pure: no I/O, deterministic (ties break by name). */
 export function decide(backends: readonly BackendView[], request: PlacementRequest): PlacementDecision {
   const verdicts: Verdict[] = [];
   const rejected: Record<string, number> = {};
-  let best: { b: BackendView; score: number } | null = null;
+  let best: { b: BackendView; c: Candidate } | null = null;
   for (const b of backends) {
     const usable = usableBytes(b);
-    let failed: { filter: string; reason: string } | null = null;
-    for (const f of FILTERS) {
-      const reason = f.check(b, request, usable);
-      if (reason !== null) { failed = { filter: f.name, reason }; break; }
-    }
+    const failed = firstRejection(b, request, usable);
     if (failed) {
       rejected[failed.filter] = (rejected[failed.filter] ?? 0) + 1;
       verdicts.push({ backend: b.name, backendId: b.id, passed: false, filter: failed.filter, reason: failed.reason, usableBytes: usable, cost: b.cost, score: null });
@@ -122,9 +179,11 @@ export function decide(backends: readonly BackendView[], request: PlacementReque
     }
     const s = score(b, usable, request);
     verdicts.push({ backend: b.name, backendId: b.id, passed: true, filter: null, reason: null, usableBytes: usable, cost: b.cost, score: s });
-    if (!best || s > best.score || (s === best.score && b.name < best.b.name)) best = { b, score: s };
+    const c: Candidate = { name: b.name, cost: b.cost, usable };
+    if (!best || compareCandidates(c, best.c, request.policy) < 0) best = { b, c };
   }
-  const passed = verdicts.filter((v) => v.passed).sort((a, b) => (b.score ?? 0) - (a.score ?? 0) || a.backend.localeCompare(b.backend));
+  const passed = verdicts.filter((v) => v.passed)
+    .sort((a, b) => compareCandidates({ name: a.backend, cost: a.cost, usable: a.usableBytes }, { name: b.backend, cost: b.cost, usable: b.usableBytes }, request.policy));
   const winner = best?.b ?? null;
   return {
     winner,
@@ -145,9 +204,10 @@ export function decide(backends: readonly BackendView[], request: PlacementReque
 
 function explain(winner: BackendView | null, passedCount: number, total: number, rejected: Record<string, number>, r: PlacementRequest): string {
   const rej = Object.entries(rejected).map(([f, n]) => `${n} by ${f}`).join(', ');
+  const cls = r.className ? `class ${r.className}, ` : '';
   if (!winner) {
     return total === 0 ? 'no backends are registered' : `no backend can take ${fmtGiB(r.sizeBytes)}: all ${total} were rejected (${rej})`;
   }
   const why = r.policy === 'cheapest' ? 'the lowest cost, then the most usable space' : r.policy === 'spread' ? 'the most usable space' : 'the least usable space that still fits';
-  return `${winner.name} won among ${passedCount} of ${total} backends that passed every filter${rej ? ` (rejected: ${rej})` : ''}, by ${why} (policy ${r.policy})`;
+  return `${winner.name} won among ${passedCount} of ${total} backends that passed every filter${rej ? ` (rejected: ${rej})` : ''}, by ${why} (${cls}policy ${r.policy})`;
 }

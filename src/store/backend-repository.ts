@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Backend } from '../core/models.js';
 import type { BackendKind, BackendRole, BackendState } from '../core/states.js';
 import { usableBytes } from '../placement/capacity.js';
@@ -5,8 +6,16 @@ import { readJson, writeJson } from './json.js';
 import type { BackendRow, BackendUpdate, NewBackendRow } from './schema.js';
 import type { Executor } from './store.js';
 
-/** Volume states whose size counts as provisioned on their backend. */
-export const PROVISIONED_VOLUME_STATES = ['creating', 'available', 'resizing', 'deleting'] as const;
+/**
+ * Volume states whose size counts as provisioned on their backend. A `creating` volume is not
+ * provisioned yet: its held claim is what counts until the create commits it (same transaction as
+ * the move to `available`), so nothing is counted twice. A `resizing` volume counts at its old size;
+ * the growth is a held claim until the resize commits.
+ */
+export const PROVISIONED_VOLUME_STATES = ['available', 'resizing', 'reverting', 'deleting'] as const;
+
+/** Volume states that occupy a backend (for volume counts). */
+export const LIVE_VOLUME_STATES = ['creating', 'available', 'resizing', 'deleting'] as const;
 
 /** Per-backend usage the capacity model needs besides the row itself. */
 export interface BackendUsage {
@@ -47,19 +56,36 @@ export class BackendRepository {
     await db.deleteFrom('backends').where('id', '=', id).execute();
   }
 
-  /** Provisioned bytes and live volume count per backend (all backends when `ids` is omitted). */
+  /**
+   * Provisioned bytes, held claim bytes and live volume count per backend (all backends when `ids`
+   * is omitted). One SQL statement, so one snapshot: on PostgreSQL (read committed) two statements
+   * could straddle a create's final commit, seeing the volume still `creating` and its claim already
+   * committed, and count it nowhere.
+   */
   async usage(db: Executor, ids?: readonly string[]): Promise<Map<string, BackendUsage>> {
-    let q = db.selectFrom('volumes')
-      .select((eb) => ['backend_id', eb.fn.sum<number>('size_bytes').as('provisioned'), eb.fn.countAll<number>().as('n')])
+    const only = ids ? (ids.length > 0 ? [...ids] : ['']) : null;
+    let vols = db.selectFrom('volumes')
+      .select((eb) => [
+        sql<string>`backend_id`.as('bid'),
+        eb.case().when('state', 'in', PROVISIONED_VOLUME_STATES).then(eb.ref('size_bytes')).else(0).end().as('provisioned'),
+        sql<number>`0`.as('claimed'),
+        sql<number>`1`.as('n'),
+      ])
       .where('backend_id', 'is not', null)
-      .where('state', 'in', PROVISIONED_VOLUME_STATES)
-      .groupBy('backend_id');
-    if (ids) q = q.where('backend_id', 'in', ids.length > 0 ? [...ids] : ['']);
-    const rows = await q.execute();
-    const out = new Map<string, BackendUsage>();
-    for (const r of rows) {
-      if (r.backend_id !== null) out.set(r.backend_id, { provisionedBytes: Number(r.provisioned), claimedBytes: 0, volumeCount: Number(r.n) });
+      .where('state', 'in', LIVE_VOLUME_STATES);
+    let held = db.selectFrom('claims')
+      .select([sql<string>`backend_id`.as('bid'), sql<number>`0`.as('provisioned'), 'bytes as claimed', sql<number>`0`.as('n')])
+      .where('state', '=', 'held');
+    if (only) {
+      vols = vols.where('backend_id', 'in', only);
+      held = held.where('backend_id', 'in', only);
     }
+    const rows = await db.selectFrom(vols.unionAll(held).as('u'))
+      .select((eb) => ['u.bid', eb.fn.sum<number>('u.provisioned').as('provisioned'), eb.fn.sum<number>('u.claimed').as('claimed'), eb.fn.sum<number>('u.n').as('n')])
+      .groupBy('u.bid')
+      .execute();
+    const out = new Map<string, BackendUsage>();
+    for (const r of rows) out.set(r.bid, { provisionedBytes: Number(r.provisioned), claimedBytes: Number(r.claimed), volumeCount: Number(r.n) });
     return out;
   }
 

@@ -11,6 +11,13 @@ export interface Database {
   volumes: VolumeTable;
   operations: OperationTable;
   events: EventTable;
+  classes: ClassTable;
+  claims: ClaimTable;
+  hosts: HostTable;
+  grants: GrantTable;
+  snapshots: SnapshotTable;
+  attachments: AttachmentTable;
+  migrations: MigrationTable;
 }
 
 type Json = string;
@@ -74,6 +81,10 @@ export interface VolumeTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: Timestamp | null;
+  /** The storage class the volume was placed with (null: none). Optional on insert. */
+  class_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** 1 when several hosts may attach it read-write at once. Optional on insert. */
+  multiattach: ColumnType<number, number | undefined, number>;
 }
 
 export interface OperationTable {
@@ -116,6 +127,37 @@ export interface EventTable {
   operation_id: string | null;
 }
 
+/** A storage class: placement constraints and policy (Cinder volume type). */
+export interface ClassTable {
+  id: string;
+  name: string;
+  description: string;
+  kind: string;
+  zone: string | null;
+  required_tags: Json;
+  forbidden_tags: Json;
+  required_capabilities: Json;
+  policy: string;
+  /** 1 for the one default class, else 0. */
+  is_default: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** Capacity promised on a backend: held while an operation runs, then committed or released. */
+export interface ClaimTable {
+  id: string;
+  backend_id: string;
+  resource_type: string;
+  resource_id: string;
+  operation_id: string | null;
+  bytes: number;
+  /** held | committed | released */
+  state: string;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+}
+
 export type BackendRow = Selectable<BackendTable>;
 export type NewBackendRow = Insertable<BackendTable>;
 export type BackendUpdate = Updateable<BackendTable>;
@@ -127,5 +169,100 @@ export type EventRow = Selectable<EventTable>;
 export type NewEventRow = Insertable<EventTable>;
 export type TenantRow = Selectable<TenantTable>;
 export type ApiTokenRow = Selectable<ApiTokenTable>;
+export type ClassRow = Selectable<ClassTable>;
+export type NewClassRow = Insertable<ClassTable>;
+export type ClassUpdate = Updateable<ClassTable>;
+export type ClaimRow = Selectable<ClaimTable>;
+export type NewClaimRow = Insertable<ClaimTable>;
 /** Unused marker so ColumnType stays available for later tables. */
 export type _Column = ColumnType<string>;
+
+export interface HostTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  initiator_name: string | null;
+  addresses: Json;
+  zone: string;
+  state: string;
+  connectors: Json;
+  instances: Json;
+  agent_heartbeat_at: Timestamp | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface GrantTable {
+  id: string;
+  tenant_id: string;
+  volume_id: string;
+  host_id: string;
+  mode: string;
+  /** granting → active → revoking → revoked, or error. */
+  state: string;
+  state_reason: string | null;
+  chap_user: string | null;
+  /** AES-GCM sealed by SecretBox; never logged. */
+  chap_secret_sealed: string | null;
+  /** Connection info without the secret. */
+  connection: Json | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface SnapshotTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  volume_id: string;
+  backend_id: string;
+  state: string;
+  state_reason: string | null;
+  size_bytes: number;
+  driver_handle: Json | null;
+  method: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deleted_at: Timestamp | null;
+}
+
+export type HostRow = Selectable<HostTable>;
+export type GrantRow = Selectable<GrantTable>;
+export type SnapshotRow = Selectable<SnapshotTable>;
+
+export interface AttachmentTable {
+  id: string;
+  tenant_id: string;
+  volume_id: string;
+  host_id: string;
+  /** The VM on that host. */
+  instance: string;
+  mode: string;
+  /** granting → connecting → attached → disconnecting → revoking → gone, or error. */
+  state: string;
+  state_reason: string | null;
+  grant_id: string | null;
+  /** The hypervisor's device id, as the agent reported it. */
+  device_id: string | null;
+  migration_id: string | null;
+  /** When the agent last reported this attachment as connected. */
+  reported_at: Timestamp | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface MigrationTable {
+  id: string;
+  tenant_id: string;
+  instance: string;
+  from_host_id: string;
+  to_host_id: string;
+  /** starting → ready → completing → completed, or aborting → aborted, or error. */
+  state: string;
+  state_reason: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export type AttachmentRow = Selectable<AttachmentTable>;
+export type MigrationRow = Selectable<MigrationTable>;

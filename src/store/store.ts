@@ -78,12 +78,13 @@ const MIGRATION_LOCK_KEY = 0x5704a6e;
 /** Applies pending migrations in order; on PostgreSQL under an advisory lock so replicas don't race. */
 async function migrate(store: Store): Promise<void> {
   const db = store.db as unknown as Kysely<{ schema_migrations: { id: string; applied_at: string } }>;
-  await db.schema.createTable('schema_migrations').ifNotExists()
-    .addColumn('id', 'text', (c) => c.primaryKey())
-    .addColumn('applied_at', 'text', (c) => c.notNull())
-    .execute();
   await db.transaction().execute(async (trx) => {
     if (store.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`.execute(trx);
+    // Under the lock: CREATE TABLE IF NOT EXISTS is not safe against a concurrent create on PostgreSQL.
+    await trx.schema.createTable('schema_migrations').ifNotExists()
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('applied_at', 'text', (c) => c.notNull())
+      .execute();
     const done = new Set((await trx.selectFrom('schema_migrations').select('id').execute()).map((r) => r.id));
     for (const m of MIGRATIONS) {
       if (done.has(m.id)) continue;

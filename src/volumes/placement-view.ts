@@ -1,8 +1,13 @@
 import { sql } from 'kysely';
-import { BackendRepository, effectiveCapabilities, type CapabilityOverrides } from '../store/backend-repository.js';
-import { readJson } from '../store/json.js';
-import type { Executor, Store } from '../store/store.js';
+import { StowageError } from '../core/errors.js';
+import { formatSize } from '../core/sizes.js';
+import { usableBytes } from '../placement/capacity.js';
 import type { BackendView } from '../placement/placement.js';
+import { BackendRepository, effectiveCapabilities, type CapabilityOverrides } from '../store/backend-repository.js';
+import { ClaimRepository, type NewClaim } from '../store/claim-repository.js';
+import { readJson } from '../store/json.js';
+import type { ClaimRow } from '../store/schema.js';
+import type { Executor, Store } from '../store/store.js';
 
 const PLACEMENT_LOCK_KEY = 0x5704a70;
 
@@ -14,7 +19,7 @@ export async function lockPlacement(db: Executor, dialect: Store['dialect']): Pr
   if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(${PLACEMENT_LOCK_KEY})`.execute(db);
 }
 
-/** Loads every backend with its current usage as placement views. */
+/** Loads every backend with its current usage (provisioned volumes, held claims) as placement views. */
 export async function loadBackendViews(db: Executor, repo = new BackendRepository()): Promise<BackendView[]> {
   const [rows, usage] = await Promise.all([repo.listAll(db), repo.usage(db)]);
   return rows.map((r) => {
@@ -22,6 +27,7 @@ export async function loadBackendViews(db: Executor, repo = new BackendRepositor
     return {
       id: r.id,
       name: r.name,
+      tenantId: r.tenant_id,
       state: r.state,
       role: r.role,
       kind: r.kind,
@@ -37,4 +43,22 @@ export async function loadBackendViews(db: Executor, repo = new BackendRepositor
       claimedBytes: u?.claimedBytes ?? 0,
     };
   });
+}
+
+/**
+ * Claims `bytes` more on one given backend (a resize, or a snapshot or clone that must live beside
+ * its source): takes the placement lock, checks the backend's usable capacity with the same
+ * function placement uses, and records a held claim, all in the caller's transaction. Throws
+ * NO_VALID_BACKEND when the backend cannot take it. Commit or release the claim when the driver returns.
+ */
+export async function claimOnBackend(trx: Executor, dialect: Store['dialect'], claim: NewClaim, what: string): Promise<ClaimRow> {
+  await lockPlacement(trx, dialect);
+  const view = (await loadBackendViews(trx)).find((b) => b.id === claim.backendId);
+  const usable = view ? usableBytes(view) : 0;
+  if (!view || usable < claim.bytes) {
+    throw new StowageError('NO_VALID_BACKEND', `backend ${view?.name ?? claim.backendId} has ${formatSize(Math.max(0, usable))} usable; ${what} needs ${formatSize(claim.bytes)} more`, {
+      backend: view?.name ?? claim.backendId, needBytes: claim.bytes, usableBytes: Math.max(0, usable),
+    });
+  }
+  return new ClaimRepository().hold(trx, claim);
 }

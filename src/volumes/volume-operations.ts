@@ -6,10 +6,11 @@ import type { DriverCache } from '../backends/driver-cache.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
 import { decide, type PlacementRequest } from '../placement/placement.js';
 import { BackendRepository } from '../store/backend-repository.js';
+import { ClaimRepository } from '../store/claim-repository.js';
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import type { VolumeRow } from '../store/schema.js';
-import type { Store } from '../store/store.js';
+import type { Executor, Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import { loadBackendViews, lockPlacement } from './placement-view.js';
 
@@ -24,6 +25,7 @@ export interface VolumeOperationDeps {
 const volumes = new VolumeRepository();
 const backends = new BackendRepository();
 const events = new EventRepository();
+const claims = new ClaimRepository();
 
 async function loadVolume(deps: VolumeOperationDeps, id: string): Promise<VolumeRow> {
   const v = await volumes.findById(deps.store.db, id);
@@ -43,9 +45,11 @@ function handleOf(v: VolumeRow): DriverHandle {
   return volumeHandle(v) ?? { id: v.id, format: v.format };
 }
 
-async function transition(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, to: string, patch: Partial<VolumeRow>, message: string, action: string): Promise<void> {
+/** Moves the volume to `to` with an event; `also` runs in the same transaction (claim commit or release). */
+async function transition(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, to: string, patch: Partial<VolumeRow>, message: string, action: string, also?: (trx: Executor) => Promise<unknown>): Promise<void> {
   await deps.store.transaction(async (trx) => {
     await volumes.update(trx, v.id, { ...patch, state: to, updated_at: nowIso() });
+    if (also) await also(trx);
     await events.append(trx, {
       tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action,
       from: v.state, to, message, operationId: ctx.operation.id,
@@ -66,7 +70,11 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
             const { driver, backend } = await driverFor(deps, v.backend_id);
             try {
               const handle = await driver.createVolume({ id: v.id, name: v.name, sizeBytes: Number(v.size_bytes), format: v.format as 'raw' | 'qcow2' }, ctx.signal);
-              await volumes.update(deps.store.db, v.id, { driver_handle: writeJson(handle), updated_at: nowIso() });
+              const summary = readJson<PlacementSummary | null>(v.placement, null);
+              const attempts = [...(summary?.attempts ?? []).filter((a) => !(a.ok && a.backend === backend.name)), { backend: backend.name, ok: true, error: null }];
+              await volumes.update(deps.store.db, v.id, {
+                driver_handle: writeJson(handle), updated_at: nowIso(), ...(summary ? { placement: writeJson({ ...summary, attempts }) } : {}),
+              });
               ctx.note(`created on ${backend.name}`);
               return;
             } catch (err) {
@@ -84,13 +92,18 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
         run: async (ctx) => {
           const v = await loadVolume(deps, ctx.operation.target_id);
           if (v.state === 'available') return;
-          await transition(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is available (${formatSize(Number(v.size_bytes))})`, 'created');
+          // The volume becomes provisioned and its claim committed in one transaction: counted once, always.
+          await transition(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is available (${formatSize(Number(v.size_bytes))})`, 'created',
+            (trx) => claims.commit(trx, v.id, ctx.operation.id));
         },
       },
     ],
     compensate: async (ctx, error) => {
       const v = await loadVolume(deps, ctx.operation.target_id);
-      if (v.state === 'error') return;
+      if (v.state === 'error') {
+        await claims.release(deps.store.db, v.id, ctx.operation.id);
+        return;
+      }
       let cleanup = '';
       if (v.backend_id) {
         try {
@@ -100,7 +113,8 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
           cleanup = `; partial data could not be removed yet (${toStowageError(err).message}), delete the volume to retry`;
         }
       }
-      await transition(deps, ctx, v, 'error', { state_reason: `create failed: ${error.message}${cleanup}` }, `volume ${v.name} failed to create: ${error.message}`, 'create-failed');
+      await transition(deps, ctx, v, 'error', { state_reason: `create failed: ${error.message}${cleanup}` }, `volume ${v.name} failed to create: ${error.message}`, 'create-failed',
+        (trx) => claims.release(trx, v.id, ctx.operation.id));
     },
     result: async (ctx) => ({ volumeId: ctx.operation.target_id }),
   };
@@ -108,23 +122,29 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
 
 /** Records a failed attempt and moves the claim to the next backend; false when attempts are used up. */
 async function replace(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, failedBackend: string, reason: string): Promise<boolean> {
+  const request = ctx.input.request as PlacementRequest;
+  const exclude = [...new Set([...(request.exclude), ...(ctx.input.excluded as string[] | undefined ?? []), v.backend_id ?? ''])];
+  // Remembered first and outside the transaction (the engine writes with its own connection, which
+  // would wait for this transaction on SQLite); excluding a failed backend early is always safe.
+  await ctx.remember({ excluded: exclude });
   return deps.store.transaction(async (trx) => {
     const summary = readJson<PlacementSummary | null>(v.placement, null);
     const attempts = [...(summary?.attempts ?? []), { backend: failedBackend, ok: false, error: reason }];
-    const request = ctx.input.request as PlacementRequest;
-    const exclude = [...new Set([...(request.exclude), ...(ctx.input.excluded as string[] | undefined ?? []), v.backend_id ?? ''])];
     if (attempts.length >= deps.placementAttempts) {
       await volumes.update(trx, v.id, { placement: writeJson({ ...summary, attempts }), updated_at: nowIso() });
       return false;
     }
     await lockPlacement(trx, deps.store.dialect);
     const views = await loadBackendViews(trx, backends);
-    // The volume's own claim still sits on the failed backend; it is excluded anyway.
+    // The volume's own claim still sits on the failed backend until below; it is excluded anyway.
     const decision = decide(views, { ...request, exclude });
     if (!decision.winner) {
       await volumes.update(trx, v.id, { placement: writeJson({ ...summary, attempts, reason: `${summary?.reason ?? ''}; retry found no other backend` }), updated_at: nowIso() });
       return false;
     }
+    // The claim moves with the volume: released on the failed backend, held on the next, in this transaction.
+    await claims.release(trx, v.id, ctx.operation.id);
+    await claims.hold(trx, { backendId: decision.winner.id, resourceType: 'volume', resourceId: v.id, operationId: ctx.operation.id, bytes: Number(v.size_bytes) });
     await volumes.update(trx, v.id, {
       backend_id: decision.winner.id, driver_handle: null, updated_at: nowIso(),
       placement: writeJson({ ...decision.summary, pinned: false, attempts, reason: `${failedBackend} failed (${reason}); retried on ${decision.winner.name}: ${decision.summary.reason}` }),
@@ -133,7 +153,6 @@ async function replace(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow
       tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'replace',
       from: 'creating', to: 'creating', operationId: ctx.operation.id, message: `create on ${failedBackend} failed (${reason}); trying ${decision.winner.name}`,
     });
-    await ctx.remember({ excluded: exclude });
     return true;
   });
 }
@@ -156,14 +175,21 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
         run: async (ctx) => {
           const v = await loadVolume(deps, ctx.operation.target_id);
           if (v.state === 'available') return;
-          await transition(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is now ${formatSize(Number(v.size_bytes))}`, 'resized');
+          const sizeBytes = Number(ctx.input.sizeBytes);
+          // The new size becomes provisioned as the growth claim is committed: one transaction.
+          await transition(deps, ctx, v, 'available', { size_bytes: sizeBytes, state_reason: null }, `volume ${v.name} is now ${formatSize(sizeBytes)}`, 'resized',
+            (trx) => claims.commit(trx, v.id, ctx.operation.id));
         },
       },
     ],
     compensate: async (ctx, error) => {
       const v = await loadVolume(deps, ctx.operation.target_id);
-      if (v.state !== 'resizing') return;
-      await transition(deps, ctx, v, 'available', { size_bytes: Number(ctx.input.previousSizeBytes), state_reason: `resize to ${formatSize(Number(ctx.input.sizeBytes))} failed: ${error.message}` }, `volume ${v.name} resize failed: ${error.message}`, 'resize-failed');
+      if (v.state !== 'resizing') {
+        await claims.release(deps.store.db, v.id, ctx.operation.id);
+        return;
+      }
+      await transition(deps, ctx, v, 'available', { size_bytes: Number(ctx.input.previousSizeBytes), state_reason: `resize to ${formatSize(Number(ctx.input.sizeBytes))} failed: ${error.message}` }, `volume ${v.name} resize failed: ${error.message}`, 'resize-failed',
+        (trx) => claims.release(trx, v.id, ctx.operation.id));
     },
     result: async (ctx) => ({ volumeId: ctx.operation.target_id, sizeBytes: ctx.input.sizeBytes }),
   };

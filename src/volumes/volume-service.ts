@@ -4,17 +4,18 @@ import type { Operation, PageOf, PlacementSummary, Volume } from '../core/models
 import { assertValidName, assertValidTags } from '../core/names.js';
 import { assertValidSize, formatSize } from '../core/sizes.js';
 import type { VolumeFormat, VolumeState } from '../core/states.js';
+import { ClassService, type ClassConstraints } from '../classes/class-service.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { decide, type PlacementDecision, type PlacementPolicy, type PlacementRequest } from '../placement/placement.js';
-import { usableBytes } from '../placement/capacity.js';
 import { BackendRepository } from '../store/backend-repository.js';
+import { ClaimRepository } from '../store/claim-repository.js';
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso, writeJson } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
 import type { VolumeRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import { VolumeRepository, toVolume } from '../store/volume-repository.js';
-import { loadBackendViews, lockPlacement } from './placement-view.js';
+import { claimOnBackend, loadBackendViews, lockPlacement } from './placement-view.js';
 
 /** A create request after API validation. */
 export interface CreateVolumeInput {
@@ -26,6 +27,8 @@ export interface CreateVolumeInput {
   readonly requiredTags?: readonly string[];
   readonly zone?: string;
   readonly policy?: PlacementPolicy;
+  /** Storage class name or id; absent = the default class, if any. */
+  readonly class?: string;
 }
 
 /** Who is asking, and the request's idempotency key if any. */
@@ -47,8 +50,12 @@ export class VolumeService {
   private readonly backends = new BackendRepository();
   private readonly operations = new OperationRepository();
   private readonly events = new EventRepository();
+  private readonly claims = new ClaimRepository();
+  private readonly classes: ClassService;
 
-  constructor(private readonly store: Store, private readonly engine: OperationEngine) {}
+  constructor(private readonly store: Store, private readonly engine: OperationEngine) {
+    this.classes = new ClassService(store, engine);
+  }
 
   /** Finds a live volume by id or name, or throws VOLUME_NOT_FOUND. */
   async resolve(ref: string, tenantId: string, db: Executor = this.store.db): Promise<VolumeRow> {
@@ -73,24 +80,33 @@ export class VolumeService {
     return { items: rows.map((r) => toVolume(r, r.backend_id ? names.get(r.backend_id) ?? null : null)), nextCursor };
   }
 
-  /** What placement would decide for this request right now, changing nothing. */
-  async dryRun(input: CreateVolumeInput): Promise<PlacementDecision> {
+  /** What placement would decide for this request right now (class applied), changing nothing. */
+  async dryRun(input: CreateVolumeInput, tenantId?: string): Promise<PlacementDecision> {
     validateCreate(input);
+    const cls = await this.classes.constraintsFor(input.class);
+    const request = placementRequest(input, [], cls, tenantId ?? null);
     const views = await loadBackendViews(this.store.db);
     const pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
-    return decide(pinned ? views.filter((v) => v.id === pinned) : views, placementRequest(input, []));
+    return decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
   }
 
   /**
-   * Validates, places, and records the volume (`creating`, with its backend as the capacity claim)
-   * and its create operation in one transaction. Unplaceable requests fail with NO_VALID_BACKEND and
-   * leave nothing behind.
+   * Validates, places, and records in one transaction: the volume (`creating`, on its backend), its
+   * create operation, and a held capacity claim on that backend for the full size, so concurrent
+   * placements (in this process or another replica) see the space as taken. Unplaceable requests
+   * fail with NO_VALID_BACKEND and leave nothing behind.
    */
   async create(input: CreateVolumeInput, ctx: RequestContext): Promise<Submitted<Volume>> {
+    return this.once(ctx, 'volume.create', () => this.submitCreate(input, ctx));
+  }
+
+  private async submitCreate(input: CreateVolumeInput, ctx: RequestContext): Promise<Submitted<Volume>> {
     validateCreate(input);
     const pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
     const existing = await this.idempotent(ctx, 'volume.create');
     if (existing) return existing;
+    const cls = await this.classes.constraintsFor(input.class);
+    const request = placementRequest(input, [], cls, ctx.tenantId);
     const id = newId('volume');
     const op = await this.store.transaction(async (trx) => {
       if (await this.volumes.findLiveByName(trx, ctx.tenantId, input.name)) {
@@ -98,7 +114,7 @@ export class VolumeService {
       }
       await lockPlacement(trx, this.store.dialect);
       const views = await loadBackendViews(trx, this.backends);
-      const decision = decide(pinned ? views.filter((v) => v.id === pinned) : views, placementRequest(input, []));
+      const decision = decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
       if (!decision.winner) {
         throw new StowageError('NO_VALID_BACKEND', `cannot place ${formatSize(input.sizeBytes)} volume "${input.name}": ${decision.summary.reason}`, {
           rejected: decision.summary.rejected,
@@ -110,12 +126,13 @@ export class VolumeService {
       await this.volumes.insert(trx, {
         id, tenant_id: ctx.tenantId, name: input.name, backend_id: decision.winner.id, state: 'creating', state_reason: null,
         size_bytes: input.sizeBytes, format: input.format ?? 'raw', driver_handle: null, placement: writeJson(summary),
-        created_at: at, updated_at: at, deleted_at: null,
+        created_at: at, updated_at: at, deleted_at: null, class_id: cls?.id ?? null,
       });
       const row = await this.engine.enqueue(trx, {
         kind: 'volume.create', tenantId: ctx.tenantId, targetType: 'volume', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
-        input: { name: input.name, sizeBytes: input.sizeBytes, format: input.format ?? 'raw', request: placementRequest(input, []), pinned: pinned !== null },
+        input: { name: input.name, sizeBytes: input.sizeBytes, format: input.format ?? 'raw', request, pinned: pinned !== null },
       });
+      await this.claims.hold(trx, { backendId: decision.winner.id, resourceType: 'volume', resourceId: id, operationId: row.id, bytes: input.sizeBytes });
       await this.events.append(trx, {
         tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: id, resourceName: input.name, action: 'create',
         from: null, to: 'creating', operationId: row.id,
@@ -127,8 +144,16 @@ export class VolumeService {
     return { operation: toOperation(op), resource: await this.get(id, ctx.tenantId) };
   }
 
-  /** Grows a volume; the extra size is claimed on its backend at once, and given back if the grow fails. */
+  /**
+   * Grows a volume. The extra size is claimed on its backend at submit (same transaction, same
+   * capacity function as placement); the volume keeps its old size until the grow succeeds, when the
+   * new size and the claim's commit land together. A failed grow releases the claim.
+   */
   async resize(ref: string, sizeBytes: number, ctx: RequestContext): Promise<Submitted<Volume>> {
+    return this.once(ctx, 'volume.resize', () => this.submitResize(ref, sizeBytes, ctx));
+  }
+
+  private async submitResize(ref: string, sizeBytes: number, ctx: RequestContext): Promise<Submitted<Volume>> {
     assertValidSize(sizeBytes);
     const existing = await this.idempotent(ctx, 'volume.resize');
     if (existing) return existing;
@@ -143,17 +168,13 @@ export class VolumeService {
         throw new StowageError('INVALID_STATE', `volume ${v.name} is already ${formatSize(current)}`, { sizeBytes: current });
       }
       if (!v.backend_id) throw new StowageError('INVALID_STATE', `volume ${v.name} has no backend`, {});
-      await lockPlacement(trx, this.store.dialect);
-      const view = (await loadBackendViews(trx, this.backends)).find((b) => b.id === v.backend_id);
       const delta = sizeBytes - current;
-      if (!view || usableBytes(view) < delta) {
-        throw new StowageError('NO_VALID_BACKEND', `backend ${view?.name ?? '?'} has ${formatSize(Math.max(0, view ? usableBytes(view) : 0))} usable; growing ${v.name} needs ${formatSize(delta)} more`, { needBytes: delta });
-      }
-      await this.volumes.update(trx, v.id, { state: 'resizing', size_bytes: sizeBytes, state_reason: null, updated_at: nowIso() });
+      await this.volumes.update(trx, v.id, { state: 'resizing', state_reason: null, updated_at: nowIso() });
       const row = await this.engine.enqueue(trx, {
         kind: 'volume.resize', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { sizeBytes, previousSizeBytes: current },
       });
+      await claimOnBackend(trx, this.store.dialect, { backendId: v.backend_id, resourceType: 'volume', resourceId: v.id, operationId: row.id, bytes: delta }, `growing ${v.name}`);
       await this.events.append(trx, {
         tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'resize',
         from: 'available', to: 'resizing', operationId: row.id, message: `volume ${v.name} growing from ${formatSize(current)} to ${formatSize(sizeBytes)}`,
@@ -166,6 +187,10 @@ export class VolumeService {
 
   /** Deletes a volume (available or error); the data is removed by the operation. */
   async delete(ref: string, ctx: RequestContext): Promise<Submitted<Volume>> {
+    return this.once(ctx, 'volume.delete', () => this.submitDelete(ref, ctx));
+  }
+
+  private async submitDelete(ref: string, ctx: RequestContext): Promise<Submitted<Volume>> {
     const existing = await this.idempotent(ctx, 'volume.delete');
     if (existing) return existing;
     const vol = await this.resolve(ref, ctx.tenantId);
@@ -211,6 +236,20 @@ export class VolumeService {
     return row.id;
   }
 
+  /**
+   * Runs a submit; when it fails because a concurrent request with the same Idempotency-Key won the
+   * race (unique key, name taken, volume busy), answers with the winner's operation instead.
+   */
+  private async once(ctx: RequestContext, kind: string, submit: () => Promise<Submitted<Volume>>): Promise<Submitted<Volume>> {
+    try {
+      return await submit();
+    } catch (err) {
+      const winner = ctx.idempotencyKey ? await this.idempotent(ctx, kind).catch(() => null) : null;
+      if (winner) return winner;
+      throw err;
+    }
+  }
+
   /** A repeated request with the same Idempotency-Key gets the first one's operation back. */
   private async idempotent(ctx: RequestContext, kind: string): Promise<Submitted<Volume> | null> {
     if (!ctx.idempotencyKey) return null;
@@ -232,18 +271,27 @@ function validateCreate(input: CreateVolumeInput): void {
   if (input.zone) assertValidName(input.zone, 'zone');
 }
 
-/** The placement request for a create (exclusions grow as backends fail). */
-export function placementRequest(input: CreateVolumeInput, exclude: readonly string[]): PlacementRequest {
+/**
+ * The placement request for a create (exclusions grow as backends fail): the class's constraints
+ * plus the request's own. Tags and capabilities add up; the request's policy overrides the class's;
+ * a zone given by both must agree.
+ */
+export function placementRequest(input: CreateVolumeInput, exclude: readonly string[], cls: ClassConstraints | null = null, tenantId: string | null = null): PlacementRequest {
+  if (cls?.zone && input.zone && cls.zone !== input.zone) {
+    throw new StowageError('VALIDATION_FAILED', `storage class ${cls.name} places in zone ${cls.zone}; the request asks for zone ${input.zone}`, { class: cls.name, zone: input.zone });
+  }
+  const union = (a: readonly string[], b: readonly string[]): string[] => [...new Set([...a, ...b])];
   return {
     sizeBytes: input.sizeBytes,
-    kind: 'block',
-    requiredTags: input.requiredTags ?? [],
-    forbiddenTags: [],
-    requiredCapabilities: input.format === 'qcow2' ? ['format.qcow2'] : [],
-    zone: input.zone ?? null,
-    policy: input.policy ?? 'cheapest',
-    className: null,
+    kind: cls?.kind ?? 'block',
+    requiredTags: union(cls?.requiredTags ?? [], input.requiredTags ?? []),
+    forbiddenTags: [...(cls?.forbiddenTags ?? [])],
+    requiredCapabilities: union(cls?.requiredCapabilities ?? [], input.format === 'qcow2' ? ['format.qcow2'] : []),
+    zone: input.zone ?? cls?.zone ?? null,
+    policy: input.policy ?? cls?.policy ?? 'cheapest',
+    className: cls?.name ?? null,
     exclude,
+    tenantId,
   };
 }
 

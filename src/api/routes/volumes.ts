@@ -18,7 +18,7 @@ function createInput(b: CreateVolumeBodyT): CreateVolumeInput {
   return {
     name: b.name, sizeBytes: b.sizeBytes,
     ...(b.format ? { format: b.format } : {}), ...(b.backend ? { backend: b.backend } : {}),
-    ...(b.requiredTags ? { requiredTags: b.requiredTags } : {}), ...(b.zone ? { zone: b.zone } : {}), ...(b.policy ? { policy: b.policy } : {}),
+    ...(b.requiredTags ? { requiredTags: b.requiredTags } : {}), ...(b.zone ? { zone: b.zone } : {}), ...(b.policy ? { policy: b.policy } : {}), ...(b.class ? { class: b.class } : {}),
   };
 }
 
@@ -33,7 +33,7 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
       schema: {
         tags, summary: 'Create a volume: placed now, provisioned by an operation (202), or waited for with ?wait=true',
         body: CreateVolumeBody, querystring: WaitQuery, headers: IdempotencyHeaders,
-        response: { ...submitted, ...errorResponses('INVALID_NAME', 'INVALID_SIZE', 'NAME_TAKEN', 'BACKEND_NOT_FOUND', 'NO_VALID_BACKEND', 'IDEMPOTENCY_CONFLICT', 'DRIVER_FAILED', 'BACKEND_UNAVAILABLE', 'PAYLOAD_TOO_LARGE') },
+        response: { ...submitted, ...errorResponses('INVALID_NAME', 'INVALID_SIZE', 'NAME_TAKEN', 'BACKEND_NOT_FOUND', 'CLASS_NOT_FOUND', 'NO_VALID_BACKEND', 'IDEMPOTENCY_CONFLICT', 'DRIVER_FAILED', 'BACKEND_UNAVAILABLE', 'PAYLOAD_TOO_LARGE') },
       },
     }, async (req, reply) => {
       const s = await deps.volumes.create(createInput(req.body), requestContext(req, req.headers['idempotency-key']));
@@ -45,10 +45,10 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
     app.post('/placements/dry-run', {
       schema: {
         tags: ['placement'], summary: 'Show every backend\'s verdict for a volume request, and the winner, changing nothing',
-        body: CreateVolumeBody, response: { 200: DryRunResponse, ...errorResponses('INVALID_NAME', 'INVALID_SIZE', 'BACKEND_NOT_FOUND') },
+        body: CreateVolumeBody, response: { 200: DryRunResponse, ...errorResponses('INVALID_NAME', 'INVALID_SIZE', 'BACKEND_NOT_FOUND', 'CLASS_NOT_FOUND') },
       },
     }, async (req) => {
-      const d = await deps.volumes.dryRun(createInput(req.body));
+      const d = await deps.volumes.dryRun(createInput(req.body), req.principal.tenantId);
       return { winner: d.winner?.name ?? null, reason: d.summary.reason, verdicts: d.verdicts, summary: d.summary };
     });
 

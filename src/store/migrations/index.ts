@@ -1,5 +1,8 @@
 import type { Kysely } from 'kysely';
 import * as m0001 from './0001-initial.js';
+import * as m0002 from './0002-placement.js';
+import * as m0003 from './0003-access.js';
+import * as m0004 from './0004-attachments.js';
 
 /** The SQL dialect a migration runs on; only DDL that truly differs may branch on it. */
 export type MigrationDialect = 'sqlite' | 'postgres';
@@ -13,4 +16,7 @@ export interface Migration {
 /** Every migration in order. Append only. */
 export const MIGRATIONS: readonly Migration[] = [
   { id: '0001-initial', up: m0001.up },
+  { id: '0002-placement', up: m0002.up },
+  { id: '0003-access', up: m0003.up },
+  { id: '0004-attachments', up: m0004.up },
 ];

@@ -1,0 +1,46 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ClassService } from '../../classes/class-service.js';
+import { CreateClassBody, StorageClassSchema, UpdateClassBody } from '../../classes/class-schema.js';
+import type { AppDeps } from '../app.js';
+import { errorResponses } from '../errors.js';
+import { RefParams } from '../schemas.js';
+
+/** /v1/classes: storage classes (create, list, show, update, delete). */
+export function classRoutes(deps: AppDeps): FastifyPluginAsync {
+  const classes = new ClassService(deps.store, deps.engine);
+  return async (plain) => {
+    const app = plain.withTypeProvider<TypeBoxTypeProvider>();
+    const tags = ['classes'];
+
+    app.post('/classes', {
+      schema: {
+        tags, summary: 'Create a storage class: required/forbidden tags, required capabilities, zone, kind and placement policy',
+        body: CreateClassBody, response: { 201: StorageClassSchema, ...errorResponses('INVALID_NAME', 'NAME_TAKEN', 'VALIDATION_FAILED') },
+      },
+    }, async (req, reply) => reply.status(201).send(await classes.create(req.body, req.principal.actor)));
+
+    app.get('/classes', {
+      schema: { tags, summary: 'List storage classes', response: { 200: Type.Object({ items: Type.Array(StorageClassSchema), nextCursor: Type.Null() }), ...errorResponses() } },
+    }, async () => ({ items: await classes.list(), nextCursor: null }));
+
+    app.get('/classes/:ref', {
+      schema: { tags, summary: 'Show one storage class', params: RefParams, response: { 200: StorageClassSchema, ...errorResponses('CLASS_NOT_FOUND') } },
+    }, async (req) => classes.get(req.params.ref));
+
+    app.patch('/classes/:ref', {
+      schema: {
+        tags, summary: 'Change a storage class (affects later placements only)', params: RefParams, body: UpdateClassBody,
+        response: { 200: StorageClassSchema, ...errorResponses('CLASS_NOT_FOUND', 'VALIDATION_FAILED') },
+      },
+    }, async (req) => classes.update(req.params.ref, req.body, req.principal.actor));
+
+    app.delete('/classes/:ref', {
+      schema: { tags, summary: 'Delete a storage class no volume uses', params: RefParams, response: { 204: Type.Null(), ...errorResponses('CLASS_NOT_FOUND', 'CLASS_IN_USE') } },
+    }, async (req, reply) => {
+      await classes.delete(req.params.ref, req.principal.actor);
+      return reply.status(204).send(null);
+    });
+  };
+}

@@ -1,0 +1,152 @@
+import { StowageError } from '../core/errors.js';
+import { DEFAULT_TENANT_ID, isId, newId } from '../core/ids.js';
+import { assertValidName, assertValidTags } from '../core/names.js';
+import type { BackendKind } from '../core/states.js';
+import { CAPABILITIES } from '../drivers/sdk/types.js';
+import type { OperationEngine } from '../operations/engine.js';
+import type { PlacementPolicy } from '../placement/placement.js';
+import { ClassRepository } from '../store/class-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import { nowIso, readJson, writeJson, isUniqueViolation } from '../store/json.js';
+import type { ClassRow, ClassUpdate } from '../store/schema.js';
+import type { Executor, Store } from '../store/store.js';
+import type { CreateClassInput, StorageClass, UpdateClassInput } from './class-schema.js';
+
+/** The placement constraints a class adds to a request. */
+export interface ClassConstraints {
+  readonly id: string;
+  readonly name: string;
+  readonly kind: BackendKind;
+  readonly zone: string | null;
+  readonly requiredTags: readonly string[];
+  readonly forbiddenTags: readonly string[];
+  readonly requiredCapabilities: readonly string[];
+  readonly policy: PlacementPolicy;
+}
+
+/** The rules of storage classes: validation, one default at most, no deleting a class in use. */
+export class ClassService {
+  private readonly repo = new ClassRepository();
+  private readonly events = new EventRepository();
+
+  constructor(private readonly store: Store, private readonly engine: OperationEngine) {}
+
+  /** Finds a class by id or name, or throws CLASS_NOT_FOUND. */
+  async resolve(ref: string, db: Executor = this.store.db): Promise<ClassRow> {
+    const row = isId('class', ref) ? await this.repo.findById(db, ref) : await this.repo.findByName(db, ref);
+    if (!row) throw new StowageError('CLASS_NOT_FOUND', `storage class "${ref}" does not exist; see \`stowage class list\``, { class: ref });
+    return row;
+  }
+
+  /** The constraints of the named class, or of the default class when `ref` is absent (null when there is none). */
+  async constraintsFor(ref: string | undefined, db: Executor = this.store.db): Promise<ClassConstraints | null> {
+    const row = ref !== undefined ? await this.resolve(ref, db) : await this.repo.findDefault(db);
+    return row ? toConstraints(row) : null;
+  }
+
+  async get(ref: string): Promise<StorageClass> {
+    const row = await this.resolve(ref);
+    return toStorageClass(row, await this.repo.countVolumes(this.store.db, row.id));
+  }
+
+  async list(): Promise<StorageClass[]> {
+    const rows = await this.repo.listAll(this.store.db);
+    return Promise.all(rows.map(async (r) => toStorageClass(r, await this.repo.countVolumes(this.store.db, r.id))));
+  }
+
+  async create(input: CreateClassInput, actor: string): Promise<StorageClass> {
+    assertValidName(input.name, 'class name');
+    validateConstraints(input);
+    const id = newId('class');
+    const at = nowIso();
+    await this.store.transaction(async (trx) => {
+      if (await this.repo.findByName(trx, input.name)) {
+        throw new StowageError('NAME_TAKEN', `a storage class named "${input.name}" already exists`, { name: input.name });
+      }
+      if (input.default === true) await this.repo.clearDefault(trx);
+      try {
+        await this.repo.insert(trx, {
+          id, name: input.name, description: input.description ?? '', kind: input.kind ?? 'block', zone: input.zone ?? null,
+          required_tags: writeJson(input.requiredTags ?? []), forbidden_tags: writeJson(input.forbiddenTags ?? []),
+          required_capabilities: writeJson(input.requiredCapabilities ?? []), policy: input.policy ?? 'cheapest',
+          is_default: input.default === true ? 1 : 0, created_at: at, updated_at: at,
+        });
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new StowageError('NAME_TAKEN', `a storage class named "${input.name}" already exists`, { name: input.name });
+        throw err;
+      }
+      await this.journal(trx, actor, id, input.name, 'create', `storage class ${input.name} created${input.default === true ? ' (default)' : ''}`, { ...input });
+    });
+    return this.get(id);
+  }
+
+  async update(ref: string, patch: UpdateClassInput, actor: string): Promise<StorageClass> {
+    validateConstraints({ ...patch, zone: patch.zone ?? undefined });
+    const row = await this.resolve(ref);
+    await this.store.transaction(async (trx) => {
+      if (patch.default === true) await this.repo.clearDefault(trx);
+      const set: ClassUpdate = { updated_at: nowIso() };
+      if (patch.description !== undefined) set.description = patch.description;
+      if (patch.kind !== undefined) set.kind = patch.kind;
+      if (patch.zone !== undefined) set.zone = patch.zone === '' ? null : patch.zone;
+      if (patch.requiredTags !== undefined) set.required_tags = writeJson(patch.requiredTags);
+      if (patch.forbiddenTags !== undefined) set.forbidden_tags = writeJson(patch.forbiddenTags);
+      if (patch.requiredCapabilities !== undefined) set.required_capabilities = writeJson(patch.requiredCapabilities);
+      if (patch.policy !== undefined) set.policy = patch.policy;
+      if (patch.default !== undefined) set.is_default = patch.default ? 1 : 0;
+      await this.repo.update(trx, row.id, set);
+      await this.journal(trx, actor, row.id, row.name, 'update', `storage class ${row.name} updated: ${Object.keys(patch).join(', ')}`, { ...patch });
+    });
+    return this.get(row.id);
+  }
+
+  /** Deletes a class no live volume uses (CLASS_IN_USE otherwise). */
+  async delete(ref: string, actor: string): Promise<void> {
+    const row = await this.resolve(ref);
+    await this.store.transaction(async (trx) => {
+      const n = await this.repo.countVolumes(trx, row.id);
+      if (n > 0) {
+        throw new StowageError('CLASS_IN_USE', `storage class ${row.name} is used by ${n} volume${n === 1 ? '' : 's'}; delete them first`, { class: row.name, volumeCount: n });
+      }
+      await this.repo.delete(trx, row.id);
+      await this.journal(trx, actor, row.id, row.name, 'delete', `storage class ${row.name} deleted`, {});
+    });
+  }
+
+  private async journal(trx: Executor, actor: string, id: string, name: string, action: string, message: string, input: Record<string, unknown>): Promise<void> {
+    await this.events.append(trx, { tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'class', resourceId: id, resourceName: name, action, message });
+    await this.engine.record(trx, { kind: `class.${action}`, tenantId: DEFAULT_TENANT_ID, targetType: 'class', targetId: id, input, actor }, { classId: id });
+  }
+}
+
+function validateConstraints(c: { zone?: string | undefined; requiredTags?: readonly string[] | undefined; forbiddenTags?: readonly string[] | undefined; requiredCapabilities?: readonly string[] | undefined }): void {
+  if (c.zone) assertValidName(c.zone, 'zone');
+  assertValidTags(c.requiredTags ?? []);
+  assertValidTags(c.forbiddenTags ?? []);
+  const both = (c.requiredTags ?? []).filter((t) => (c.forbiddenTags ?? []).includes(t));
+  if (both.length > 0) {
+    throw new StowageError('VALIDATION_FAILED', `tag${both.length > 1 ? 's' : ''} ${both.join(', ')} cannot be both required and forbidden`, { tags: both });
+  }
+  const unknown = (c.requiredCapabilities ?? []).filter((x) => !(CAPABILITIES as readonly string[]).includes(x));
+  if (unknown.length > 0) {
+    throw new StowageError('VALIDATION_FAILED', `unknown capabilit${unknown.length > 1 ? 'ies' : 'y'} ${unknown.join(', ')}; known: ${CAPABILITIES.join(', ')}`, { capabilities: unknown });
+  }
+}
+
+function toConstraints(r: ClassRow): ClassConstraints {
+  return {
+    id: r.id, name: r.name, kind: r.kind as BackendKind, zone: r.zone,
+    requiredTags: readJson<string[]>(r.required_tags, []), forbiddenTags: readJson<string[]>(r.forbidden_tags, []),
+    requiredCapabilities: readJson<string[]>(r.required_capabilities, []), policy: r.policy as PlacementPolicy,
+  };
+}
+
+/** Maps a row to the API model. */
+export function toStorageClass(r: ClassRow, volumeCount: number): StorageClass {
+  const c = toConstraints(r);
+  return {
+    id: r.id, name: r.name, description: r.description, kind: c.kind, zone: c.zone, requiredTags: [...c.requiredTags],
+    forbiddenTags: [...c.forbiddenTags], requiredCapabilities: [...c.requiredCapabilities], policy: c.policy,
+    isDefault: r.is_default === 1, volumeCount, createdAt: r.created_at, updatedAt: r.updated_at,
+  };
+}

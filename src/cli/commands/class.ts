@@ -1,0 +1,167 @@
+import { Option, type Command } from 'commander';
+import type { CreateClassInput, StorageClass, UpdateClassInput } from '../../classes/class-schema.js';
+import { BACKEND_KINDS, type BackendKind } from '../../core/states.js';
+import { CAPABILITIES, type Capability } from '../../drivers/sdk/types.js';
+import type { CliContext } from '../context.js';
+import { usageError } from '../errors.js';
+import { emit, formatTime, list, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
+import { collect } from '../parse.js';
+
+const POLICIES = ['cheapest', 'spread', 'pack'] as const;
+type Policy = (typeof POLICIES)[number];
+
+interface ClassFlags {
+  description?: string;
+  kind?: BackendKind;
+  zone?: string;
+  requireTag?: string[];
+  forbidTag?: string[];
+  requireCapability?: string[];
+  policy?: Policy;
+  default?: boolean;
+  output: OutputFormat;
+}
+
+const seg = (ref: string): string => encodeURIComponent(ref);
+
+function addClassFlags(cmd: Command, update: boolean): Command {
+  const replaces = update ? ' (on update, replaces the list; pass "" to clear)' : '';
+  return cmd
+    .option('--description <text>', 'what the class is for')
+    .addOption(new Option('--kind <kind>', 'what the class provisions').choices(BACKEND_KINDS))
+    .option('--zone <zone>', `only backends in this zone${update ? ' ("" clears it)' : ''}`)
+    .option('--require-tag <tag>', `only backends carrying this tag (repeatable)${replaces}`, collect)
+    .option('--forbid-tag <tag>', `never backends carrying this tag (repeatable)${replaces}`, collect)
+    .option('--require-capability <cap>', `only backends with this capability (repeatable)${replaces}; one of: ${CAPABILITIES.join(', ')}`, collect)
+    .addOption(new Option('--policy <policy>', 'cheapest (lowest cost, then most free), spread (most free), pack (least free that fits)').choices(POLICIES))
+    .addOption(outputOption());
+}
+
+/** Repeatable list flags; a single "" clears the list. */
+function listFlag(values: string[] | undefined): string[] | undefined {
+  if (values === undefined) return undefined;
+  return [...new Set(values.filter((v) => v !== ''))];
+}
+
+function checkCapabilities(values: readonly string[] | undefined): Capability[] | undefined {
+  if (values === undefined) return undefined;
+  const known: readonly string[] = CAPABILITIES;
+  for (const c of values) {
+    if (!known.includes(c)) throw usageError('VALIDATION_FAILED', `unknown capability "${c}"; known capabilities: ${CAPABILITIES.join(', ')}`);
+  }
+  return values as Capability[];
+}
+
+function body(o: ClassFlags): Omit<UpdateClassInput, 'zone'> & { zone?: string } {
+  const requireCapability = checkCapabilities(listFlag(o.requireCapability));
+  const requireTag = listFlag(o.requireTag);
+  const forbidTag = listFlag(o.forbidTag);
+  return {
+    ...(o.description !== undefined ? { description: o.description } : {}), ...(o.kind ? { kind: o.kind } : {}),
+    ...(o.zone !== undefined ? { zone: o.zone } : {}), ...(requireTag ? { requiredTags: requireTag } : {}),
+    ...(forbidTag ? { forbiddenTags: forbidTag } : {}),
+    ...(requireCapability ? { requiredCapabilities: requireCapability } : {}),
+    ...(o.policy ? { policy: o.policy } : {}), ...(o.default !== undefined ? { default: o.default } : {}),
+  };
+}
+
+/** The class list table. */
+export function classTable(items: readonly StorageClass[]): string {
+  return renderTable(['name', 'default', 'policy', 'kind', 'zone', 'requires', 'forbids', 'capabilities', 'volumes'],
+    items.map((c) => [c.name, c.isDefault ? 'yes' : '', c.policy, c.kind, c.zone ?? '-', list(c.requiredTags), list(c.forbiddenTags), list(c.requiredCapabilities), String(c.volumeCount)]));
+}
+
+/** Every field of one class. */
+export function classFields(c: StorageClass): string {
+  return renderFields([
+    ['Name', c.name],
+    ['ID', c.id],
+    ['Description', c.description || '-'],
+    ['Default', c.isDefault ? 'yes (used when a volume names no class)' : 'no'],
+    ['Policy', c.policy],
+    ['Kind', c.kind],
+    ['Zone', c.zone ?? 'any'],
+    ['Required tags', list(c.requiredTags)],
+    ['Forbidden tags', list(c.forbiddenTags)],
+    ['Required capabilities', list(c.requiredCapabilities)],
+    ['Volumes', String(c.volumeCount)],
+    ['Created', formatTime(c.createdAt)],
+    ['Updated', formatTime(c.updatedAt)],
+  ]);
+}
+
+/** `stowage class …`: storage classes (create, list, show, update, delete). */
+export function register(program: Command, ctx: CliContext): void {
+  const cls = program.command('class').description('Storage classes: placement constraints and policy that volumes are created with');
+
+  addClassFlags(cls.command('create')
+    .description('Create a storage class')
+    .argument('<name>', 'class name')
+    .option('--default', 'make it the default class (used when a volume names none)'), false)
+    .addHelpText('after', `
+Examples:
+  $ stowage class create gold --require-tag ssd --require-capability snapshot.offload --policy spread --default
+  $ stowage class create bulk --require-tag hdd --forbid-tag retired --policy pack
+  $ stowage volume create db1 --size 10G --class gold
+`)
+    .action(async (name: string, o: ClassFlags, cmd: Command) => {
+      const b = body(o);
+      const req: CreateClassInput = {
+        name, ...(b.description !== undefined ? { description: b.description } : {}), ...(b.kind ? { kind: b.kind } : {}),
+        ...(b.zone ? { zone: b.zone } : {}), ...(b.requiredTags ? { requiredTags: b.requiredTags } : {}),
+        ...(b.forbiddenTags ? { forbiddenTags: b.forbiddenTags } : {}), ...(b.requiredCapabilities ? { requiredCapabilities: b.requiredCapabilities } : {}),
+        ...(b.policy ? { policy: b.policy } : {}), ...(b.default !== undefined ? { default: b.default } : {}),
+      };
+      const c = await ctx.client(cmd).request<StorageClass>('POST', '/classes', { body: req });
+      emit(ctx.stdout, o.output, c, () => classFields(c));
+    });
+
+  cls.command('list')
+    .alias('ls')
+    .description('List storage classes')
+    .addOption(outputOption())
+    .action(async (o: { output: OutputFormat }, cmd: Command) => {
+      const page = await ctx.client(cmd).request<{ items: StorageClass[] }>('GET', '/classes');
+      emit(ctx.stdout, o.output, page.items, () => (page.items.length ? classTable(page.items) : 'no storage classes\n'));
+    });
+
+  cls.command('show')
+    .description('Show one storage class')
+    .argument('<name>', 'class name or id')
+    .addOption(outputOption())
+    .action(async (name: string, o: { output: OutputFormat }, cmd: Command) => {
+      const c = await ctx.client(cmd).request<StorageClass>('GET', `/classes/${seg(name)}`);
+      emit(ctx.stdout, o.output, c, () => classFields(c));
+    });
+
+  addClassFlags(cls.command('update')
+    .description('Change a storage class (later placements only)')
+    .argument('<name>', 'class name or id')
+    .option('--default', 'make it the default class')
+    .option('--no-default', 'stop it being the default class'), true)
+    .addHelpText('after', `
+Examples:
+  $ stowage class update gold --policy pack
+  $ stowage class update gold --zone ""          # any zone
+  $ stowage class update bulk --default
+`)
+    .action(async (name: string, o: ClassFlags, cmd: Command) => {
+      const b = body(o);
+      if (Object.keys(b).length === 0) throw usageError('VALIDATION_FAILED', 'nothing to change', ['pass at least one of the flags shown by --help']);
+      const c = await ctx.client(cmd).request<StorageClass>('PATCH', `/classes/${seg(name)}`, { body: b });
+      emit(ctx.stdout, o.output, c, () => classFields(c));
+    });
+
+  cls.command('delete')
+    .alias('rm')
+    .description('Delete a storage class no volume uses')
+    .argument('<name>', 'class name or id')
+    .option('-y, --yes', 'do not ask for confirmation (required when stdin is not a terminal)')
+    .action(async (name: string, o: { yes?: boolean }, cmd: Command) => {
+      if (!o.yes && !(await ctx.confirm(`Delete storage class ${name}?`))) {
+        throw usageError('VALIDATION_FAILED', `not deleting class ${name} without confirmation`, ['pass --yes to delete without asking']);
+      }
+      await ctx.client(cmd).request<undefined>('DELETE', `/classes/${seg(name)}`);
+      ctx.stdout.write(`storage class ${name} deleted\n`);
+    });
+}

@@ -1,0 +1,63 @@
+import type { Logger } from 'pino';
+import { DEFAULT_TENANT_ID } from '../core/ids.js';
+import { formatSize } from '../core/sizes.js';
+import { ClaimRepository } from '../store/claim-repository.js';
+import { EventRepository } from '../store/event-repository.js';
+import type { Store } from '../store/store.js';
+
+/** Finished claims are kept this long for inspection, then deleted. */
+const FINISHED_CLAIM_RETENTION_MS = 24 * 3_600_000;
+
+/**
+ * Releases capacity claims nobody will finish: claims whose operation has already finished (a bug
+ * or a crash between steps), and expired claims with no queued or running operation (a crash before
+ * the operation existed, or a manual database edit). A claim of a live operation is left alone: the
+ * engine resumes that operation, which commits or releases it. Also purges old finished claims.
+ */
+export class ClaimSweeper {
+  private timer: NodeJS.Timeout | null = null;
+  private readonly claims = new ClaimRepository();
+  private readonly events = new EventRepository();
+
+  constructor(private readonly store: Store, private readonly logger: Logger) {}
+
+  /** Creates a sweeper, sweeps every `intervalMs`, and returns it (call `stop()` on shutdown). */
+  static start(store: Store, logger: Logger, intervalMs: number): ClaimSweeper {
+    const s = new ClaimSweeper(store, logger);
+    s.start(intervalMs);
+    return s;
+  }
+
+  /** One pass; returns how many claims it released. */
+  async sweep(now: Date = new Date()): Promise<number> {
+    const stale = await this.claims.listStale(this.store.db, now.toISOString());
+    let released = 0;
+    for (const c of stale) {
+      const done = await this.store.transaction(async (trx) => {
+        if (!(await this.claims.releaseById(trx, c.id))) return false;
+        await this.events.append(trx, {
+          tenantId: DEFAULT_TENANT_ID, actor: 'system', resourceType: c.resource_type, resourceId: c.resource_id, action: 'claim-released',
+          message: `released a stale claim of ${formatSize(Number(c.bytes))} on backend ${c.backend_id} (operation ${c.operation_id ?? 'none'} is not running)`,
+          details: { claimId: c.id, backendId: c.backend_id, bytes: Number(c.bytes) }, operationId: c.operation_id,
+        });
+        return true;
+      });
+      if (done) {
+        released++;
+        this.logger.warn({ claim: c.id, backend: c.backend_id, resource: c.resource_id, operation: c.operation_id }, 'released a stale capacity claim');
+      }
+    }
+    await this.claims.purgeFinished(this.store.db, new Date(now.getTime() - FINISHED_CLAIM_RETENTION_MS).toISOString());
+    return released;
+  }
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => { this.sweep().catch((err: unknown) => { this.logger.warn({ err }, 'claim sweep failed'); }); }, intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
