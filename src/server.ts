@@ -63,12 +63,13 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   const store = await openStore(config.databaseUrl);
   const failpoints = config.failpoints ? new Failpoints(config.failpoints, join(config.dataDir, 'failpoints.reached')) : Failpoints.none();
   const registry = new DriverRegistry(DRIVER_FACTORIES);
-  const drivers = new DriverCache(registry, { runner: new SpawnCommandRunner(), dataDir: config.dataDir });
+  const runner = new SpawnCommandRunner();
+  const drivers = new DriverCache(registry, { runner, dataDir: config.dataDir });
   const engine = new OperationEngine(store, logger, failpoints, {
     leaseMs: config.operationLeaseMs, pollMs: config.operationPollMs, concurrency: config.operationConcurrency,
     stepAttempts: config.stepAttempts, retryBaseMs: config.retryBaseMs,
   });
-  const opDeps = { store, drivers, placementAttempts: config.placementAttempts };
+  const opDeps = { store, drivers, placementAttempts: config.placementAttempts, runner };
   engine.register(volumeCreateHandler(opDeps));
   engine.register(volumeResizeHandler(opDeps));
   engine.register(volumeDeleteHandler(opDeps));

@@ -51,13 +51,16 @@ export const BackendWithOperation = Type.Object({ backend: BackendSchema, operat
 
 export const CreateVolumeBody = Type.Object({
   name: Name,
-  sizeBytes: Type.Integer({ minimum: 1, description: 'bytes' }),
+  sizeBytes: Type.Optional(Type.Integer({ minimum: 1, description: 'bytes; required unless cloning (a clone defaults to its source\'s size)' })),
   format: Type.Optional(literals(VOLUME_FORMATS)),
   backend: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'pin to this backend (name or id)' })),
   requiredTags: Type.Optional(Tags),
   zone: Type.Optional(Name),
   policy: Type.Optional(literals(['cheapest', 'spread', 'pack'] as const)),
   class: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'storage class (name or id); absent = the default class, if any' })),
+  fromSnapshot: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'clone this snapshot (name or id), on its backend' })),
+  fromVolume: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'clone this volume (name or id): offloaded when its backend can, else copied on the host' })),
+  offload: Type.Optional(Type.Boolean({ description: 'false forces a host copy even where the backend could offload' })),
 }, { additionalProperties: false });
 export type CreateVolumeBodyT = Static<typeof CreateVolumeBody>;
 

@@ -1,7 +1,11 @@
 import { StowageError, toStowageError } from '../core/errors.js';
 import type { PlacementSummary } from '../core/models.js';
 import { formatSize } from '../core/sizes.js';
-import type { DriverHandle } from '../drivers/sdk/types.js';
+import type { BlockDriver, DriverHandle } from '../drivers/sdk/types.js';
+import type { VolumeFormat } from '../core/states.js';
+import type { CommandRunner } from '../system/command-runner.js';
+import { SnapshotRepository } from '../store/access-repository.js';
+import type { CloneSource } from './volume-service.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
 import { decide, type PlacementRequest } from '../placement/placement.js';
@@ -20,12 +24,60 @@ export interface VolumeOperationDeps {
   readonly drivers: DriverCache;
   /** Backends tried for one create before it fails. */
   readonly placementAttempts: number;
+  /** Runs qemu-img for host-side copies (clones a backend cannot offload). */
+  readonly runner: CommandRunner;
+}
+
+/** Host copies of large volumes may take long; still bounded so a hung qemu-img cannot wedge a worker. */
+const HOST_COPY_TIMEOUT_MS = 6 * 3600_000;
+
+/**
+ * Makes the volume's data: a plain create, a clone on the backend (offloaded, or copied by the
+ * backend itself), or a create followed by a host copy with `qemu-img convert`, with progress in
+ * the operation. Every path is idempotent, so a resumed step simply runs it again.
+ */
+async function provisionData(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, driver: BlockDriver, backendName: string): Promise<DriverHandle> {
+  const req = { id: v.id, name: v.name, sizeBytes: Number(v.size_bytes), format: v.format as VolumeFormat };
+  const source = ctx.input.source as CloneSource | undefined;
+  if (!source) return driver.createVolume(req, ctx.signal);
+  if (source.path !== 'host-copy') {
+    if (!driver.cloneVolume) throw new StowageError('CAPABILITY_MISSING', `backend ${backendName} cannot clone`, {});
+    const handle = await driver.cloneVolume(await sourceHandle(deps, source), req, ctx.signal);
+    ctx.note(`${source.path === 'offload' ? 'offloaded clone' : 'copied by the backend'} of ${source.type} ${source.name} on ${backendName}${typeof handle.method === 'string' ? ` (${handle.method})` : ''}`);
+    return handle;
+  }
+  const src = await loadVolume(deps, source.id);
+  const { driver: srcDriver, backend: srcBackend } = await driverFor(deps, src.backend_id);
+  if (!srcDriver.dataPath || !driver.dataPath) throw new StowageError('CAPABILITY_MISSING', 'host copy needs both backends to expose their data path', {});
+  const handle = await driver.createVolume(req, ctx.signal);
+  const from = srcDriver.dataPath(handleOf(src));
+  const to = driver.dataPath(handle);
+  await deps.runner.run('qemu-img', ['convert', '-p', '-n', '-f', from.format, '-O', to.format, from.path, to.path], {
+    timeoutMs: HOST_COPY_TIMEOUT_MS,
+    signal: ctx.signal,
+    onOutput: (chunk) => {
+      const m = /\((\d+(?:\.\d+)?)\/100%\)[^(]*$/.exec(chunk);
+      if (m?.[1]) ctx.progress(Number(m[1]) / 100);
+    },
+  });
+  ctx.note(`host copy (qemu-img convert) of volume ${source.name} from ${srcBackend.name} to ${backendName}`);
+  return handle;
+}
+
+/** The driver handle of a clone's source (snapshot or volume). */
+async function sourceHandle(deps: VolumeOperationDeps, source: CloneSource): Promise<DriverHandle> {
+  if (source.type === 'volume') return handleOf(await loadVolume(deps, source.id));
+  const s = await snapshots.findById(deps.store.db, source.id);
+  const h = s ? readJson<DriverHandle | null>(s.driver_handle, null) : null;
+  if (!h) throw new StowageError('SNAPSHOT_NOT_FOUND', `snapshot ${source.name} has no data on its backend`, {});
+  return h;
 }
 
 const volumes = new VolumeRepository();
 const backends = new BackendRepository();
 const events = new EventRepository();
 const claims = new ClaimRepository();
+const snapshots = new SnapshotRepository();
 
 async function loadVolume(deps: VolumeOperationDeps, id: string): Promise<VolumeRow> {
   const v = await volumes.findById(deps.store.db, id);
@@ -69,13 +121,13 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
             const v = await loadVolume(deps, ctx.operation.target_id);
             const { driver, backend } = await driverFor(deps, v.backend_id);
             try {
-              const handle = await driver.createVolume({ id: v.id, name: v.name, sizeBytes: Number(v.size_bytes), format: v.format as 'raw' | 'qcow2' }, ctx.signal);
+              const handle = await provisionData(deps, ctx, v, driver, backend.name);
               const summary = readJson<PlacementSummary | null>(v.placement, null);
               const attempts = [...(summary?.attempts ?? []).filter((a) => !(a.ok && a.backend === backend.name)), { backend: backend.name, ok: true, error: null }];
               await volumes.update(deps.store.db, v.id, {
                 driver_handle: writeJson(handle), updated_at: nowIso(), ...(summary ? { placement: writeJson({ ...summary, attempts }) } : {}),
               });
-              ctx.note(`created on ${backend.name}`);
+              if (!ctx.input.source) ctx.note(`created on ${backend.name}`);
               return;
             } catch (err) {
               const e = toStowageError(err);

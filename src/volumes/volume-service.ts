@@ -8,6 +8,7 @@ import { ClassService, type ClassConstraints } from '../classes/class-service.js
 import type { OperationEngine } from '../operations/engine.js';
 import { decide, type PlacementDecision, type PlacementPolicy, type PlacementRequest } from '../placement/placement.js';
 import { BackendRepository } from '../store/backend-repository.js';
+import { GrantRepository, SnapshotRepository } from '../store/access-repository.js';
 import { ClaimRepository } from '../store/claim-repository.js';
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso, writeJson } from '../store/json.js';
@@ -29,6 +30,24 @@ export interface CreateVolumeInput {
   readonly policy?: PlacementPolicy;
   /** Storage class name or id; absent = the default class, if any. */
   readonly class?: string;
+  /** Clone of this snapshot (name or id): made on the snapshot's backend. */
+  readonly fromSnapshot?: string;
+  /** Clone of this volume (name or id): offloaded on its backend when it can, else copied on the host. */
+  readonly fromVolume?: string;
+  /** False forces the host copy even where the backend could offload. Default true. */
+  readonly offload?: boolean;
+}
+
+/** Where a clone's data comes from and how it is made; recorded in the create operation. */
+export interface CloneSource {
+  readonly type: 'snapshot' | 'volume';
+  readonly id: string;
+  readonly name: string;
+  readonly backendId: string;
+  readonly sizeBytes: number;
+  readonly format: VolumeFormat;
+  /** offload: the backend clones in constant time; backend-copy: the backend copies; host-copy: qemu-img convert here. */
+  path: 'offload' | 'backend-copy' | 'host-copy';
 }
 
 /** Who is asking, and the request's idempotency key if any. */
@@ -51,6 +70,7 @@ export class VolumeService {
   private readonly operations = new OperationRepository();
   private readonly events = new EventRepository();
   private readonly claims = new ClaimRepository();
+  private readonly snapshots = new SnapshotRepository();
   private readonly classes: ClassService;
 
   constructor(private readonly store: Store, private readonly engine: OperationEngine) {
@@ -101,8 +121,21 @@ export class VolumeService {
   }
 
   private async submitCreate(input: CreateVolumeInput, ctx: RequestContext): Promise<Submitted<Volume>> {
+    const source = await this.cloneSource(input, ctx.tenantId);
+    if (source) {
+      // 0 means "the source's size" (clones only; a plain create with 0 fails validation below).
+      const sizeBytes = input.sizeBytes === 0 ? source.sizeBytes : input.sizeBytes;
+      if (sizeBytes < source.sizeBytes) {
+        throw new StowageError('SHRINK_NOT_SUPPORTED', `a clone of ${source.name} needs at least ${formatSize(source.sizeBytes)}`, { sourceSizeBytes: source.sizeBytes });
+      }
+      input = { ...input, sizeBytes, format: source.path === 'host-copy' ? input.format ?? source.format : source.format };
+    }
     validateCreate(input);
-    const pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
+    let pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
+    if (source && source.path !== 'host-copy') {
+      if (pinned && pinned !== source.backendId) throw new StowageError('VALIDATION_FAILED', `a clone of ${source.type} ${source.name} made on the backend stays on its backend`, {});
+      pinned = source.backendId;
+    }
     const existing = await this.idempotent(ctx, 'volume.create');
     if (existing) return existing;
     const cls = await this.classes.constraintsFor(input.class);
@@ -114,7 +147,13 @@ export class VolumeService {
       }
       await lockPlacement(trx, this.store.dialect);
       const views = await loadBackendViews(trx, this.backends);
-      const decision = decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
+      let decision = decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
+      if (source?.path === 'offload' && !input.backend && !decision.winner) {
+        // The source's backend cannot take the clone: copy it on the host to wherever fits.
+        source.path = 'host-copy';
+        pinned = null;
+        decision = decide(views, request);
+      }
       if (!decision.winner) {
         throw new StowageError('NO_VALID_BACKEND', `cannot place ${formatSize(input.sizeBytes)} volume "${input.name}": ${decision.summary.reason}`, {
           rejected: decision.summary.rejected,
@@ -130,13 +169,13 @@ export class VolumeService {
       });
       const row = await this.engine.enqueue(trx, {
         kind: 'volume.create', tenantId: ctx.tenantId, targetType: 'volume', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
-        input: { name: input.name, sizeBytes: input.sizeBytes, format: input.format ?? 'raw', request, pinned: pinned !== null },
+        input: { name: input.name, sizeBytes: input.sizeBytes, format: input.format ?? 'raw', request, pinned: pinned !== null, ...(source ? { source } : {}) },
       });
       await this.claims.hold(trx, { backendId: decision.winner.id, resourceType: 'volume', resourceId: id, operationId: row.id, bytes: input.sizeBytes });
       await this.events.append(trx, {
         tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: id, resourceName: input.name, action: 'create',
         from: null, to: 'creating', operationId: row.id,
-        message: `volume ${input.name} (${formatSize(input.sizeBytes)}) placed on ${decision.winner.name}: ${summary.reason}`,
+        message: `volume ${input.name} (${formatSize(input.sizeBytes)}) placed on ${decision.winner.name}: ${summary.reason}${source ? `; clone of ${source.type} ${source.name} by ${source.path}` : ''}`,
       });
       return row;
     });
@@ -196,6 +235,14 @@ export class VolumeService {
     const vol = await this.resolve(ref, ctx.tenantId);
     const op = await this.store.transaction(async (trx) => {
       const v = await this.lockVolume(trx, vol.id, ['available', 'error'], 'delete');
+      const grants = await new GrantRepository().listLiveForVolume(trx, v.id);
+      if (grants.length > 0) {
+        throw new StowageError('VOLUME_IN_USE', `volume ${v.name} is still accessible to ${grants.length} host(s); detach or revoke first (stowage volume detach ${v.name})`, { grantCount: grants.length });
+      }
+      const snaps = await this.snapshots.countLiveForVolume(trx, v.id);
+      if (snaps > 0) {
+        throw new StowageError('VOLUME_IN_USE', `volume ${v.name} has ${snaps} snapshot(s); delete them first (stowage snapshot list --volume ${v.name})`, { snapshotCount: snaps });
+      }
       await this.volumes.update(trx, v.id, { state: 'deleting', state_reason: null, updated_at: nowIso() });
       const row = await this.engine.enqueue(trx, {
         kind: 'volume.delete', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
@@ -209,6 +256,32 @@ export class VolumeService {
     });
     this.engine.wake();
     return { operation: toOperation(op), resource: await this.get(vol.id, ctx.tenantId) };
+  }
+
+  /** Resolves a clone's source and picks how it will be copied (offload when the backend can). */
+  private async cloneSource(input: CreateVolumeInput, tenantId: string): Promise<CloneSource | null> {
+    if (input.fromSnapshot && input.fromVolume) throw new StowageError('VALIDATION_FAILED', 'give either fromSnapshot or fromVolume, not both', {});
+    if (input.fromSnapshot) {
+      const ref = input.fromSnapshot;
+      const s = isId('snapshot', ref) ? await this.snapshots.findById(this.store.db, ref) : await this.snapshots.findLiveByName(this.store.db, tenantId, ref);
+      if (s?.tenant_id !== tenantId || s.state === 'deleted') throw new StowageError('SNAPSHOT_NOT_FOUND', `snapshot "${ref}" does not exist; see \`stowage snapshot list\``, { snapshot: ref });
+      if (s.state !== 'available') throw new StowageError('INVALID_STATE', `snapshot ${s.name} is ${s.state}`, { state: s.state });
+      const src = await this.volumes.findById(this.store.db, s.volume_id);
+      const caps = await this.capabilitiesOf(s.backend_id);
+      return { type: 'snapshot', id: s.id, name: s.name, backendId: s.backend_id, sizeBytes: Number(s.size_bytes), format: (src?.format ?? 'raw') as VolumeFormat, path: caps.includes('clone.offload') ? 'offload' : 'backend-copy' };
+    }
+    if (input.fromVolume) {
+      const v = await this.resolve(input.fromVolume, tenantId);
+      if (v.state !== 'available' || !v.backend_id) throw new StowageError('INVALID_STATE', `volume ${v.name} is ${v.state}; clones are made of available volumes`, { state: v.state });
+      const caps = await this.capabilitiesOf(v.backend_id);
+      const offload = input.offload !== false && caps.includes('clone.offload');
+      return { type: 'volume', id: v.id, name: v.name, backendId: v.backend_id, sizeBytes: Number(v.size_bytes), format: v.format as VolumeFormat, path: offload ? 'offload' : 'host-copy' };
+    }
+    return null;
+  }
+
+  private async capabilitiesOf(backendId: string): Promise<string[]> {
+    return (await loadBackendViews(this.store.db, this.backends)).find((b) => b.id === backendId)?.capabilities.slice() ?? [];
   }
 
   /** Maps a row to the API model with its backend's name. */

@@ -1,3 +1,4 @@
+import { StowageError } from '../../core/errors.js';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
@@ -15,8 +16,12 @@ function requestContext(req: FastifyRequest, key: string | undefined): RequestCo
 }
 
 function createInput(b: CreateVolumeBodyT): CreateVolumeInput {
+  if (b.sizeBytes === undefined && !b.fromSnapshot && !b.fromVolume) {
+    throw new StowageError('VALIDATION_FAILED', 'invalid body: sizeBytes is required (unless the volume is a clone: fromSnapshot or fromVolume)', { field: 'sizeBytes' });
+  }
   return {
-    name: b.name, sizeBytes: b.sizeBytes,
+    name: b.name, sizeBytes: b.sizeBytes ?? 0,
+    ...(b.fromSnapshot ? { fromSnapshot: b.fromSnapshot } : {}), ...(b.fromVolume ? { fromVolume: b.fromVolume } : {}), ...(b.offload !== undefined ? { offload: b.offload } : {}),
     ...(b.format ? { format: b.format } : {}), ...(b.backend ? { backend: b.backend } : {}),
     ...(b.requiredTags ? { requiredTags: b.requiredTags } : {}), ...(b.zone ? { zone: b.zone } : {}), ...(b.policy ? { policy: b.policy } : {}), ...(b.class ? { class: b.class } : {}),
   };
