@@ -9,8 +9,11 @@ const UNITS: Readonly<Record<string, number>> = {
   p: 1024 ** 5, pb: 1000 ** 5, pib: 1024 ** 5,
 };
 
-/** Largest size accepted anywhere: 8 PiB, well inside Number.MAX_SAFE_INTEGER. */
-export const MAX_SIZE_BYTES = 8 * 1024 ** 5;
+/**
+ * Largest size accepted anywhere: 4 PiB (2^52), inside Number.MAX_SAFE_INTEGER with room for sums.
+ * (8 PiB would be 2^53, which is not a safe integer, so it could never be accepted.)
+ */
+export const MAX_SIZE_BYTES = 4 * 1024 ** 5;
 
 /**
  * Parses a human size into bytes. `10G`, `10GiB` and `10g` are binary (GiB); `10GB` is decimal.
@@ -34,11 +37,11 @@ export function parseSize(text: string): number {
 
 /** Throws INVALID_SIZE unless `bytes` is a positive safe integer no larger than MAX_SIZE_BYTES. */
 export function assertValidSize(bytes: number, input: string | number = bytes): void {
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+  if (!Number.isInteger(bytes) || bytes <= 0) {
     throw new StowageError('INVALID_SIZE', `size must be a positive whole number of bytes, got ${String(input)}`, { input });
   }
   if (bytes > MAX_SIZE_BYTES) {
-    throw new StowageError('INVALID_SIZE', `size ${String(input)} is larger than the maximum of 8 PiB`, { input, maxBytes: MAX_SIZE_BYTES });
+    throw new StowageError('INVALID_SIZE', `size ${String(input)} is larger than the maximum of ${formatSize(MAX_SIZE_BYTES)}`, { input, maxBytes: MAX_SIZE_BYTES });
   }
 }
 

@@ -1,0 +1,185 @@
+import type { Static } from '@sinclair/typebox';
+import type {
+  BackendWithOperation, CreateBackendBodyT, CreateVolumeBodyT, DryRunResponse, UpdateBackendBodyT, VolumeWithOperation,
+} from '../api/schemas.js';
+import type { Backend, Operation, PageOf, StowageEvent, Volume } from '../core/models.js';
+import type { ClientConfig } from './client-config.js';
+import { ApiError, CliError } from './errors.js';
+
+/** `POST /v1/backends` answer: the backend and its (already finished) registration operation. */
+export type BackendWithOperationT = Static<typeof BackendWithOperation>;
+/** Answer of every volume mutation: the volume and the operation doing the work. */
+export type VolumeWithOperationT = Static<typeof VolumeWithOperation>;
+/** `POST /v1/placements/dry-run` answer: every backend's verdict and the winner. */
+export type DryRunResponseT = Static<typeof DryRunResponse>;
+
+type Query = Readonly<Record<string, string | number | boolean | undefined>>;
+type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
+
+/** Longest a single request may take (waits are done with many short requests), in ms. */
+const REQUEST_TIMEOUT_MS = 120_000;
+/** Page size used when a list command fetches every page. */
+const PAGE_LIMIT = 500;
+
+const seg = (ref: string): string => encodeURIComponent(ref);
+
+/**
+ * A small typed client of the Stowage REST API over global fetch. Every non-2xx answer becomes an
+ * ApiError carrying the API's `{ code, message, details }`; an unreachable server a CliError saying so.
+ */
+export class StowageClient {
+  constructor(private readonly config: ClientConfig, private readonly fetchFn: typeof fetch = fetch) {}
+
+  /** The API base URL, e.g. http://127.0.0.1:8750. */
+  get url(): string {
+    return this.config.url;
+  }
+
+  /** Sends one request and returns the parsed JSON body (undefined for 204). */
+  async request<T>(method: Method, path: string, opts: { query?: Query; body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
+    const url = new URL(`${this.config.url}/v1${path}`);
+    for (const [k, v] of Object.entries(opts.query ?? {})) {
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    }
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'stowage-cli' };
+    if (this.config.token) headers.authorization = `Bearer ${this.config.token}`;
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    let res: Response;
+    try {
+      res = await this.fetchFn(url, {
+        method, headers,
+        ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
+        signal: opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout,
+      });
+    } catch (err) {
+      throw this.transportError(err);
+    }
+    const text = await res.text();
+    if (!res.ok) throw this.apiError(res.status, text);
+    if (res.status === 204 || text === '') return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new CliError('INTERNAL', `the API at ${this.config.url} answered ${method} ${path} with something that is not JSON`);
+    }
+  }
+
+  private transportError(err: unknown): CliError {
+    if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
+      return new CliError('TIMEOUT', `the API at ${this.config.url} did not answer in time`, { cause: err });
+    }
+    const cause = err instanceof Error && err.cause instanceof Error ? err.cause : undefined;
+    const why = cause ? ((cause as NodeJS.ErrnoException).code ?? cause.message) : err instanceof Error ? err.message : String(err);
+    return new CliError(null, `cannot reach the Stowage API at ${this.config.url}: is \`npm start\` running? (${why})`, {
+      cause: err,
+      hints: ['set the address with --api URL, STOWAGE_URL, or the "url" of the CLI config file'],
+    });
+  }
+
+  private apiError(status: number, text: string): ApiError {
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const b = typeof body === 'object' && body !== null ? body as Record<string, unknown> : {};
+    const code = typeof b.code === 'string' ? b.code : `HTTP_${status}`;
+    const message = typeof b.message === 'string' ? b.message : `the API answered HTTP ${status}`;
+    const details = typeof b.details === 'object' && b.details !== null ? b.details as Record<string, unknown> : {};
+    const hints: string[] = [];
+    if (code === 'UNAUTHORIZED') {
+      hints.push(this.config.token
+        ? `the token in use was rejected; check --token, STOWAGE_TOKEN or ${this.config.configPath}`
+        : `no API token is configured: pass --token, set STOWAGE_TOKEN, or use the config file the server wrote on first start (looked for ${this.config.configPath})`);
+    }
+    return new ApiError(status, code, message, details, hints);
+  }
+
+  private async allPages<T>(path: string, query: Query): Promise<T[]> {
+    const out: T[] = [];
+    let cursor: string | undefined;
+    do {
+      const page: PageOf<T> = await this.request<PageOf<T>>('GET', path, { query: { ...query, limit: PAGE_LIMIT, cursor } });
+      out.push(...page.items);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    return out;
+  }
+
+  /** Every backend with state and capacity. */
+  async listBackends(signal?: AbortSignal): Promise<Backend[]> {
+    return (await this.request<PageOf<Backend>>('GET', '/backends', signal ? { signal } : {})).items;
+  }
+
+  /** One backend by name or id. */
+  getBackend(ref: string): Promise<Backend> {
+    return this.request('GET', `/backends/${seg(ref)}`);
+  }
+
+  /** Registers a backend (probed at once by the server). */
+  createBackend(body: CreateBackendBodyT): Promise<BackendWithOperationT> {
+    return this.request('POST', '/backends', { body });
+  }
+
+  /** Changes a backend's placement settings. */
+  updateBackend(ref: string, body: UpdateBackendBodyT): Promise<Backend> {
+    return this.request('PATCH', `/backends/${seg(ref)}`, { body });
+  }
+
+  /** Enables, disables or re-probes a backend. */
+  backendAction(ref: string, verb: 'enable' | 'disable' | 'refresh'): Promise<Backend> {
+    return this.request('POST', `/backends/${seg(ref)}/${verb}`);
+  }
+
+  /** Deletes a backend that holds no volumes. */
+  async deleteBackend(ref: string): Promise<void> {
+    await this.request<undefined>('DELETE', `/backends/${seg(ref)}`);
+  }
+
+  /** Every volume (all pages), optionally filtered by backend and state. */
+  listVolumes(filter: { backend?: string | undefined; state?: string | undefined } = {}): Promise<Volume[]> {
+    return this.allPages<Volume>('/volumes', filter);
+  }
+
+  /** One volume by name or id, with its placement decision. */
+  getVolume(ref: string): Promise<Volume> {
+    return this.request('GET', `/volumes/${seg(ref)}`);
+  }
+
+  /** Submits a volume create; the returned operation provisions it. */
+  createVolume(body: CreateVolumeBodyT): Promise<VolumeWithOperationT> {
+    return this.request('POST', '/volumes', { body });
+  }
+
+  /** Every backend's verdict for a volume request, changing nothing. */
+  dryRun(body: CreateVolumeBodyT): Promise<DryRunResponseT> {
+    return this.request('POST', '/placements/dry-run', { body });
+  }
+
+  /** Submits growing a volume to `sizeBytes`. */
+  resizeVolume(ref: string, sizeBytes: number): Promise<VolumeWithOperationT> {
+    return this.request('POST', `/volumes/${seg(ref)}/resize`, { body: { sizeBytes } });
+  }
+
+  /** Submits deleting a volume and its data. */
+  deleteVolume(ref: string): Promise<VolumeWithOperationT> {
+    return this.request('DELETE', `/volumes/${seg(ref)}`);
+  }
+
+  /** Operations, newest first (one page of at most `limit`). */
+  async listOperations(filter: { state?: string | undefined; target?: string | undefined; limit: number }): Promise<Operation[]> {
+    return (await this.request<PageOf<Operation>>('GET', '/operations', { query: filter })).items;
+  }
+
+  /** One operation; with `waitMs` > 0 the server answers once it finished or that time passed. */
+  getOperation(id: string, waitMs = 0, signal?: AbortSignal): Promise<Operation> {
+    return this.request('GET', `/operations/${seg(id)}`, { query: { waitMs: waitMs > 0 ? waitMs : undefined }, ...(signal ? { signal } : {}) });
+  }
+
+  /** A page of events: newest first, or oldest first after a sequence number (`after`). */
+  listEvents(filter: { limit: number; after?: number | undefined; resource?: string | undefined; type?: string | undefined }, signal?: AbortSignal): Promise<PageOf<StowageEvent>> {
+    return this.request('GET', '/events', { query: filter, ...(signal ? { signal } : {}) });
+  }
+}

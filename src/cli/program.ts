@@ -1,0 +1,96 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { StowageError } from '../core/errors.js';
+import type { CliContext } from './context.js';
+import { CliError, USAGE_EXIT_CODE, formatCliError } from './errors.js';
+
+/** A command group: `src/cli/commands/<name>.ts` exporting `register(program, ctx)`. */
+export interface CommandGroup {
+  register(program: Command, ctx: CliContext): void;
+}
+
+/**
+ * The command groups, in help order. Each name is a module `src/cli/commands/<name>.ts` that
+ * exports `register(program, ctx)`. To add a group, write that file and add ONE line here.
+ */
+export const COMMAND_GROUPS: readonly string[] = [
+  'serve',
+  'backend',
+  'volume',
+  'class',
+  'operation',
+  'events',
+  'agent',
+];
+
+const EXAMPLES = `
+Configuration:
+  The API URL and token come from --api/--token, else STOWAGE_URL/STOWAGE_TOKEN, else the JSON file
+  at STOWAGE_CLI_CONFIG, else $XDG_CONFIG_HOME/stowage/config.json or ~/.config/stowage/config.json
+  ({"url", "token"}; the server writes it on its first start).
+
+Examples:
+  $ stowage serve                                  # run the control plane (same as npm start)
+  $ stowage backend create fast --driver dir:///srv/fast --cost 5 --tag ssd
+  $ stowage backend top                            # live capacity of every backend
+  $ stowage volume create db1 --size 10G --tag ssd
+  $ stowage volume create db2 --size 10G --dry-run # show every backend's verdict, change nothing
+  $ stowage volume list -o json
+  $ stowage events --follow
+`;
+
+function cliVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Builds the `stowage` program with every command group registered on it. */
+export async function buildProgram(ctx: CliContext): Promise<Command> {
+  const program = new Command('stowage')
+    .description('Stowage: a storage control plane. Manage backends, volumes, operations and events through its REST API.')
+    .version(cliVersion(), '-V, --version')
+    .option('--api <url>', 'API base URL (default: STOWAGE_URL, then the CLI config file, then http://127.0.0.1:8750)')
+    .option('--token <token>', 'API token (default: STOWAGE_TOKEN, then the CLI config file)')
+    .configureHelp({ showGlobalOptions: true })
+    .configureOutput({
+      writeOut: (s) => { ctx.stdout.write(s); },
+      writeErr: (s) => { ctx.stderr.write(s); },
+    })
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', EXAMPLES);
+  for (const name of COMMAND_GROUPS) {
+    const mod = (await import(`./commands/${name}.js`)) as Partial<CommandGroup>;
+    if (typeof mod.register !== 'function') throw new Error(`src/cli/commands/${name}.ts does not export register(program, ctx)`);
+    mod.register(program, ctx);
+  }
+  return program;
+}
+
+/**
+ * Runs the CLI on `args` (without node and the script) and returns the exit code: 0 on success,
+ * 1 when the API or an operation reported an error (printed as `code: message`), 2 for usage errors.
+ */
+export async function runCli(args: readonly string[], ctx: CliContext): Promise<number> {
+  try {
+    const program = await buildProgram(ctx);
+    await program.parseAsync([...args], { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : USAGE_EXIT_CODE;
+    if (err instanceof CliError) {
+      ctx.stderr.write(`${formatCliError(err)}\n`);
+      return err.exitCode;
+    }
+    if (err instanceof StowageError) {
+      ctx.stderr.write(`${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    ctx.stderr.write(`INTERNAL: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
