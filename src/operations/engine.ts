@@ -245,6 +245,8 @@ export class OperationEngine {
         await this.fail(ctx, handler, e);
         return;
       }
+      // The riskiest window: the step's effect happened but the journal does not say so yet.
+      await this.failpoints.hit(`${failpoint}:done`);
       done.push({ name: step.name, at: nowIso(), ...(note !== undefined ? { note } : {}) });
       const next = handler.steps[i + 1]?.name ?? null;
       if (!(await this.repo.recordStep(this.store.db, row.id, this.owner, done, next))) {

@@ -4,6 +4,7 @@ import type { DriverHandle } from '../drivers/sdk/types.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
 import { SnapshotRepository } from '../store/access-repository.js';
 import { BackendRepository } from '../store/backend-repository.js';
+import { ClaimRepository } from '../store/claim-repository.js';
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import type { SnapshotRow, VolumeRow } from '../store/schema.js';
@@ -20,6 +21,7 @@ const snapshots = new SnapshotRepository();
 const volumes = new VolumeRepository();
 const backends = new BackendRepository();
 const events = new EventRepository();
+const claims = new ClaimRepository();
 
 async function driverOf(deps: SnapshotOperationDeps, backendId: string) {
   const b = await backends.findById(deps.store.db, backendId);
@@ -46,6 +48,9 @@ const handleOfSnapshot = (s: SnapshotRow, v: VolumeRow): DriverHandle => readJso
 async function setSnapshot(deps: SnapshotOperationDeps, ctx: StepContext, s: SnapshotRow, to: string, patch: Partial<SnapshotRow>, message: string): Promise<void> {
   await deps.store.transaction(async (trx) => {
     await snapshots.update(trx, s.id, { ...patch, state: to, updated_at: nowIso() });
+    // A held claim (copied snapshots) turns into the snapshot's own size, or is given back, with the state change.
+    if (to === 'available') await claims.commit(trx, s.id, ctx.operation.id);
+    else if (to === 'error') await claims.release(trx, s.id, ctx.operation.id);
     await events.append(trx, { tenantId: s.tenant_id, actor: ctx.operation.actor, resourceType: 'snapshot', resourceId: s.id, resourceName: s.name, action: to, from: s.state, to, message, operationId: ctx.operation.id });
   });
 }

@@ -5,7 +5,9 @@ import { assertValidName } from '../core/names.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { GrantRepository, SnapshotRepository, toSnapshot } from '../store/access-repository.js';
-import { BackendRepository } from '../store/backend-repository.js';
+import { BackendRepository, effectiveCapabilities, type CapabilityOverrides } from '../store/backend-repository.js';
+import { readJson } from '../store/json.js';
+import { claimOnBackend } from '../volumes/placement-view.js';
 import { EventRepository } from '../store/event-repository.js';
 import { isUniqueViolation, nowIso } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
@@ -52,6 +54,9 @@ export class SnapshotService {
     const vol = await this.volumes.resolve(volumeRef, ctx.tenantId);
     const backend = vol.backend_id ? await this.backends.findById(this.store.db, vol.backend_id) : undefined;
     if (!backend) throw new StowageError('INVALID_STATE', `volume ${vol.name} has no backend`, {});
+    const caps = effectiveCapabilities(readJson<string[]>(backend.capabilities_reported, []), readJson<CapabilityOverrides>(backend.capabilities_overrides, { add: [], remove: [] }));
+    // A backend that cannot offload snapshots copies the data: that space is claimed like a volume's.
+    const consumesSpace = !caps.includes('snapshot.offload');
     if (!this.drivers.get(backend).createSnapshot) {
       throw new StowageError('CAPABILITY_MISSING', `backend ${backend.name} cannot take snapshots`, { backend: backend.name });
     }
@@ -70,6 +75,9 @@ export class SnapshotService {
         throw err;
       }
       const row = await this.engine.enqueue(trx, { kind: 'snapshot.create', tenantId: ctx.tenantId, targetType: 'snapshot', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null, input: { volumeId: v.id } });
+      if (consumesSpace) {
+        await claimOnBackend(trx, this.store.dialect, { backendId: backend.id, resourceType: 'snapshot', resourceId: id, operationId: row.id, bytes: Number(v.size_bytes) }, `a copied snapshot of ${v.name}`);
+      }
       await this.events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'snapshot', resourceId: id, resourceName: name, action: 'create', from: null, to: 'creating', operationId: row.id, message: `snapshot ${name} of ${v.name} being taken` });
       return row;
     });

@@ -76,11 +76,16 @@ export class BackendRepository {
     let held = db.selectFrom('claims')
       .select([sql<string>`backend_id`.as('bid'), sql<number>`0`.as('provisioned'), 'bytes as claimed', sql<number>`0`.as('n')])
       .where('state', '=', 'held');
+    // Snapshots that are full copies take their size on the backend; offloaded ones share extents.
+    let snaps = db.selectFrom('snapshots')
+      .select([sql<string>`backend_id`.as('bid'), 'size_bytes as provisioned', sql<number>`0`.as('claimed'), sql<number>`0`.as('n')])
+      .where('method', '=', 'copy').where('state', 'in', ['available', 'deleting', 'error']);
     if (only) {
       vols = vols.where('backend_id', 'in', only);
       held = held.where('backend_id', 'in', only);
+      snaps = snaps.where('backend_id', 'in', only);
     }
-    const rows = await db.selectFrom(vols.unionAll(held).as('u'))
+    const rows = await db.selectFrom(vols.unionAll(held).unionAll(snaps).as('u'))
       .select((eb) => ['u.bid', eb.fn.sum<number>('u.provisioned').as('provisioned'), eb.fn.sum<number>('u.claimed').as('claimed'), eb.fn.sum<number>('u.n').as('n')])
       .groupBy('u.bid')
       .execute();

@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { concretePath, documentedRoutes, expectError, servedRoutes, type OpenApiDoc } from './api-kit.js';
+
+describe('API authentication and OpenAPI', () => {
+  let s: InProcessServer;
+  let doc: OpenApiDoc;
+
+  beforeAll(async () => {
+    s = await startInProcessServer();
+    doc = await s.api.ok<OpenApiDoc>('GET', '/openapi.json', 200, { token: null });
+  });
+  afterAll(async () => {
+    await s.close();
+  });
+
+  it('serves /healthz and /openapi.json without a token', async () => {
+    const h = await s.api.request('GET', '/healthz', { token: null });
+    expect(h.status).toBe(200);
+    expect(h.body).toMatchObject({ ok: true });
+    expect(Object.keys(doc.paths).length).toBeGreaterThan(5);
+  });
+
+  it('documents every route the app serves, and nothing it does not', () => {
+    const served = servedRoutes(s.server.app).filter((r) => r.path.startsWith('/v1/'));
+    expect(served.length).toBeGreaterThan(10);
+    expect(documentedRoutes(doc)).toEqual(served);
+    // The routes this issue is about are there.
+    for (const r of ['POST /v1/volumes', 'GET /v1/volumes', 'POST /v1/volumes/{ref}/resize', 'DELETE /v1/volumes/{ref}', 'POST /v1/backends',
+      'DELETE /v1/backends/{ref}', 'POST /v1/backends/{ref}/refresh', 'GET /v1/operations/{id}', 'GET /v1/events']) {
+      expect(served.map((x) => `${x.method} ${x.path}`)).toContain(r);
+    }
+  });
+
+  it('describes every route with a summary and every error response with the Error schema', () => {
+    const errorSchema = doc.components?.schemas?.Error;
+    expect(errorSchema?.required).toEqual(expect.arrayContaining(['code', 'message', 'details']));
+    for (const { method, path } of documentedRoutes(doc)) {
+      const op = doc.paths[path]?.[method.toLowerCase()];
+      expect(op?.summary, `${method} ${path} summary`).toBeTruthy();
+      const responses = op?.responses ?? {};
+      const errorStatuses = Object.keys(responses).filter((st) => Number(st) >= 400);
+      expect(errorStatuses, `${method} ${path} documents 400 and 401`).toEqual(expect.arrayContaining(['400', '401']));
+      for (const st of errorStatuses) {
+        expect(responses[st]?.content?.['application/json']?.schema?.$ref, `${method} ${path} ${st}`).toBe('#/components/schemas/Error');
+      }
+      const ok = Object.keys(responses).filter((st) => Number(st) < 400);
+      expect(ok.length, `${method} ${path} documents its success`).toBeGreaterThan(0);
+    }
+  });
+
+  it('answers 401 UNAUTHORIZED on every /v1 route without a token, with a wrong one, or with another scheme', async () => {
+    const routes = documentedRoutes(doc);
+    const opsBefore = await s.api.ok<{ items: unknown[] }>('GET', '/v1/operations', 200);
+    for (const { method, path } of routes) {
+      const url = concretePath(path);
+      const opts = method === 'GET' || method === 'DELETE' ? {} : { body: {} };
+      const none = await s.api.request(method, url, { ...opts, token: null });
+      expectError(none, 401, 'UNAUTHORIZED');
+      const wrong = await s.api.request(method, url, { ...opts, token: `${s.token}x` });
+      expectError(wrong, 401, 'UNAUTHORIZED');
+      const basic = await s.api.request(method, url, { ...opts, token: null, headers: { authorization: `Basic ${Buffer.from(`admin:${s.token}`).toString('base64')}` } });
+      expectError(basic, 401, 'UNAUTHORIZED');
+    }
+    // Nothing happened while unauthorized.
+    const opsAfter = await s.api.ok<{ items: unknown[] }>('GET', '/v1/operations', 200);
+    expect(opsAfter.items).toEqual(opsBefore.items);
+  });
+
+  it('never echoes the token in an error', async () => {
+    const wrong = await s.api.request('GET', '/v1/volumes', { token: 'stw_secret-looking-value' });
+    expect(wrong.text).not.toContain('stw_secret-looking-value');
+  });
+
+  it('answers unknown routes with 404 NOT_FOUND in the error shape', async () => {
+    expectError(await s.api.request('GET', '/v1/nothing-here'), 404, 'NOT_FOUND');
+  });
+});

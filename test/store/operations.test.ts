@@ -1,0 +1,108 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../../src/store/store.js';
+import { OperationRepository } from '../../src/store/operation-repository.js';
+import { nowIso } from '../../src/store/json.js';
+import { DIALECTS, isoIn, openFreshStore, operationRow } from './store-kit.js';
+
+describe.each(DIALECTS)('operation claims and leases on %s', (dialect) => {
+  const repo = new OperationRepository();
+  let store: Store;
+  let url: string;
+  let close: () => Promise<void>;
+
+  beforeEach(async () => {
+    ({ store, url, close } = await openFreshStore(dialect));
+  });
+  afterEach(async () => {
+    await close();
+  });
+
+  it('lets exactly one of two concurrent claimers win, each time (two connections)', async () => {
+    // A second store on the same database: on PostgreSQL a separate pool, like a second replica.
+    const other = await openStore(url);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const op = operationRow();
+        await repo.insert(store.db, op);
+        const until = isoIn(60_000);
+        const results = await Promise.all([
+          repo.tryClaim(store.db, op.id, 'worker-a', nowIso(), until),
+          repo.tryClaim(other.db, op.id, 'worker-b', nowIso(), until),
+        ]);
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const row = await repo.findById(store.db, op.id);
+        expect(row?.state).toBe('running');
+        expect(row?.attempts).toBe(1);
+        expect(row?.lease_owner).toBe(results[0] ? 'worker-a' : 'worker-b');
+      }
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('refuses a claim while the lease is live, and allows it once the lease expired', async () => {
+    const op = operationRow();
+    await repo.insert(store.db, op);
+    expect(await repo.tryClaim(store.db, op.id, 'a', nowIso(), isoIn(60_000))).toBe(true);
+    expect(await repo.tryClaim(store.db, op.id, 'b', nowIso(), isoIn(60_000))).toBe(false);
+    expect((await repo.findById(store.db, op.id))?.lease_owner).toBe('a');
+
+    // The owner dies: its lease runs out.
+    await store.db.updateTable('operations').set({ lease_expires_at: isoIn(-1000) }).where('id', '=', op.id).execute();
+    expect(await repo.listRunnable(store.db, nowIso(), 10)).toContain(op.id);
+    expect(await repo.tryClaim(store.db, op.id, 'b', nowIso(), isoIn(60_000))).toBe(true);
+    const row = await repo.findById(store.db, op.id);
+    expect(row?.lease_owner).toBe('b');
+    expect(row?.attempts).toBe(2);
+  });
+
+  it('renews only for the owner; the old owner of a taken-over operation cannot renew or record steps', async () => {
+    const op = operationRow();
+    await repo.insert(store.db, op);
+    expect(await repo.tryClaim(store.db, op.id, 'a', nowIso(), isoIn(60_000))).toBe(true);
+    expect(await repo.renewLease(store.db, op.id, 'a', isoIn(120_000))).toBe(true);
+    expect(await repo.renewLease(store.db, op.id, 'stranger', isoIn(120_000))).toBe(false);
+    expect(await repo.recordStep(store.db, op.id, 'stranger', [{ name: 'provision', at: nowIso() }], 'activate')).toBe(false);
+
+    await store.db.updateTable('operations').set({ lease_expires_at: isoIn(-1) }).where('id', '=', op.id).execute();
+    expect(await repo.tryClaim(store.db, op.id, 'b', nowIso(), isoIn(60_000))).toBe(true);
+    expect(await repo.renewLease(store.db, op.id, 'a', isoIn(120_000))).toBe(false);
+    expect(await repo.recordStep(store.db, op.id, 'a', [{ name: 'provision', at: nowIso() }], 'activate')).toBe(false);
+    expect(await repo.recordStep(store.db, op.id, 'b', [{ name: 'provision', at: nowIso() }], 'activate')).toBe(true);
+    const row = await repo.findById(store.db, op.id);
+    expect(row?.step).toBe('activate');
+    expect(JSON.parse(row?.steps_done ?? '[]')).toMatchObject([{ name: 'provision' }]);
+  });
+
+  it('never hands out finished operations, nor renews them', async () => {
+    const op = operationRow();
+    await repo.insert(store.db, op);
+    expect(await repo.tryClaim(store.db, op.id, 'a', nowIso(), isoIn(60_000))).toBe(true);
+    await repo.finish(store.db, op.id, 'succeeded', { ok: true }, null);
+    expect(await repo.listRunnable(store.db, isoIn(3_600_000), 10)).not.toContain(op.id);
+    expect(await repo.tryClaim(store.db, op.id, 'b', isoIn(3_600_000), isoIn(7_200_000))).toBe(false);
+    expect(await repo.renewLease(store.db, op.id, 'a', isoIn(60_000))).toBe(false);
+    const row = await repo.findById(store.db, op.id);
+    expect(row).toMatchObject({ state: 'succeeded', lease_owner: null, lease_expires_at: null, progress: 1 });
+  });
+
+  it('lists runnable operations oldest first: queued and expired, not live-leased', async () => {
+    const queued = operationRow({ created_at: '2026-01-01T00:00:01.000Z' });
+    const expired = operationRow({ state: 'running', lease_owner: 'x', lease_expires_at: isoIn(-5000), created_at: '2026-01-01T00:00:00.000Z' });
+    const live = operationRow({ state: 'running', lease_owner: 'y', lease_expires_at: isoIn(60_000), created_at: '2026-01-01T00:00:02.000Z' });
+    const failed = operationRow({ state: 'failed', created_at: '2026-01-01T00:00:03.000Z' });
+    for (const o of [queued, expired, live, failed]) await repo.insert(store.db, o);
+    expect(await repo.listRunnable(store.db, nowIso(), 10)).toEqual([expired.id, queued.id]);
+    expect(await repo.listRunnable(store.db, nowIso(), 1)).toEqual([expired.id]);
+  });
+
+  it('finds an operation by its idempotency key, and keys are unique per tenant', async () => {
+    const op = operationRow({ idempotency_key: 'key-1' });
+    await repo.insert(store.db, op);
+    expect((await repo.findByIdempotencyKey(store.db, op.tenant_id, 'key-1'))?.id).toBe(op.id);
+    await expect(repo.insert(store.db, operationRow({ idempotency_key: 'key-1' }))).rejects.toThrow();
+    // Many operations without a key are fine.
+    await repo.insert(store.db, operationRow());
+    await repo.insert(store.db, operationRow());
+  });
+});
