@@ -36,6 +36,10 @@ export const RECOVERY_CASES: readonly RecoveryCase[] = [
   { failpoint: 'volume.resize/grow:after', operation: 'resize', stepsDoneAtCrash: ['grow'] },
   { failpoint: 'volume.delete/destroy:before', operation: 'delete', stepsDoneAtCrash: [] },
   { failpoint: 'volume.delete/destroy:after', operation: 'delete', stepsDoneAtCrash: ['destroy'] },
+  // ':done' = the step's effect happened but its journal record did not: the step must be re-run safely.
+  { failpoint: 'volume.create/provision:done', operation: 'create', stepsDoneAtCrash: [] },
+  { failpoint: 'volume.resize/grow:done', operation: 'resize', stepsDoneAtCrash: [] },
+  { failpoint: 'volume.delete/destroy:done', operation: 'delete', stepsDoneAtCrash: [] },
   { failpoint: 'volume.create/compensate:before', operation: 'create-failing', stepsDoneAtCrash: [] },
   { failpoint: 'volume.delete/compensate:before', operation: 'delete-failing', stepsDoneAtCrash: [] },
 ];
