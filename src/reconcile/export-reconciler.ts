@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import type { DriverCache } from '../backends/driver-cache.js';
-import type { AccessMode, DriverHandle, GrantRequest } from '../drivers/sdk/types.js';
+import { StowageError } from '../core/errors.js';
+import type { AccessMode, DriverHandle, GrantRequest, ReconcileReport } from '../drivers/sdk/types.js';
 import { hostIdentity } from '../hosts/host-service.js';
 import { GrantRepository, HostRepository } from '../store/access-repository.js';
 import { BackendRepository } from '../store/backend-repository.js';
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso } from '../store/json.js';
+import type { BackendRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
@@ -57,22 +59,58 @@ export class ExportReconciler {
           });
           return [{ handle, grants: gs }];
         });
-        const report = await driver.reconcileExports(desired, AbortSignal.timeout(60_000));
+        // Exports of volumes this backend does not want now may still belong to a volume being
+        // created, or to another backend on the same target daemon: only unknown ones are orphans.
+        const knownVolumes = async (ids: readonly string[]): Promise<ReadonlySet<string>> => new Set(
+          (await this.store.db.selectFrom('volumes').select('id').where('id', 'in', [...ids]).where('state', '<>', 'deleted').execute()).map((r) => r.id),
+        );
+        const report = await driver.reconcileExports(desired, AbortSignal.timeout(60_000), { knownVolumes });
+        // The desired set was read before the driver ran: a revoke (detach, migration, fence) that
+        // finished in between was just undone by this pass, and a grant made in between may just
+        // have been unbound as unwanted. Redo both at once, from the desired set as it is now.
+        const nowDesired = await this.grants.listDesiredForVolumes(this.store.db, vols.map((v) => v.id));
+        const key = (g: { volume_id: string; host_id: string }): string => `${g.volume_id}/${g.host_id}`;
+        const still = new Set(nowDesired.map(key));
+        const before = new Set(grantRows.map(key));
+        for (const g of grantRows.filter((x) => !still.has(key(x)))) {
+          const v = vols.find((x) => x.id === g.volume_id);
+          const h = hostRows.get(g.host_id);
+          const handle = v ? volumeHandle(v) : null;
+          if (h && handle) await driver.revokeAccess?.(handle, hostIdentity(h), AbortSignal.timeout(60_000));
+        }
+        for (const g of nowDesired.filter((x) => !before.has(key(x)))) {
+          const v = vols.find((x) => x.id === g.volume_id);
+          const h = hostRows.get(g.host_id) ?? await this.hosts.findById(this.store.db, g.host_id);
+          const handle = v ? volumeHandle(v) : null;
+          const secret = g.chap_secret_sealed ? this.secrets.decrypt(g.chap_secret_sealed) : null;
+          if (h && handle) {
+            await driver.grantAccess?.(handle, { host: hostIdentity(h), mode: g.mode as AccessMode, ...(g.chap_user && secret ? { chap: { user: g.chap_user, secret } } : {}) }, AbortSignal.timeout(60_000));
+          }
+        }
         const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id']).where('state', '=', 'error')
           .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['']).execute();
         for (const g of stale) await this.grants.update(this.store.db, g.id, { state: 'revoked', state_reason: 'revoke completed by the reconciler', updated_at: nowIso() });
-        if (report.restored.length > 0 || report.removed.length > 0) {
-          await this.events.append(this.store.db, {
-            tenantId: b.tenant_id, actor: 'reconciler', resourceType: 'backend', resourceId: b.id, resourceName: b.name, action: 'reconcile',
-            from: null, to: null, message: `backend ${b.name}: restored ${report.restored.length}, removed ${report.removed.length} orphan export(s)`,
-            details: { restored: report.restored, removed: report.removed },
-          });
-          this.logger.warn({ backend: b.name, restored: report.restored.length, removed: report.removed.length }, 'reconciled exports');
-        }
+        await this.record(b, report, '');
       } catch (err) {
         this.logger.warn({ err, backend: b.name }, 'export reconcile failed');
+        // A pass that failed for some volumes may still have restored others: keep that on record.
+        const d = err instanceof StowageError ? err.details : {};
+        const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+        await this.record(b, { restored: strings(d.restored), removed: strings(d.removed) }, `; ${typeof d.failed === 'number' ? String(d.failed) : 'some'} export(s) could not be restored yet`)
+          .catch((e: unknown) => { this.logger.warn({ err: e, backend: b.name }, 'could not record the reconcile event'); });
       }
     }
+  }
+
+  /** Appends a `reconcile` event (and a log line) when a pass changed anything on the backend. */
+  private async record(b: BackendRow, report: ReconcileReport, suffix: string): Promise<void> {
+    if (report.restored.length === 0 && report.removed.length === 0) return;
+    await this.events.append(this.store.db, {
+      tenantId: b.tenant_id, actor: 'reconciler', resourceType: 'backend', resourceId: b.id, resourceName: b.name, action: 'reconcile',
+      from: null, to: null, message: `backend ${b.name}: restored ${report.restored.length}, removed ${report.removed.length} orphan export(s)${suffix}`,
+      details: { restored: [...report.restored], removed: [...report.removed] },
+    });
+    this.logger.warn({ backend: b.name, restored: report.restored.length, removed: report.removed.length }, 'reconciled exports');
   }
 
   start(intervalMs: number): void {

@@ -243,7 +243,8 @@ export class BtrfsDriver implements BlockDriver {
       } else {
         await this.run('btrfs', ['subvolume', 'snapshot', '-r', this.subvolPath(volumeId), this.subvolPath(snapshotId)], signal);
       }
-      return { snapshotId, volumeId };
+      // `method` is what the core records as the path the snapshot took.
+      return { snapshotId, volumeId, method: 'btrfs-snapshot' };
     });
   }
 

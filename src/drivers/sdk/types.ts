@@ -98,6 +98,16 @@ export interface ReconcileReport {
   readonly removed: readonly string[];
 }
 
+/** What the core tells a reconcile pass beyond the desired set. */
+export interface ReconcileOptions {
+  /**
+   * Of these volume ids, the ones the control plane still knows (on any backend, in any state but
+   * deleted). Backends may share one target daemon and namespace, and a volume being created is
+   * not desired yet: such exports are not orphans and must be left alone.
+   */
+  knownVolumes?(volumeIds: readonly string[]): Promise<ReadonlySet<string>>;
+}
+
 /** Progress callback for long copies: fraction 0..1. */
 export type ProgressFn = (fraction: number) => void;
 
@@ -129,9 +139,10 @@ export interface BlockDriver {
   dataPath?(handle: DriverHandle): { readonly path: string; readonly format: VolumeFormat };
   /**
    * Re-creates whatever the backend lost for these volumes (targets, LUNs, ACLs after a target
-   * daemon restart) and removes exports under our namespace that no listed volume owns.
+   * daemon restart) and removes exports under our namespace that no listed volume owns, unless
+   * `options.knownVolumes` says the control plane still knows that volume.
    */
-  reconcileExports?(desired: readonly { readonly handle: DriverHandle; readonly grants: readonly GrantRequest[] }[], signal: AbortSignal): Promise<ReconcileReport>;
+  reconcileExports?(desired: readonly { readonly handle: DriverHandle; readonly grants: readonly GrantRequest[] }[], signal: AbortSignal, options?: ReconcileOptions): Promise<ReconcileReport>;
   /** Releases timers, connections. */
   close?(): Promise<void>;
 }

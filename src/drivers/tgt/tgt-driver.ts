@@ -4,7 +4,7 @@ import { StowageError } from '../../core/errors.js';
 import { DriverRegistry } from '../sdk/registry.js';
 import type {
   BackendReport, BlockDriver, Capability, ConnectionInfo, CreateVolume, DriverDeps, DriverFactory, DriverGrant,
-  DriverHandle, DriverVolume, GrantRequest, HostIdentity, ReconcileReport,
+  DriverHandle, DriverVolume, GrantRequest, HostIdentity, ReconcileOptions, ReconcileReport,
 } from '../sdk/types.js';
 import { btrfsDriverFactory } from '../btrfs/btrfs-driver.js';
 import { dirDriverFactory } from '../dir/dir-driver.js';
@@ -251,7 +251,9 @@ export class TgtDriver implements BlockDriver {
   async createSnapshot(handle: DriverHandle, snapshotId: string, signal: AbortSignal): Promise<DriverHandle> {
     const h = parseVolumeHandle(handle);
     if (!this.backing.createSnapshot) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot snapshot`, {});
-    return { snapshotId, backing: await this.backing.createSnapshot(h.backing, snapshotId, signal) };
+    const backing = await this.backing.createSnapshot(h.backing, snapshotId, signal);
+    // Surface how the backing store made it (btrfs-snapshot, reflink, ...): the core records it.
+    return { snapshotId, backing, ...(typeof backing.method === 'string' ? { method: backing.method } : {}) };
   }
 
   async deleteSnapshot(snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
@@ -282,13 +284,13 @@ export class TgtDriver implements BlockDriver {
     return { path: this.backingPath(parseVolumeHandle(handle).backing), format: 'raw' };
   }
 
-  async reconcileExports(desired: readonly { readonly handle: DriverHandle; readonly grants: readonly GrantRequest[] }[], signal: AbortSignal): Promise<ReconcileReport> {
+  async reconcileExports(desired: readonly { readonly handle: DriverHandle; readonly grants: readonly GrantRequest[] }[], signal: AbortSignal, options: ReconcileOptions = {}): Promise<ReconcileReport> {
     const parsed = desired.map((d) => {
       const h = parseVolumeHandle(d.handle);
       return { volumeId: h.volumeId, backing: h.backing, grants: d.grants };
     });
     const ctx = { exports: this.exports, ledger: this.ledger, fileOf: (b: DriverHandle) => this.backingPath(b) };
-    return this.lock.run(() => reconcileTgtExports(ctx, parsed, signal));
+    return this.lock.run(() => reconcileTgtExports(ctx, parsed, signal, options));
   }
 }
 

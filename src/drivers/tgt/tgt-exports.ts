@@ -133,9 +133,21 @@ export class TgtExports {
     await this.client.run(['--op', 'bind', '--mode', 'account', '--tid', String(tid), '--user', user], { signal, tolerate: ['exists'] });
   }
 
-  /** Unbinds an account from one target; not bound is fine. */
+  /**
+   * Unbinds an account from one target; not bound is fine. tgt 1.0.85 keeps a target's accounts
+   * in an array and unbinding one that is not the last leaves a hole: the next `show` (or CHAP
+   * login) then makes tgtd segfault. So the accounts bound after it are unbound too, last first,
+   * and bound again in their order (bind fills the first free slot).
+   */
   async unbindAccount(tid: number, user: string, signal: AbortSignal): Promise<void> {
-    await this.client.run(['--op', 'unbind', '--mode', 'account', '--tid', String(tid), '--user', user], { signal, tolerate: ['missing'] });
+    const bound = (await this.client.showTargets(signal)).find((t) => t.tid === tid)?.accounts ?? [];
+    const at = bound.indexOf(user);
+    const after = at < 0 ? [] : bound.slice(at + 1);
+    const unbind = (u: string): Promise<string | undefined> =>
+      this.client.run(['--op', 'unbind', '--mode', 'account', '--tid', String(tid), '--user', u], { signal, tolerate: ['missing'] });
+    for (const u of [...after].reverse()) await unbind(u);
+    await unbind(user);
+    for (const u of after) await this.bindAccount(tid, u, signal);
   }
 
   /** Deletes an account (tgtd unbinds it from every target); absent is fine. */

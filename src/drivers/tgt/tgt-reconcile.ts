@@ -1,5 +1,5 @@
 import { StowageError } from '../../core/errors.js';
-import type { DriverHandle, GrantRequest, ReconcileReport } from '../sdk/types.js';
+import type { DriverHandle, GrantRequest, ReconcileOptions, ReconcileReport } from '../sdk/types.js';
 import { chapDigestMatches, type GrantLedger } from './grant-ledger.js';
 import { aclEntriesOf, assertChap, assertHost, ledgerEntry, lunReadonlyFor, tgtAccountName, type AclEntry } from './tgt-access.js';
 import type { TgtExports } from './tgt-exports.js';
@@ -26,12 +26,11 @@ interface PassState {
   readonly wantedAccounts: Set<string>;
 }
 
-async function reconcileOne(ctx: ReconcileContext, d: DesiredExport, pass: PassState, signal: AbortSignal): Promise<{ restored: string[]; removed: string[] }> {
+/** Restores one volume's export; what it changed goes into `restored`/`removed` as it happens (kept when a later step fails). */
+async function reconcileOne(ctx: ReconcileContext, d: DesiredExport, pass: PassState, signal: AbortSignal, restored: string[], removed: string[]): Promise<void> {
   for (const g of d.grants) { assertHost(g.host); assertChap(g); }
   const ex = ctx.exports;
   const id = d.volumeId;
-  const restored: string[] = [];
-  const removed: string[] = [];
   const previous = await ctx.ledger.read(id);
   const entries = d.grants.map((g) => ledgerEntry(id, g, previous.find((p) => p.host === g.host.name)));
   await ctx.ledger.write(id, entries);
@@ -81,17 +80,18 @@ async function reconcileOne(ctx: ReconcileContext, d: DesiredExport, pass: PassS
     pass.unbound.add(u);
     removed.push(`account:${id}:${u}`);
   }
-  return { restored, removed };
 }
 
 /**
  * Brings tgtd in line with the desired exports: re-creates lost targets, LUNs, ACLs and accounts
  * (tgtd keeps nothing across a restart), removes stray ACLs and accounts on our targets (dropping
  * sessions that came in through a stray ACL), and deletes targets under our IQN prefix that no
- * desired volume owns. Targets outside the prefix are never touched. A volume that cannot be
- * restored does not stop the others; the pass then throws DRIVER_FAILED listing them.
+ * desired volume owns and the control plane does not know (`options.knownVolumes`: another
+ * backend on the same tgtd, or a volume still being created). Targets outside the prefix are
+ * never touched. A volume that cannot be restored does not stop the others; the pass then throws
+ * DRIVER_FAILED listing them.
  */
-export async function reconcileTgtExports(ctx: ReconcileContext, desired: readonly DesiredExport[], signal: AbortSignal): Promise<ReconcileReport> {
+export async function reconcileTgtExports(ctx: ReconcileContext, desired: readonly DesiredExport[], signal: AbortSignal, options: ReconcileOptions = {}): Promise<ReconcileReport> {
   const ex = ctx.exports;
   const restored: string[] = [];
   const removed: string[] = [];
@@ -99,18 +99,18 @@ export async function reconcileTgtExports(ctx: ReconcileContext, desired: readon
   const pass: PassState = { accounts: new Set(await ex.client.showAccounts(signal)), unbound: new Set(), wantedAccounts: new Set() };
   for (const d of desired) {
     try {
-      const r = await reconcileOne(ctx, d, pass, signal);
-      restored.push(...r.restored);
-      removed.push(...r.removed);
+      await reconcileOne(ctx, d, pass, signal, restored, removed);
     } catch (err) {
       failures.push(`${d.volumeId}: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
   const wanted = new Set(desired.map((d) => d.volumeId));
-  const targets = await ex.client.showTargets(signal);
-  for (const t of ex.ownTargets(targets)) {
+  const candidates = ex.ownTargets(await ex.client.showTargets(signal)).filter((t) => !wanted.has(ex.volumeIdOf(t.iqn) ?? ''));
+  const ids = candidates.flatMap((t) => ex.volumeIdOf(t.iqn) ?? []);
+  const known = ids.length > 0 && options.knownVolumes ? await options.knownVolumes(ids) : new Set<string>();
+  for (const t of candidates) {
     const id = ex.volumeIdOf(t.iqn);
-    if (id === undefined || wanted.has(id)) continue;
+    if (id === undefined || known.has(id)) continue;
     await ex.deleteTarget(t.tid, signal);
     for (const u of t.accounts) pass.unbound.add(u);
     await ctx.ledger.write(id, []);
