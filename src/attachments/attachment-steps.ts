@@ -145,6 +145,8 @@ export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, signal:
   const host = await hosts.findById(deps.store.db, a.host_id);
   if (!host) return true;
   const parts = await driverParts(deps, a.volume_id);
+  // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
+  if (g.state !== 'revoking') await grants.update(deps.store.db, g.id, { state: 'revoking', updated_at: nowIso() });
   await parts.driver.revokeAccess?.(parts.handle, hostIdentity(host), signal);
   await grants.update(deps.store.db, g.id, { state: 'revoked', state_reason: `attachment ${a.id} detached`, updated_at: nowIso() });
   return true;

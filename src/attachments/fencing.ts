@@ -44,6 +44,8 @@ export function fenceHandler(deps: AttachDeps): OperationHandler {
           for (const g of live) {
             const v = await volumes.findById(deps.store.db, g.volume_id);
             const b = v?.backend_id ? await backends.findById(deps.store.db, v.backend_id) : undefined;
+            // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
+            if (g.state !== 'revoking') await grants.update(deps.store.db, g.id, { state: 'revoking', updated_at: nowIso() });
             if (v && b) await deps.drivers.get(b).revokeAccess?.(volumeHandle(v) ?? { id: v.id, format: v.format }, hostIdentity(h), ctx.signal);
             await grants.update(deps.store.db, g.id, { state: 'revoked', state_reason: FENCED_REASON, updated_at: nowIso() });
           }
