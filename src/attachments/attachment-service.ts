@@ -161,7 +161,7 @@ export class AttachmentService {
     if (!host) return first;
     const before = await this.wantedSignature(host.id);
     while (Date.now() < deadline && !signal?.aborted) {
-      await new Promise((res) => setTimeout(res, 100));
+      await new Promise((res) => setTimeout(res, 50));
       if ((await this.wantedSignature(host.id)) !== before) break;
     }
     const h = await this.hosts.findById(this.store.db, host.id);

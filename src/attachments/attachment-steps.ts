@@ -112,7 +112,7 @@ export async function waitConnected(deps: AttachDeps, id: string, signal: AbortS
       throw new StowageError('TIMEOUT', `host ${host?.name ?? a.host_id} did not connect the volume within ${deps.timings.connectTimeoutMs} ms: ${why}`, {});
     }
     if (signal.aborted) throw new StowageError('TIMEOUT', 'cancelled', {});
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -129,7 +129,7 @@ export async function waitDisconnected(deps: AttachDeps, id: string, signal: Abo
     const host = await hosts.findById(deps.store.db, a.host_id);
     if (!host || !hostIsUp(host, deps.timings.hostDownAfterMs)) return 'host-down';
     if (Date.now() > deadline || signal.aborted) return 'timed-out';
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

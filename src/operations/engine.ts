@@ -144,7 +144,7 @@ export class OperationEngine {
       const row = await this.repo.findById(this.store.db, id);
       if (!row) throw new StowageError('OPERATION_NOT_FOUND', `operation ${id} does not exist`, { id });
       if (row.state === 'succeeded' || row.state === 'failed' || Date.now() >= deadline || signal?.aborted) return toOperation(row);
-      await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
+      await sleep(Math.min(25, Math.max(1, deadline - Date.now())));
     }
   }
 
