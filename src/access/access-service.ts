@@ -9,7 +9,7 @@ import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
 import type { GrantRow } from '../store/schema.js';
-import type { Store } from '../store/store.js';
+import type { Executor, Store } from '../store/store.js';
 import type { SecretBox } from '../system/secret-box.js';
 import type { HostService } from '../hosts/host-service.js';
 import type { RequestContext } from '../volumes/volume-service.js';
@@ -50,7 +50,7 @@ export class AccessService {
           throw new StowageError('INVALID_STATE', `host ${host.name} already has ${existing.mode} access to ${v.name}; revoke it first to change the mode`, { mode: existing.mode });
         }
         if (existing.state === 'active' || existing.state === 'granting') {
-          const op = await this.operations.findActiveForTarget(trx, existing.id) ?? (await this.lastOperation(existing.id));
+          const op = await this.operations.findActiveForTarget(trx, existing.id) ?? (await this.lastOperation(existing.id, trx));
           return { row: existing, op: op ? toOperation(op) : null };
         }
         throw new StowageError('INVALID_STATE', `the grant of ${host.name} on ${v.name} is ${existing.state}; wait for it or revoke it`, { state: existing.state });
@@ -138,8 +138,9 @@ export class AccessService {
     return { ...info, chapSecret: this.secrets.decrypt(g.chap_secret_sealed) };
   }
 
-  private async lastOperation(grantId: string) {
-    const { rows } = await this.operations.list(this.store.db, { tenantId: (await this.grants.findById(this.store.db, grantId))?.tenant_id ?? '', targetId: grantId, limit: 1 });
+  /** Inside a transaction pass its executor: a query on the store's own handle would wait for the transaction's connection forever (SQLite). */
+  private async lastOperation(grantId: string, db: Executor = this.store.db) {
+    const { rows } = await this.operations.list(db, { tenantId: (await this.grants.findById(db, grantId))?.tenant_id ?? '', targetId: grantId, limit: 1 });
     return rows[0];
   }
 }

@@ -2,7 +2,9 @@ import type { Static } from '@sinclair/typebox';
 import type {
   BackendWithOperation, CreateBackendBodyT, CreateVolumeBodyT, DryRunResponse, UpdateBackendBodyT, VolumeWithOperation,
 } from '../api/schemas.js';
-import type { Backend, Operation, PageOf, StowageEvent, Volume } from '../core/models.js';
+import type {
+  Attachment, Backend, ConnectionInfoModel, Grant, Host, Migration, Operation, PageOf, Snapshot, StowageEvent, Volume,
+} from '../core/models.js';
 import type { ClientConfig } from './client-config.js';
 import { ApiError, CliError } from './errors.js';
 
@@ -12,6 +14,25 @@ export type BackendWithOperationT = Static<typeof BackendWithOperation>;
 export type VolumeWithOperationT = Static<typeof VolumeWithOperation>;
 /** `POST /v1/placements/dry-run` answer: every backend's verdict and the winner. */
 export type DryRunResponseT = Static<typeof DryRunResponse>;
+
+/** Access mode of a grant or an attachment. */
+export type AccessModeT = 'rw' | 'ro';
+/** `POST /v1/hosts` body. */
+export interface CreateHostBodyT { name: string; initiatorName?: string; addresses?: string[]; zone?: string }
+/** `PATCH /v1/hosts/:ref` body (`initiatorName: null` clears it, `zone: ""` clears it). */
+export interface UpdateHostBodyT { initiatorName?: string | null; addresses?: string[]; zone?: string }
+/** Answer of a grant: the grant, its operation, and the connection info (CHAP secret included) once active. */
+export interface GrantAnswerT { grant: Grant; operation: Operation; connection: ConnectionInfoModel | null }
+/** Answer of a revoke: the grant and the operation revoking it. */
+export interface RevokeAnswerT { grant: Grant; operation: Operation }
+/** Answer of snapshot create/delete. */
+export interface SnapshotWithOperationT { snapshot: Snapshot; operation: Operation }
+/** Answer of an attach or of one detached attachment. */
+export interface AttachmentWithOperationT { attachment: Attachment; operation: Operation }
+/** Answer of migration start/complete/abort. */
+export interface MigrationWithOperationT { migration: Migration; operation: Operation }
+/** An instance moving between two hosts (body of migration start and find). */
+export interface MigrationKeyT { instance: string; from: string; to: string }
 
 type Query = Readonly<Record<string, string | number | boolean | undefined>>;
 type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
@@ -181,5 +202,130 @@ export class StowageClient {
   /** A page of events: newest first, or oldest first after a sequence number (`after`). */
   listEvents(filter: { limit: number; after?: number | undefined; resource?: string | undefined; type?: string | undefined }, signal?: AbortSignal): Promise<PageOf<StowageEvent>> {
     return this.request('GET', '/events', { query: filter, ...(signal ? { signal } : {}) });
+  }
+
+  /** Every registered host. */
+  async listHosts(): Promise<Host[]> {
+    return (await this.request<PageOf<Host>>('GET', '/hosts')).items;
+  }
+
+  /** One host by name or id. */
+  getHost(ref: string): Promise<Host> {
+    return this.request('GET', `/hosts/${seg(ref)}`);
+  }
+
+  /** Registers a host. */
+  createHost(body: CreateHostBodyT): Promise<Host> {
+    return this.request('POST', '/hosts', { body });
+  }
+
+  /** Changes a host's initiator name, addresses or zone. */
+  updateHost(ref: string, body: UpdateHostBodyT): Promise<Host> {
+    return this.request('PATCH', `/hosts/${seg(ref)}`, { body });
+  }
+
+  /** Deletes a host that has no access left. */
+  async deleteHost(ref: string): Promise<void> {
+    await this.request<undefined>('DELETE', `/hosts/${seg(ref)}`);
+  }
+
+  /** Submits fencing a host: revoke all its access, drop its sessions, mark it fenced. */
+  fenceHost(ref: string): Promise<Operation> {
+    return this.request('POST', `/hosts/${seg(ref)}/fence`);
+  }
+
+  /** Returns a fenced host to service. */
+  async unfenceHost(ref: string): Promise<void> {
+    await this.request<undefined>('POST', `/hosts/${seg(ref)}/unfence`);
+  }
+
+  /** Submits attaching every volume of a fenced host to the same-named instances on `to`; one operation per attachment. */
+  async evacuateHost(ref: string, to: string): Promise<Operation[]> {
+    return (await this.request<{ items: Operation[] }>('POST', `/hosts/${seg(ref)}/evacuate`, { body: { to } })).items;
+  }
+
+  /** Submits granting a host access to a volume. */
+  grantAccess(volume: string, host: string, mode: AccessModeT): Promise<GrantAnswerT> {
+    return this.request('POST', `/volumes/${seg(volume)}/grants`, { body: { host, mode } });
+  }
+
+  /** Live grants of a volume (no secrets). */
+  async listGrants(volume: string): Promise<Grant[]> {
+    return (await this.request<PageOf<Grant>>('GET', `/volumes/${seg(volume)}/grants`)).items;
+  }
+
+  /** Connection info of an active grant, CHAP secret included (the server records that it was read). */
+  getConnection(volume: string, host: string): Promise<ConnectionInfoModel> {
+    return this.request('GET', `/volumes/${seg(volume)}/grants/${seg(host)}/connection`);
+  }
+
+  /** Submits revoking a host's access to a volume. */
+  revokeAccess(volume: string, host: string): Promise<RevokeAnswerT> {
+    return this.request('DELETE', `/volumes/${seg(volume)}/grants/${seg(host)}`);
+  }
+
+  /** Submits a snapshot of a volume. */
+  createSnapshot(volume: string, name: string): Promise<SnapshotWithOperationT> {
+    return this.request('POST', '/snapshots', { body: { volume, name } });
+  }
+
+  /** Snapshots, optionally of one volume. */
+  async listSnapshots(filter: { volume?: string | undefined } = {}): Promise<Snapshot[]> {
+    return (await this.request<PageOf<Snapshot>>('GET', '/snapshots', { query: filter })).items;
+  }
+
+  /** One snapshot by name or id. */
+  getSnapshot(ref: string): Promise<Snapshot> {
+    return this.request('GET', `/snapshots/${seg(ref)}`);
+  }
+
+  /** Submits deleting a snapshot. */
+  deleteSnapshot(ref: string): Promise<SnapshotWithOperationT> {
+    return this.request('DELETE', `/snapshots/${seg(ref)}`);
+  }
+
+  /** Submits reverting a volume to one of its snapshots. */
+  revertVolume(volume: string, snapshot: string): Promise<VolumeWithOperationT> {
+    return this.request('POST', `/volumes/${seg(volume)}/revert`, { body: { snapshot } });
+  }
+
+  /** Submits attaching a volume to an instance on a host. */
+  attachVolume(volume: string, body: { host: string; instance: string; mode: AccessModeT }): Promise<AttachmentWithOperationT> {
+    return this.request('POST', `/volumes/${seg(volume)}/attachments`, { body });
+  }
+
+  /** Submits detaching a volume everywhere, or from one host. */
+  async detachVolume(volume: string, host?: string): Promise<AttachmentWithOperationT[]> {
+    return (await this.request<{ items: AttachmentWithOperationT[] }>('POST', `/volumes/${seg(volume)}/detach`, { body: host ? { host } : {} })).items;
+  }
+
+  /** Attachments, optionally of one volume or host; `all` includes gone ones. */
+  async listAttachments(filter: { volume?: string | undefined; host?: string | undefined; all?: boolean | undefined } = {}): Promise<Attachment[]> {
+    return (await this.request<PageOf<Attachment>>('GET', '/attachments', { query: filter })).items;
+  }
+
+  /** One attachment by id. */
+  getAttachment(id: string): Promise<Attachment> {
+    return this.request('GET', `/attachments/${seg(id)}`);
+  }
+
+  /** Submits a live migration's storage handoff: grant and connect on the destination. */
+  startMigration(body: MigrationKeyT): Promise<MigrationWithOperationT> {
+    return this.request('POST', '/migrations', { body });
+  }
+
+  /** The open migration of an instance between two hosts. */
+  findMigration(body: MigrationKeyT): Promise<Migration> {
+    return this.request('POST', '/migrations/find', { body });
+  }
+
+  /** Submits completing (disconnect and revoke on the source) or aborting (undo the destination) a migration. */
+  finishMigration(id: string, verb: 'complete' | 'abort'): Promise<MigrationWithOperationT> {
+    return this.request('POST', `/migrations/${seg(id)}/${verb}`);
+  }
+
+  /** Every migration. */
+  async listMigrations(): Promise<Migration[]> {
+    return (await this.request<PageOf<Migration>>('GET', '/migrations')).items;
   }
 }

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../../src/config/config.js';
+import { loadConfig, type Config } from '../../src/config/config.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 
 /** Repository root (where bin/ and dist/ live). */
@@ -112,13 +112,13 @@ export class CliSession {
     readonly token: string,
   ) {}
 
-  /** Starts the server and writes the CLI config with its real URL and the admin token. */
-  static async start(): Promise<CliSession> {
+  /** Starts the server (with optional config `overrides`) and writes the CLI config with its real URL and the admin token. */
+  static async start(overrides: Partial<Config> = {}): Promise<CliSession> {
     ensureCliBuilt();
     const dir = mkdtempSync(join(tmpdir(), `stowage-cli-${process.pid}-`));
     const dataDir = join(dir, 'data');
     const server = await startServer(loadConfig(undefined, {}, {
-      dataDir, port: 0, cliConfigPath: join(dir, 'server-cli.json'), logLevel: 'silent', probeIntervalMs: 60_000,
+      dataDir, port: 0, cliConfigPath: join(dir, 'server-cli.json'), logLevel: 'silent', probeIntervalMs: 60_000, ...overrides,
     }));
     const { token } = JSON.parse(readFileSync(join(dir, 'server-cli.json'), 'utf8')) as { token: string };
     const configPath = join(dir, 'cli.json');

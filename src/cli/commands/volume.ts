@@ -9,6 +9,8 @@ import { emit, formatScore, formatTime, outputOption, renderFields, renderTable,
 import { collect, durationArg, sizeArg } from '../parse.js';
 import { describePlacement } from '../placement-words.js';
 import { DEFAULT_WAIT_TIMEOUT_MS, assertSucceeded, waitForOperation } from '../wait.js';
+import { attachmentShortTable, grantTable, registerVolumeAccess, stepNote, withoutSecret } from './attachment.js';
+import { registerVolumeRevert } from './snapshot.js';
 
 const POLICIES = ['cheapest', 'spread', 'pack'] as const;
 
@@ -19,7 +21,10 @@ interface WaitFlags {
 }
 
 interface CreateFlags extends WaitFlags {
-  size: number;
+  size?: number;
+  fromSnapshot?: string;
+  fromVolume?: string;
+  offload: boolean;
   backend?: string;
   format?: VolumeFormat;
   tag?: string[];
@@ -90,12 +95,15 @@ async function finish(ctx: CliContext, client: StowageClient, res: VolumeWithOpe
 
 /** `stowage volume …`: create (or dry-run), list, show, resize, delete. */
 export function register(program: Command, ctx: CliContext): void {
-  const volume = program.command('volume').description('Create, inspect, resize and delete volumes');
+  const volume = program.command('volume').description('Create (or clone), inspect, resize, revert and delete volumes; grant hosts access; attach them to instances');
 
   addWaitFlags(volume.command('create')
     .description('Create a volume: placed now, then provisioned by an operation this command waits for')
     .argument('<name>', 'volume name')
-    .requiredOption('--size <size>', 'size, e.g. 10G, 512MiB, 1T (G/GiB binary, GB decimal)', sizeArg)
+    .option('--size <size>', 'size, e.g. 10G, 512MiB, 1T (G/GiB binary, GB decimal); a clone defaults to its source\'s size', sizeArg)
+    .option('--from-snapshot <snapshot>', 'clone this snapshot (name or id)')
+    .option('--from-volume <volume>', 'clone this volume (name or id)')
+    .option('--no-offload', 'copy a clone on the host (qemu-img convert) even where the backend could offload it')
     .option('--backend <backend>', 'pin to this backend (name or id) instead of letting placement choose')
     .addOption(new Option('--format <format>', 'image format').choices(VOLUME_FORMATS))
     .option('--tag <tag>', 'require backends with this tag (repeatable)', collect)
@@ -113,11 +121,21 @@ Examples:
   $ stowage volume create db3 --size 1T --tag ssd --zone a --policy spread
   $ stowage volume create db4 --size 10G --dry-run      # every backend's verdict, nothing created
   $ stowage volume create db5 --size 10G --no-wait -o json | jq -r .operation.id
+  $ stowage volume create db6 --from-snapshot before-upgrade     # clone; prints the path it took
+  $ stowage volume create db7 --from-volume db1 --no-offload    # force a host copy
+
+A clone is offloaded on its source's backend where it can be (btrfs snapshot, reflink), else copied
+by the backend or on the host; the output says which path it took ("Clone path:").
 `)
     .action(async (name: string, o: CreateFlags, cmd: Command) => {
+      if (o.fromSnapshot && o.fromVolume) throw usageError('VALIDATION_FAILED', 'pass --from-snapshot or --from-volume, not both');
+      const clone = o.fromSnapshot ?? o.fromVolume;
+      if (o.size === undefined && !clone) throw usageError('VALIDATION_FAILED', '--size is required (unless the volume is a clone: --from-snapshot or --from-volume)');
+      if (!o.offload && !clone) throw usageError('VALIDATION_FAILED', '--no-offload applies to clones only (--from-snapshot or --from-volume)');
       const client = ctx.client(cmd);
       const body: CreateVolumeBodyT = {
-        name, sizeBytes: o.size,
+        name, ...(o.size !== undefined ? { sizeBytes: o.size } : {}),
+        ...(o.fromSnapshot ? { fromSnapshot: o.fromSnapshot } : {}), ...(o.fromVolume ? { fromVolume: o.fromVolume } : {}), ...(o.offload ? {} : { offload: false }),
         ...(o.format ? { format: o.format } : {}), ...(o.backend ? { backend: o.backend } : {}),
         ...(o.tag ? { requiredTags: [...new Set(o.tag)] } : {}), ...(o.zone ? { zone: o.zone } : {}), ...(o.policy ? { policy: o.policy } : {}),
         ...(o.class ? { class: o.class } : {}),
@@ -128,9 +146,11 @@ Examples:
         return;
       }
       const res = await client.createVolume(body);
-      if (await finish(ctx, client, res, o)) {
+      const op = await finish(ctx, client, res, o);
+      if (op) {
         const v = await client.getVolume(res.volume.id);
-        emit(ctx.stdout, o.output, v, () => volumeFields(v));
+        const path = clone ? stepNote(op, 'provision') : undefined;
+        emit(ctx.stdout, o.output, v, () => `${volumeFields(v)}${path ? `Clone path: ${path}\n` : ''}`);
       }
     });
 
@@ -152,17 +172,26 @@ Examples:
     });
 
   volume.command('show')
-    .description('Show one volume with its placement decision in words')
+    .description('Show one volume with its placement decision in words, the hosts with access and its attachments')
     .argument('<name>', 'volume name or id')
     .addOption(outputOption())
     .addHelpText('after', `
+Grants are shown without secrets (\`stowage volume grant\` prints the connection info). With -o json:
+the volume with two more fields, grants and attachments.
+
 Examples:
   $ stowage volume show db1
   $ stowage volume show db1 -o json | jq .placement
 `)
     .action(async (name: string, o: { output: OutputFormat }, cmd: Command) => {
-      const v = await ctx.client(cmd).getVolume(name);
-      emit(ctx.stdout, o.output, v, () => volumeFields(v));
+      const client = ctx.client(cmd);
+      const v = await client.getVolume(name);
+      const [grants, attachments] = await Promise.all([client.listGrants(v.id).then((gs) => gs.map(withoutSecret)), client.listAttachments({ volume: v.id })]);
+      emit(ctx.stdout, o.output, { ...v, grants, attachments }, () => [
+        volumeFields(v),
+        grants.length ? `\nGrants:\n${grantTable(grants)}` : '\nGrants: none\n',
+        attachments.length ? `\nAttachments:\n${attachmentShortTable(attachments)}` : '\nAttachments: none\n',
+      ].join(''));
     });
 
   addWaitFlags(volume.command('resize')
@@ -204,4 +233,7 @@ Examples:
       const op = await finish(ctx, client, res, o);
       if (op) emit(ctx.stdout, o.output, op, () => `volume ${res.volume.name} deleted\n`);
     });
+
+  registerVolumeRevert(volume, ctx, volumeFields);
+  registerVolumeAccess(volume, ctx);
 }
