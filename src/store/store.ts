@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
+import { GuardedSqliteDialect } from './sqlite-guard.js';
 import pg from 'pg';
 import { StowageError } from '../core/errors.js';
 import { MIGRATIONS, type MigrationDialect } from './migrations/index.js';
@@ -27,8 +28,8 @@ pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => Number(v));
  * Opens the store named by `url`: `sqlite:///abs/path.db`, `sqlite:relative.db`, `sqlite::memory:`
  * or `postgres://user@host:port/db`. Runs pending migrations before returning.
  */
-export async function openStore(url: string): Promise<Store> {
-  const store = url.startsWith('postgres://') || url.startsWith('postgresql://') ? openPostgres(url) : openSqlite(url);
+export async function openStore(url: string, options: { sqliteAcquireTimeoutMs?: number } = {}): Promise<Store> {
+  const store = url.startsWith('postgres://') || url.startsWith('postgresql://') ? openPostgres(url) : openSqlite(url, options.sqliteAcquireTimeoutMs ?? SQLITE_ACQUIRE_TIMEOUT_MS);
   try {
     await migrate(store);
   } catch (err) {
@@ -45,7 +46,10 @@ function sqlitePath(url: string): string {
   throw new StowageError('VALIDATION_FAILED', `unsupported database URL "${url}"; use sqlite:///path/to/file.db or postgres://user@host:port/db`, {});
 }
 
-function openSqlite(url: string): Store {
+/** No SQLite transaction of ours runs anywhere near this long; a wait this long is a deadlock. */
+const SQLITE_ACQUIRE_TIMEOUT_MS = 30_000;
+
+function openSqlite(url: string, acquireTimeoutMs: number): Store {
   const path = sqlitePath(url);
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const raw = new SqliteDatabase(path);
@@ -53,7 +57,7 @@ function openSqlite(url: string): Store {
   raw.pragma('busy_timeout = 10000');
   raw.pragma('foreign_keys = ON');
   raw.pragma('synchronous = NORMAL');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+  const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect({ database: raw }, acquireTimeoutMs) });
   return {
     db,
     dialect: 'sqlite',
