@@ -19,6 +19,7 @@ export const StorageClassSchema = Type.Object({
   requiredCapabilities: Type.Array(Type.String()),
   policy: literals(PLACEMENT_POLICIES),
   isDefault: Type.Boolean({ description: 'used when a request names no class' }),
+  offload: Type.Boolean({ description: 'false: clones are copied on the host even where the backend could offload' }),
   volumeCount: Type.Integer({ description: 'live volumes created with this class' }),
   createdAt: Type.String(),
   updatedAt: Type.String(),
@@ -37,6 +38,7 @@ export const CreateClassBody = Type.Object({
   requiredCapabilities: Type.Optional(Capabilities),
   policy: Type.Optional(literals(PLACEMENT_POLICIES)),
   default: Type.Optional(Type.Boolean({ description: 'make this the default class (the previous default stops being one)' })),
+  offload: Type.Optional(Type.Boolean({ description: 'false: clones are copied on the host (default true)' })),
 }, { additionalProperties: false });
 /** A create-class request. */
 export type CreateClassInput = Static<typeof CreateClassBody>;
@@ -51,6 +53,7 @@ export const UpdateClassBody = Type.Object({
   requiredCapabilities: Type.Optional(Capabilities),
   policy: Type.Optional(literals(PLACEMENT_POLICIES)),
   default: Type.Optional(Type.Boolean()),
+  offload: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false, minProperties: 1 });
 /** An update-class request. */
 export type UpdateClassInput = Static<typeof UpdateClassBody>;

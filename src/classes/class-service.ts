@@ -22,6 +22,8 @@ export interface ClassConstraints {
   readonly forbiddenTags: readonly string[];
   readonly requiredCapabilities: readonly string[];
   readonly policy: PlacementPolicy;
+  /** False: clones must be copied on the host. */
+  readonly offload: boolean;
 }
 
 /** The rules of storage classes: validation, one default at most, no deleting a class in use. */
@@ -69,7 +71,7 @@ export class ClassService {
           id, name: input.name, description: input.description ?? '', kind: input.kind ?? 'block', zone: input.zone ?? null,
           required_tags: writeJson(input.requiredTags ?? []), forbidden_tags: writeJson(input.forbiddenTags ?? []),
           required_capabilities: writeJson(input.requiredCapabilities ?? []), policy: input.policy ?? 'cheapest',
-          is_default: input.default === true ? 1 : 0, created_at: at, updated_at: at,
+          is_default: input.default === true ? 1 : 0, offload: input.offload === false ? 0 : 1, created_at: at, updated_at: at,
         });
       } catch (err) {
         if (isUniqueViolation(err)) throw new StowageError('NAME_TAKEN', `a storage class named "${input.name}" already exists`, { name: input.name });
@@ -94,6 +96,7 @@ export class ClassService {
       if (patch.requiredCapabilities !== undefined) set.required_capabilities = writeJson(patch.requiredCapabilities);
       if (patch.policy !== undefined) set.policy = patch.policy;
       if (patch.default !== undefined) set.is_default = patch.default ? 1 : 0;
+      if (patch.offload !== undefined) set.offload = patch.offload ? 1 : 0;
       await this.repo.update(trx, row.id, set);
       await this.journal(trx, actor, row.id, row.name, 'update', `storage class ${row.name} updated: ${Object.keys(patch).join(', ')}`, { ...patch });
     });
@@ -137,7 +140,7 @@ function toConstraints(r: ClassRow): ClassConstraints {
   return {
     id: r.id, name: r.name, kind: r.kind as BackendKind, zone: r.zone,
     requiredTags: readJson<string[]>(r.required_tags, []), forbiddenTags: readJson<string[]>(r.forbidden_tags, []),
-    requiredCapabilities: readJson<string[]>(r.required_capabilities, []), policy: r.policy as PlacementPolicy,
+    requiredCapabilities: readJson<string[]>(r.required_capabilities, []), policy: r.policy as PlacementPolicy, offload: r.offload !== 0,
   };
 }
 
@@ -147,6 +150,6 @@ export function toStorageClass(r: ClassRow, volumeCount: number): StorageClass {
   return {
     id: r.id, name: r.name, description: r.description, kind: c.kind, zone: c.zone, requiredTags: [...c.requiredTags],
     forbiddenTags: [...c.forbiddenTags], requiredCapabilities: [...c.requiredCapabilities], policy: c.policy,
-    isDefault: r.is_default === 1, volumeCount, createdAt: r.created_at, updatedAt: r.updated_at,
+    isDefault: r.is_default === 1, offload: c.offload, volumeCount, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }

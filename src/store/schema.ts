@@ -140,6 +140,8 @@ export interface ClassTable {
   policy: string;
   /** 1 for the one default class, else 0. */
   is_default: number;
+  /** 0 when clones of this class must be copied on the host even where the backend could offload. Optional on insert. */
+  offload: ColumnType<number, number | undefined, number>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -121,7 +121,9 @@ export class VolumeService {
   }
 
   private async submitCreate(input: CreateVolumeInput, ctx: RequestContext): Promise<Submitted<Volume>> {
-    const source = await this.cloneSource(input, ctx.tenantId);
+    const cls = await this.classes.constraintsFor(input.class);
+    // A class may say clones are copied on the host (e.g. to keep them independent of the source).
+    const source = await this.cloneSource(cls?.offload === false ? { ...input, offload: false } : input, ctx.tenantId);
     if (source) {
       // 0 means "the source's size" (clones only; a plain create with 0 fails validation below).
       const sizeBytes = input.sizeBytes === 0 ? source.sizeBytes : input.sizeBytes;
@@ -138,7 +140,6 @@ export class VolumeService {
     }
     const existing = await this.idempotent(ctx, 'volume.create');
     if (existing) return existing;
-    const cls = await this.classes.constraintsFor(input.class);
     const request = placementRequest(input, [], cls, ctx.tenantId);
     const id = newId('volume');
     const op = await this.store.transaction(async (trx) => {

@@ -19,6 +19,7 @@ interface ClassFlags {
   requireCapability?: string[];
   policy?: Policy;
   default?: boolean;
+  offload?: boolean;
   output: OutputFormat;
 }
 
@@ -34,6 +35,8 @@ function addClassFlags(cmd: Command, update: boolean): Command {
     .option('--forbid-tag <tag>', `never backends carrying this tag (repeatable)${replaces}`, collect)
     .option('--require-capability <cap>', `only backends with this capability (repeatable)${replaces}; one of: ${CAPABILITIES.join(', ')}`, collect)
     .addOption(new Option('--policy <policy>', 'cheapest (lowest cost, then most free), spread (most free), pack (least free that fits)').choices(POLICIES))
+    .option('--offload', 'clones may be offloaded to the backend (the default)')
+    .option('--no-offload', 'clones are always copied on the host, even where the backend could offload')
     .addOption(outputOption());
 }
 
@@ -62,6 +65,7 @@ function body(o: ClassFlags): Omit<UpdateClassInput, 'zone'> & { zone?: string }
     ...(forbidTag ? { forbiddenTags: forbidTag } : {}),
     ...(requireCapability ? { requiredCapabilities: requireCapability } : {}),
     ...(o.policy ? { policy: o.policy } : {}), ...(o.default !== undefined ? { default: o.default } : {}),
+    ...(o.offload !== undefined ? { offload: o.offload } : {}),
   };
 }
 
@@ -84,6 +88,7 @@ export function classFields(c: StorageClass): string {
     ['Required tags', list(c.requiredTags)],
     ['Forbidden tags', list(c.forbiddenTags)],
     ['Required capabilities', list(c.requiredCapabilities)],
+    ['Clones', c.offload ? 'offloaded to the backend where it can' : 'always copied on the host'],
     ['Volumes', String(c.volumeCount)],
     ['Created', formatTime(c.createdAt)],
     ['Updated', formatTime(c.updatedAt)],
@@ -111,6 +116,7 @@ Examples:
         ...(b.zone ? { zone: b.zone } : {}), ...(b.requiredTags ? { requiredTags: b.requiredTags } : {}),
         ...(b.forbiddenTags ? { forbiddenTags: b.forbiddenTags } : {}), ...(b.requiredCapabilities ? { requiredCapabilities: b.requiredCapabilities } : {}),
         ...(b.policy ? { policy: b.policy } : {}), ...(b.default !== undefined ? { default: b.default } : {}),
+        ...(b.offload !== undefined ? { offload: b.offload } : {}),
       };
       const c = await ctx.client(cmd).request<StorageClass>('POST', '/classes', { body: req });
       emit(ctx.stdout, o.output, c, () => classFields(c));

@@ -3,6 +3,7 @@ import * as m0001 from './0001-initial.js';
 import * as m0002 from './0002-placement.js';
 import * as m0003 from './0003-access.js';
 import * as m0004 from './0004-attachments.js';
+import * as m0005 from './0005-class-offload.js';
 
 /** The SQL dialect a migration runs on; only DDL that truly differs may branch on it. */
 export type MigrationDialect = 'sqlite' | 'postgres';
@@ -19,4 +20,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: '0002-placement', up: m0002.up },
   { id: '0003-access', up: m0003.up },
   { id: '0004-attachments', up: m0004.up },
+  { id: '0005-class-offload', up: m0005.up },
 ];
