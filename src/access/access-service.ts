@@ -56,7 +56,7 @@ export class AccessService {
         throw new StowageError('INVALID_STATE', `the grant of ${host.name} on ${v.name} is ${existing.state}; wait for it or revoke it`, { state: existing.state });
       }
       const others = (await this.grants.listLiveForVolume(trx, v.id)).filter((g) => g.host_id !== host.id);
-      const conflict = others.find((g) => mode === 'rw' || g.mode === 'rw');
+      const conflict = v.multiattach === 1 ? undefined : others.find((g) => mode === 'rw' || g.mode === 'rw');
       if (conflict) {
         const other = await this.hosts.findById(trx, conflict.host_id);
         throw new StowageError('VOLUME_IN_USE', `volume ${v.name} is granted ${conflict.mode} to host ${other?.name ?? conflict.host_id}; a read-write grant excludes every other host (revoke it, or grant read-only)`, { host: other?.name ?? conflict.host_id, mode: conflict.mode });

@@ -61,6 +61,7 @@ export const CreateVolumeBody = Type.Object({
   fromSnapshot: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'clone this snapshot (name or id), on its backend' })),
   fromVolume: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'clone this volume (name or id): offloaded when its backend can, else copied on the host' })),
   offload: Type.Optional(Type.Boolean({ description: 'false forces a host copy even where the backend could offload' })),
+  multiattach: Type.Optional(Type.Boolean({ description: 'several hosts may attach it read-write at once (placed only on backends with the multiattach capability)' })),
 }, { additionalProperties: false });
 export type CreateVolumeBodyT = Static<typeof CreateVolumeBody>;
 

@@ -74,6 +74,7 @@ export const VolumeSchema = Type.Object({
   backendId: Nullable(Type.String()),
   backendName: Nullable(Type.String()),
   placement: Nullable(PlacementSummarySchema),
+  multiattach: Type.Boolean({ description: 'several hosts may attach it read-write at once' }),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });

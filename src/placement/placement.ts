@@ -197,16 +197,19 @@ export function decide(backends: readonly BackendView[], request: PlacementReque
       winner: winner?.name ?? null,
       pinned: false,
       attempts: [],
-      reason: explain(winner, passed.length, backends.length, rejected, request),
+      reason: explain(winner, passed.length, backends.length, rejected, request, verdicts),
     },
   };
 }
 
-function explain(winner: BackendView | null, passedCount: number, total: number, rejected: Record<string, number>, r: PlacementRequest): string {
+function explain(winner: BackendView | null, passedCount: number, total: number, rejected: Record<string, number>, r: PlacementRequest, verdicts: readonly Verdict[]): string {
   const rej = Object.entries(rejected).map(([f, n]) => `${n} by ${f}`).join(', ');
   const cls = r.className ? `class ${r.className}, ` : '';
   if (!winner) {
-    return total === 0 ? 'no backends are registered' : `no backend can take ${fmtGiB(r.sizeBytes)}: all ${total} were rejected (${rej})`;
+    if (total === 0) return 'no backends are registered';
+    // Say why in words, not just which filter: the first few reasons, one per backend.
+    const examples = verdicts.filter((v) => !v.passed).slice(0, 3).map((v) => `${v.backend} ${v.reason ?? `failed ${v.filter ?? '?'}`}`).join('; ');
+    return `no backend can take ${fmtGiB(r.sizeBytes)}: all ${total} were rejected (${rej}): ${examples}${total > 3 ? '; …' : ''}`;
   }
   const why = r.policy === 'cheapest' ? 'the lowest cost, then the most usable space' : r.policy === 'spread' ? 'the most usable space' : 'the least usable space that still fits';
   return `${winner.name} won among ${passedCount} of ${total} backends that passed every filter${rej ? ` (rejected: ${rej})` : ''}, by ${why} (${cls}policy ${r.policy})`;

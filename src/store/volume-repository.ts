@@ -71,6 +71,7 @@ export function toVolume(r: VolumeRow, backendName: string | null): Volume {
     backendId: r.backend_id,
     backendName,
     placement: readJson<PlacementSummary | null>(r.placement, null),
+    multiattach: r.multiattach === 1,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

@@ -36,6 +36,8 @@ export interface CreateVolumeInput {
   readonly fromVolume?: string;
   /** False forces the host copy even where the backend could offload. Default true. */
   readonly offload?: boolean;
+  /** Several hosts may attach it read-write at once (needs a backend with the multiattach capability). */
+  readonly multiattach?: boolean;
 }
 
 /** Where a clone's data comes from and how it is made; recorded in the create operation. */
@@ -166,7 +168,7 @@ export class VolumeService {
       await this.volumes.insert(trx, {
         id, tenant_id: ctx.tenantId, name: input.name, backend_id: decision.winner.id, state: 'creating', state_reason: null,
         size_bytes: input.sizeBytes, format: input.format ?? 'raw', driver_handle: null, placement: writeJson(summary),
-        created_at: at, updated_at: at, deleted_at: null, class_id: cls?.id ?? null,
+        created_at: at, updated_at: at, deleted_at: null, class_id: cls?.id ?? null, multiattach: input.multiattach === true ? 1 : 0,
       });
       const row = await this.engine.enqueue(trx, {
         kind: 'volume.create', tenantId: ctx.tenantId, targetType: 'volume', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
@@ -360,7 +362,7 @@ export function placementRequest(input: CreateVolumeInput, exclude: readonly str
     kind: cls?.kind ?? 'block',
     requiredTags: union(cls?.requiredTags ?? [], input.requiredTags ?? []),
     forbiddenTags: [...(cls?.forbiddenTags ?? [])],
-    requiredCapabilities: union(cls?.requiredCapabilities ?? [], input.format === 'qcow2' ? ['format.qcow2'] : []),
+    requiredCapabilities: union(cls?.requiredCapabilities ?? [], [...(input.format === 'qcow2' ? ['format.qcow2'] : []), ...(input.multiattach === true ? ['multiattach'] : [])]),
     zone: input.zone ?? cls?.zone ?? null,
     policy: input.policy ?? cls?.policy ?? 'cheapest',
     className: cls?.name ?? null,

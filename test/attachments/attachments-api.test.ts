@@ -160,3 +160,30 @@ describe('attachments, grants, snapshots and fencing (API, dir backend)', () => 
     }
   });
 });
+
+describe('multi-attach volumes', () => {
+  it('are placed only on backends with the multiattach capability, and may be attached read-write to two hosts', async () => {
+    const s = await startInProcessServer({ operationPollMs: 20 });
+    try {
+      const refused = await s.api.request('POST', '/v1/volumes', { body: { name: 'shared', sizeBytes: 4 * 1024 * 1024, multiattach: true } });
+      const e = expectError(refused, 422, 'NO_VALID_BACKEND');
+      expect(e.message).toContain('multiattach');
+      // An operator declares the local backend fit for it (an admin capability override).
+      await s.api.ok('PATCH', '/v1/backends/local', 200, { body: { capabilityOverrides: { add: ['multiattach'], remove: [] } } });
+      const v = await s.api.ok<{ volume: { multiattach: boolean } }>('POST', '/v1/volumes?wait=true', 200, { body: { name: 'shared', sizeBytes: 4 * 1024 * 1024, multiattach: true } });
+      expect(v.volume.multiattach).toBe(true);
+      for (const [host, ip] of [['mh-a', '10.99.201.2'], ['mh-b', '10.99.201.3']] as const) {
+        await s.api.ok('POST', `/v1/agents/${host}/report`, 200, { body: { addresses: [ip], connectors: ['file'], instances: ['vm1'], connected: [] } });
+        const r = await s.api.ok<{ attachment: Att }>('POST', '/v1/volumes/shared/attachments', 202, { body: { host, instance: 'vm1' } });
+        expect(r.attachment.state).toBe('granting');
+      }
+      const grants = await pollUntil('both hosts granted', async () => {
+        const g = await s.api.ok<{ items: { hostName: string; mode: string; state: string }[] }>('GET', '/v1/volumes/shared/grants', 200);
+        return g.items.filter((x) => x.state === 'active').length === 2 ? g.items : undefined;
+      });
+      expect(grants.map((g) => [g.hostName, g.mode]).sort()).toEqual([['mh-a', 'rw'], ['mh-b', 'rw']]);
+    } finally {
+      await s.close();
+    }
+  });
+});

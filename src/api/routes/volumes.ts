@@ -21,7 +21,7 @@ function createInput(b: CreateVolumeBodyT): CreateVolumeInput {
   }
   return {
     name: b.name, sizeBytes: b.sizeBytes ?? 0,
-    ...(b.fromSnapshot ? { fromSnapshot: b.fromSnapshot } : {}), ...(b.fromVolume ? { fromVolume: b.fromVolume } : {}), ...(b.offload !== undefined ? { offload: b.offload } : {}),
+    ...(b.fromSnapshot ? { fromSnapshot: b.fromSnapshot } : {}), ...(b.fromVolume ? { fromVolume: b.fromVolume } : {}), ...(b.offload !== undefined ? { offload: b.offload } : {}), ...(b.multiattach !== undefined ? { multiattach: b.multiattach } : {}),
     ...(b.format ? { format: b.format } : {}), ...(b.backend ? { backend: b.backend } : {}),
     ...(b.requiredTags ? { requiredTags: b.requiredTags } : {}), ...(b.zone ? { zone: b.zone } : {}), ...(b.policy ? { policy: b.policy } : {}), ...(b.class ? { class: b.class } : {}),
   };

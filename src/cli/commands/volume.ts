@@ -25,6 +25,7 @@ interface CreateFlags extends WaitFlags {
   fromSnapshot?: string;
   fromVolume?: string;
   offload: boolean;
+  multiattach?: boolean;
   backend?: string;
   format?: VolumeFormat;
   tag?: string[];
@@ -61,6 +62,7 @@ export function volumeFields(v: Volume): string {
     ['State', v.stateReason ? `${v.state} (${v.stateReason})` : v.state],
     ['Size', sizeExact(v.sizeBytes)],
     ['Format', v.format],
+    ['Multi-attach', v.multiattach ? 'yes: several hosts may attach it read-write' : 'no'],
     ['Backend', v.backendName ? `${v.backendName} (${v.backendId ?? '?'})` : '-'],
     ['Created', formatTime(v.createdAt)],
     ['Updated', formatTime(v.updatedAt)],
@@ -104,6 +106,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--from-snapshot <snapshot>', 'clone this snapshot (name or id)')
     .option('--from-volume <volume>', 'clone this volume (name or id)')
     .option('--no-offload', 'copy a clone on the host (qemu-img convert) even where the backend could offload it')
+    .option('--multiattach', 'several hosts may attach it read-write at once (placed on backends with the multiattach capability)')
     .option('--backend <backend>', 'pin to this backend (name or id) instead of letting placement choose')
     .addOption(new Option('--format <format>', 'image format').choices(VOLUME_FORMATS))
     .option('--tag <tag>', 'require backends with this tag (repeatable)', collect)
@@ -135,7 +138,7 @@ by the backend or on the host; the output says which path it took ("Clone path:"
       const client = ctx.client(cmd);
       const body: CreateVolumeBodyT = {
         name, ...(o.size !== undefined ? { sizeBytes: o.size } : {}),
-        ...(o.fromSnapshot ? { fromSnapshot: o.fromSnapshot } : {}), ...(o.fromVolume ? { fromVolume: o.fromVolume } : {}), ...(o.offload ? {} : { offload: false }),
+        ...(o.fromSnapshot ? { fromSnapshot: o.fromSnapshot } : {}), ...(o.fromVolume ? { fromVolume: o.fromVolume } : {}), ...(o.offload ? {} : { offload: false }), ...(o.multiattach ? { multiattach: true } : {}),
         ...(o.format ? { format: o.format } : {}), ...(o.backend ? { backend: o.backend } : {}),
         ...(o.tag ? { requiredTags: [...new Set(o.tag)] } : {}), ...(o.zone ? { zone: o.zone } : {}), ...(o.policy ? { policy: o.policy } : {}),
         ...(o.class ? { class: o.class } : {}),
