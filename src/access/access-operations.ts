@@ -12,6 +12,7 @@ import type { GrantRow, HostRow, VolumeRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
+import { grantRequestOf } from './grant-secrets.js';
 
 /** What the grant handlers need. */
 export interface AccessOperationDeps {
@@ -43,10 +44,7 @@ async function load(deps: AccessOperationDeps, grantId: string): Promise<GrantPa
 export async function applyGrant(deps: AccessOperationDeps, p: GrantParts, signal: AbortSignal): Promise<ConnectionInfoModel> {
   const mode = p.grant.mode as AccessMode;
   if (p.driver.grantAccess) {
-    const secret = p.grant.chap_secret_sealed ? deps.secrets.decrypt(p.grant.chap_secret_sealed) : null;
-    const info = await p.driver.grantAccess(p.handle, {
-      host: hostIdentity(p.host), mode, ...(p.grant.chap_user && secret ? { chap: { user: p.grant.chap_user, secret } } : {}),
-    }, signal);
+    const info = await p.driver.grantAccess(p.handle, grantRequestOf(p.grant, p.host, deps.secrets), signal);
     // The secret stays sealed in the grant row; what we keep in clear must not carry it.
     return Object.fromEntries(Object.entries(info).filter(([k]) => k !== 'chapSecret')) as ConnectionInfoModel;
   }

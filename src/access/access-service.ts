@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
 import { StowageError } from '../core/errors.js';
-import { newId } from '../core/ids.js';
 import type { ConnectionInfoModel, Grant, Operation } from '../core/models.js';
 import type { AccessMode } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
@@ -8,12 +6,12 @@ import { GrantRepository, HostRepository, toGrant } from '../store/access-reposi
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
-import type { GrantRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { SecretBox } from '../system/secret-box.js';
 import type { HostService } from '../hosts/host-service.js';
 import type { RequestContext } from '../volumes/volume-service.js';
 import type { VolumeService } from '../volumes/volume-service.js';
+import { newGrantRow, withChapSecret } from './grant-secrets.js';
 
 /**
  * The rules of access: which hosts may reach a volume on its backend. A grant is a durable
@@ -61,12 +59,7 @@ export class AccessService {
         const other = await this.hosts.findById(trx, conflict.host_id);
         throw new StowageError('VOLUME_IN_USE', `volume ${v.name} is granted ${conflict.mode} to host ${other?.name ?? conflict.host_id}; a read-write grant excludes every other host (revoke it, or grant read-only)`, { host: other?.name ?? conflict.host_id, mode: conflict.mode });
       }
-      const at = nowIso();
-      const chapUser = `stw-${host.name}`.slice(0, 60);
-      const row: GrantRow = {
-        id: newId('grant'), tenant_id: ctx.tenantId, volume_id: v.id, host_id: host.id, mode, state: 'granting', state_reason: null,
-        chap_user: chapUser, chap_secret_sealed: this.secrets.encrypt(randomBytes(18).toString('base64url')), connection: null, created_at: at, updated_at: at,
-      };
+      const row = newGrantRow({ tenantId: ctx.tenantId, volumeId: v.id, host, mode }, this.secrets);
       await this.grants.insert(trx, row);
       const op = await this.engine.enqueue(trx, {
         kind: 'grant.create', tenantId: ctx.tenantId, targetType: 'grant', targetId: row.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
@@ -129,13 +122,7 @@ export class AccessService {
       tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: vol.id, resourceName: vol.name, action: 'connection-read',
       from: null, to: null, message: `connection info for host ${host.name} read`, details: { host: host.name },
     });
-    return this.withSecret(g, info);
-  }
-
-  /** Adds the decrypted CHAP secret to connection info (only for answers to the grantee/admin). */
-  withSecret(g: GrantRow, info: ConnectionInfoModel): ConnectionInfoModel {
-    if (!info.chapUser || !g.chap_secret_sealed) return info;
-    return { ...info, chapSecret: this.secrets.decrypt(g.chap_secret_sealed) };
+    return withChapSecret(g, info, this.secrets);
   }
 
   /** Inside a transaction pass its executor: a query on the store's own handle would wait for the transaction's connection forever (SQLite). */

@@ -16,6 +16,7 @@ import { VolumeRepository } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import type { RequestContext, VolumeService } from '../volumes/volume-service.js';
 import { hostIsUp, type AttachTimings } from './attachment-steps.js';
+import { withChapSecret } from '../access/grant-secrets.js';
 
 /** Options of one attach request. */
 export interface AttachRequest {
@@ -217,7 +218,7 @@ export class AttachmentService {
       if (g?.state !== 'active') continue;
       const info = readJson<ConnectionInfoModel | null>(g.connection, null);
       if (!info) continue;
-      const connection = info.chapUser && g.chap_secret_sealed ? { ...info, chapSecret: this.secrets.decrypt(g.chap_secret_sealed) } : info;
+      const connection = withChapSecret(g, info, this.secrets);
       out.push({ attachmentId: a.id, volumeId: a.volume_id, instance: a.instance, mode: a.mode as AccessMode, connection });
     }
     return out;

@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
 import { StowageError } from '../core/errors.js';
-import { newId } from '../core/ids.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import { applyGrant } from '../access/access-operations.js';
 import { hostIdentity } from '../hosts/host-service.js';
@@ -13,6 +11,8 @@ import type { AttachmentRow, GrantRow, HostRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
+import { newGrantRow } from '../access/grant-secrets.js';
+import type { AccessMode } from '../drivers/sdk/types.js';
 
 /** Timing of the host side, all in milliseconds. */
 export interface AttachTimings {
@@ -85,11 +85,7 @@ export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, signal: Ab
     throw new StowageError('INVALID_STATE', `the grant of host ${host.name} is ${g.state}; wait for it to settle`, { state: g.state });
   }
   if (!g) {
-    const at = nowIso();
-    g = {
-      id: newId('grant'), tenant_id: a.tenant_id, volume_id: a.volume_id, host_id: a.host_id, mode: a.mode, state: 'granting', state_reason: null,
-      chap_user: `stw-${host.name}`.slice(0, 60), chap_secret_sealed: deps.secrets.encrypt(randomBytes(18).toString('base64url')), connection: null, created_at: at, updated_at: at,
-    };
+    g = newGrantRow({ tenantId: a.tenant_id, volumeId: a.volume_id, host, mode: a.mode as AccessMode }, deps.secrets);
     await grants.insert(deps.store.db, g);
   }
   const parts = await driverParts(deps, a.volume_id);

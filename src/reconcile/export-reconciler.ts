@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { DriverCache } from '../backends/driver-cache.js';
 import { StowageError } from '../core/errors.js';
-import type { AccessMode, DriverHandle, GrantRequest, ReconcileReport } from '../drivers/sdk/types.js';
+import type { DriverHandle, GrantRequest, ReconcileReport } from '../drivers/sdk/types.js';
 import { hostIdentity } from '../hosts/host-service.js';
 import { GrantRepository, HostRepository } from '../store/access-repository.js';
 import { BackendRepository } from '../store/backend-repository.js';
@@ -11,6 +11,7 @@ import type { BackendRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
+import { grantRequestOf } from '../access/grant-secrets.js';
 
 /** Volume states whose exports must exist on the backend. */
 const EXPORTED_STATES = ['available', 'resizing'] as const;
@@ -53,9 +54,7 @@ export class ExportReconciler {
           if (!handle) return [];
           const gs: GrantRequest[] = grantRows.filter((g) => g.volume_id === v.id).flatMap((g) => {
             const h = hostRows.get(g.host_id);
-            if (!h) return [];
-            const secret = g.chap_secret_sealed ? this.secrets.decrypt(g.chap_secret_sealed) : null;
-            return [{ host: hostIdentity(h), mode: g.mode as AccessMode, ...(g.chap_user && secret ? { chap: { user: g.chap_user, secret } } : {}) }];
+            return h ? [grantRequestOf(g, h, this.secrets)] : [];
           });
           return [{ handle, grants: gs }];
         });
@@ -82,10 +81,7 @@ export class ExportReconciler {
           const v = vols.find((x) => x.id === g.volume_id);
           const h = hostRows.get(g.host_id) ?? await this.hosts.findById(this.store.db, g.host_id);
           const handle = v ? volumeHandle(v) : null;
-          const secret = g.chap_secret_sealed ? this.secrets.decrypt(g.chap_secret_sealed) : null;
-          if (h && handle) {
-            await driver.grantAccess?.(handle, { host: hostIdentity(h), mode: g.mode as AccessMode, ...(g.chap_user && secret ? { chap: { user: g.chap_user, secret } } : {}) }, AbortSignal.timeout(60_000));
-          }
+          if (h && handle) await driver.grantAccess?.(handle, grantRequestOf(g, h, this.secrets), AbortSignal.timeout(60_000));
         }
         const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id']).where('state', '=', 'error')
           .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['']).execute();

@@ -5,8 +5,7 @@ import { assertValidName } from '../core/names.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { GrantRepository, SnapshotRepository, toSnapshot } from '../store/access-repository.js';
-import { BackendRepository, effectiveCapabilities, type CapabilityOverrides } from '../store/backend-repository.js';
-import { readJson } from '../store/json.js';
+import { BackendRepository, backendCapabilities } from '../store/backend-repository.js';
 import { claimOnBackend } from '../volumes/placement-view.js';
 import { EventRepository } from '../store/event-repository.js';
 import { isUniqueViolation, nowIso } from '../store/json.js';
@@ -54,7 +53,7 @@ export class SnapshotService {
     const vol = await this.volumes.resolve(volumeRef, ctx.tenantId);
     const backend = vol.backend_id ? await this.backends.findById(this.store.db, vol.backend_id) : undefined;
     if (!backend) throw new StowageError('INVALID_STATE', `volume ${vol.name} has no backend`, {});
-    const caps = effectiveCapabilities(readJson<string[]>(backend.capabilities_reported, []), readJson<CapabilityOverrides>(backend.capabilities_overrides, { add: [], remove: [] }));
+    const caps = backendCapabilities(backend);
     // A backend that cannot offload snapshots copies the data: that space is claimed like a volume's.
     const consumesSpace = !caps.includes('snapshot.offload');
     if (!this.drivers.get(backend).createSnapshot) {

@@ -116,6 +116,11 @@ export function effectiveCapabilities(reported: readonly string[], overrides: Ca
   return [...set].sort();
 }
 
+/** Effective capabilities of a backend row (reported by its probe, plus the admin's overrides). */
+export function backendCapabilities(r: Pick<BackendRow, 'capabilities_reported' | 'capabilities_overrides'>): string[] {
+  return effectiveCapabilities(readJson<string[]>(r.capabilities_reported, []), readJson<CapabilityOverrides>(r.capabilities_overrides, { add: [], remove: [] }));
+}
+
 /** Maps a row plus its usage to the API model. */
 export function toBackend(r: BackendRow, usage: BackendUsage | undefined): Backend {
   const overrides = readJson<CapabilityOverrides>(r.capabilities_overrides, { add: [], remove: [] });

@@ -3,7 +3,7 @@ import { StowageError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { usableBytes } from '../placement/capacity.js';
 import type { BackendView } from '../placement/placement.js';
-import { BackendRepository, effectiveCapabilities, type CapabilityOverrides } from '../store/backend-repository.js';
+import { BackendRepository, backendCapabilities } from '../store/backend-repository.js';
 import { ClaimRepository, type NewClaim } from '../store/claim-repository.js';
 import { readJson } from '../store/json.js';
 import type { ClaimRow } from '../store/schema.js';
@@ -33,7 +33,7 @@ export async function loadBackendViews(db: Executor, repo = new BackendRepositor
       kind: r.kind,
       zone: r.zone,
       tags: readJson<string[]>(r.tags, []),
-      capabilities: effectiveCapabilities(readJson<string[]>(r.capabilities_reported, []), readJson<CapabilityOverrides>(r.capabilities_overrides, { add: [], remove: [] })),
+      capabilities: backendCapabilities(r),
       cost: r.cost,
       totalBytes: Number(r.total_bytes),
       freeBytes: Number(r.free_bytes),

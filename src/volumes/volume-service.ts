@@ -7,7 +7,7 @@ import type { VolumeFormat, VolumeState } from '../core/states.js';
 import { ClassService, type ClassConstraints } from '../classes/class-service.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { decide, type PlacementDecision, type PlacementPolicy, type PlacementRequest } from '../placement/placement.js';
-import { BackendRepository } from '../store/backend-repository.js';
+import { BackendRepository, backendCapabilities } from '../store/backend-repository.js';
 import { GrantRepository, SnapshotRepository } from '../store/access-repository.js';
 import { ClaimRepository } from '../store/claim-repository.js';
 import { EventRepository } from '../store/event-repository.js';
@@ -283,8 +283,10 @@ export class VolumeService {
     return null;
   }
 
+  /** One backend's capabilities (without loading the whole fleet's usage as placement does). */
   private async capabilitiesOf(backendId: string): Promise<string[]> {
-    return (await loadBackendViews(this.store.db, this.backends)).find((b) => b.id === backendId)?.capabilities.slice() ?? [];
+    const b = await this.backends.findById(this.store.db, backendId);
+    return b ? backendCapabilities(b) : [];
   }
 
   /** Maps a row to the API model with its backend's name. */
