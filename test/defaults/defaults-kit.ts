@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../src/config/config.js';
+import type { TgtTarget } from '../../src/drivers/tgt/tgtadm-show.js';
 import { ApiClient, REPO_ROOT, pollUntil, readToken } from '../helpers/server.js';
 import type { LabHost } from '../lab/lab.js';
 
@@ -166,4 +167,15 @@ export function startDefaultAgent(o: { host: LabHost; apiUrl: string; token: str
 export async function timeUntil<T>(what: string, since: number, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 250): Promise<{ value: T; ms: number }> {
   const value = await pollUntil(what, probe, timeoutMs, intervalMs);
   return { value, ms: Date.now() - since };
+}
+
+/** The export of target `iqn` as a host depends on it: ACL, CHAP accounts and LUN 1. */
+export function exportOf(targets: readonly TgtTarget[], iqn: string): unknown {
+  const t = targets.find((x) => x.iqn === iqn);
+  const lun = t?.luns.find((l) => l.lun === 1);
+  return {
+    acl: [...(t?.aclAddresses ?? [])].sort(),
+    accounts: [...(t?.accounts ?? [])].sort(),
+    lun: lun ? { backingPath: lun.backingPath, readonly: lun.readonly } : null,
+  };
 }

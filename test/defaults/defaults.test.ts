@@ -2,6 +2,7 @@ import { describe } from 'vitest';
 import { backendProbeScenario } from './backend-probe.js';
 import { hostDownScenario } from './host-down.js';
 import { replicaLeaseScenario } from './replica-lease.js';
+import { tgtdDownScenario } from './tgtd-down.js';
 import { tgtdRestartScenario } from './tgtd-restart.js';
 
 // The tier on the shipped timings: each scenario mostly waits for a default interval, so they run
@@ -11,5 +12,6 @@ describe.concurrent('on the shipped defaults', () => {
   tgtdRestartScenario();
   hostDownScenario();
   backendProbeScenario();
+  tgtdDownScenario();
   replicaLeaseScenario();
 });

@@ -1,24 +1,12 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TgtTarget } from '../../src/drivers/tgt/tgtadm-show.js';
 import { ensureBuilt, makeTempDir, removeTempDir } from '../helpers/server.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import {
   MiB, createVolume, ensureDir, grant, listAll, readCapacity, readsPattern, registerBackend, showAccounts, showTargets, tgtUri, writeAndVerify,
   type Connection, type EventView,
 } from '../e2e-iscsi/e2e-kit.js';
-import { SHIPPED, report, startDefaultServer, timeUntil, type DefaultServer } from './defaults-kit.js';
-
-/** The export of target `iqn` as a host depends on it: ACL, CHAP accounts and LUN 1. */
-function exportOf(targets: readonly TgtTarget[], iqn: string): unknown {
-  const t = targets.find((x) => x.iqn === iqn);
-  const lun = t?.luns.find((l) => l.lun === 1);
-  return {
-    acl: [...(t?.aclAddresses ?? [])].sort(),
-    accounts: [...(t?.accounts ?? [])].sort(),
-    lun: lun ? { backingPath: lun.backingPath, readonly: lun.readonly } : null,
-  };
-}
+import { SHIPPED, exportOf, report, startDefaultServer, timeUntil, type DefaultServer } from './defaults-kit.js';
 
 /**
  * The twin at the shipped reconcile interval of `test/e2e-iscsi/tgtd-restart.test.ts` (which runs
