@@ -9,6 +9,7 @@ import { OperationEngine, type EngineOptions } from './engine.js';
 import { Failpoints } from './failpoints.js';
 import type { OperationHandler } from './handler.js';
 
+// Unit timings so lease expiry and retries happen in milliseconds; the engine on the shipped lease and poll: test/defaults/replica-lease.ts.
 const FAST: EngineOptions = { leaseMs: 500, pollMs: 20, concurrency: 2, stepAttempts: 3, retryBaseMs: 1 };
 const logger = pino({ level: 'silent' });
 

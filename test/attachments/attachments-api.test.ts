@@ -30,6 +30,7 @@ describe('attachments, grants, snapshots and fencing (API, dir backend)', () => 
   }
 
   beforeAll(async () => {
+    // Down after 1.5 s, short connect/disconnect waits and a 20 ms poll so the down/timeout paths show in seconds; host down on the shipped timings: test/defaults/host-down.ts.
     s = await startInProcessServer({ hostDownAfterMs: 1500, disconnectTimeoutMs: 3000, connectTimeoutMs: 20_000, operationPollMs: 20 });
     api = s.api;
     await api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'data1', sizeBytes: 8 * 1024 * 1024 } });
@@ -145,6 +146,7 @@ describe('attachments, grants, snapshots and fencing (API, dir backend)', () => 
   });
 
   it('an attach with no agent answering times out into error and leaves no grant behind', async () => {
+    // Connect timeout 500 ms so the no-agent timeout is reached in the test (the 120 s default has no defaults-tier twin yet).
     const quick = await startInProcessServer({ connectTimeoutMs: 500, operationPollMs: 20 });
     try {
       await quick.api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'lonely', sizeBytes: 4 * 1024 * 1024 } });
@@ -163,6 +165,7 @@ describe('attachments, grants, snapshots and fencing (API, dir backend)', () => 
 
 describe('multi-attach volumes', () => {
   it('are placed only on backends with the multiattach capability, and may be attached read-write to two hosts', async () => {
+    // Poll 20 ms so the operations here start at once; operations on the shipped poll: test/defaults/replica-lease.ts.
     const s = await startInProcessServer({ operationPollMs: 20 });
     try {
       const refused = await s.api.request('POST', '/v1/volumes', { body: { name: 'shared', sizeBytes: 4 * 1024 * 1024, multiattach: true } });

@@ -66,6 +66,7 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
   const run = (args: readonly string[]): Promise<CliResult> => s.run(args);
 
   beforeAll(async () => {
+    // Down after 1.5 s, short connect/disconnect waits and a 20 ms poll so the CLI's down/timeout paths show in seconds; host down on the shipped timings: test/defaults/host-down.ts.
     s = await CliSession.start({ hostDownAfterMs: 1500, disconnectTimeoutMs: 3000, connectTimeoutMs: 20_000, operationPollMs: 20 });
     live.set('hv-a', '10.99.201.2');
     live.set('hv-b', '10.99.201.3');
@@ -351,6 +352,7 @@ describe('stowage volume grant on a tgt (iSCSI) backend: what it prints is enoug
   beforeAll(async () => {
     lab = await startLab({ hosts: 2, tgtd: true, btrfs: false, xfs: true });
     [h1, h2] = [lab.host('h1'), lab.host('h2')];
+    // Poll 20 ms and reconcile 1 s so CLI grants settle quickly; the reconciler on its shipped interval: test/defaults/tgtd-restart.ts.
     s = await CliSession.start({ operationPollMs: 20, reconcileIntervalMs: 1000 });
     const luns = join(lab.runDir, 'cli-luns');
     mkdirSync(luns, { recursive: true });

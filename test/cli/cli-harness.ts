@@ -118,6 +118,7 @@ export class CliSession {
     const dir = mkdtempSync(join(tmpdir(), `stowage-cli-${process.pid}-`));
     const dataDir = join(dir, 'data');
     const server = await startServer(loadConfig(undefined, {}, {
+      // Probes slowed to a minute so CLI output shows only the states a test set; the probe on its shipped interval: test/defaults/backend-probe.ts.
       dataDir, port: 0, cliConfigPath: join(dir, 'server-cli.json'), logLevel: 'silent', probeIntervalMs: 60_000, ...overrides,
     }));
     const { token } = JSON.parse(readFileSync(join(dir, 'server-cli.json'), 'utf8')) as { token: string };

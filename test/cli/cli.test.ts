@@ -277,6 +277,7 @@ describe('stowage CLI against a real server', () => {
     const config = join(dir, 'cli.json');
     const server = s.start(['serve'], {
       STOWAGE_DATA_DIR: join(dir, 'data'), STOWAGE_PORT: String(await closedPort()), STOWAGE_CLI_CONFIG: config,
+      // Probes slowed to a minute so no probe changes a state mid-test; the probe on its shipped interval: test/defaults/backend-probe.ts.
       STOWAGE_LOG_LEVEL: 'silent', STOWAGE_PROBE_INTERVAL_MS: '60000',
     });
     try {

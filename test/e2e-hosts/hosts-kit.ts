@@ -94,6 +94,7 @@ export interface ControlPlaneOptions {
 
 /** The server timings the host tests use: fast heartbeats, a host is down after 3 s of silence. */
 export const HOST_TEST_ENV: Readonly<Record<string, string>> = {
+  // Beats every 500 ms and down after 3 s so down/fence/evacuate tests run in seconds, not minutes; twin on the shipped timings: test/defaults/host-down.ts.
   STOWAGE_AGENT_HEARTBEAT_MS: '500',
   STOWAGE_HOST_DOWN_AFTER_MS: '3000',
   STOWAGE_CONNECT_TIMEOUT_MS: '60000',
@@ -116,6 +117,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     STOWAGE_CLI_CONFIG: join(o.dataDir, 'cli.json'),
     STOWAGE_LOG_LEVEL: 'warn',
     STOWAGE_DEFAULT_BACKEND: 'false',
+    // Lease 1 s, poll 50 ms, reconcile 1 s, retry 50 ms so crash and re-export cases heal in seconds; twins on the shipped timings: test/defaults/replica-lease.ts, test/defaults/tgtd-restart.ts.
     STOWAGE_OPERATION_LEASE_MS: '1000',
     STOWAGE_OPERATION_POLL_MS: '50',
     STOWAGE_PROBE_INTERVAL_MS: '600000',
@@ -178,6 +180,7 @@ export function startAgent(o: { host: LabHost; apiUrl: string; token: string; vm
   mkdirSync(o.logDir, { recursive: true });
   const logPath = join(o.logDir, `agent-${o.host.name}.log`);
   const fd = openSync(logPath, 'a');
+  // --heartbeat 500 so the host is up at once before the server's HOST_TEST_ENV interval takes over; the agent on its own defaults: test/defaults/host-down.ts.
   const args = ['netns', 'exec', o.host.netns, process.execPath, join(REPO_ROOT, 'bin', 'stowage.js'), 'agent',
     '--api', o.apiUrl, '--host', o.host.name, '--vm-dir', o.vmDir, '--address', o.host.address, '--initiator-name', o.host.initiatorName,
     '--heartbeat', '500', '--log-level', 'debug'];

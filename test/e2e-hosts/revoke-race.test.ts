@@ -28,6 +28,7 @@ describe('detach racing the export reconciler', () => {
     lab = await startLab({ hosts: 1, tgtd: true, btrfs: true, xfs: false });
     h1 = lab.host('h1');
     dir = makeTempDir('stw-e2e-race-');
+    // A pass every 100 ms so one lands inside some detach of the 20; the reconciler on its shipped interval: test/defaults/tgtd-restart.ts.
     cp = await startControlPlane({ lab, dataDir: join(dir, 'server'), env: { STOWAGE_RECONCILE_INTERVAL_MS: '100' } });
     await registerTgtBackend(cp.api, lab, 'san');
     disk = await createVolume(cp.api, 'disk1', 16 * MiB, 'san');

@@ -110,6 +110,7 @@ export async function startE2eServer(overrides: Partial<Config> = {}): Promise<E
   const dataDir = makeTempDir('stowage-e2e-iscsi-');
   const cliConfigPath = join(dataDir, 'cli.json');
   const logFile = join(dataDir, 'server.log');
+  // Reconcile 1 s, poll 20 ms, retry 50 ms so a test's grant/revoke/heal settles in a second (probes and host-down kept out of the way); twins on the shipped timings: test/defaults/tgtd-restart.ts, test/defaults/backend-probe.ts.
   const config = loadConfig(undefined, {}, {
     dataDir, port: 0, cliConfigPath, logLevel: 'debug', probeIntervalMs: 60_000, reconcileIntervalMs: 1000,
     defaultBackend: false, operationPollMs: 20, retryBaseMs: 50, hostDownAfterMs: 3_600_000, ...overrides,

@@ -29,6 +29,7 @@ describe('kill -9 during grant and revoke: the restarted server converges, and t
     const srv = await spawnServer({
       dataDir,
       ...(failpoints !== undefined ? { failpoints } : {}),
+      // Reconcile every second so a half-done grant is repaired within the test; twins on the shipped timings: test/defaults/tgtd-restart.ts, test/defaults/replica-lease.ts.
       env: { STOWAGE_DEFAULT_BACKEND: 'false', STOWAGE_RECONCILE_INTERVAL_MS: '1000' },
     });
     return { srv, api: clientFor(srv) };

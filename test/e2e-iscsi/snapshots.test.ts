@@ -22,6 +22,7 @@ describe('snapshots, revert and clones over iSCSI on tgt backends', () => {
   beforeAll(async () => {
     lab = await startLab({ hosts: 3, tgtd: true, btrfs: true, xfs: true });
     [h1, h2] = [lab.host('h1'), lab.host('h2')];
+    // Reconcile every second so exports of clones settle quickly; the reconciler on its shipped interval: test/defaults/tgtd-restart.ts.
     s = await startE2eServer({ reconcileIntervalMs: 1000 });
     await registerLabHosts(s.api, lab);
     await registerBackend(s.api, 'san-btrfs', tgtUri(lab, `btrfs://${lab.btrfsDir}/pool`));

@@ -43,6 +43,7 @@ describe('tgtd restart: the reconciler restores every export with no manual acti
   beforeAll(async () => {
     lab = await startLab({ hosts: 3, tgtd: true, btrfs: true, xfs: true });
     [h1, h2, h3] = [lab.host('h1'), lab.host('h2'), lab.host('h3')];
+    // Reconcile every second so the heal and the later "stays revoked" passes fit in seconds; twin on the shipped interval: test/defaults/tgtd-restart.ts.
     s = await startE2eServer({ reconcileIntervalMs: 1000 });
     await registerLabHosts(s.api, lab);
     await registerBackend(s.api, 'san-btrfs', tgtUri(lab, `btrfs://${lab.btrfsDir}/pool`));

@@ -96,6 +96,7 @@ export interface InProcessServer {
 export async function startInProcessServer(overrides: Partial<Config> = {}): Promise<InProcessServer> {
   const dataDir = makeTempDir('stowage-api-');
   const cliConfigPath = join(dataDir, 'cli.json');
+  // Probes slowed to a minute so API tests see only the states they set; the probe on its shipped interval: test/defaults/backend-probe.ts.
   const config = loadConfig(undefined, {}, { dataDir, port: 0, cliConfigPath, logLevel: 'silent', probeIntervalMs: 60_000, ...overrides });
   const server = await startServer(config);
   const token = readToken(cliConfigPath);
@@ -201,6 +202,7 @@ function launch(opts: SpawnOptions, port: number): SpawnedServer {
     STOWAGE_PORT: String(port),
     STOWAGE_CLI_CONFIG: cliConfigPathOf(opts.dataDir),
     STOWAGE_LOG_LEVEL: 'warn',
+    // Lease 1 s, poll 100 ms, retry 50 ms so every kill -9 case resumes in about a second (probes kept out of the way); twin on the shipped timings: test/defaults/replica-lease.ts.
     STOWAGE_OPERATION_LEASE_MS: '1000',
     STOWAGE_OPERATION_POLL_MS: '100',
     STOWAGE_PROBE_INTERVAL_MS: '600000',
