@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, sta
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, pollUntil, REPO_ROOT } from '../helpers/server.js';
+import { ensureBuilt, listensOn, pollUntil, REPO_ROOT } from '../helpers/server.js';
 import { CliSession } from './cli-harness.js';
 
 /**
@@ -123,7 +123,8 @@ describe('`npm start` on its own defaults', () => {
       await pollUntil('the default server on 127.0.0.1:8750', async () => {
         if (child.exitCode !== null) throw new Error(`stowage serve exited:\n${out}`);
         const r = await fetch('http://127.0.0.1:8750/healthz', { signal: AbortSignal.timeout(2000) });
-        return r.ok ? true : undefined;
+        // Only this child's answer counts (not some other server a developer left on 8750).
+        return r.ok && child.pid !== undefined && listensOn(child.pid, '8750') ? true : undefined;
       }, 60_000, 100);
       const cfgPath = join(home, '.config', 'stowage', 'config.json');
       await pollUntil('the CLI config', () => Promise.resolve(existsSync(cfgPath) ? true : undefined), 10_000);
