@@ -1,12 +1,12 @@
-import { existsSync, readFileSync, rmSync, truncateSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, makeTempDir, pollUntil, sleep } from '../helpers/server.js';
+import { ensureBuilt, makeTempDir, pollUntil } from '../helpers/server.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import type { Connection } from '../e2e-iscsi/e2e-kit.js';
 import {
   MiB, aclAddresses, agentConnection, allAttachments, createVolume, hasDisk, holdsPattern, liveGrants, readCapacityAs, registerTgtBackend,
-  sessionAddresses, startAgent, startControlPlane, startHostVm, stwNodes, vmReadBack, vmWrite, waitHostsUp,
+  sessionAddresses, startAgent, startControlPlane, startHostVm, stwNodes, tcpActiveOpens, vmReadBack, vmWrite, waitHostsUp,
   type AgentProcess, type AttachmentView, type ControlPlane, type HostVm, type OperationView,
 } from './hosts-kit.js';
 
@@ -29,6 +29,8 @@ describe('fencing and failover against real QEMU VMs, agents and tgtd', () => {
   let loginA: Connection;
 
   const vmDir = (h: LabHost): string => join(dir, `${h.name}-vms`);
+  /** When the control plane last heard from a host's agent (its last report). */
+  const lastHeard = async (c: ControlPlane, host: string): Promise<string | null> => (await c.api.ok<{ agentHeartbeatAt: string | null }>('GET', `/v1/hosts/${host}`, 200)).agentHeartbeatAt;
 
   beforeAll(async () => {
     await ensureBuilt();
@@ -87,7 +89,7 @@ describe('fencing and failover against real QEMU VMs, agents and tgtd', () => {
     expect(await hasDisk(vmA, disk1)).toBe(true);
   });
 
-  it('fences h1: its grant is revoked, its session dropped, its re-login refused, and its QEMU cannot read the LUN any more', async () => {
+  it('fences h1: its grant is revoked, its session dropped, its QEMU\'s re-logins and its credentials refused', async () => {
     const op = await cp.api.ok<OperationView>('POST', '/v1/hosts/h1/fence?wait=true', 200);
     expect(op.state).toBe('succeeded');
     expect((await cp.api.ok<{ state: string }>('GET', '/v1/hosts/h1', 200)).state).toBe('fenced');
@@ -102,35 +104,29 @@ describe('fencing and failover against real QEMU VMs, agents and tgtd', () => {
     expect(refused.exitCode).not.toBe(0);
     expect(refused.stdout + refused.stderr).toMatch(/Target not found|Login Failed/i);
 
-    // h1's QEMU tries to read the whole disk (a block job, never HMP qemu-io: that would block the
-    // monitor): the read never completes successfully and no session from h1 comes back.
-    const scratch = join(dir, 'scratch');
-    mkdirSync(scratch, { recursive: true });
-    const file = join(scratch, 'fenced-read.raw');
-    writeFileSync(file, '');
-    truncateSync(file, 32 * MiB);
-    await vmA.monitor.client.execute('blockdev-add', { driver: 'raw', 'node-name': 'test-fenced-rb', file: { driver: 'file', filename: file } });
-    const completed = vmA.monitor.client.eventWaiter('BLOCK_JOB_COMPLETED', (e) => e.data.device === 'test-fenced-job');
-    try {
-      await vmA.monitor.client.execute('blockdev-backup', { 'job-id': 'test-fenced-job', device: `stw-${disk1}`, target: 'test-fenced-rb', sync: 'full' });
-      let outcome: 'stalled' | 'failed' | 'completed' = 'stalled';
-      const deadline = Date.now() + 8000;
-      while (Date.now() < deadline && outcome === 'stalled') {
-        expect(await sessionAddresses(lab, disk1)).toEqual([]);
-        try {
-          const e = await completed.wait(500);
-          outcome = typeof e.data.error === 'string' ? 'failed' : 'completed';
-        } catch {
-          // still running (stalled on the lost session)
-        }
-      }
-      expect(outcome).not.toBe('completed');
-    } finally {
-      completed.dispose();
-    }
-    expect(existsSync(file) && holdsPattern(readFileSync(file), 0xd4, 0, 512 * 1024)).toBe(false);
+    // h1's QEMU lost its session and its initiator keeps trying to log in again (each try opens a
+    // TCP connection from h1's namespace). Once it has tried twice, every try was refused: no
+    // session from h1 ever shows up on tgtd. (No read is left in flight: stuck iSCSI I/O would
+    // wedge QEMU's monitor, and the last test needs it to watch h1's agent.)
+    const sessionsSeen: string[][] = [];
+    const opensAfterFence = await tcpActiveOpens(lab, h1);
+    await pollUntil('h1\'s QEMU to try to log in again twice', async () => {
+      const s = await sessionAddresses(lab, disk1);
+      if (s.length > 0) sessionsSeen.push(s);
+      return (await tcpActiveOpens(lab, h1)) >= opensAfterFence + 2 ? true : undefined;
+    }, 120_000, 200);
+    expect(sessionsSeen).toEqual([]);
+    // And QEMU cannot open the LUN anew with the very login its agent gave it (the agent's secret object).
+    const qmp = vmA.monitor.client;
+    const reopen = await qmp.execute('blockdev-add', {
+      driver: 'iscsi', 'node-name': 'test-fenced-login', transport: 'tcp', portal: loginA.portal, target: loginA.iqn, lun: loginA.lun,
+      'initiator-name': h1.initiatorName, user: loginA.chapUser, 'password-secret': `stw-${disk1}-sec`,
+    }).then(() => 'opened', (err: unknown) => String(err));
+    expect(reopen).not.toBe('opened');
+    expect(reopen).toMatch(/login|Failed|connect/i);
     expect(await aclAddresses(lab, disk1)).toEqual([]);
     expect(await sessionAddresses(lab, disk1)).toEqual([]);
+    expect(await hasDisk(vmA, disk1)).toBe(true);
   });
 
   it('evacuates h1 to h2: h2\'s vm1 gets the disk and reads exactly what h1\'s VM wrote', async () => {
@@ -151,17 +147,37 @@ describe('fencing and failover against real QEMU VMs, agents and tgtd', () => {
     expect((await readCapacityAs(lab, h1, loginA)).exitCode).not.toBe(0);
   });
 
-  it('a fenced host\'s restarted agent is told to want nothing; attaching to a fenced host is refused', async () => {
-    const again = startAgent({ host: h1, apiUrl: cp.url, token: cp.token, vmDir: vmDir(h1), logDir: dir });
-    agents.push(again);
-    const answer = await cp.api.ok<{ hostState: string; desired: unknown[] }>('POST', '/v1/agents/h1/report', 200, {
-      body: { addresses: [h1.address], connectors: ['iscsi'], instances: ['vm1'], connected: [] },
-    });
-    expect(answer).toMatchObject({ hostState: 'fenced', desired: [] });
+  it('a fenced host\'s restarted agent reports, is told to want nothing and unplugs the disk from h1\'s VM; tgtd has no session from h1; h2 keeps it', async () => {
+    const heardBefore = await lastHeard(cp, 'h1');
+    const unplugged = vmA.monitor.client.eventWaiter('DEVICE_DELETED', (e) => e.data.device === `stw-dev-${disk1}`);
+    try {
+      const again = startAgent({ host: h1, apiUrl: cp.url, token: cp.token, vmDir: vmDir(h1), logDir: dir });
+      agents.push(again);
+      // Only the real agent reports: the control plane hears from it again, and h1 stays fenced.
+      await pollUntil('the restarted agent of h1 to report', async () => ((await lastHeard(cp, 'h1')) !== heardBefore ? true : undefined));
+      expect((await cp.api.ok<{ state: string }>('GET', '/v1/hosts/h1', 200)).state).toBe('fenced');
+      // Told to want nothing, it unplugs what h1's VM still had: QEMU says the disk device is gone.
+      await unplugged.wait(60_000).catch((err: unknown) => { throw new Error(`${String(err)}\nagent log:\n${readFileSync(again.logPath, 'utf8').slice(-4000)}`); });
+      expect(again.alive()).toBe(true);
+    } finally {
+      unplugged.dispose();
+    }
+    expect(await sessionAddresses(lab, disk1)).toEqual([h2.address]);
+    expect(await aclAddresses(lab, disk1)).toEqual([h2.address]);
     const r = await cp.api.request('POST', '/v1/volumes/disk1/attachments', { body: { host: 'h1', instance: 'vm1' } });
     expect(r.status).toBe(409);
-    await sleep(1000);
-    expect(again.alive()).toBe(true);
     expect(await stwNodes(vmB)).toEqual([`stw-${disk1}`, `stw-${disk1}-p`].sort());
+    expect(await hasDisk(vmB, disk1)).toBe(true);
+  });
+
+  // KNOWN BUG (found by this test, QEMU 7.2): after the device_del, the agent's `blockdev-del` of the
+  // iSCSI protocol node whose session the fence cut (and whose re-logins tgtd refuses) never returns,
+  // and QEMU's monitor stops answering. When the agent (or QEMU) is fixed, this fails: drop `.fails`.
+  it.fails('KNOWN BUG: h1\'s QEMU removes the cut iSCSI node and its monitor keeps answering', async () => {
+    await pollUntil('h1\'s agent to remove the rest of disk1 from its VM', async () => {
+      const nodes = await vmA.monitor.client.execute('query-named-block-nodes', { flat: true }, { timeoutMs: 20_000 }) as { 'node-name'?: string }[];
+      return nodes.some((n) => (n['node-name'] ?? '').startsWith('stw-')) ? undefined : true;
+    }, 60_000, 200);
+    expect(await hasDisk(vmA, disk1)).toBe(false);
   });
 });

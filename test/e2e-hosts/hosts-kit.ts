@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { QemuVm } from '../../src/agent/hypervisor/qemu-vm.js';
 import { SpawnCommandRunner, type RunResult } from '../../src/system/command-runner.js';
 import { showTargets, type Connection } from '../e2e-iscsi/e2e-kit.js';
-import { ApiClient, REPO_ROOT, pollUntil, readToken, sleep } from '../helpers/server.js';
+import { ApiClient, REPO_ROOT, listensOn, pollUntil, readToken, sleep } from '../helpers/server.js';
 import type { Lab, LabHost } from '../lab/lab.js';
 import { freeTcpPort } from '../lab/ports.js';
 
@@ -104,10 +104,30 @@ export const HOST_TEST_ENV: Readonly<Record<string, string>> = {
 /**
  * Spawns the built server (`node dist/main.js serve`) listening on the lab bridge address (so the
  * agents inside the namespaces reach it) and waits for /healthz. Without `failpoints` it must come up.
+ * Without `port` it takes a free one; the server cannot listen on port 0 (its URL in the CLI config
+ * names the port), so when another process took that port between the probe and the listen, it
+ * retries on a new one.
  */
 export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
   mkdirSync(o.dataDir, { recursive: true });
-  const port = o.port ?? await freeTcpPort(o.lab.bridgeAddress);
+  if (o.port !== undefined) return launchControlPlane(o, o.port);
+  const problems: string[] = [];
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      return await launchControlPlane(o, await freeTcpPort(o.lab.bridgeAddress));
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      problems.push(message);
+      if (!message.includes(PORT_TAKEN)) break;
+    }
+  }
+  throw new Error(`stowage serve did not start:\n${problems.join('\n---\n')}`);
+}
+
+/** Marks a start that failed only because the port was taken (then another port is tried). */
+const PORT_TAKEN = 'the port was taken';
+
+async function launchControlPlane(o: ControlPlaneOptions, port: number): Promise<ControlPlane> {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     HOME: o.dataDir,
@@ -138,10 +158,11 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const url = `http://${o.lab.bridgeAddress}:${String(port)}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (done) throw new Error(`stowage serve exited at start:\n${out}`);
+    if (done) throw new Error(`stowage serve exited at start${/EADDRINUSE/.test(out) ? ` (${PORT_TAKEN})` : ''}:\n${out}`);
     try {
       const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
-      if (res.ok) break;
+      // Only our own server's answer counts: another process may hold the port.
+      if (res.ok && listensOn(pid, String(port))) break;
     } catch {
       // not listening yet
     }
@@ -358,6 +379,19 @@ export async function sessionAddresses(lab: Lab, volumeId: string): Promise<stri
   return [...new Set((t?.sessions ?? []).flatMap((s) => s.connections.map((c) => c.address)))].sort();
 }
 
+/**
+ * TCP connections opened from inside a lab host so far (`Tcp: ActiveOpens` of its namespace's
+ * /proc/net/snmp): it grows with every login a QEMU initiator in that host tries.
+ */
+export async function tcpActiveOpens(lab: Lab, h: LabHost): Promise<number> {
+  const r = await lab.hostExec(h, 'cat', ['/proc/net/snmp'], { timeoutMs: 30_000 });
+  const [names, values] = r.stdout.split('\n').filter((l) => l.startsWith('Tcp:')).map((l) => l.trim().split(/\s+/));
+  const i = names?.indexOf('ActiveOpens') ?? -1;
+  const v = i > 0 ? Number(values?.[i]) : NaN;
+  if (!Number.isInteger(v)) throw new Error(`no Tcp ActiveOpens in ${h.name}'s /proc/net/snmp:\n${r.stdout}`);
+  return v;
+}
+
 /** Every attachment, gone ones included. */
 export async function allAttachments(api: ApiClient): Promise<AttachmentView[]> {
   return (await api.ok<{ items: AttachmentView[] }>('GET', '/v1/attachments?all=true', 200)).items;
@@ -377,18 +411,43 @@ export async function waitAttachment(api: ApiClient, id: string, what: string, p
 }
 
 /**
- * A host's CHAP login for a volume as its agent receives it: one report in the agent's name that
- * repeats exactly what the VM really has connected (so it changes nothing), answered with the desired set.
+ * The iSCSI login a host's real agent plugged into its VM for a volume, read back from QEMU: the
+ * protocol node's options (`query-named-block-nodes`: portal, target, LUN, CHAP user) and the
+ * secret object the agent created (`qom-get …-sec data`). Nothing is reported in the agent's name;
+ * the grant as the API lists it (no secret) must name the same portal, IQN, LUN and CHAP user.
  */
 export async function agentConnection(api: ApiClient, host: LabHost, vm: HostVm, volumeId: string): Promise<Connection> {
-  const connected = (await vm.monitor.listAttached()).filter((a) => a.state === 'attached' && a.deviceId !== undefined)
-    .map((a) => ({ volumeId: a.volumeId, instance: vm.name, deviceId: a.deviceId ?? '' }));
-  const answer = await api.ok<{ desired: { volumeId: string; connection: Connection }[] }>('POST', `/v1/agents/${host.name}/report`, 200, {
-    body: { initiatorName: host.initiatorName, addresses: [host.address], connectors: ['iscsi', 'file'], instances: [vm.name], connected },
-  });
-  const d = answer.desired.find((x) => x.volumeId === volumeId);
-  if (d === undefined) throw new Error(`${host.name} is not told to connect ${volumeId}`);
-  return d.connection;
+  const plugged = await pluggedIscsi(vm, volumeId);
+  const grants = (await api.ok<{ items: (GrantView & { connection: Connection | null })[] }>('GET', `/v1/volumes/${volumeId}/grants`, 200)).items;
+  const g = grants.find((x) => x.hostName === host.name && x.state === 'active');
+  if (g?.connection == null) throw new Error(`${host.name} has no active grant on ${volumeId}`);
+  const { portal, iqn, lun, chapUser } = g.connection;
+  const listed = { portal, iqn, lun, chapUser };
+  const inQemu = { portal: plugged.portal, iqn: plugged.iqn, lun: plugged.lun, chapUser: plugged.chapUser };
+  if (JSON.stringify(listed) !== JSON.stringify(inQemu)) {
+    throw new Error(`${vm.name}@${host.name} is plugged to ${JSON.stringify(inQemu)} but the grant says ${JSON.stringify(listed)}`);
+  }
+  return plugged;
+}
+
+/** What QEMU really has for a volume's iSCSI protocol node (`stw-<id>-p`) and its CHAP secret object. */
+export async function pluggedIscsi(vm: HostVm, volumeId: string): Promise<Connection & { initiatorName: string }> {
+  const nodes = await vm.monitor.client.execute('query-named-block-nodes', { flat: true }) as { 'node-name'?: string; drv?: string; file?: string; ro?: boolean }[];
+  const node = nodes.find((n) => n['node-name'] === `stw-${volumeId}-p`);
+  if (node?.drv !== 'iscsi' || node.file === undefined || !node.file.startsWith('json:')) throw new Error(`${vm.name}@${vm.host.name} has no iSCSI node for ${volumeId}`);
+  const o = JSON.parse(node.file.slice('json:'.length)) as Record<string, unknown>;
+  const str = (k: string): string => {
+    const v = o[k];
+    if (typeof v !== 'string') throw new Error(`the iSCSI node of ${volumeId} in ${vm.name} has no ${k}`);
+    return v;
+  };
+  const secretId = str('password-secret');
+  const secret = await vm.monitor.client.execute('qom-get', { path: `/objects/${secretId}`, property: 'data' });
+  if (typeof secret !== 'string' || secret === '') throw new Error(`${vm.name} has no CHAP secret object ${secretId}`);
+  return {
+    protocol: 'iscsi', portal: str('portal'), iqn: str('target'), lun: Number(o.lun), chapUser: str('user'), chapSecret: secret,
+    initiatorName: str('initiator-name'), mode: node.ro === true ? 'ro' : 'rw',
+  };
 }
 
 /** `iscsi-readcapacity16` from inside `h` with explicit CHAP credentials; never throws on a failed login. */
