@@ -22,6 +22,11 @@ export class AttachmentRepository {
       .where('state', 'in', [...LIVE_ATTACHMENT_STATES]).executeTakeFirst();
   }
 
+  /** The newest attachment that made (or shares) a grant. */
+  async findLatestForGrant(db: Executor, grantId: string): Promise<AttachmentRow | undefined> {
+    return db.selectFrom('attachments').selectAll().where('grant_id', '=', grantId).orderBy('created_at', 'desc').orderBy('id', 'desc').executeTakeFirst();
+  }
+
   async listLiveForVolume(db: Executor, volumeId: string): Promise<AttachmentRow[]> {
     return db.selectFrom('attachments').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_ATTACHMENT_STATES]).execute();
   }
