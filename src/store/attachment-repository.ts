@@ -69,7 +69,7 @@ export class AttachmentRepository {
   }
 
   async listMigrations(db: Executor, tenantId: string): Promise<MigrationRow[]> {
-    return db.selectFrom('migrations').selectAll().where('tenant_id', '=', tenantId).orderBy('created_at', 'desc').limit(200).execute();
+    return db.selectFrom('migrations').selectAll().where('tenant_id', '=', tenantId).orderBy('created_at', 'desc').execute();
   }
 
   async updateMigration(db: Executor, id: string, patch: Partial<Omit<MigrationRow, 'id'>>): Promise<void> {
