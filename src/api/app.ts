@@ -15,6 +15,7 @@ import type { MigrationService } from '../attachments/migration-service.js';
 import type { SnapshotService } from '../snapshots/snapshot-service.js';
 import { Authenticator } from './auth.js';
 import { errorHandler } from './errors.js';
+import { registerIdempotency } from './idempotency.js';
 import { installJsonParser, validatorCompiler } from './request-parsing.js';
 import { accessRoutes } from './routes/access.js';
 import { attachmentRoutes } from './routes/attachments.js';
@@ -87,6 +88,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     v1.addHook('onRequest', async (req) => {
       req.principal = await auth.authenticate(req);
     });
+    registerIdempotency(v1, deps.store);
     await v1.register(backendRoutes(deps));
     await v1.register(volumeRoutes(deps));
     await v1.register(classRoutes(deps));

@@ -79,7 +79,9 @@ export function assertExactNumbers(text: string): void {
     if (!Number.isFinite(n)) {
       throw new StowageError('VALIDATION_FAILED', `invalid body: number ${token.slice(0, 40)} is out of range`, { number: token.slice(0, 40) });
     }
-    if (m[1] === undefined && m[2] === undefined && BigInt(token) !== BigInt(n)) {
+    // An integer is exact when it is the double's own value or its shortest form (what
+    // JSON.stringify writes for 2 ** 60: 1152921504606847000); anything else lost digits.
+    if (m[1] === undefined && m[2] === undefined && BigInt(token) !== BigInt(n) && String(n) !== token) {
       throw new StowageError('VALIDATION_FAILED', `invalid body: integer ${token.slice(0, 40)} cannot be represented exactly; integers must be at most ${String(Number.MAX_SAFE_INTEGER)}`, { number: token.slice(0, 40) });
     }
   }
