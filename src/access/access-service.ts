@@ -3,6 +3,7 @@ import type { ConnectionInfoModel, Grant, Operation } from '../core/models.js';
 import type { AccessMode } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { GrantRepository, HostRepository, toGrant } from '../store/access-repository.js';
+import { AttachmentRepository } from '../store/attachment-repository.js';
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
@@ -23,6 +24,7 @@ export class AccessService {
   private readonly hosts = new HostRepository();
   private readonly events = new EventRepository();
   private readonly operations = new OperationRepository();
+  private readonly attachments = new AttachmentRepository();
 
   constructor(
     private readonly store: Store,
@@ -127,7 +129,12 @@ export class AccessService {
 
   /** Inside a transaction pass its executor: a query on the store's own handle would wait for the transaction's connection forever (SQLite). */
   private async lastOperation(grantId: string, db: Executor = this.store.db) {
-    const { rows } = await this.operations.list(db, { tenantId: (await this.grants.findById(db, grantId))?.tenant_id ?? '', targetId: grantId, limit: 1 });
-    return rows[0];
+    const tenantId = (await this.grants.findById(db, grantId))?.tenant_id ?? '';
+    const { rows } = await this.operations.list(db, { tenantId, targetId: grantId, limit: 1 });
+    if (rows[0]) return rows[0];
+    // A grant made by an attach has no operation of its own: the attachment's operation made it.
+    const att = await this.attachments.findLatestForGrant(db, grantId);
+    if (!att) return undefined;
+    return (await this.operations.list(db, { tenantId, targetId: att.id, limit: 1 })).rows[0];
   }
 }

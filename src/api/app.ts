@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
@@ -15,6 +15,8 @@ import type { MigrationService } from '../attachments/migration-service.js';
 import type { SnapshotService } from '../snapshots/snapshot-service.js';
 import { Authenticator } from './auth.js';
 import { errorHandler } from './errors.js';
+import { registerIdempotency } from './idempotency.js';
+import { installJsonParser, validatorCompiler } from './request-parsing.js';
 import { accessRoutes } from './routes/access.js';
 import { attachmentRoutes } from './routes/attachments.js';
 import { backendRoutes } from './routes/backends.js';
@@ -42,15 +44,26 @@ export interface AppDeps {
   readonly version: string;
 }
 
+/**
+ * What a request log line says about the request. The query string is replaced by `?[redacted]`: it may
+ * carry a token (`?token=` from a careless client) or other secrets, and paths say enough.
+ */
+function requestLogFields(req: FastifyRequest): Record<string, unknown> {
+  const q = req.url.indexOf('?');
+  return { method: req.method, url: q === -1 ? req.url : `${req.url.slice(0, q)}?[redacted]`, host: req.host, remoteAddress: req.ip, remotePort: req.socket.remotePort };
+}
+
 /** Builds the API (not listening): `/v1/*` behind bearer auth, `/openapi.json` and `/healthz` open. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: deps.logger,
+    loggerInstance: deps.logger.child({}, { serializers: { req: requestLogFields } }),
     bodyLimit: deps.bodyLimitBytes,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
-  // The API speaks JSON only: a text/plain body gets 415, not a confusing "body must be object".
+  // Bodies are validated without coercion, query strings with integer-only coercion.
+  app.setValidatorCompiler(validatorCompiler);
+  // The API speaks JSON only (UTF-8): a text/plain body gets 415, not a confusing "body must be object".
   app.removeContentTypeParser('text/plain');
+  installJsonParser(app as unknown as FastifyInstance);
 
   app.addSchema(ErrorBodySchema);
   await app.register(swagger, {
@@ -75,6 +88,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     v1.addHook('onRequest', async (req) => {
       req.principal = await auth.authenticate(req);
     });
+    registerIdempotency(v1, deps.store);
     await v1.register(backendRoutes(deps));
     await v1.register(volumeRoutes(deps));
     await v1.register(classRoutes(deps));

@@ -1,10 +1,10 @@
 import { StowageError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
 import type { AgentAnswer, AgentReport, Attachment, ConnectionInfoModel, DesiredAttachment, Operation } from '../core/models.js';
-import { assertValidInitiatorName, assertValidName } from '../core/names.js';
+import { assertValidName } from '../core/names.js';
 import type { AccessMode } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
-import type { HostService } from '../hosts/host-service.js';
+import { validateHost, type HostService } from '../hosts/host-service.js';
 import { GrantRepository, HostRepository } from '../store/access-repository.js';
 import { AttachmentRepository, toAttachment } from '../store/attachment-repository.js';
 import { EventRepository } from '../store/event-repository.js';
@@ -179,15 +179,14 @@ export class AttachmentService {
   }
 
   private async recordReport(hostName: string, r: AgentReport, actor: string, tenantId: string): Promise<AgentAnswer> {
-    assertValidName(hostName, 'host name');
-    if (r.initiatorName) assertValidInitiatorName(r.initiatorName);
-    let host = await this.hosts.findByName(this.store.db, hostName);
-    if (!host) {
-      await this.hostService.create({ name: hostName, addresses: r.addresses, ...(r.initiatorName ? { initiatorName: r.initiatorName } : {}) }, actor, tenantId);
-      host = await this.hosts.findByName(this.store.db, hostName);
-      if (!host) throw new StowageError('INTERNAL', 'host vanished after registration', {});
+    // Exactly the checks of POST /v1/hosts: an agent's report must not store what an operator
+    // could not (addresses like "not-an-ip;rm -rf /").
+    validateHost({ name: hostName, addresses: r.addresses, ...(r.initiatorName ? { initiatorName: r.initiatorName } : {}) });
+    // Only a registered host may report: an agent cannot bring a host into service by itself.
+    const h = await this.hosts.findByName(this.store.db, hostName);
+    if (h?.tenant_id !== tenantId) {
+      throw new StowageError('HOST_NOT_FOUND', `host ${hostName} is not registered; register it first (stowage host create ${hostName})`, { host: hostName });
     }
-    const h = host;
     const at = nowIso();
     const wasUp = hostIsUp(h, this.timings.hostDownAfterMs);
     await this.store.transaction(async (trx) => {

@@ -1,4 +1,5 @@
 import { StowageError } from './errors.js';
+import { ID_PREFIXES, type IdKind } from './ids.js';
 
 /**
  * Resource names: 1–63 characters of letters, digits, `.`, `_` and `-`, starting with a letter or
@@ -16,6 +17,20 @@ export function assertValidName(name: string, what = 'name'): void {
       { name },
     );
   }
+  // Lookups try an id before a name, so a name shaped like an id would shadow (or be shadowed by)
+  // another resource: DELETE by that "name" would delete the other one.
+  const kind = idKindOf(name);
+  if (kind) {
+    throw new StowageError('INVALID_NAME', `${what} ${JSON.stringify(name)} is not allowed: it has the shape of a ${kind} id ("${ID_PREFIXES[kind]}-" and 20 characters)`, { name });
+  }
+}
+
+const ID_SHAPE_RE = /^([a-z]{2,5})-[a-z2-7]{20}$/i;
+
+/** The resource kind whose id `value` looks like (case-insensitively), if any. */
+function idKindOf(value: string): IdKind | undefined {
+  const prefix = ID_SHAPE_RE.exec(value)?.[1]?.toLowerCase();
+  return (Object.keys(ID_PREFIXES) as IdKind[]).find((k) => ID_PREFIXES[k] === prefix);
 }
 
 /** Tags follow the same rule as names (they end up in the same places). */

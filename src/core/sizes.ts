@@ -41,7 +41,9 @@ export function assertValidSize(bytes: number, input: string | number = bytes): 
     throw new StowageError('INVALID_SIZE', `size must be a positive whole number of bytes, got ${String(input)}`, { input });
   }
   if (bytes > MAX_SIZE_BYTES) {
-    throw new StowageError('INVALID_SIZE', `size ${String(input)} is larger than the maximum of ${formatSize(MAX_SIZE_BYTES)}`, { input, maxBytes: MAX_SIZE_BYTES });
+    // Exact digits: String(2 ** 64) would print 18446744073709552000, not what the caller sent.
+    const shown = typeof input === 'number' ? BigInt(input).toString() : input;
+    throw new StowageError('INVALID_SIZE', `size ${shown} is larger than the maximum of ${formatSize(MAX_SIZE_BYTES)}`, { input, maxBytes: MAX_SIZE_BYTES });
   }
 }
 

@@ -103,7 +103,8 @@ export function hostIdentity(row: HostRow): HostIdentity {
   };
 }
 
-function validateHost(input: HostInput): void {
+/** The checks every host passes, from POST /v1/hosts and from agents' reports alike. */
+export function validateHost(input: HostInput): void {
   assertValidName(input.name, 'host name');
   if (input.initiatorName) assertValidInitiatorName(input.initiatorName);
   if (input.zone) assertValidName(input.zone, 'zone');

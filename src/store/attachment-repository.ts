@@ -22,6 +22,11 @@ export class AttachmentRepository {
       .where('state', 'in', [...LIVE_ATTACHMENT_STATES]).executeTakeFirst();
   }
 
+  /** The newest attachment that made (or shares) a grant. */
+  async findLatestForGrant(db: Executor, grantId: string): Promise<AttachmentRow | undefined> {
+    return db.selectFrom('attachments').selectAll().where('grant_id', '=', grantId).orderBy('created_at', 'desc').orderBy('id', 'desc').executeTakeFirst();
+  }
+
   async listLiveForVolume(db: Executor, volumeId: string): Promise<AttachmentRow[]> {
     return db.selectFrom('attachments').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_ATTACHMENT_STATES]).execute();
   }
@@ -64,7 +69,7 @@ export class AttachmentRepository {
   }
 
   async listMigrations(db: Executor, tenantId: string): Promise<MigrationRow[]> {
-    return db.selectFrom('migrations').selectAll().where('tenant_id', '=', tenantId).orderBy('created_at', 'desc').limit(200).execute();
+    return db.selectFrom('migrations').selectAll().where('tenant_id', '=', tenantId).orderBy('created_at', 'desc').execute();
   }
 
   async updateMigration(db: Executor, id: string, patch: Partial<Omit<MigrationRow, 'id'>>): Promise<void> {

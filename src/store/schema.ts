@@ -18,6 +18,7 @@ export interface Database {
   snapshots: SnapshotTable;
   attachments: AttachmentTable;
   migrations: MigrationTable;
+  idempotency_keys: IdempotencyKeyTable;
 }
 
 type Json = string;
@@ -268,3 +269,14 @@ export interface MigrationTable {
 
 export type AttachmentRow = Selectable<AttachmentTable>;
 export type MigrationRow = Selectable<MigrationTable>;
+
+/** One Idempotency-Key of a tenant: the fingerprint of the request that first used it, and its answer once sent. */
+export interface IdempotencyKeyTable {
+  tenant_id: string;
+  key: string;
+  fingerprint: string;
+  status_code: number | null;
+  response: string | null;
+  created_at: Timestamp;
+}
+export type IdempotencyKeyRow = Selectable<IdempotencyKeyTable>;

@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { expect } from 'vitest';
-import type { ApiClient, ApiResponse } from '../helpers/server.js';
+import type { ApiClient, ApiResponse, InProcessServer } from '../helpers/server.js';
 
 /** One documented route: its method and OpenAPI path (`/v1/volumes/{ref}`). */
 export interface RouteRef {
@@ -87,4 +87,22 @@ export async function snapshotWorld(api: ApiClient, dirs: readonly string[]): Pr
     lastEventSeq: evs.items[0]?.seq ?? 0,
     files: dirs.flatMap((d) => readdirSync(d).map((f) => `${d}/${f}`)).sort(),
   };
+}
+
+/** One request through `app.inject()` (no socket) with the server's admin token; a raw body is sent as is. */
+export async function inject(s: InProcessServer, method: string, url: string, opts: { body?: unknown; rawBody?: string; contentType?: string; headers?: Record<string, string> } = {}): Promise<ApiResponse> {
+  const headers: Record<string, string> = { authorization: `Bearer ${s.token}`, ...(opts.headers ?? {}) };
+  let payload: string | undefined;
+  if (opts.rawBody !== undefined || opts.body !== undefined) {
+    payload = opts.rawBody ?? JSON.stringify(opts.body);
+    headers['content-type'] = opts.contentType ?? 'application/json';
+  }
+  const res = await s.server.app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload } : {}) });
+  let body: unknown;
+  try {
+    body = res.body === '' ? undefined : JSON.parse(res.body);
+  } catch {
+    body = undefined;
+  }
+  return { status: res.statusCode, body, text: res.body };
 }

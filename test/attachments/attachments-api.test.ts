@@ -35,6 +35,9 @@ describe('attachments, grants, snapshots and fencing (API, dir backend)', () => 
     api = s.api;
     await api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'data1', sizeBytes: 8 * 1024 * 1024 } });
     await api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'data2', sizeBytes: 8 * 1024 * 1024 } });
+    // Agents report only for registered hosts.
+    await api.ok('POST', '/v1/hosts', 201, { body: { name: 'hv-a', addresses: ['10.99.200.2'] } });
+    await api.ok('POST', '/v1/hosts', 201, { body: { name: 'hv-b', addresses: ['10.99.200.3'] } });
     await converge('hv-a', '10.99.200.2');
     await converge('hv-b', '10.99.200.3');
   });
@@ -55,6 +58,17 @@ describe('attachments, grants, snapshots and fencing (API, dir backend)', () => 
       return a.state === 'attached' ? a : undefined;
     });
     expect(att.deviceId).toMatch(/^stw-dev-vol-/);
+  });
+
+  it('granting again to a host the volume is attached to answers with that access (the attach made the grant)', async () => {
+    const before = await api.ok<{ items: { id: string; hostName: string; state: string }[] }>('GET', '/v1/volumes/data1/grants', 200);
+    expect(before.items.map((g) => `${g.hostName}:${g.state}`)).toEqual(['hv-a:active']);
+    const again = await api.ok<{ grant: { id: string; state: string }; operation: { kind: string; state: string }; connection: { protocol: string } | null }>(
+      'POST', '/v1/volumes/data1/grants?wait=true', 200, { body: { host: 'hv-a', mode: 'rw' } });
+    expect(again.grant).toMatchObject({ id: before.items[0]?.id, state: 'active' });
+    expect(again.operation).toMatchObject({ kind: 'attachment.attach', state: 'succeeded' });
+    expect(again.connection?.protocol).toBe('file');
+    expect((await api.ok<{ items: { id: string }[] }>('GET', '/v1/volumes/data1/grants', 200)).items.map((g) => g.id)).toEqual([before.items[0]?.id]);
   });
 
   it('refuses a second read-write attachment on another host while the first host is up', async () => {
@@ -176,6 +190,7 @@ describe('multi-attach volumes', () => {
       const v = await s.api.ok<{ volume: { multiattach: boolean } }>('POST', '/v1/volumes?wait=true', 200, { body: { name: 'shared', sizeBytes: 4 * 1024 * 1024, multiattach: true } });
       expect(v.volume.multiattach).toBe(true);
       for (const [host, ip] of [['mh-a', '10.99.201.2'], ['mh-b', '10.99.201.3']] as const) {
+        await s.api.ok('POST', '/v1/hosts', 201, { body: { name: host, addresses: [ip] } });
         await s.api.ok('POST', `/v1/agents/${host}/report`, 200, { body: { addresses: [ip], connectors: ['file'], instances: ['vm1'], connected: [] } });
         const r = await s.api.ok<{ attachment: Att }>('POST', '/v1/volumes/shared/attachments', 202, { body: { host, instance: 'vm1' } });
         expect(r.attachment.state).toBe('granting');

@@ -70,6 +70,8 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
     s = await CliSession.start({ hostDownAfterMs: 1500, disconnectTimeoutMs: 3000, connectTimeoutMs: 20_000, operationPollMs: 20 });
     live.set('hv-a', '10.99.201.2');
     live.set('hv-b', '10.99.201.3');
+    // Agents report only for registered hosts.
+    for (const [h, addr] of live) ok(await run(['host', 'create', h, '--address', addr]), 'host create');
     for (const [h, addr] of live) await converge(h, addr);
     loop = (async () => {
       while (!stopped) {

@@ -173,8 +173,11 @@ async function launchControlPlane(o: ControlPlaneOptions, port: number): Promise
     await sleep(50);
   }
   const token = await pollUntil('the admin token', () => Promise.resolve(existsSync(join(o.dataDir, 'cli.json')) ? readToken(join(o.dataDir, 'cli.json')) : undefined), 10_000);
+  const api = new ApiClient(url, token);
+  // Agents may only report for registered hosts; a restart on the same data dir finds them there.
+  for (const h of o.lab.hosts) await api.ok('POST', '/v1/hosts', [201, 409], { body: { name: h.name, addresses: [h.address] } });
   return {
-    pid, url, port, dataDir: o.dataDir, token, api: new ApiClient(url, token), exited,
+    pid, url, port, dataDir: o.dataDir, token, api, exited,
     hasExited: () => done,
     output: () => out,
     kill9: async () => {

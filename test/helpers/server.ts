@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlink
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig, type Config } from '../../src/config/config.js';
+import type { Logger } from 'pino';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { freeTcpPort } from '../lab/ports.js';
 
@@ -92,13 +93,13 @@ export interface InProcessServer {
   close(): Promise<void>;
 }
 
-/** Starts `startServer` in this process with a temp data dir, port 0, silent logs and slow probes. */
-export async function startInProcessServer(overrides: Partial<Config> = {}): Promise<InProcessServer> {
+/** Starts `startServer` in this process with a temp data dir, port 0, silent logs (or `logger`) and slow probes. */
+export async function startInProcessServer(overrides: Partial<Config> = {}, logger?: Logger): Promise<InProcessServer> {
   const dataDir = makeTempDir('stowage-api-');
   const cliConfigPath = join(dataDir, 'cli.json');
   // Probes slowed to a minute so API tests see only the states they set; the probe on its shipped interval: test/defaults/backend-probe.ts.
   const config = loadConfig(undefined, {}, { dataDir, port: 0, cliConfigPath, logLevel: 'silent', probeIntervalMs: 60_000, ...overrides });
-  const server = await startServer(config);
+  const server = await startServer(config, ...(logger ? [logger] : []));
   const token = readToken(cliConfigPath);
   return {
     server, config, dataDir, token,

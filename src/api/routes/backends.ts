@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { BackendSchema } from '../../core/models.js';
+import { BackendSchema, Page } from '../../core/models.js';
+import { BY_NAME, PageQuery, pageOf } from '../pagination.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { BackendWithOperation, CreateBackendBody, RefParams, UpdateBackendBody } from '../schemas.js';
@@ -24,8 +25,8 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.get('/backends', {
-      schema: { tags, summary: 'List backends with state and capacity', response: { 200: Type.Object({ items: Type.Array(BackendSchema), nextCursor: Type.Null() }), ...errorResponses() } },
-    }, async () => ({ items: await deps.backends.list(), nextCursor: null }));
+      schema: { tags, summary: 'List backends with state and capacity (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(BackendSchema), ...errorResponses() } },
+    }, async (req) => pageOf(await deps.backends.list(), req.query, BY_NAME));
 
     app.get('/backends/:ref', {
       schema: { tags, summary: 'Show one backend', params: RefParams, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },

@@ -3,7 +3,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ClassService } from '../../classes/class-service.js';
 import { CreateClassBody, StorageClassSchema, UpdateClassBody } from '../../classes/class-schema.js';
+import { Page } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
+import { BY_NAME, PageQuery, pageOf } from '../pagination.js';
 import { errorResponses } from '../errors.js';
 import { RefParams } from '../schemas.js';
 
@@ -22,8 +24,8 @@ export function classRoutes(deps: AppDeps): FastifyPluginAsync {
     }, async (req, reply) => reply.status(201).send(await classes.create(req.body, req.principal.actor)));
 
     app.get('/classes', {
-      schema: { tags, summary: 'List storage classes', response: { 200: Type.Object({ items: Type.Array(StorageClassSchema), nextCursor: Type.Null() }), ...errorResponses() } },
-    }, async () => ({ items: await classes.list(), nextCursor: null }));
+      schema: { tags, summary: 'List storage classes (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(StorageClassSchema), ...errorResponses() } },
+    }, async (req) => pageOf(await classes.list(), req.query, BY_NAME));
 
     app.get('/classes/:ref', {
       schema: { tags, summary: 'Show one storage class', params: RefParams, response: { 200: StorageClassSchema, ...errorResponses('CLASS_NOT_FOUND') } },

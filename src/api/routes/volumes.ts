@@ -1,15 +1,14 @@
 import { StowageError } from '../../core/errors.js';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import { Page, VolumeSchema } from '../../core/models.js';
 import type { CreateVolumeInput, RequestContext } from '../../volumes/volume-service.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { IdempotencyHeaders } from '../idempotency.js';
 import { CreateVolumeBody, DryRunResponse, RefParams, ResizeVolumeBody, VolumeListQuery, VolumeWithOperation, WaitQuery, type CreateVolumeBodyT } from '../schemas.js';
 import { maybeWait } from './wait.js';
 
-const IdempotencyHeaders = Type.Object({ 'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\x21-\\x7e]+$' })) });
 
 function requestContext(req: FastifyRequest, key: string | undefined): RequestContext {
   return { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: key };
