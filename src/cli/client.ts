@@ -118,11 +118,11 @@ export class StowageClient {
     return new ApiError(status, code, message, details, hints);
   }
 
-  private async allPages<T>(path: string, query: Query): Promise<T[]> {
+  private async allPages<T>(path: string, query: Query, signal?: AbortSignal): Promise<T[]> {
     const out: T[] = [];
     let cursor: string | undefined;
     do {
-      const page: PageOf<T> = await this.request<PageOf<T>>('GET', path, { query: { ...query, limit: PAGE_LIMIT, cursor } });
+      const page: PageOf<T> = await this.request<PageOf<T>>('GET', path, { query: { ...query, limit: PAGE_LIMIT, cursor }, ...(signal ? { signal } : {}) });
       out.push(...page.items);
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
@@ -130,8 +130,8 @@ export class StowageClient {
   }
 
   /** Every backend with state and capacity. */
-  async listBackends(signal?: AbortSignal): Promise<Backend[]> {
-    return (await this.request<PageOf<Backend>>('GET', '/backends', signal ? { signal } : {})).items;
+  listBackends(signal?: AbortSignal): Promise<Backend[]> {
+    return this.allPages<Backend>('/backends', {}, signal);
   }
 
   /** One backend by name or id. */
@@ -205,8 +205,8 @@ export class StowageClient {
   }
 
   /** Every registered host. */
-  async listHosts(): Promise<Host[]> {
-    return (await this.request<PageOf<Host>>('GET', '/hosts')).items;
+  listHosts(): Promise<Host[]> {
+    return this.allPages<Host>('/hosts', {});
   }
 
   /** One host by name or id. */
@@ -270,8 +270,8 @@ export class StowageClient {
   }
 
   /** Snapshots, optionally of one volume. */
-  async listSnapshots(filter: { volume?: string | undefined } = {}): Promise<Snapshot[]> {
-    return (await this.request<PageOf<Snapshot>>('GET', '/snapshots', { query: filter })).items;
+  listSnapshots(filter: { volume?: string | undefined } = {}): Promise<Snapshot[]> {
+    return this.allPages<Snapshot>('/snapshots', filter);
   }
 
   /** One snapshot by name or id. */
@@ -300,8 +300,8 @@ export class StowageClient {
   }
 
   /** Attachments, optionally of one volume or host; `all` includes gone ones. */
-  async listAttachments(filter: { volume?: string | undefined; host?: string | undefined; all?: boolean | undefined } = {}): Promise<Attachment[]> {
-    return (await this.request<PageOf<Attachment>>('GET', '/attachments', { query: filter })).items;
+  listAttachments(filter: { volume?: string | undefined; host?: string | undefined; all?: boolean | undefined } = {}): Promise<Attachment[]> {
+    return this.allPages<Attachment>('/attachments', filter);
   }
 
   /** One attachment by id. */
@@ -325,7 +325,7 @@ export class StowageClient {
   }
 
   /** Every migration. */
-  async listMigrations(): Promise<Migration[]> {
-    return (await this.request<PageOf<Migration>>('GET', '/migrations')).items;
+  listMigrations(): Promise<Migration[]> {
+    return this.allPages<Migration>('/migrations', {});
   }
 }
