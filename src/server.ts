@@ -14,6 +14,7 @@ import { tgtDriverFactory } from './drivers/tgt/tgt-driver.js';
 import { DriverRegistry } from './drivers/sdk/registry.js';
 import type { DriverFactory } from './drivers/sdk/types.js';
 import { OperationEngine } from './operations/engine.js';
+import { operationHandlers } from './operation-handlers.js';
 import { Failpoints } from './operations/failpoints.js';
 import { ClaimSweeper } from './reconcile/claim-sweeper.js';
 import { StaleStateSweeper } from './reconcile/stale-state-sweeper.js';
@@ -23,18 +24,14 @@ import { openStore, type Store } from './store/store.js';
 import { SpawnCommandRunner } from './system/command-runner.js';
 import { VolumeService } from './volumes/volume-service.js';
 import { AccessService } from './access/access-service.js';
-import { grantCreateHandler, grantRevokeHandler } from './access/access-operations.js';
 import { HostService } from './hosts/host-service.js';
 import { ExportReconciler } from './reconcile/export-reconciler.js';
 import { SnapshotService } from './snapshots/snapshot-service.js';
-import { snapshotCreateHandler, snapshotDeleteHandler, volumeRevertHandler } from './snapshots/snapshot-operations.js';
 import { SecretBox } from './system/secret-box.js';
 import { AttachmentService } from './attachments/attachment-service.js';
-import { attachHandler, detachHandler } from './attachments/attachment-operations.js';
-import { FencingService, fenceHandler } from './attachments/fencing.js';
-import { MigrationService, migrationHandlers } from './attachments/migration-service.js';
+import { FencingService } from './attachments/fencing.js';
+import { MigrationService } from './attachments/migration-service.js';
 import { HostMonitor } from './reconcile/host-monitor.js';
-import { volumeCreateHandler, volumeDeleteHandler, volumeResizeHandler } from './volumes/volume-operations.js';
 
 /** Every driver this build knows, by URI scheme. */
 export const DRIVER_FACTORIES: readonly DriverFactory[] = [dirDriverFactory, btrfsDriverFactory, tgtDriverFactory];
@@ -69,16 +66,7 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
     leaseMs: config.operationLeaseMs, pollMs: config.operationPollMs, concurrency: config.operationConcurrency,
     stepAttempts: config.stepAttempts, retryBaseMs: config.retryBaseMs,
   });
-  const opDeps = { store, drivers, placementAttempts: config.placementAttempts, runner };
-  engine.register(volumeCreateHandler(opDeps));
-  engine.register(volumeResizeHandler(opDeps));
-  engine.register(volumeDeleteHandler(opDeps));
   const secrets = SecretBox.fromKeyFile(config.secretKeyFile);
-  engine.register(grantCreateHandler({ store, drivers, secrets }));
-  engine.register(grantRevokeHandler({ store, drivers, secrets }));
-  engine.register(snapshotCreateHandler({ store, drivers }));
-  engine.register(snapshotDeleteHandler({ store, drivers }));
-  engine.register(volumeRevertHandler({ store, drivers }));
   const backends = new BackendService(store, registry, drivers, engine, logger);
   const volumes = new VolumeService(store, engine);
   const hosts = new HostService(store, engine);
@@ -86,14 +74,10 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   const snapshots = new SnapshotService(store, engine, volumes, drivers);
   const exports = new ExportReconciler(store, drivers, secrets, logger);
   const timings = { connectTimeoutMs: config.connectTimeoutMs, disconnectTimeoutMs: config.disconnectTimeoutMs, hostDownAfterMs: config.hostDownAfterMs };
-  const attachDeps = { store, drivers, secrets, timings };
   const attachments = new AttachmentService(store, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
   const fencing = new FencingService(store, engine, hosts, attachments);
   const migrations = new MigrationService(store, engine, hosts, attachments);
-  engine.register(attachHandler(attachDeps));
-  engine.register(detachHandler(attachDeps));
-  engine.register(fenceHandler(attachDeps));
-  for (const h of migrationHandlers(attachDeps, () => migrations)) engine.register(h);
+  for (const h of operationHandlers({ store, drivers, secrets, runner, placementAttempts: config.placementAttempts, timings, migrations: () => migrations })) engine.register(h);
   const hostMonitor = new HostMonitor(store, config.hostDownAfterMs, logger);
   const sweeper = new StaleStateSweeper(store, logger);
 
