@@ -89,8 +89,9 @@ describe('OperationEngine', () => {
     const row = await dead.enqueue(store.db, { kind: 'k', tenantId: DEFAULT_TENANT_ID, targetType: 't', targetId: 't-1', input: {}, actor: 'test' });
     // A worker that claimed it, finished step a, and died with its lease still running.
     const past = new Date(Date.now() - 1000).toISOString();
-    expect(await repo.tryClaim(store.db, row.id, 'dead-worker', new Date().toISOString(), new Date(Date.now() + 300).toISOString())).toBe(true);
-    await repo.recordStep(store.db, row.id, 'dead-worker', [{ name: 'a', at: past }], 'b');
+    const deadLease = await repo.claim(store.db, row.id, 'dead-worker', new Date().toISOString(), new Date(Date.now() + 300).toISOString());
+    expect(deadLease).not.toBeNull();
+    if (deadLease) await repo.recordStep(store.db, row.id, deadLease, [{ name: 'a', at: past }], 'b');
     const e = engine(handler);
     e.start();
     const op = await e.waitFor(row.id, 10_000);

@@ -4,6 +4,7 @@ import * as m0002 from './0002-placement.js';
 import * as m0003 from './0003-access.js';
 import * as m0004 from './0004-attachments.js';
 import * as m0005 from './0005-class-offload.js';
+import * as m0006 from './0006-lease-epoch.js';
 
 /** The SQL dialect a migration runs on; only DDL that truly differs may branch on it. */
 export type MigrationDialect = 'sqlite' | 'postgres';
@@ -21,4 +22,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: '0003-access', up: m0003.up },
   { id: '0004-attachments', up: m0004.up },
   { id: '0005-class-offload', up: m0005.up },
+  { id: '0006-lease-epoch', up: m0006.up },
 ];
