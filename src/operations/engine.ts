@@ -199,6 +199,7 @@ export class OperationEngine {
     } catch (err) {
       // A lost lease ends this worker's part quietly: the new owner carries the operation on.
       if (!isLeaseLost(err) && !lease.lost) throw err;
+      this.logger.warn({ operationId: lease.operationId, epoch: lease.lease.epoch }, 'gave the operation up after losing its lease');
     } finally {
       lease.stop();
     }
