@@ -29,7 +29,8 @@ const events = new EventRepository();
 
 interface GrantParts { grant: GrantRow; host: HostRow; volume: VolumeRow; driver: BlockDriver; handle: DriverHandle }
 
-async function load(deps: AccessOperationDeps, grantId: string): Promise<GrantParts> {
+/** The grant with its host, volume and driver (guarded by the operation's lease: a stale worker makes no driver call). */
+async function load(deps: AccessOperationDeps, ctx: StepContext, grantId: string): Promise<GrantParts> {
   const grant = await grants.findById(deps.store.db, grantId);
   if (!grant) throw new StowageError('NOT_FOUND', `grant ${grantId} vanished`, {});
   const host = await hosts.findById(deps.store.db, grant.host_id);
@@ -37,7 +38,7 @@ async function load(deps: AccessOperationDeps, grantId: string): Promise<GrantPa
   if (!host || !volume?.backend_id) throw new StowageError('NOT_FOUND', `grant ${grantId} lost its host or volume`, {});
   const backend = await backends.findById(deps.store.db, volume.backend_id);
   if (!backend) throw new StowageError('BACKEND_NOT_FOUND', `backend ${volume.backend_id} no longer exists`, {});
-  return { grant, host, volume, driver: deps.drivers.get(backend), handle: volumeHandle(volume) ?? { id: volume.id, format: volume.format } };
+  return { grant, host, volume, driver: ctx.guard(deps.drivers.get(backend)), handle: volumeHandle(volume) ?? { id: volume.id, format: volume.format } };
 }
 
 /** Applies a grant on the backend: ACL for the host's addresses/initiator, CHAP account; or a file path for local backends. */
@@ -57,7 +58,7 @@ export async function applyGrant(deps: AccessOperationDeps, p: GrantParts, signa
 }
 
 async function finish(deps: AccessOperationDeps, ctx: StepContext, p: GrantParts, to: string, patch: Partial<GrantRow>, message: string): Promise<void> {
-  await deps.store.transaction(async (trx) => {
+  await ctx.write(async (trx) => {
     await grants.update(trx, p.grant.id, { ...patch, state: to, updated_at: nowIso() });
     await events.append(trx, {
       tenantId: p.grant.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: p.volume.id, resourceName: p.volume.name,
@@ -74,22 +75,22 @@ export function grantCreateHandler(deps: AccessOperationDeps): OperationHandler 
       {
         name: 'bind',
         run: async (ctx) => {
-          const p = await load(deps, ctx.operation.target_id);
+          const p = await load(deps, ctx, ctx.operation.target_id);
           const info = await applyGrant(deps, p, ctx.signal);
-          await grants.update(deps.store.db, p.grant.id, { connection: writeJson(info), updated_at: nowIso() });
+          await ctx.write((trx) => grants.update(trx, p.grant.id, { connection: writeJson(info), updated_at: nowIso() }));
         },
       },
       {
         name: 'activate',
         run: async (ctx) => {
-          const p = await load(deps, ctx.operation.target_id);
+          const p = await load(deps, ctx, ctx.operation.target_id);
           if (p.grant.state === 'active') return;
           await finish(deps, ctx, p, 'active', { state_reason: null }, `host ${p.host.name} has ${p.grant.mode} access to ${p.volume.name}`);
         },
       },
     ],
     compensate: async (ctx, error) => {
-      const p = await load(deps, ctx.operation.target_id);
+      const p = await load(deps, ctx, ctx.operation.target_id);
       if (p.grant.state === 'revoked') return;
       await p.driver.revokeAccess?.(p.handle, hostIdentity(p.host), ctx.signal);
       await finish(deps, ctx, p, 'revoked', { state_reason: `grant failed: ${error.message}` }, `granting ${p.host.name} access to ${p.volume.name} failed: ${error.message}`);
@@ -106,21 +107,21 @@ export function grantRevokeHandler(deps: AccessOperationDeps): OperationHandler 
       {
         name: 'unbind',
         run: async (ctx) => {
-          const p = await load(deps, ctx.operation.target_id);
+          const p = await load(deps, ctx, ctx.operation.target_id);
           await p.driver.revokeAccess?.(p.handle, hostIdentity(p.host), ctx.signal);
         },
       },
       {
         name: 'finalize',
         run: async (ctx) => {
-          const p = await load(deps, ctx.operation.target_id);
+          const p = await load(deps, ctx, ctx.operation.target_id);
           if (p.grant.state === 'revoked') return;
           await finish(deps, ctx, p, 'revoked', { state_reason: null }, `host ${p.host.name} no longer has access to ${p.volume.name}`);
         },
       },
     ],
     compensate: async (ctx, error) => {
-      const p = await load(deps, ctx.operation.target_id);
+      const p = await load(deps, ctx, ctx.operation.target_id);
       if (p.grant.state === 'revoked') return;
       // The access may still be bound: keep the grant visible as error so nobody forgets it; the reconciler retries.
       await finish(deps, ctx, p, 'error', { state_reason: `revoke failed: ${error.message}; run the revoke again once the backend is back` }, `revoking ${p.host.name} from ${p.volume.name} failed: ${error.message}`);

@@ -10,8 +10,8 @@ export function attachHandler(deps: AttachDeps): OperationHandler {
         name: 'grant',
         run: async (ctx) => {
           const a = await loadAttachment(deps, ctx.operation.target_id);
-          await ensureGrant(deps, a, ctx.signal);
-          await setAttachmentState(deps, a, 'connecting', ctx.operation.actor, `access granted; waiting for host's agent to connect ${a.instance}`, {}, ctx.operation.id);
+          await ensureGrant(deps, a, ctx);
+          await setAttachmentState(deps, a, 'connecting', ctx.operation.actor, `access granted; waiting for host's agent to connect ${a.instance}`, {}, ctx);
         },
       },
       {
@@ -25,7 +25,7 @@ export function attachHandler(deps: AttachDeps): OperationHandler {
         name: 'activate',
         run: async (ctx) => {
           const a = await loadAttachment(deps, ctx.operation.target_id);
-          await setAttachmentState(deps, a, 'attached', ctx.operation.actor, `attached to ${a.instance} as ${a.device_id ?? '?'}`, {}, ctx.operation.id);
+          await setAttachmentState(deps, a, 'attached', ctx.operation.actor, `attached to ${a.instance} as ${a.device_id ?? '?'}`, {}, ctx);
         },
       },
     ],
@@ -33,9 +33,9 @@ export function attachHandler(deps: AttachDeps): OperationHandler {
     compensate: async (ctx, error) => {
       const a = await loadAttachment(deps, ctx.operation.target_id);
       if (a.state === 'error' || a.state === 'gone') return;
-      await setAttachmentState(deps, a, 'revoking', ctx.operation.actor, `attach failed (${error.message}); revoking`, {}, ctx.operation.id);
-      await revokeIfUnused(deps, a, ctx.signal);
-      await setAttachmentState(deps, a, 'error', ctx.operation.actor, `attach failed: ${error.message}`, { state_reason: `attach failed: ${error.message}` }, ctx.operation.id);
+      await setAttachmentState(deps, a, 'revoking', ctx.operation.actor, `attach failed (${error.message}); revoking`, {}, ctx);
+      await revokeIfUnused(deps, a, ctx);
+      await setAttachmentState(deps, a, 'error', ctx.operation.actor, `attach failed: ${error.message}`, { state_reason: `attach failed: ${error.message}` }, ctx);
     },
     result: async (ctx) => {
       const a = await loadAttachment(deps, ctx.operation.target_id);
@@ -55,14 +55,14 @@ export function detachHandler(deps: AttachDeps): OperationHandler {
           const outcome = await waitDisconnected(deps, ctx.operation.target_id, ctx.signal);
           ctx.note(outcome);
           const a = await loadAttachment(deps, ctx.operation.target_id);
-          await setAttachmentState(deps, a, 'revoking', ctx.operation.actor, outcome === 'disconnected' ? 'disconnected by the agent; revoking access' : `host did not confirm (${outcome}); revoking access anyway`, {}, ctx.operation.id);
+          await setAttachmentState(deps, a, 'revoking', ctx.operation.actor, outcome === 'disconnected' ? 'disconnected by the agent; revoking access' : `host did not confirm (${outcome}); revoking access anyway`, {}, ctx);
         },
       },
       {
         name: 'revoke',
         run: async (ctx) => {
           const a = await loadAttachment(deps, ctx.operation.target_id);
-          const revoked = await revokeIfUnused(deps, a, ctx.signal);
+          const revoked = await revokeIfUnused(deps, a, ctx);
           if (!revoked) ctx.note('grant kept: another attachment on this host uses it');
         },
       },
@@ -70,14 +70,14 @@ export function detachHandler(deps: AttachDeps): OperationHandler {
         name: 'finalize',
         run: async (ctx) => {
           const a = await loadAttachment(deps, ctx.operation.target_id);
-          await setAttachmentState(deps, a, 'gone', ctx.operation.actor, `detached from ${a.instance}`, { state_reason: null, device_id: null }, ctx.operation.id);
+          await setAttachmentState(deps, a, 'gone', ctx.operation.actor, `detached from ${a.instance}`, { state_reason: null, device_id: null }, ctx);
         },
       },
     ],
     compensate: async (ctx, error) => {
       const a = await loadAttachment(deps, ctx.operation.target_id);
       if (a.state === 'gone') return;
-      await setAttachmentState(deps, a, 'error', ctx.operation.actor, `detach failed: ${error.message}`, { state_reason: `detach failed: ${error.message}; the reconciler retries the revoke, or run the detach again` }, ctx.operation.id);
+      await setAttachmentState(deps, a, 'error', ctx.operation.actor, `detach failed: ${error.message}`, { state_reason: `detach failed: ${error.message}; the reconciler retries the revoke, or run the detach again` }, ctx);
     },
   };
 }

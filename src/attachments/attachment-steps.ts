@@ -13,6 +13,7 @@ import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { newGrantRow } from '../access/grant-secrets.js';
 import type { AccessMode } from '../drivers/sdk/types.js';
+import type { StepContext } from '../operations/handler.js';
 
 /** Timing of the host side, all in milliseconds. */
 export interface AttachTimings {
@@ -52,8 +53,9 @@ export async function loadAttachment(deps: AttachDeps, id: string): Promise<Atta
 }
 
 /** Moves an attachment to `to` and records the event (no-op when already there). */
-export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to: string, actor: string, message: string, patch: Partial<AttachmentRow> = {}, operationId: string | null = null): Promise<void> {
-  await deps.store.transaction(async (trx) => {
+export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to: string, actor: string, message: string, patch: Partial<AttachmentRow>, ctx: StepContext): Promise<void> {
+  const operationId = ctx.operation.id;
+  await ctx.write(async (trx) => {
     const cur = await attachments.findById(trx, a.id);
     if (!cur || (cur.state === to && Object.keys(patch).length === 0)) return;
     await attachments.update(trx, a.id, { ...patch, state: to, updated_at: nowIso() });
@@ -64,19 +66,20 @@ export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to:
   });
 }
 
-async function driverParts(deps: AttachDeps, volumeId: string) {
+/** The volume's driver and handle; the driver guarded by the operation's lease (a stale worker makes no driver call). */
+async function driverParts(deps: AttachDeps, ctx: StepContext, volumeId: string) {
   const v = await volumes.findById(deps.store.db, volumeId);
   if (!v?.backend_id) throw new StowageError('VOLUME_NOT_FOUND', `volume ${volumeId} vanished`, {});
   const b = await backends.findById(deps.store.db, v.backend_id);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${v.backend_id} no longer exists`, {});
-  return { volume: v, driver: deps.drivers.get(b), handle: volumeHandle(v) ?? { id: v.id, format: v.format } };
+  return { volume: v, driver: ctx.guard(deps.drivers.get(b)), handle: volumeHandle(v) ?? { id: v.id, format: v.format } };
 }
 
 /**
  * Makes sure the attachment's host holds an active grant on the backend (creating one, with its own
  * CHAP secret, if needed) and links it. Idempotent: re-binding an active grant is harmless.
  */
-export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, signal: AbortSignal): Promise<GrantRow> {
+export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, ctx: StepContext): Promise<GrantRow> {
   const host = await hosts.findById(deps.store.db, a.host_id);
   if (!host) throw new StowageError('HOST_NOT_FOUND', `host ${a.host_id} vanished`, {});
   if (host.state === 'fenced') throw new StowageError('INVALID_STATE', `host ${host.name} is fenced`, { host: host.name });
@@ -86,12 +89,16 @@ export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, signal: Ab
   }
   if (!g) {
     g = newGrantRow({ tenantId: a.tenant_id, volumeId: a.volume_id, host, mode: a.mode as AccessMode }, deps.secrets);
-    await grants.insert(deps.store.db, g);
+    const row = g;
+    await ctx.write((trx) => grants.insert(trx, row));
   }
-  const parts = await driverParts(deps, a.volume_id);
-  const info = await applyGrant({ store: deps.store, drivers: deps.drivers, secrets: deps.secrets }, { grant: g, host, volume: parts.volume, driver: parts.driver, handle: parts.handle }, signal);
-  await grants.update(deps.store.db, g.id, { state: 'active', connection: writeJson(info), updated_at: nowIso() });
-  await attachments.update(deps.store.db, a.id, { grant_id: g.id, updated_at: nowIso() });
+  const parts = await driverParts(deps, ctx, a.volume_id);
+  const info = await applyGrant({ store: deps.store, drivers: deps.drivers, secrets: deps.secrets }, { grant: g, host, volume: parts.volume, driver: parts.driver, handle: parts.handle }, ctx.signal);
+  const grantId = g.id;
+  await ctx.write(async (trx) => {
+    await grants.update(trx, grantId, { state: 'active', connection: writeJson(info), updated_at: nowIso() });
+    await attachments.update(trx, a.id, { grant_id: grantId, updated_at: nowIso() });
+  });
   return { ...g, state: 'active', connection: writeJson(info) };
 }
 
@@ -133,17 +140,17 @@ export async function waitDisconnected(deps: AttachDeps, id: string, signal: Abo
  * Revokes the host's grant on the backend (dropping live sessions) unless another live attachment of
  * the same volume on the same host still needs it. Idempotent.
  */
-export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, signal: AbortSignal): Promise<boolean> {
+export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, ctx: StepContext): Promise<boolean> {
   const others = (await attachments.listLiveForVolume(deps.store.db, a.volume_id)).filter((o) => o.id !== a.id && o.host_id === a.host_id && (LIVE_ATTACHMENT_STATES as readonly string[]).includes(o.state));
   if (others.length > 0) return false;
   const g = await grants.findLive(deps.store.db, a.volume_id, a.host_id);
   if (!g) return true;
   const host = await hosts.findById(deps.store.db, a.host_id);
   if (!host) return true;
-  const parts = await driverParts(deps, a.volume_id);
+  const parts = await driverParts(deps, ctx, a.volume_id);
   // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
-  if (g.state !== 'revoking') await grants.update(deps.store.db, g.id, { state: 'revoking', updated_at: nowIso() });
-  await parts.driver.revokeAccess?.(parts.handle, hostIdentity(host), signal);
-  await grants.update(deps.store.db, g.id, { state: 'revoked', state_reason: `attachment ${a.id} detached`, updated_at: nowIso() });
+  if (g.state !== 'revoking') await ctx.write((trx) => grants.update(trx, g.id, { state: 'revoking', updated_at: nowIso() }));
+  await parts.driver.revokeAccess?.(parts.handle, hostIdentity(host), ctx.signal);
+  await ctx.write((trx) => grants.update(trx, g.id, { state: 'revoked', state_reason: `attachment ${a.id} detached`, updated_at: nowIso() }));
   return true;
 }

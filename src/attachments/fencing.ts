@@ -45,9 +45,9 @@ export function fenceHandler(deps: AttachDeps): OperationHandler {
             const v = await volumes.findById(deps.store.db, g.volume_id);
             const b = v?.backend_id ? await backends.findById(deps.store.db, v.backend_id) : undefined;
             // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
-            if (g.state !== 'revoking') await grants.update(deps.store.db, g.id, { state: 'revoking', updated_at: nowIso() });
-            if (v && b) await deps.drivers.get(b).revokeAccess?.(volumeHandle(v) ?? { id: v.id, format: v.format }, hostIdentity(h), ctx.signal);
-            await grants.update(deps.store.db, g.id, { state: 'revoked', state_reason: FENCED_REASON, updated_at: nowIso() });
+            if (g.state !== 'revoking') await ctx.write((trx) => grants.update(trx, g.id, { state: 'revoking', updated_at: nowIso() }));
+            if (v && b) await ctx.guard(deps.drivers.get(b)).revokeAccess?.(volumeHandle(v) ?? { id: v.id, format: v.format }, hostIdentity(h), ctx.signal);
+            await ctx.write((trx) => grants.update(trx, g.id, { state: 'revoked', state_reason: FENCED_REASON, updated_at: nowIso() }));
           }
           ctx.note(`revoked ${live.length} grant(s)`);
         },
@@ -57,7 +57,7 @@ export function fenceHandler(deps: AttachDeps): OperationHandler {
         run: async (ctx) => {
           const h = await hosts.findById(deps.store.db, ctx.operation.target_id);
           if (!h) throw new StowageError('HOST_NOT_FOUND', 'host vanished', {});
-          await deps.store.transaction(async (trx) => {
+          await ctx.write(async (trx) => {
             for (const a of await attachments.listLiveForHost(trx, h.id)) {
               await attachments.update(trx, a.id, { state: 'gone', state_reason: FENCED_REASON, reported_at: null, updated_at: nowIso() });
               await events.append(trx, { tenantId: a.tenant_id, actor: ctx.operation.actor, resourceType: 'attachment', resourceId: a.id, resourceName: a.instance, action: 'fenced', from: a.state, to: 'gone', message: `attachment cut: host ${h.name} fenced`, operationId: ctx.operation.id });
@@ -71,7 +71,7 @@ export function fenceHandler(deps: AttachDeps): OperationHandler {
     compensate: async (ctx, error) => {
       const h = await hosts.findById(deps.store.db, ctx.operation.target_id);
       if (!h) return;
-      await events.append(deps.store.db, { tenantId: h.tenant_id, actor: ctx.operation.actor, resourceType: 'host', resourceId: h.id, resourceName: h.name, action: 'fence-failed', from: h.state, to: h.state, message: `fencing ${h.name} failed: ${error.message}; run it again`, operationId: ctx.operation.id });
+      await ctx.write((trx) => events.append(trx, { tenantId: h.tenant_id, actor: ctx.operation.actor, resourceType: 'host', resourceId: h.id, resourceName: h.name, action: 'fence-failed', from: h.state, to: h.state, message: `fencing ${h.name} failed: ${error.message}; run it again`, operationId: ctx.operation.id }));
     },
   };
 }

@@ -118,8 +118,10 @@ export class MigrationService {
         id: newId('attachment'), tenant_id: m.tenant_id, volume_id: s.volume_id, host_id: m.to_host_id, instance: m.instance, mode: s.mode,
         state: 'granting', state_reason: null, grant_id: null, device_id: null, migration_id: m.id, reported_at: null, created_at: at, updated_at: at,
       };
-      await attachments.insert(this.store.db, row);
-      await events.append(this.store.db, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'attachment', resourceId: row.id, resourceName: m.instance, action: 'attach', from: null, to: 'granting', operationId: ctx.operation.id, message: `migration ${m.id}: attaching on the destination` });
+      await ctx.write(async (trx) => {
+        await attachments.insert(trx, row);
+        await events.append(trx, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'attachment', resourceId: row.id, resourceName: m.instance, action: 'attach', from: null, to: 'granting', operationId: ctx.operation.id, message: `migration ${m.id}: attaching on the destination` });
+      });
       out.push(row);
     }
     return out;
@@ -133,18 +135,20 @@ async function loadMigration(deps: AttachDeps, id: string): Promise<MigrationRow
 }
 
 async function setMigration(deps: AttachDeps, ctx: StepContext, m: MigrationRow, to: string, reason: string | null): Promise<void> {
-  await attachments.updateMigration(deps.store.db, m.id, { state: to, state_reason: reason, updated_at: nowIso() });
-  await events.append(deps.store.db, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'migration', resourceId: m.id, resourceName: m.instance, action: to, from: m.state, to, operationId: ctx.operation.id, message: `migration of ${m.instance}: ${to}${reason ? ` (${reason})` : ''}` });
+  await ctx.write(async (trx) => {
+    await attachments.updateMigration(trx, m.id, { state: to, state_reason: reason, updated_at: nowIso() });
+    await events.append(trx, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'migration', resourceId: m.id, resourceName: m.instance, action: to, from: m.state, to, operationId: ctx.operation.id, message: `migration of ${m.instance}: ${to}${reason ? ` (${reason})` : ''}` });
+  });
 }
 
 /** Detaches every live attachment of the instance on one host (disconnect, revoke, gone), inline. */
 async function detachSide(deps: AttachDeps, ctx: StepContext, hostId: string, instance: string): Promise<void> {
   for (const a of await attachments.listForHostInstance(deps.store.db, hostId, instance, [...LIVE_ATTACHMENT_STATES])) {
-    if (a.state !== 'disconnecting' && a.state !== 'revoking') await setAttachmentState(deps, a, 'disconnecting', ctx.operation.actor, 'migration: detaching', {}, ctx.operation.id);
+    if (a.state !== 'disconnecting' && a.state !== 'revoking') await setAttachmentState(deps, a, 'disconnecting', ctx.operation.actor, 'migration: detaching', {}, ctx);
     const outcome = await waitDisconnected(deps, a.id, ctx.signal);
-    await setAttachmentState(deps, await loadAttachment(deps, a.id), 'revoking', ctx.operation.actor, `migration: ${outcome}; revoking`, {}, ctx.operation.id);
-    await revokeIfUnused(deps, await loadAttachment(deps, a.id), ctx.signal);
-    await setAttachmentState(deps, await loadAttachment(deps, a.id), 'gone', ctx.operation.actor, 'migration: detached', { device_id: null }, ctx.operation.id);
+    await setAttachmentState(deps, await loadAttachment(deps, a.id), 'revoking', ctx.operation.actor, `migration: ${outcome}; revoking`, {}, ctx);
+    await revokeIfUnused(deps, await loadAttachment(deps, a.id), ctx);
+    await setAttachmentState(deps, await loadAttachment(deps, a.id), 'gone', ctx.operation.actor, 'migration: detached', { device_id: null }, ctx);
   }
 }
 
@@ -160,10 +164,10 @@ export function migrationHandlers(deps: AttachDeps, service: () => MigrationServ
           const dest = await service().ensureDestination(m, ctx);
           for (const a of dest) {
             if (a.state === 'attached') continue;
-            await ensureGrant(deps, a, ctx.signal);
-            await setAttachmentState(deps, a, 'connecting', ctx.operation.actor, 'migration: access granted on the destination', {}, ctx.operation.id);
+            await ensureGrant(deps, a, ctx);
+            await setAttachmentState(deps, a, 'connecting', ctx.operation.actor, 'migration: access granted on the destination', {}, ctx);
             const connected = await waitConnected(deps, a.id, ctx.signal);
-            await setAttachmentState(deps, connected, 'attached', ctx.operation.actor, `migration: attached on the destination as ${connected.device_id ?? '?'}`, {}, ctx.operation.id);
+            await setAttachmentState(deps, connected, 'attached', ctx.operation.actor, `migration: attached on the destination as ${connected.device_id ?? '?'}`, {}, ctx);
           }
         },
       },

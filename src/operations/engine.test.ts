@@ -2,12 +2,15 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { StowageError } from '../core/errors.js';
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
+import { EventRepository } from '../store/event-repository.js';
 import { TenantRepository } from '../store/tenant-repository.js';
 import { OperationRepository } from '../store/operation-repository.js';
+import type { OperationRow } from '../store/schema.js';
 import { openStore, type Store } from '../store/store.js';
 import { OperationEngine, type EngineOptions } from './engine.js';
 import { Failpoints } from './failpoints.js';
-import type { OperationHandler } from './handler.js';
+import type { OperationHandler, StepContext } from './handler.js';
+import { isLeaseLost, LeaseLostError } from './lease-lost-error.js';
 
 // Unit timings so lease expiry and retries happen in milliseconds; the engine on the shipped lease and poll: test/defaults/replica-lease.ts.
 const FAST: EngineOptions = { leaseMs: 500, pollMs: 20, concurrency: 2, stepAttempts: 3, retryBaseMs: 1 };
@@ -90,8 +93,9 @@ describe('OperationEngine', () => {
     const row = await dead.enqueue(store.db, { kind: 'k', tenantId: DEFAULT_TENANT_ID, targetType: 't', targetId: 't-1', input: {}, actor: 'test' });
     // A worker that claimed it, finished step a, and died with its lease still running.
     const past = new Date(Date.now() - 1000).toISOString();
-    expect(await repo.tryClaim(store.db, row.id, 'dead-worker', new Date().toISOString(), new Date(Date.now() + 300).toISOString())).toBe(true);
-    await repo.recordStep(store.db, row.id, 'dead-worker', [{ name: 'a', at: past }], 'b');
+    const deadLease = await repo.claim(store.db, row.id, 'dead-worker', new Date().toISOString(), new Date(Date.now() + 300).toISOString());
+    expect(deadLease).not.toBeNull();
+    if (deadLease) await repo.recordStep(store.db, row.id, deadLease, [{ name: 'a', at: past }], 'b');
     const e = engine(handler);
     e.start();
     const op = await e.waitFor(row.id, 10_000);
@@ -118,3 +122,197 @@ describe('OperationEngine', () => {
     expect(seen).toEqual(['compensate:DRIVER_FAILED']);
   });
 });
+
+const repo = new OperationRepository();
+const events = new EventRepository();
+
+/** Polls `probe` until it is true (no timing is asserted; the limit is only a safety net). */
+async function until(what: string, probe: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Blocks this thread (timers included) for `ms`, like a SIGSTOP of the whole process. */
+function freeze(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+// The epoch rules of the operation engine: another worker's takeover fences every later write and
+// driver call of the worker it replaced, and a lost lease is never treated as a step failure.
+describe('OperationEngine lease fencing', () => {
+  let store: Store;
+  let engine: OperationEngine;
+
+  beforeEach(async () => {
+    store = await openStore('sqlite::memory:');
+    await new TenantRepository().ensureDefaultTenant(store.db);
+  });
+  afterEach(async () => {
+    await engine.stop(100);
+    await store.close();
+  });
+
+  async function run(handler: OperationHandler): Promise<OperationRow> {
+    engine = new OperationEngine(store, logger, Failpoints.none(), FAST);
+    engine.register(handler);
+    const row = await engine.enqueue(store.db, { kind: handler.kind, tenantId: DEFAULT_TENANT_ID, targetType: 't', targetId: 't-1', input: { keep: 1 }, actor: 'test' });
+    engine.start();
+    return row;
+  }
+
+  /** What another worker does once our lease ran out: claim the operation with the next epoch. */
+  async function takeOver(id: string): Promise<void> {
+    await store.db.updateTable('operations').set({ lease_expires_at: new Date(Date.now() - 1).toISOString() }).where('id', '=', id).execute();
+    expect(await repo.tryClaim(store.db, id, 'thief', new Date().toISOString(), new Date(Date.now() + 60_000).toISOString())).toBe(true);
+  }
+
+  async function row(id: string): Promise<OperationRow> {
+    const r = await repo.findById(store.db, id);
+    if (!r) throw new Error('operation vanished');
+    return r;
+  }
+
+  it('gives every claim the next epoch, and the step sees the epoch it runs under', async () => {
+    const epochs: number[] = [];
+    const op = await run({ kind: 'k', steps: [{ name: 'a', run: async (ctx) => { epochs.push(ctx.epoch); } }], compensate: async () => undefined });
+    expect((await engine.waitFor(op.id, 10_000)).state).toBe('succeeded');
+    expect(epochs).toEqual([1]);
+    expect((await row(op.id)).lease_epoch).toBe(1);
+  });
+
+  it('a takeover aborts the running step at once; its failure then is not a failure: no retry, compensation, input or finish', async () => {
+    let ctxSeen: StepContext | undefined;
+    let calls = 0;
+    let compensated = 0;
+    const op = await run({
+      kind: 'k',
+      steps: [{
+        name: 'long',
+        run: async (ctx) => {
+          calls++;
+          ctxSeen = ctx;
+          await new Promise<void>((resolve) => { ctx.signal.addEventListener('abort', () => { resolve(); }, { once: true }); });
+          // What a killed child looks like to the step: a transient-looking error.
+          throw new StowageError('BACKEND_UNAVAILABLE', 'the copy was killed');
+        },
+      }],
+      compensate: async () => { compensated++; },
+    });
+    await until('the step to start', () => ctxSeen !== undefined);
+    await takeOver(op.id);
+    await until('the step to be aborted', () => ctxSeen?.signal.aborted === true);
+    expect(isLeaseLost(ctxSeen?.signal.reason)).toBe(true);
+    await until('the worker to let go', async () => (await engine.waitFor(op.id, 0)).state === 'running' && !engineBusy(engine));
+    expect(calls).toBe(1);
+    expect(compensated).toBe(0);
+    expect(await row(op.id)).toMatchObject({ state: 'running', lease_owner: 'thief', lease_epoch: 2, input: JSON.stringify({ keep: 1 }), error: null, steps_done: '[]', finished_at: null });
+  });
+
+  it('a step that retries internally after the takeover writes nothing: every ctx.write and remember throws LeaseLostError', async () => {
+    const outcomes: string[] = [];
+    let started = false;
+    const op = await run({
+      kind: 'k',
+      steps: [{
+        name: 'retrying',
+        run: async (ctx) => {
+          started = true;
+          await new Promise<void>((resolve) => { ctx.signal.addEventListener('abort', () => { resolve(); }, { once: true }); });
+          for (let i = 0; i < 3; i++) {
+            try {
+              await ctx.write((trx) => events.append(trx, { tenantId: DEFAULT_TENANT_ID, actor: 'test', resourceType: 't', resourceId: 't-1', resourceName: null, action: 'stale', from: null, to: null, message: 'stale write', operationId: ctx.operation.id }));
+              outcomes.push('written');
+            } catch (err) {
+              outcomes.push(err instanceof LeaseLostError ? 'fenced' : String(err));
+            }
+          }
+          await ctx.remember({ stale: true }).catch((err: unknown) => { outcomes.push(isLeaseLost(err) ? 'fenced' : String(err)); });
+        },
+      }],
+      compensate: async () => { outcomes.push('compensated'); },
+    });
+    await until('the step to start', () => started);
+    await takeOver(op.id);
+    await until('the step to give up', () => outcomes.length >= 4);
+    await until('the worker to let go', () => !engineBusy(engine));
+    expect(outcomes).toEqual(['fenced', 'fenced', 'fenced', 'fenced']);
+    expect(await store.db.selectFrom('events').selectAll().where('action', '=', 'stale').execute()).toEqual([]);
+    expect(await row(op.id)).toMatchObject({ state: 'running', lease_owner: 'thief', lease_epoch: 2, input: JSON.stringify({ keep: 1 }), steps_done: '[]' });
+  });
+
+  it('a worker frozen past its lease makes no driver call when it wakes, before any timer or store round trip could tell it', async () => {
+    const driverCalls: string[] = [];
+    const driver = { deleteVolume: (id: string): string => { driverCalls.push(id); return id; }, scheme: 'fake' };
+    const outcomes: string[] = [];
+    const op = await run({
+      kind: 'k',
+      steps: [{
+        name: 'frozen',
+        run: async (ctx) => {
+          if (ctx.epoch > 1) return; // the fresh claim after the freeze just finishes
+          const guarded = ctx.guard(driver);
+          guarded.deleteVolume('before');
+          freeze(FAST.leaseMs + 100);
+          try {
+            guarded.deleteVolume('after');
+          } catch (err) {
+            outcomes.push(err instanceof LeaseLostError ? 'fenced' : String(err));
+          }
+          outcomes.push(`aborted:${String(ctx.signal.aborted)}`, `scheme:${guarded.scheme}`);
+        },
+      }],
+      compensate: async () => { outcomes.push('compensated'); },
+    });
+    // The step that "succeeded" after its lease ran out is not recorded: a fresh claim runs it again.
+    const done = await engine.waitFor(op.id, 10_000);
+    expect(done.state).toBe('succeeded');
+    expect(done.attempts).toBe(2);
+    expect(driverCalls).toEqual(['before']);
+    expect(outcomes).toEqual(['fenced', 'aborted:true', 'scheme:fake']);
+  });
+
+  it('no step starts once the lease is gone: the next step never runs after the takeover', async () => {
+    const seen: string[] = [];
+    const op = await run({
+      kind: 'k',
+      steps: [
+        { name: 'a', run: async (ctx) => { seen.push('a'); await takeOver(ctx.operation.id); } },
+        { name: 'b', run: async () => { seen.push('b'); } },
+      ],
+      compensate: async () => { seen.push('compensated'); },
+      result: async () => { seen.push('result'); return {}; },
+    });
+    await until('step a', () => seen.length >= 1);
+    await until('the worker to let go', () => !engineBusy(engine));
+    expect(seen).toEqual(['a']);
+    expect(await row(op.id)).toMatchObject({ state: 'running', lease_owner: 'thief', steps_done: '[]', result: null });
+  });
+
+  it('a takeover during compensation stops it: the stale worker does not finish the operation', async () => {
+    const seen: string[] = [];
+    const op = await run({
+      kind: 'k',
+      steps: [{ name: 'a', run: async () => { throw new StowageError('INVALID_STATE', 'nope'); } }],
+      compensate: async (ctx) => {
+        seen.push('compensate');
+        await takeOver(ctx.operation.id);
+        await ctx.write(async () => { seen.push('wrote'); });
+      },
+    });
+    await until('compensation', () => seen.length >= 1);
+    await until('the worker to let go', () => !engineBusy(engine));
+    expect(seen).toEqual(['compensate']);
+    const r = await row(op.id);
+    expect(r).toMatchObject({ state: 'running', lease_owner: 'thief', finished_at: null, error: null });
+    // The failure was remembered before the takeover, so the new owner resumes the compensation.
+    expect(JSON.parse(r.input)).toMatchObject({ __failure: { code: 'INVALID_STATE' } });
+  });
+});
+
+/** True while the engine still runs an operation (its private map, read for the test only). */
+function engineBusy(e: OperationEngine): boolean {
+  return (e as unknown as { running: Map<string, unknown> }).running.size > 0;
+}

@@ -11,6 +11,8 @@ import type { Executor, Store } from '../store/store.js';
 import { CommandFailedError } from '../system/command-runner.js';
 import type { Failpoints } from './failpoints.js';
 import type { OperationHandler, StepContext } from './handler.js';
+import { isLeaseLost, LeaseLostError } from './lease-lost-error.js';
+import { OperationLease } from './operation-lease.js';
 
 /** Engine tuning; every duration in milliseconds. */
 export interface EngineOptions {
@@ -92,6 +94,7 @@ export class OperationEngine {
       progress: null,
       lease_owner: null,
       lease_expires_at: null,
+      lease_epoch: 0,
       created_at: at,
       updated_at: at,
       finished_at: null,
@@ -110,7 +113,7 @@ export class OperationEngine {
       id: newId('operation'), tenant_id: op.tenantId, kind: op.kind, target_type: op.targetType, target_id: op.targetId,
       state: 'succeeded', step: null, steps_done: writeJson([{ name: 'apply', at }]), attempts: 1, input: writeJson(op.input),
       result: writeJson(result), error: null, actor: op.actor, idempotency_key: op.idempotencyKey ?? null, progress: 1,
-      lease_owner: null, lease_expires_at: null, created_at: at, updated_at: at, finished_at: at,
+      lease_owner: null, lease_expires_at: null, lease_epoch: 0, created_at: at, updated_at: at, finished_at: at,
     };
     await this.repo.insert(db, row);
     return row;
@@ -165,9 +168,11 @@ export class OperationEngine {
         for (const id of ids) {
           if (this.running.size >= this.options.concurrency || this.stopped) break;
           if (this.running.has(id)) continue;
-          const leaseUntil = new Date(Date.now() + this.options.leaseMs).toISOString();
-          if (!(await this.repo.tryClaim(this.store.db, id, this.owner, nowIso(), leaseUntil))) continue;
-          const p = this.execute(id).catch((err: unknown) => { this.logger.error({ err, operationId: id }, 'operation worker crashed'); })
+          const untilMs = Date.now() + this.options.leaseMs;
+          const lease = await this.repo.claim(this.store.db, id, this.owner, nowIso(), new Date(untilMs).toISOString());
+          if (!lease) continue;
+          const held = new OperationLease(this.store, this.repo, id, lease, this.options.leaseMs, untilMs, this.logger, this.abort.signal);
+          const p = this.execute(held).catch((err: unknown) => { this.logger.error({ err, operationId: id }, 'operation worker crashed'); })
             .finally(() => { this.running.delete(id); this.wake(); });
           this.running.set(id, p);
         }
@@ -180,52 +185,62 @@ export class OperationEngine {
     }
   }
 
-  private async execute(id: string): Promise<void> {
-    const row = await this.repo.findById(this.store.db, id);
-    if (!row) return;
-    const handler = this.handlers.get(row.kind);
-    if (!handler) {
-      await this.repo.finish(this.store.db, id, 'failed', null, { code: 'INTERNAL', message: `no handler for ${row.kind}`, details: {} });
-      return;
-    }
-    const renew = setInterval(() => {
-      const until = new Date(Date.now() + this.options.leaseMs).toISOString();
-      this.repo.renewLease(this.store.db, id, this.owner, until).catch((err: unknown) => { this.logger.warn({ err, operationId: id }, 'lease renewal failed'); });
-    }, Math.max(50, Math.floor(this.options.leaseMs / 3)));
+  private async execute(lease: OperationLease): Promise<void> {
+    lease.start();
     try {
-      await this.runSteps(row, handler);
+      const row = await this.repo.findById(this.store.db, lease.operationId);
+      if (!row) return;
+      const handler = this.handlers.get(row.kind);
+      if (!handler) {
+        await this.repo.finish(this.store.db, row.id, lease.lease, 'failed', null, { code: 'INTERNAL', message: `no handler for ${row.kind}`, details: {} });
+        return;
+      }
+      await this.runSteps(row, handler, lease);
+    } catch (err) {
+      // A lost lease ends this worker's part quietly: the new owner carries the operation on.
+      if (!isLeaseLost(err) && !lease.lost) throw err;
+      this.logger.warn({ operationId: lease.operationId, epoch: lease.lease.epoch }, 'gave the operation up after losing its lease');
     } finally {
-      clearInterval(renew);
+      lease.stop();
     }
   }
 
-  private async runSteps(row: OperationRow, handler: OperationHandler): Promise<void> {
+  private async runSteps(row: OperationRow, handler: OperationHandler, lease: OperationLease): Promise<void> {
     const input: Record<string, unknown> = readJson<Record<string, unknown>>(row.input, {});
     const done: StepRecord[] = readJson<StepRecord[]>(row.steps_done, []);
     let note: string | undefined;
     let lastProgressWrite = 0;
+    const lost = (): LeaseLostError => new LeaseLostError(row.id, 'another worker took the operation over');
     const ctx: StepContext = {
       operation: row,
       input,
-      signal: this.abort.signal,
+      epoch: lease.lease.epoch,
+      signal: lease.signal,
       progress: (fraction) => {
         const now = Date.now();
-        if (now - lastProgressWrite < 250 && fraction < 1) return;
+        if ((now - lastProgressWrite < 250 && fraction < 1) || lease.lost) return;
         lastProgressWrite = now;
-        void this.repo.setProgress(this.store.db, row.id, Math.max(0, Math.min(1, fraction))).catch(() => undefined);
+        void this.repo.setProgress(this.store.db, row.id, lease.lease, Math.max(0, Math.min(1, fraction)))
+          .then((ok) => { if (!ok) lease.lose('another worker took the operation over'); }, () => undefined);
       },
       remember: async (patch) => {
+        lease.assert();
         Object.assign(input, patch);
-        await this.repo.setInput(this.store.db, row.id, input);
+        if (!(await this.repo.setInput(this.store.db, row.id, lease.lease, input))) {
+          lease.lose('another worker took the operation over');
+          throw lost();
+        }
       },
       note: (text) => { note = text; },
+      write: (fn) => lease.write(fn),
+      guard: (target) => lease.guard(target),
     };
-    const log = this.logger.child({ operationId: row.id, kind: row.kind, target: row.target_id });
+    const log = this.logger.child({ operationId: row.id, kind: row.kind, target: row.target_id, epoch: lease.lease.epoch });
 
     const failure = input[FAILURE_KEY] as { code: ErrorCode; message: string; details: Record<string, unknown> } | undefined;
     if (failure) {
       log.warn({ error: failure.code }, 'resuming compensation after a restart');
-      await this.fail(ctx, handler, new StowageError(failure.code, failure.message, failure.details));
+      await this.fail(ctx, handler, lease, new StowageError(failure.code, failure.message, failure.details));
       return;
     }
     const doneNames = new Set(done.map((d) => d.name));
@@ -234,45 +249,57 @@ export class OperationEngine {
       if (doneNames.has(step.name)) continue;
       const failpoint = `${row.kind}/${step.name}`;
       await this.failpoints.hit(`${failpoint}:before`);
+      // No step starts without a lease confirmed by the store just now.
+      if (!(await lease.renew())) throw lost();
       note = undefined;
       try {
-        await this.runWithRetry(() => step.run(ctx), log, step.name);
+        await this.runWithRetry(() => step.run(ctx), log, step.name, lease);
       } catch (err) {
+        // Whatever a step throws once the lease is gone is not its failure: no compensation, no finish.
+        if (isLeaseLost(err) || lease.lost) throw err;
         const e = toOperationError(err);
         log.warn({ step: step.name, code: e.code, msg: e.message }, 'operation step failed');
         await ctx.remember({ [FAILURE_KEY]: e.toJSON() });
         await this.failpoints.hit(`${row.kind}/compensate:before`);
-        await this.fail(ctx, handler, e);
+        await this.fail(ctx, handler, lease, e);
         return;
       }
       // The riskiest window: the step's effect happened but the journal does not say so yet.
       await this.failpoints.hit(`${failpoint}:done`);
       done.push({ name: step.name, at: nowIso(), ...(note !== undefined ? { note } : {}) });
       const next = handler.steps[i + 1]?.name ?? null;
-      if (!(await this.repo.recordStep(this.store.db, row.id, this.owner, done, next))) {
-        log.warn('lost the lease; another worker continues this operation');
-        return;
+      lease.assert();
+      if (!(await this.repo.recordStep(this.store.db, row.id, lease.lease, done, next))) {
+        lease.lose('another worker took the operation over');
+        throw lost();
       }
       await this.failpoints.hit(`${failpoint}:after`);
     }
     const result = handler.result ? await handler.result(ctx) : {};
-    await this.repo.finish(this.store.db, row.id, 'succeeded', result, null);
+    lease.assert();
+    if (!(await this.repo.finish(this.store.db, row.id, lease.lease, 'succeeded', result, null))) throw lost();
     log.info('operation succeeded');
   }
 
-  private async fail(ctx: StepContext, handler: OperationHandler, error: StowageError): Promise<void> {
-    await this.runWithRetry(() => handler.compensate(ctx, error), this.logger, 'compensate');
-    await this.repo.finish(this.store.db, ctx.operation.id, 'failed', null, error.toJSON());
+  private async fail(ctx: StepContext, handler: OperationHandler, lease: OperationLease, error: StowageError): Promise<void> {
+    if (!(await lease.renew())) throw new LeaseLostError(ctx.operation.id, 'another worker took the operation over');
+    await this.runWithRetry(() => handler.compensate(ctx, error), this.logger, 'compensate', lease);
+    lease.assert();
+    if (!(await this.repo.finish(this.store.db, ctx.operation.id, lease.lease, 'failed', null, error.toJSON()))) {
+      throw new LeaseLostError(ctx.operation.id, 'another worker took the operation over');
+    }
   }
 
-  private async runWithRetry(fn: () => Promise<void>, log: Logger, what: string): Promise<void> {
+  private async runWithRetry(fn: () => Promise<void>, log: Logger, what: string, lease: OperationLease): Promise<void> {
     for (let attempt = 1; ; attempt++) {
+      lease.assert();
       try {
         await fn();
         return;
       } catch (err) {
+        if (isLeaseLost(err) || lease.lost) throw err;
         const e = toOperationError(err);
-        if (!RETRYABLE.has(e.code) || attempt >= this.options.stepAttempts || this.abort.signal.aborted) throw e;
+        if (!RETRYABLE.has(e.code) || attempt >= this.options.stepAttempts || lease.signal.aborted) throw e;
         const delay = this.options.retryBaseMs * 2 ** (attempt - 1);
         log.info({ step: what, attempt, delayMs: delay, code: e.code }, 'transient failure; retrying');
         await sleep(delay);

@@ -1,10 +1,18 @@
+import type { Transaction } from 'kysely';
 import type { StowageError } from '../core/errors.js';
-import type { OperationRow } from '../store/schema.js';
+import type { Database, OperationRow } from '../store/schema.js';
 
-/** What a step sees: the operation, its input (including what earlier steps remembered), cancellation. */
+/**
+ * What a step sees: the operation, its input (including what earlier steps remembered), cancellation,
+ * and the worker's lease. A step writes rows only through `write` and calls drivers only through
+ * `guard`, so that once the lease is lost (another worker took over) nothing it does lands.
+ */
 export interface StepContext {
   readonly operation: OperationRow;
   readonly input: Readonly<Record<string, unknown>>;
+  /** The lease epoch this attempt runs under: unique per attempt, e.g. to name private temp files. */
+  readonly epoch: number;
+  /** Aborted the moment the lease is lost (commands are killed) or the engine shuts down. */
   readonly signal: AbortSignal;
   /** Reports progress 0..1 (throttled writes). */
   progress(fraction: number): void;
@@ -12,6 +20,13 @@ export interface StepContext {
   remember(patch: Record<string, unknown>): Promise<void>;
   /** A short note recorded with this step in the journal (e.g. which copy path was taken). */
   note(text: string): void;
+  /**
+   * Runs `fn` in one transaction, after checking under a row lock that this worker still holds the
+   * operation; throws a LeaseLostError otherwise. Use only `trx` inside (SQLite has one writer).
+   */
+  write<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T>;
+  /** Wraps a driver so each call first checks the lease (throws a LeaseLostError once it is lost). */
+  guard<T extends object>(target: T): T;
 }
 
 /** One idempotent step. Re-running it after a crash must be safe. */

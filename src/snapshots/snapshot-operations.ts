@@ -23,10 +23,11 @@ const backends = new BackendRepository();
 const events = new EventRepository();
 const claims = new ClaimRepository();
 
-async function driverOf(deps: SnapshotOperationDeps, backendId: string) {
+/** The backend's driver, guarded by the operation's lease (a stale worker makes no driver call). */
+async function driverOf(deps: SnapshotOperationDeps, ctx: StepContext, backendId: string) {
   const b = await backends.findById(deps.store.db, backendId);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${backendId} no longer exists`, {});
-  return deps.drivers.get(b);
+  return ctx.guard(deps.drivers.get(b));
 }
 
 async function loadSnapshot(deps: SnapshotOperationDeps, id: string): Promise<SnapshotRow> {
@@ -46,7 +47,7 @@ const handleOfVolume = (v: VolumeRow): DriverHandle => volumeHandle(v) ?? { id: 
 const handleOfSnapshot = (s: SnapshotRow, v: VolumeRow): DriverHandle => readJson<DriverHandle | null>(s.driver_handle, null) ?? { id: s.id, format: v.format, volumeId: v.id };
 
 async function setSnapshot(deps: SnapshotOperationDeps, ctx: StepContext, s: SnapshotRow, to: string, patch: Partial<SnapshotRow>, message: string): Promise<void> {
-  await deps.store.transaction(async (trx) => {
+  await ctx.write(async (trx) => {
     await snapshots.update(trx, s.id, { ...patch, state: to, updated_at: nowIso() });
     // A held claim (copied snapshots) turns into the snapshot's own size, or is given back, with the state change.
     if (to === 'available') await claims.commit(trx, s.id, ctx.operation.id);
@@ -66,11 +67,11 @@ export function snapshotCreateHandler(deps: SnapshotOperationDeps): OperationHan
           const s = await loadSnapshot(deps, ctx.operation.target_id);
           if (s.driver_handle) return;
           const v = await loadVolume(deps, s.volume_id);
-          const driver = await driverOf(deps, s.backend_id);
+          const driver = await driverOf(deps, ctx, s.backend_id);
           if (!driver.createSnapshot) throw new StowageError('CAPABILITY_MISSING', 'backend cannot take snapshots', {});
           const handle = await driver.createSnapshot(handleOfVolume(v), s.id, ctx.signal);
           const method = typeof handle.method === 'string' ? handle.method : 'backend';
-          await snapshots.update(deps.store.db, s.id, { driver_handle: writeJson(handle), method, updated_at: nowIso() });
+          await ctx.write((trx) => snapshots.update(trx, s.id, { driver_handle: writeJson(handle), method, updated_at: nowIso() }));
           ctx.note(`method: ${method}`);
         },
       },
@@ -87,7 +88,7 @@ export function snapshotCreateHandler(deps: SnapshotOperationDeps): OperationHan
       const s = await loadSnapshot(deps, ctx.operation.target_id);
       if (s.state === 'error') return;
       const v = await loadVolume(deps, s.volume_id);
-      const driver = await driverOf(deps, s.backend_id);
+      const driver = await driverOf(deps, ctx, s.backend_id);
       await driver.deleteSnapshot?.(handleOfSnapshot(s, v), ctx.signal).catch(() => undefined);
       await setSnapshot(deps, ctx, s, 'error', { state_reason: `snapshot failed: ${error.message}` }, `snapshot ${s.name} failed: ${error.message}`);
     },
@@ -105,7 +106,7 @@ export function snapshotDeleteHandler(deps: SnapshotOperationDeps): OperationHan
         run: async (ctx) => {
           const s = await loadSnapshot(deps, ctx.operation.target_id);
           const v = await loadVolume(deps, s.volume_id);
-          const driver = await driverOf(deps, s.backend_id);
+          const driver = await driverOf(deps, ctx, s.backend_id);
           await driver.deleteSnapshot?.(handleOfSnapshot(s, v), ctx.signal);
         },
       },
@@ -136,7 +137,7 @@ export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandl
         run: async (ctx) => {
           const v = await loadVolume(deps, ctx.operation.target_id);
           const s = await loadSnapshot(deps, String(ctx.input.snapshotId));
-          const driver = await driverOf(deps, s.backend_id);
+          const driver = await driverOf(deps, ctx, s.backend_id);
           if (!driver.revertVolume) throw new StowageError('CAPABILITY_MISSING', 'backend cannot revert volumes', {});
           await driver.revertVolume(handleOfVolume(v), handleOfSnapshot(s, v), ctx.signal);
         },
@@ -146,7 +147,7 @@ export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandl
         run: async (ctx) => {
           const v = await loadVolume(deps, ctx.operation.target_id);
           if (v.state === 'available') return;
-          await deps.store.transaction(async (trx) => {
+          await ctx.write(async (trx) => {
             await volumes.update(trx, v.id, { state: 'available', state_reason: null, updated_at: nowIso() });
             await events.append(trx, { tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'reverted', from: v.state, to: 'available', message: `volume ${v.name} reverted`, operationId: ctx.operation.id });
           });
@@ -156,7 +157,7 @@ export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandl
     compensate: async (ctx, error) => {
       const v = await loadVolume(deps, ctx.operation.target_id);
       if (v.state !== 'reverting') return;
-      await deps.store.transaction(async (trx) => {
+      await ctx.write(async (trx) => {
         await volumes.update(trx, v.id, { state: 'error', state_reason: `revert failed: ${error.message}; check the data before use`, updated_at: nowIso() });
         await events.append(trx, { tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'revert-failed', from: 'reverting', to: 'error', message: `volume ${v.name} revert failed: ${error.message}`, operationId: ctx.operation.id });
       });

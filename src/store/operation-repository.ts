@@ -3,6 +3,8 @@ import type { ErrorBody } from '../core/models.js';
 import type { OperationState } from '../core/states.js';
 import { nowIso, readJson, writeJson } from './json.js';
 import type { NewOperationRow, OperationRow } from './schema.js';
+import type { Expression, ExpressionBuilder, SqlBool, Transaction } from 'kysely';
+import type { Database } from './schema.js';
 import type { Executor } from './store.js';
 
 /** One finished step in an operation's journal. */
@@ -67,51 +69,91 @@ export class OperationRepository {
   }
 
   /**
-   * Takes the lease on an operation if nobody holds a live one. A conditional UPDATE is atomic on
+   * Takes the lease on an operation if nobody holds a live one, and bumps its epoch (the fencing
+   * token every later write of this worker is conditioned on). A conditional UPDATE is atomic on
    * both dialects, so two workers (or two replicas) can never both win.
    */
-  async tryClaim(db: Executor, id: string, owner: string, nowAt: string, leaseUntil: string): Promise<boolean> {
+  async claim(db: Executor, id: string, owner: string, nowAt: string, leaseUntil: string): Promise<Lease | null> {
     const r = await db.updateTable('operations')
-      .set((eb) => ({ state: 'running', lease_owner: owner, lease_expires_at: leaseUntil, updated_at: nowAt, attempts: eb('attempts', '+', 1) }))
+      .set((eb) => ({
+        state: 'running', lease_owner: owner, lease_expires_at: leaseUntil, updated_at: nowAt,
+        attempts: eb('attempts', '+', 1), lease_epoch: eb('lease_epoch', '+', 1),
+      }))
       .where('id', '=', id)
       .where((eb) => eb.or([
         eb('state', '=', 'queued'),
         eb.and([eb('state', '=', 'running'), eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', nowAt)])]),
       ]))
+      .returning('lease_epoch')
       .executeTakeFirst();
+    return r ? { owner, epoch: Number(r.lease_epoch) } : null;
+  }
+
+  /** `claim` for callers that only need to know whether they won. */
+  async tryClaim(db: Executor, id: string, owner: string, nowAt: string, leaseUntil: string): Promise<boolean> {
+    return (await this.claim(db, id, owner, nowAt, leaseUntil)) !== null;
+  }
+
+  /** Extends the lease; false when another worker took it over (ours expired) or it finished. */
+  async renewLease(db: Executor, id: string, lease: Lease, leaseUntil: string): Promise<boolean> {
+    const r = await db.updateTable('operations').set({ lease_expires_at: leaseUntil }).where(held(id, lease)).executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
-  /** Extends the lease; false when another worker took it over (ours expired). */
-  async renewLease(db: Executor, id: string, owner: string, leaseUntil: string): Promise<boolean> {
-    const r = await db.updateTable('operations').set({ lease_expires_at: leaseUntil })
-      .where('id', '=', id).where('lease_owner', '=', owner).where('state', '=', 'running').executeTakeFirst();
+  /**
+   * Inside a transaction: true when `lease` still holds the operation, and then locks its row until
+   * the transaction ends, so no takeover can commit between this check and the caller's writes.
+   * PostgreSQL locks with FOR UPDATE; SQLite takes its single write lock with a no-op UPDATE (a
+   * plain SELECT would leave a deferred transaction that fails to upgrade if another process wrote).
+   */
+  async lockIfHeld(trx: Transaction<Database>, dialect: 'sqlite' | 'postgres', id: string, lease: Lease): Promise<boolean> {
+    if (dialect === 'postgres') {
+      const row = await trx.selectFrom('operations').select('id').where(held(id, lease)).forUpdate().executeTakeFirst();
+      return row !== undefined;
+    }
+    const r = await trx.updateTable('operations').set((eb) => ({ lease_epoch: eb.ref('lease_epoch') })).where(held(id, lease)).executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
-  /** Records a finished step (and the next current step) under our lease. */
-  async recordStep(db: Executor, id: string, owner: string, done: StepRecord[], next: string | null): Promise<boolean> {
-    const r = await db.updateTable('operations').set({ steps_done: writeJson(done), step: next, updated_at: nowIso() })
-      .where('id', '=', id).where('lease_owner', '=', owner).executeTakeFirst();
+  /** Records a finished step (and the next current step) under our lease; false when it was lost. */
+  async recordStep(db: Executor, id: string, lease: Lease, done: StepRecord[], next: string | null): Promise<boolean> {
+    const r = await db.updateTable('operations').set({ steps_done: writeJson(done), step: next, updated_at: nowIso() }).where(held(id, lease)).executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
-  async setProgress(db: Executor, id: string, progress: number): Promise<void> {
-    await db.updateTable('operations').set({ progress, updated_at: nowIso() }).where('id', '=', id).execute();
+  /** Stores progress under our lease; false when it was lost. */
+  async setProgress(db: Executor, id: string, lease: Lease, progress: number): Promise<boolean> {
+    const r = await db.updateTable('operations').set({ progress, updated_at: nowIso() }).where(held(id, lease)).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
   }
 
-  async setInput(db: Executor, id: string, input: Record<string, unknown>): Promise<void> {
-    await db.updateTable('operations').set({ input: writeJson(input), updated_at: nowIso() }).where('id', '=', id).execute();
+  /** Replaces the operation's input under our lease; false when it was lost. */
+  async setInput(db: Executor, id: string, lease: Lease, input: Record<string, unknown>): Promise<boolean> {
+    const r = await db.updateTable('operations').set({ input: writeJson(input), updated_at: nowIso() }).where(held(id, lease)).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
   }
 
-  async finish(db: Executor, id: string, state: 'succeeded' | 'failed', result: Record<string, unknown> | null, error: ErrorBody | null): Promise<void> {
+  /** Ends the operation under our lease (and drops the lease); false when it was lost. */
+  async finish(db: Executor, id: string, lease: Lease, state: 'succeeded' | 'failed', result: Record<string, unknown> | null, error: ErrorBody | null): Promise<boolean> {
     const at = nowIso();
-    await db.updateTable('operations').set({
+    const r = await db.updateTable('operations').set({
       state, result: result ? writeJson(result) : null, error: error ? writeJson(error) : null,
       lease_owner: null, lease_expires_at: null, updated_at: at, finished_at: at, step: null,
       ...(state === 'succeeded' ? { progress: 1 } : {}),
-    }).where('id', '=', id).execute();
+    }).where(held(id, lease)).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
   }
+}
+
+/** Who holds an operation: the worker and the epoch its claim got. */
+export interface Lease {
+  readonly owner: string;
+  readonly epoch: number;
+}
+
+/** The operation, while `lease` still holds it (running, same owner and epoch). */
+function held(id: string, lease: Lease): (eb: ExpressionBuilder<Database, 'operations'>) => Expression<SqlBool> {
+  return (eb) => eb.and([eb('id', '=', id), eb('state', '=', 'running'), eb('lease_owner', '=', lease.owner), eb('lease_epoch', '=', lease.epoch)]);
 }
 
 /** Maps a row to the API model. */

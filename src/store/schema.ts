@@ -106,6 +106,8 @@ export interface OperationTable {
   progress: number | null;
   lease_owner: string | null;
   lease_expires_at: Timestamp | null;
+  /** Fencing token: incremented on every claim; a worker's writes count only while it is still this. Optional on insert. */
+  lease_epoch: ColumnType<number, number | undefined, number>;
   created_at: Timestamp;
   updated_at: Timestamp;
   finished_at: Timestamp | null;

@@ -8,6 +8,8 @@ import { SnapshotRepository } from '../store/access-repository.js';
 import type { CloneSource } from './volume-service.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
+import { isLeaseLost } from '../operations/lease-lost-error.js';
+import { hostCopy } from './host-copy.js';
 import { decide, type PlacementRequest } from '../placement/placement.js';
 import { BackendRepository } from '../store/backend-repository.js';
 import { ClaimRepository } from '../store/claim-repository.js';
@@ -28,9 +30,6 @@ export interface VolumeOperationDeps {
   readonly runner: CommandRunner;
 }
 
-/** Host copies of large volumes may take long; still bounded so a hung qemu-img cannot wedge a worker. */
-const HOST_COPY_TIMEOUT_MS = 6 * 3600_000;
-
 /**
  * Makes the volume's data: a plain create, a clone on the backend (offloaded, or copied by the
  * backend itself), or a create followed by a host copy with `qemu-img convert`, with progress in
@@ -47,19 +46,10 @@ async function provisionData(deps: VolumeOperationDeps, ctx: StepContext, v: Vol
     return handle;
   }
   const src = await loadVolume(deps, source.id);
-  const { driver: srcDriver, backend: srcBackend } = await driverFor(deps, src.backend_id);
+  const { driver: srcDriver, backend: srcBackend } = await driverFor(deps, ctx, src.backend_id);
   if (!srcDriver.dataPath || !driver.dataPath) throw new StowageError('CAPABILITY_MISSING', 'host copy needs both backends to expose their data path', {});
   const handle = await driver.createVolume(req, ctx.signal);
-  const from = srcDriver.dataPath(handleOf(src));
-  const to = driver.dataPath(handle);
-  await deps.runner.run('qemu-img', ['convert', '-p', '-n', '-f', from.format, '-O', to.format, from.path, to.path], {
-    timeoutMs: HOST_COPY_TIMEOUT_MS,
-    signal: ctx.signal,
-    onOutput: (chunk) => {
-      const m = /\((\d+(?:\.\d+)?)\/100%\)[^(]*$/.exec(chunk);
-      if (m?.[1]) ctx.progress(Number(m[1]) / 100);
-    },
-  });
+  await hostCopy(deps.runner, ctx, srcDriver.dataPath(handleOf(src)), driver.dataPath(handle), req.sizeBytes);
   ctx.note(`host copy (qemu-img convert) of volume ${source.name} from ${srcBackend.name} to ${backendName}`);
   return handle;
 }
@@ -85,11 +75,12 @@ async function loadVolume(deps: VolumeOperationDeps, id: string): Promise<Volume
   return v;
 }
 
-async function driverFor(deps: VolumeOperationDeps, backendId: string | null) {
+/** The backend's driver, guarded by the operation's lease (a stale worker makes no driver call). */
+async function driverFor(deps: VolumeOperationDeps, ctx: StepContext, backendId: string | null) {
   if (!backendId) throw new StowageError('INVALID_STATE', 'volume has no backend', {});
   const b = await backends.findById(deps.store.db, backendId);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${backendId} no longer exists`, { backend: backendId });
-  return { driver: deps.drivers.get(b), backend: b };
+  return { driver: ctx.guard(deps.drivers.get(b)), backend: b };
 }
 
 /** The handle stored at create, or one derived from the id (drivers key everything on our ids). */
@@ -99,7 +90,7 @@ function handleOf(v: VolumeRow): DriverHandle {
 
 /** Moves the volume to `to` with an event; `also` runs in the same transaction (claim commit or release). */
 async function transition(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, to: string, patch: Partial<VolumeRow>, message: string, action: string, also?: (trx: Executor) => Promise<unknown>): Promise<void> {
-  await deps.store.transaction(async (trx) => {
+  await ctx.write(async (trx) => {
     await volumes.update(trx, v.id, { ...patch, state: to, updated_at: nowIso() });
     if (also) await also(trx);
     await events.append(trx, {
@@ -119,17 +110,19 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
         run: async (ctx) => {
           for (;;) {
             const v = await loadVolume(deps, ctx.operation.target_id);
-            const { driver, backend } = await driverFor(deps, v.backend_id);
+            const { driver, backend } = await driverFor(deps, ctx, v.backend_id);
             try {
               const handle = await provisionData(deps, ctx, v, driver, backend.name);
               const summary = readJson<PlacementSummary | null>(v.placement, null);
               const attempts = [...(summary?.attempts ?? []).filter((a) => !(a.ok && a.backend === backend.name)), { backend: backend.name, ok: true, error: null }];
-              await volumes.update(deps.store.db, v.id, {
+              await ctx.write((trx) => volumes.update(trx, v.id, {
                 driver_handle: writeJson(handle), updated_at: nowIso(), ...(summary ? { placement: writeJson({ ...summary, attempts }) } : {}),
-              });
+              }));
               if (!ctx.input.source) ctx.note(`created on ${backend.name}`);
               return;
             } catch (err) {
+              // A lost lease is not a driver failure: the new owner carries on, this worker touches nothing.
+              if (isLeaseLost(err) || isLeaseLost(ctx.signal.reason)) throw err;
               const e = toStowageError(err);
               if (ctx.input.pinned === true || e.code === 'INVALID_STATE') throw err;
               await driver.deleteVolume(handleOf(v), ctx.signal).catch(() => undefined);
@@ -153,15 +146,16 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
     compensate: async (ctx, error) => {
       const v = await loadVolume(deps, ctx.operation.target_id);
       if (v.state === 'error') {
-        await claims.release(deps.store.db, v.id, ctx.operation.id);
+        await ctx.write((trx) => claims.release(trx, v.id, ctx.operation.id));
         return;
       }
       let cleanup = '';
       if (v.backend_id) {
         try {
-          const { driver } = await driverFor(deps, v.backend_id);
+          const { driver } = await driverFor(deps, ctx, v.backend_id);
           await driver.deleteVolume(handleOf(v), ctx.signal);
         } catch (err) {
+          if (isLeaseLost(err)) throw err;
           cleanup = `; partial data could not be removed yet (${toStowageError(err).message}), delete the volume to retry`;
         }
       }
@@ -179,7 +173,7 @@ async function replace(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow
   // Remembered first and outside the transaction (the engine writes with its own connection, which
   // would wait for this transaction on SQLite); excluding a failed backend early is always safe.
   await ctx.remember({ excluded: exclude });
-  return deps.store.transaction(async (trx) => {
+  return ctx.write(async (trx) => {
     const summary = readJson<PlacementSummary | null>(v.placement, null);
     const attempts = [...(summary?.attempts ?? []), { backend: failedBackend, ok: false, error: reason }];
     if (attempts.length >= deps.placementAttempts) {
@@ -218,7 +212,7 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
         name: 'grow',
         run: async (ctx) => {
           const v = await loadVolume(deps, ctx.operation.target_id);
-          const { driver } = await driverFor(deps, v.backend_id);
+          const { driver } = await driverFor(deps, ctx, v.backend_id);
           await driver.resizeVolume(handleOf(v), Number(ctx.input.sizeBytes), ctx.signal);
         },
       },
@@ -237,7 +231,7 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
     compensate: async (ctx, error) => {
       const v = await loadVolume(deps, ctx.operation.target_id);
       if (v.state !== 'resizing') {
-        await claims.release(deps.store.db, v.id, ctx.operation.id);
+        await ctx.write((trx) => claims.release(trx, v.id, ctx.operation.id));
         return;
       }
       await transition(deps, ctx, v, 'available', { size_bytes: Number(ctx.input.previousSizeBytes), state_reason: `resize to ${formatSize(Number(ctx.input.sizeBytes))} failed: ${error.message}` }, `volume ${v.name} resize failed: ${error.message}`, 'resize-failed',
@@ -257,7 +251,7 @@ export function volumeDeleteHandler(deps: VolumeOperationDeps): OperationHandler
         run: async (ctx) => {
           const v = await loadVolume(deps, ctx.operation.target_id);
           if (!v.backend_id) return;
-          const { driver } = await driverFor(deps, v.backend_id);
+          const { driver } = await driverFor(deps, ctx, v.backend_id);
           await driver.deleteVolume(handleOf(v), ctx.signal);
         },
       },

@@ -59,31 +59,44 @@ describe.each(DIALECTS)('operation claims and leases on %s', (dialect) => {
   it('renews only for the owner; the old owner of a taken-over operation cannot renew or record steps', async () => {
     const op = operationRow();
     await repo.insert(store.db, op);
-    expect(await repo.tryClaim(store.db, op.id, 'a', nowIso(), isoIn(60_000))).toBe(true);
-    expect(await repo.renewLease(store.db, op.id, 'a', isoIn(120_000))).toBe(true);
-    expect(await repo.renewLease(store.db, op.id, 'stranger', isoIn(120_000))).toBe(false);
-    expect(await repo.recordStep(store.db, op.id, 'stranger', [{ name: 'provision', at: nowIso() }], 'activate')).toBe(false);
+    const a = await repo.claim(store.db, op.id, 'a', nowIso(), isoIn(60_000));
+    expect(a).toEqual({ owner: 'a', epoch: 1 });
+    if (!a) return;
+    const stranger = { owner: 'stranger', epoch: a.epoch };
+    expect(await repo.renewLease(store.db, op.id, a, isoIn(120_000))).toBe(true);
+    expect(await repo.renewLease(store.db, op.id, stranger, isoIn(120_000))).toBe(false);
+    expect(await repo.recordStep(store.db, op.id, stranger, [{ name: 'provision', at: nowIso() }], 'activate')).toBe(false);
 
     await store.db.updateTable('operations').set({ lease_expires_at: isoIn(-1) }).where('id', '=', op.id).execute();
-    expect(await repo.tryClaim(store.db, op.id, 'b', nowIso(), isoIn(60_000))).toBe(true);
-    expect(await repo.renewLease(store.db, op.id, 'a', isoIn(120_000))).toBe(false);
-    expect(await repo.recordStep(store.db, op.id, 'a', [{ name: 'provision', at: nowIso() }], 'activate')).toBe(false);
-    expect(await repo.recordStep(store.db, op.id, 'b', [{ name: 'provision', at: nowIso() }], 'activate')).toBe(true);
+    const b = await repo.claim(store.db, op.id, 'b', nowIso(), isoIn(60_000));
+    expect(b).toEqual({ owner: 'b', epoch: 2 });
+    if (!b) return;
+    expect(await repo.renewLease(store.db, op.id, a, isoIn(120_000))).toBe(false);
+    expect(await repo.recordStep(store.db, op.id, a, [{ name: 'provision', at: nowIso() }], 'activate')).toBe(false);
+    expect(await repo.recordStep(store.db, op.id, b, [{ name: 'provision', at: nowIso() }], 'activate')).toBe(true);
     const row = await repo.findById(store.db, op.id);
     expect(row?.step).toBe('activate');
     expect(JSON.parse(row?.steps_done ?? '[]')).toMatchObject([{ name: 'provision' }]);
   });
 
-  it('never hands out finished operations, nor renews them', async () => {
+  it('fences every write of a worker by its epoch: the same owner with an older epoch changes nothing', async () => {
     const op = operationRow();
     await repo.insert(store.db, op);
-    expect(await repo.tryClaim(store.db, op.id, 'a', nowIso(), isoIn(60_000))).toBe(true);
-    await repo.finish(store.db, op.id, 'succeeded', { ok: true }, null);
-    expect(await repo.listRunnable(store.db, isoIn(3_600_000), 10)).not.toContain(op.id);
-    expect(await repo.tryClaim(store.db, op.id, 'b', isoIn(3_600_000), isoIn(7_200_000))).toBe(false);
-    expect(await repo.renewLease(store.db, op.id, 'a', isoIn(60_000))).toBe(false);
-    const row = await repo.findById(store.db, op.id);
-    expect(row).toMatchObject({ state: 'succeeded', lease_owner: null, lease_expires_at: null, progress: 1 });
+    const first = await repo.claim(store.db, op.id, 'w', nowIso(), isoIn(60_000));
+    await store.db.updateTable('operations').set({ lease_expires_at: isoIn(-1) }).where('id', '=', op.id).execute();
+    // The same worker name claims again (a restarted process reusing its name): only the new epoch counts.
+    const second = await repo.claim(store.db, op.id, 'w', nowIso(), isoIn(60_000));
+    if (!first || !second) throw new Error('claims failed');
+    expect(second.epoch).toBe(first.epoch + 1);
+    expect(await repo.setInput(store.db, op.id, first, { stale: true })).toBe(false);
+    expect(await repo.setProgress(store.db, op.id, first, 0.5)).toBe(false);
+    expect(await repo.finish(store.db, op.id, first, 'failed', null, { code: 'INTERNAL', message: 'stale', details: {} })).toBe(false);
+    expect(await store.transaction((trx) => repo.lockIfHeld(trx, store.dialect, op.id, first))).toBe(false);
+    expect(await store.transaction((trx) => repo.lockIfHeld(trx, store.dialect, op.id, second))).toBe(true);
+    expect(await repo.findById(store.db, op.id)).toMatchObject({ state: 'running', input: '{}', progress: null, error: null, lease_epoch: 2 });
+    expect(await repo.setInput(store.db, op.id, second, { fresh: true })).toBe(true);
+    expect(await repo.finish(store.db, op.id, second, 'succeeded', {}, null)).toBe(true);
+    expect(await store.transaction((trx) => repo.lockIfHeld(trx, store.dialect, op.id, second))).toBe(false);
   });
 
   it('lists runnable operations oldest first: queued and expired, not live-leased', async () => {

@@ -68,7 +68,7 @@ export function operationRow(patch: Partial<OperationRow> = {}): OperationRow {
   return {
     id: newId('operation'), tenant_id: DEFAULT_TENANT_ID, kind: 'volume.create', target_type: 'volume', target_id: newId('volume'),
     state: 'queued', step: 'provision', steps_done: '[]', attempts: 0, input: '{}', result: null, error: null, actor: 'test',
-    idempotency_key: null, progress: null, lease_owner: null, lease_expires_at: null, created_at: at, updated_at: at, finished_at: null,
+    idempotency_key: null, progress: null, lease_owner: null, lease_expires_at: null, lease_epoch: 0, created_at: at, updated_at: at, finished_at: null,
     ...patch,
   };
 }

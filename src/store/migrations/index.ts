@@ -4,6 +4,7 @@ import * as m0002 from './0002-placement.js';
 import * as m0003 from './0003-access.js';
 import * as m0004 from './0004-attachments.js';
 import * as m0005 from './0005-class-offload.js';
+import * as m0006 from './0006-lease-epoch.js';
 import * as m0007 from './0007-list-indexes.js';
 import * as m0008 from './0008-idempotency-keys.js';
 
@@ -23,6 +24,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: '0003-access', up: m0003.up },
   { id: '0004-attachments', up: m0004.up },
   { id: '0005-class-offload', up: m0005.up },
+  { id: '0006-lease-epoch', up: m0006.up },
   { id: '0007-list-indexes', up: m0007.up },
   { id: '0008-idempotency-keys', up: m0008.up },
 ];

@@ -1,0 +1,146 @@
+import type { Logger } from 'pino';
+import type { Transaction } from 'kysely';
+import type { Lease, OperationRepository } from '../store/operation-repository.js';
+import type { Database } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import { LeaseLostError } from './lease-lost-error.js';
+
+/**
+ * One worker's hold on one operation: its epoch (fencing token), its renewal, and the AbortSignal
+ * that fires the moment the hold is gone. The hold ends when a renewal fails or finds the operation
+ * taken over, or when the local clock passes the last confirmed expiry (a worker that was frozen —
+ * SIGSTOP, a VM pause, a long GC — must not trust a lease it could not renew). Every write goes
+ * through `write`, which re-checks the epoch under a row lock in the writing transaction, so nothing
+ * a stale worker does after a takeover reaches the store.
+ */
+export class OperationLease {
+  private readonly controller = new AbortController();
+  private validUntil: number;
+  private expiry: NodeJS.Timeout | null = null;
+  private renewal: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly repo: OperationRepository,
+    readonly operationId: string,
+    readonly lease: Lease,
+    private readonly leaseMs: number,
+    claimedUntilMs: number,
+    private readonly logger: Logger,
+    shutdown: AbortSignal,
+  ) {
+    this.validUntil = claimedUntilMs - safetyMargin(leaseMs);
+    // An engine shutdown past its drain deadline cancels the step too (it is not a lost lease).
+    if (shutdown.aborted) this.controller.abort(shutdown.reason);
+    else shutdown.addEventListener('abort', () => { this.controller.abort(shutdown.reason); }, { once: true });
+  }
+
+  /** Aborted when the lease is lost (reason: a LeaseLostError) or the engine shuts down. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** True once the lease is known lost (or has run out on the local clock). */
+  get lost(): boolean {
+    this.checkExpiry();
+    return this.controller.signal.reason instanceof LeaseLostError;
+  }
+
+  /** Starts renewing every third of the lease and arms the local expiry. */
+  start(): void {
+    this.armExpiry();
+    this.renewal = setInterval(() => { void this.renew(); }, Math.max(50, Math.floor(this.leaseMs / 3)));
+  }
+
+  /** Stops renewing (the operation ended or the worker gave it up). */
+  stop(): void {
+    if (this.renewal) clearInterval(this.renewal);
+    if (this.expiry) clearTimeout(this.expiry);
+    this.renewal = null;
+    this.expiry = null;
+  }
+
+  /** Throws a LeaseLostError unless the lease is still ours (no store round trip). */
+  assert(): void {
+    if (this.lost) throw this.controller.signal.reason as LeaseLostError;
+  }
+
+  /**
+   * Extends the lease in the store; a failed or refused renewal loses it at once. Returns whether
+   * the lease is still held. Called on a timer and before each step (no step starts without it).
+   */
+  async renew(): Promise<boolean> {
+    if (this.lost) return false;
+    const untilMs = Date.now() + this.leaseMs;
+    try {
+      if (!(await this.repo.renewLease(this.store.db, this.operationId, this.lease, new Date(untilMs).toISOString()))) {
+        this.lose('another worker took the operation over');
+        return false;
+      }
+    } catch (err) {
+      // We cannot tell whether the store still counts us as the owner: behave as if not.
+      this.logger.warn({ err, operationId: this.operationId }, 'lease renewal failed');
+      this.lose('the lease could not be renewed');
+      return false;
+    }
+    if (this.lost) return false;
+    this.validUntil = Math.max(this.validUntil, untilMs - safetyMargin(this.leaseMs));
+    this.armExpiry();
+    return true;
+  }
+
+  /**
+   * Runs `fn` in one transaction that first checks, under a lock on the operation row, that this
+   * lease still holds it; throws a LeaseLostError (and aborts) otherwise. Use the transaction only:
+   * on SQLite any other query waits for it to end.
+   */
+  async write<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    this.assert();
+    return this.store.transaction(async (trx) => {
+      if (!(await this.repo.lockIfHeld(trx, this.store.dialect, this.operationId, this.lease))) {
+        this.lose('another worker took the operation over');
+        this.assert();
+      }
+      return fn(trx);
+    });
+  }
+
+  /**
+   * Wraps a driver (or any object) so that each method call first checks the lease: a stale worker
+   * makes no further driver call, even from code that runs before its timers noticed the loss.
+   */
+  guard<T extends object>(target: T): T {
+    return new Proxy(target, {
+      get: (t, prop, receiver): unknown => {
+        const value: unknown = Reflect.get(t, prop, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]): unknown => {
+          this.assert();
+          return Reflect.apply(value as (...a: unknown[]) => unknown, t, args);
+        };
+      },
+    });
+  }
+
+  /** Gives the lease up for good and aborts the operation's signal (kills its running commands). */
+  lose(why: string): void {
+    if (this.controller.signal.aborted) return;
+    this.logger.warn({ operationId: this.operationId, epoch: this.lease.epoch, why }, 'lost the lease; stopping this operation here');
+    this.stop();
+    this.controller.abort(new LeaseLostError(this.operationId, why));
+  }
+
+  private checkExpiry(): void {
+    if (!this.controller.signal.aborted && Date.now() >= this.validUntil) this.lose('the lease ran out before it could be renewed');
+  }
+
+  private armExpiry(): void {
+    if (this.expiry) clearTimeout(this.expiry);
+    this.expiry = setTimeout(() => { this.checkExpiry(); }, Math.max(0, this.validUntil - Date.now()) + 1);
+  }
+}
+
+/** Local validity ends this much before the expiry other workers see, so we stop before they start. */
+function safetyMargin(leaseMs: number): number {
+  return Math.min(1000, Math.floor(leaseMs / 5));
+}
