@@ -23,7 +23,7 @@ export function newGrantRow(g: { tenantId: string; volumeId: string; host: Pick<
 /** What a driver is asked to bind for a grant: the host's identity, the mode, and the opened CHAP credentials. */
 export function grantRequestOf(g: GrantRow, host: HostRow, secrets: SecretBox): GrantRequest {
   const secret = g.chap_secret_sealed ? secrets.decrypt(g.chap_secret_sealed) : null;
-  return { host: hostIdentity(host), mode: g.mode as AccessMode, ...(g.chap_user && secret ? { chap: { user: g.chap_user, secret } } : {}) };
+  return { host: hostIdentity(host), mode: g.mode, ...(g.chap_user && secret ? { chap: { user: g.chap_user, secret } } : {}) };
 }
 
 /** Connection info with the CHAP secret opened (only for answers to the grantee or an admin). */

@@ -10,7 +10,7 @@ export function attachHandler(deps: AttachDeps): OperationHandler {
         name: 'grant',
         run: async (ctx) => {
           const a = await loadAttachment(deps, ctx.operation.target_id);
-          await ensureGrant(deps, a, ctx.signal);
+          await ensureGrant(deps, a, ctx.signal, { actor: ctx.operation.actor, operationId: ctx.operation.id });
           await setAttachmentState(deps, a, 'connecting', ctx.operation.actor, `access granted; waiting for host's agent to connect ${a.instance}`, {}, ctx.operation.id);
         },
       },
@@ -34,7 +34,7 @@ export function attachHandler(deps: AttachDeps): OperationHandler {
       const a = await loadAttachment(deps, ctx.operation.target_id);
       if (a.state === 'error' || a.state === 'gone') return;
       await setAttachmentState(deps, a, 'revoking', ctx.operation.actor, `attach failed (${error.message}); revoking`, {}, ctx.operation.id);
-      await revokeIfUnused(deps, a, ctx.signal);
+      await revokeIfUnused(deps, a, ctx.signal, { actor: ctx.operation.actor, operationId: ctx.operation.id });
       await setAttachmentState(deps, a, 'error', ctx.operation.actor, `attach failed: ${error.message}`, { state_reason: `attach failed: ${error.message}` }, ctx.operation.id);
     },
     result: async (ctx) => {
@@ -62,7 +62,7 @@ export function detachHandler(deps: AttachDeps): OperationHandler {
         name: 'revoke',
         run: async (ctx) => {
           const a = await loadAttachment(deps, ctx.operation.target_id);
-          const revoked = await revokeIfUnused(deps, a, ctx.signal);
+          const revoked = await revokeIfUnused(deps, a, ctx.signal, { actor: ctx.operation.actor, operationId: ctx.operation.id });
           if (!revoked) ctx.note('grant kept: another attachment on this host uses it');
         },
       },

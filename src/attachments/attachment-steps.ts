@@ -3,16 +3,16 @@ import type { DriverCache } from '../backends/driver-cache.js';
 import { applyGrant } from '../access/access-operations.js';
 import { hostIdentity } from '../hosts/host-service.js';
 import { GrantRepository, HostRepository } from '../store/access-repository.js';
-import { AttachmentRepository, LIVE_ATTACHMENT_STATES } from '../store/attachment-repository.js';
+import { AttachmentRepository } from '../store/attachment-repository.js';
+import { LIVE_ATTACHMENT_STATES, type AttachmentState, type GrantState } from '../core/states.js';
+import { transition, type PatchOf } from '../store/transition.js';
 import { BackendRepository } from '../store/backend-repository.js';
-import { EventRepository } from '../store/event-repository.js';
 import { nowIso, writeJson } from '../store/json.js';
 import type { AttachmentRow, GrantRow, HostRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { newGrantRow } from '../access/grant-secrets.js';
-import type { AccessMode } from '../drivers/sdk/types.js';
 
 /** Timing of the host side, all in milliseconds. */
 export interface AttachTimings {
@@ -37,7 +37,6 @@ const grants = new GrantRepository();
 const hosts = new HostRepository();
 const volumes = new VolumeRepository();
 const backends = new BackendRepository();
-const events = new EventRepository();
 
 /** True when the host's agent has reported recently enough to be trusted as alive. */
 export function hostIsUp(host: HostRow, hostDownAfterMs: number, now = Date.now()): boolean {
@@ -52,14 +51,13 @@ export async function loadAttachment(deps: AttachDeps, id: string): Promise<Atta
 }
 
 /** Moves an attachment to `to` and records the event (no-op when already there). */
-export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to: string, actor: string, message: string, patch: Partial<AttachmentRow> = {}, operationId: string | null = null): Promise<void> {
+export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to: AttachmentState, actor: string, message: string, patch: PatchOf<'attachment'> = {}, operationId: string | null = null): Promise<void> {
   await deps.store.transaction(async (trx) => {
     const cur = await attachments.findById(trx, a.id);
     if (!cur || (cur.state === to && Object.keys(patch).length === 0)) return;
-    await attachments.update(trx, a.id, { ...patch, state: to, updated_at: nowIso() });
-    await events.append(trx, {
-      tenantId: a.tenant_id, actor, resourceType: 'attachment', resourceId: a.id, resourceName: a.instance, action: to,
-      from: cur.state, to, message, operationId, details: { volumeId: a.volume_id, hostId: a.host_id, instance: a.instance },
+    await transition(trx, 'attachment', {
+      id: a.id, tenantId: a.tenant_id, to, patch,
+      event: { actor, action: to, message, operationId, resourceName: a.instance, details: { volumeId: a.volume_id, hostId: a.host_id, instance: a.instance } },
     });
   });
 }
@@ -72,11 +70,25 @@ async function driverParts(deps: AttachDeps, volumeId: string) {
   return { volume: v, driver: deps.drivers.get(b), handle: volumeHandle(v) ?? { id: v.id, format: v.format } };
 }
 
+/** Who moves a grant, for its event. */
+export interface MovedBy {
+  readonly actor: string;
+  readonly operationId: string | null;
+}
+
+/** Moves a grant to `to` with its event, filed under its volume like every grant event. */
+export async function moveGrant(store: Store, g: GrantRow, volume: { id: string; name: string }, to: GrantState, by: MovedBy, message: string, patch: PatchOf<'grant'> = {}): Promise<void> {
+  await store.transaction((trx) => transition(trx, 'grant', {
+    id: g.id, tenantId: g.tenant_id, to, patch,
+    event: { actor: by.actor, action: `grant-${to}`, message, operationId: by.operationId, details: { hostId: g.host_id, mode: g.mode }, subject: { type: 'volume', id: volume.id, name: volume.name } },
+  }));
+}
+
 /**
  * Makes sure the attachment's host holds an active grant on the backend (creating one, with its own
  * CHAP secret, if needed) and links it. Idempotent: re-binding an active grant is harmless.
  */
-export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, signal: AbortSignal): Promise<GrantRow> {
+export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, signal: AbortSignal, by: MovedBy): Promise<GrantRow> {
   const host = await hosts.findById(deps.store.db, a.host_id);
   if (!host) throw new StowageError('HOST_NOT_FOUND', `host ${a.host_id} vanished`, {});
   if (host.state === 'fenced') throw new StowageError('INVALID_STATE', `host ${host.name} is fenced`, { host: host.name });
@@ -85,12 +97,13 @@ export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, signal: Ab
     throw new StowageError('INVALID_STATE', `the grant of host ${host.name} is ${g.state}; wait for it to settle`, { state: g.state });
   }
   if (!g) {
-    g = newGrantRow({ tenantId: a.tenant_id, volumeId: a.volume_id, host, mode: a.mode as AccessMode }, deps.secrets);
+    g = newGrantRow({ tenantId: a.tenant_id, volumeId: a.volume_id, host, mode: a.mode }, deps.secrets);
     await grants.insert(deps.store.db, g);
   }
   const parts = await driverParts(deps, a.volume_id);
   const info = await applyGrant({ store: deps.store, drivers: deps.drivers, secrets: deps.secrets }, { grant: g, host, volume: parts.volume, driver: parts.driver, handle: parts.handle }, signal);
-  await grants.update(deps.store.db, g.id, { state: 'active', connection: writeJson(info), updated_at: nowIso() });
+  if (g.state === 'active') await grants.update(deps.store.db, g.id, { connection: writeJson(info), updated_at: nowIso() });
+  else await moveGrant(deps.store, g, parts.volume, 'active', by, `host ${host.name} has ${g.mode} access to ${parts.volume.name}`, { connection: writeJson(info) });
   await attachments.update(deps.store.db, a.id, { grant_id: g.id, updated_at: nowIso() });
   return { ...g, state: 'active', connection: writeJson(info) };
 }
@@ -133,8 +146,8 @@ export async function waitDisconnected(deps: AttachDeps, id: string, signal: Abo
  * Revokes the host's grant on the backend (dropping live sessions) unless another live attachment of
  * the same volume on the same host still needs it. Idempotent.
  */
-export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, signal: AbortSignal): Promise<boolean> {
-  const others = (await attachments.listLiveForVolume(deps.store.db, a.volume_id)).filter((o) => o.id !== a.id && o.host_id === a.host_id && (LIVE_ATTACHMENT_STATES as readonly string[]).includes(o.state));
+export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, signal: AbortSignal, by: MovedBy): Promise<boolean> {
+  const others = (await attachments.listLiveForVolume(deps.store.db, a.volume_id)).filter((o) => o.id !== a.id && o.host_id === a.host_id && LIVE_ATTACHMENT_STATES.includes(o.state));
   if (others.length > 0) return false;
   const g = await grants.findLive(deps.store.db, a.volume_id, a.host_id);
   if (!g) return true;
@@ -142,8 +155,8 @@ export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, signal:
   if (!host) return true;
   const parts = await driverParts(deps, a.volume_id);
   // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
-  if (g.state !== 'revoking') await grants.update(deps.store.db, g.id, { state: 'revoking', updated_at: nowIso() });
+  if (g.state !== 'revoking') await moveGrant(deps.store, g, parts.volume, 'revoking', by, `revoking ${host.name}'s access to ${parts.volume.name}: attachment ${a.id} detaching`);
   await parts.driver.revokeAccess?.(parts.handle, hostIdentity(host), signal);
-  await grants.update(deps.store.db, g.id, { state: 'revoked', state_reason: `attachment ${a.id} detached`, updated_at: nowIso() });
+  await moveGrant(deps.store, g, parts.volume, 'revoked', by, `host ${host.name} no longer has access to ${parts.volume.name}`, { state_reason: `attachment ${a.id} detached` });
   return true;
 }

@@ -6,7 +6,9 @@ import type { HostService } from '../hosts/host-service.js';
 import type { OperationEngine } from '../operations/engine.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
 import { HostRepository } from '../store/access-repository.js';
-import { AttachmentRepository, LIVE_ATTACHMENT_STATES, toMigration } from '../store/attachment-repository.js';
+import { AttachmentRepository, toMigration } from '../store/attachment-repository.js';
+import { LIVE_ATTACHMENT_STATES, MIGRATION_MACHINE, type MigrationState } from '../core/states.js';
+import { transition } from '../store/transition.js';
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
@@ -68,11 +70,11 @@ export class MigrationService {
   }
 
   async complete(id: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
-    return this.finish(id, 'migration.complete', 'completing', ['ready'], ctx);
+    return this.finish(id, 'migration.complete', 'completing', MIGRATION_MACHINE.sourcesOf('completing'), ctx);
   }
 
   async abort(id: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
-    return this.finish(id, 'migration.abort', 'aborting', ['starting', 'ready', 'error'], ctx);
+    return this.finish(id, 'migration.abort', 'aborting', MIGRATION_MACHINE.sourcesOf('aborting'), ctx);
   }
 
   /** Finds the open migration of an instance between two hosts (for the CLI's --instance/--from/--to form). */
@@ -84,7 +86,7 @@ export class MigrationService {
     return m.id;
   }
 
-  private async finish(id: string, kind: string, to: string, from: readonly string[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
+  private async finish(id: string, kind: string, to: MigrationState, from: readonly MigrationState[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
     const op = await this.store.transaction(async (trx) => {
       const m = await attachments.findMigration(trx, id);
       if (m?.tenant_id !== ctx.tenantId) throw new StowageError('NOT_FOUND', `migration ${id} does not exist`, {});
@@ -92,9 +94,8 @@ export class MigrationService {
       if (active?.kind === kind) return active;
       if (active) throw new StowageError('INVALID_STATE', `migration ${m.id} is busy with ${active.kind} (${active.id})`, { operationId: active.id });
       if (!from.includes(m.state)) throw new StowageError('INVALID_STATE', `migration ${m.id} is ${m.state}; it must be ${from.join(' or ')}`, { state: m.state });
-      await attachments.updateMigration(trx, m.id, { state: to, updated_at: nowIso() });
       const row = await this.engine.enqueue(trx, { kind, tenantId: ctx.tenantId, targetType: 'migration', targetId: m.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null, input: {} });
-      await events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'migration', resourceId: m.id, resourceName: m.instance, action: to, from: m.state, to, operationId: row.id, message: `migration of ${m.instance} ${to}` });
+      await transition(trx, 'migration', { id: m.id, tenantId: ctx.tenantId, to, event: { actor: ctx.actor, action: to, resourceName: m.instance, operationId: row.id, message: `migration of ${m.instance} ${to}` } });
       return row;
     });
     this.engine.wake();
@@ -132,9 +133,11 @@ async function loadMigration(deps: AttachDeps, id: string): Promise<MigrationRow
   return m;
 }
 
-async function setMigration(deps: AttachDeps, ctx: StepContext, m: MigrationRow, to: string, reason: string | null): Promise<void> {
-  await attachments.updateMigration(deps.store.db, m.id, { state: to, state_reason: reason, updated_at: nowIso() });
-  await events.append(deps.store.db, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'migration', resourceId: m.id, resourceName: m.instance, action: to, from: m.state, to, operationId: ctx.operation.id, message: `migration of ${m.instance}: ${to}${reason ? ` (${reason})` : ''}` });
+async function setMigration(deps: AttachDeps, ctx: StepContext, m: MigrationRow, to: MigrationState, reason: string | null): Promise<void> {
+  await deps.store.transaction((trx) => transition(trx, 'migration', {
+    id: m.id, tenantId: m.tenant_id, to, patch: { state_reason: reason },
+    event: { actor: ctx.operation.actor, action: to, resourceName: m.instance, operationId: ctx.operation.id, message: `migration of ${m.instance}: ${to}${reason ? ` (${reason})` : ''}` },
+  }));
 }
 
 /** Detaches every live attachment of the instance on one host (disconnect, revoke, gone), inline. */
@@ -143,7 +146,7 @@ async function detachSide(deps: AttachDeps, ctx: StepContext, hostId: string, in
     if (a.state !== 'disconnecting' && a.state !== 'revoking') await setAttachmentState(deps, a, 'disconnecting', ctx.operation.actor, 'migration: detaching', {}, ctx.operation.id);
     const outcome = await waitDisconnected(deps, a.id, ctx.signal);
     await setAttachmentState(deps, await loadAttachment(deps, a.id), 'revoking', ctx.operation.actor, `migration: ${outcome}; revoking`, {}, ctx.operation.id);
-    await revokeIfUnused(deps, await loadAttachment(deps, a.id), ctx.signal);
+    await revokeIfUnused(deps, await loadAttachment(deps, a.id), ctx.signal, { actor: ctx.operation.actor, operationId: ctx.operation.id });
     await setAttachmentState(deps, await loadAttachment(deps, a.id), 'gone', ctx.operation.actor, 'migration: detached', { device_id: null }, ctx.operation.id);
   }
 }
@@ -160,7 +163,7 @@ export function migrationHandlers(deps: AttachDeps, service: () => MigrationServ
           const dest = await service().ensureDestination(m, ctx);
           for (const a of dest) {
             if (a.state === 'attached') continue;
-            await ensureGrant(deps, a, ctx.signal);
+            await ensureGrant(deps, a, ctx.signal, { actor: ctx.operation.actor, operationId: ctx.operation.id });
             await setAttachmentState(deps, a, 'connecting', ctx.operation.actor, 'migration: access granted on the destination', {}, ctx.operation.id);
             const connected = await waitConnected(deps, a.id, ctx.signal);
             await setAttachmentState(deps, connected, 'attached', ctx.operation.actor, `migration: attached on the destination as ${connected.device_id ?? '?'}`, {}, ctx.operation.id);

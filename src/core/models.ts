@@ -1,7 +1,10 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { CAPABILITIES } from '../drivers/sdk/types.js';
 import { NAME_PATTERN } from './names.js';
-import { BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES, OPERATION_STATES, VOLUME_FORMATS, VOLUME_STATES } from './states.js';
+import {
+  ACCESS_MODES, ATTACHMENT_STATES, BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES, GRANT_STATES, HOST_STATES, MIGRATION_STATES, OPERATION_STATES,
+  SNAPSHOT_STATES, VOLUME_FORMATS, VOLUME_STATES,
+} from './states.js';
 
 /**
  * The resource shapes, written once: the API validates and serializes with them, OpenAPI is
@@ -128,8 +131,6 @@ export type StowageEvent = Static<typeof EventSchema>;
 export const Page = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
 export type PageOf<T> = { items: T[]; nextCursor: string | null };
 
-export const HOST_STATES = ['up', 'down', 'fenced', 'maintenance', 'unknown'] as const;
-
 export const HostSchema = Type.Object({
   id: Type.String(),
   name: Type.String(),
@@ -145,8 +146,6 @@ export const HostSchema = Type.Object({
 });
 export type Host = Static<typeof HostSchema>;
 
-export const GRANT_STATES = ['granting', 'active', 'revoking', 'revoked', 'error'] as const;
-
 /** How a host reaches a volume. `chapSecret` appears only in the answer to the grant itself and the connection endpoint. */
 export const ConnectionInfoSchema = Type.Object({
   protocol: literals(['iscsi', 'file', 'nfs'] as const),
@@ -156,7 +155,7 @@ export const ConnectionInfoSchema = Type.Object({
   path: Type.Optional(Type.String()),
   chapUser: Type.Optional(Type.String()),
   chapSecret: Type.Optional(Type.String()),
-  mode: literals(['rw', 'ro'] as const),
+  mode: literals(ACCESS_MODES),
 });
 export type ConnectionInfoModel = Static<typeof ConnectionInfoSchema>;
 
@@ -166,7 +165,7 @@ export const GrantSchema = Type.Object({
   volumeName: Type.String(),
   hostId: Type.String(),
   hostName: Type.String(),
-  mode: literals(['rw', 'ro'] as const),
+  mode: literals(ACCESS_MODES),
   state: literals(GRANT_STATES),
   stateReason: Nullable(Type.String()),
   connection: Nullable(ConnectionInfoSchema),
@@ -174,8 +173,6 @@ export const GrantSchema = Type.Object({
   updatedAt: Type.String(),
 });
 export type Grant = Static<typeof GrantSchema>;
-
-export const SNAPSHOT_STATES = ['creating', 'available', 'deleting', 'deleted', 'error'] as const;
 
 export const SnapshotSchema = Type.Object({
   id: Type.String(),
@@ -192,8 +189,6 @@ export const SnapshotSchema = Type.Object({
 });
 export type Snapshot = Static<typeof SnapshotSchema>;
 
-export const ATTACHMENT_STATES = ['granting', 'connecting', 'attached', 'disconnecting', 'revoking', 'gone', 'error'] as const;
-
 export const AttachmentSchema = Type.Object({
   id: Type.String(),
   volumeId: Type.String(),
@@ -201,7 +196,7 @@ export const AttachmentSchema = Type.Object({
   hostId: Type.String(),
   hostName: Type.String(),
   instance: Type.String(),
-  mode: literals(['rw', 'ro'] as const),
+  mode: literals(ACCESS_MODES),
   state: literals(ATTACHMENT_STATES),
   stateReason: Nullable(Type.String()),
   deviceId: Nullable(Type.String()),
@@ -211,8 +206,6 @@ export const AttachmentSchema = Type.Object({
   updatedAt: Type.String(),
 });
 export type Attachment = Static<typeof AttachmentSchema>;
-
-export const MIGRATION_STATES = ['starting', 'ready', 'completing', 'completed', 'aborting', 'aborted', 'error'] as const;
 
 export const MigrationSchema = Type.Object({
   id: Type.String(),
@@ -241,7 +234,7 @@ export const DesiredAttachmentSchema = Type.Object({
   attachmentId: Type.String(),
   volumeId: Type.String(),
   instance: Type.String(),
-  mode: literals(['rw', 'ro'] as const),
+  mode: literals(ACCESS_MODES),
   connection: ConnectionInfoSchema,
 });
 export type DesiredAttachment = Static<typeof DesiredAttachmentSchema>;

@@ -2,9 +2,8 @@ import type { ConnectionInfoModel, Grant, Host, Snapshot } from '../core/models.
 import { readJson } from './json.js';
 import type { GrantRow, HostRow, SnapshotRow } from './schema.js';
 import type { Executor } from './store.js';
+import { DESIRED_GRANT_STATES, LIVE_GRANT_STATES } from '../core/states.js';
 
-/** Grant states that mean "this host should have access" (or is about to). */
-export const LIVE_GRANT_STATES = ['granting', 'active', 'revoking', 'error'] as const;
 
 /** Hosts. */
 export class HostRepository {
@@ -59,7 +58,7 @@ export class GrantRepository {
   /** Grants that should exist on the backend right now (granting or active), for reconcilers. */
   async listDesiredForVolumes(db: Executor, volumeIds: readonly string[]): Promise<GrantRow[]> {
     if (volumeIds.length === 0) return [];
-    return db.selectFrom('grants').selectAll().where('volume_id', 'in', [...volumeIds]).where('state', 'in', ['granting', 'active']).execute();
+    return db.selectFrom('grants').selectAll().where('volume_id', 'in', [...volumeIds]).where('state', 'in', [...DESIRED_GRANT_STATES]).execute();
   }
 
   async update(db: Executor, id: string, patch: Partial<Omit<GrantRow, 'id'>>): Promise<void> {
@@ -100,7 +99,7 @@ export class SnapshotRepository {
 export function toHost(r: HostRow): Host {
   return {
     id: r.id, name: r.name, initiatorName: r.initiator_name, addresses: readJson<string[]>(r.addresses, []), zone: r.zone,
-    state: r.state as Host['state'], connectors: readJson<string[]>(r.connectors, []), instances: readJson<string[]>(r.instances, []),
+    state: r.state, connectors: readJson<string[]>(r.connectors, []), instances: readJson<string[]>(r.instances, []),
     agentHeartbeatAt: r.agent_heartbeat_at, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }
@@ -109,14 +108,14 @@ export function toHost(r: HostRow): Host {
 export function toGrant(r: GrantRow, volumeName: string, hostName: string): Grant {
   const connection = readJson<ConnectionInfoModel | null>(r.connection, null);
   return {
-    id: r.id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, mode: r.mode as Grant['mode'], state: r.state as Grant['state'],
+    id: r.id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, mode: r.mode, state: r.state,
     stateReason: r.state_reason, connection, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }
 
 export function toSnapshot(r: SnapshotRow, volumeName: string | null): Snapshot {
   return {
-    id: r.id, name: r.name, volumeId: r.volume_id, volumeName, backendId: r.backend_id, state: r.state as Snapshot['state'],
+    id: r.id, name: r.name, volumeId: r.volume_id, volumeName, backendId: r.backend_id, state: r.state,
     stateReason: r.state_reason, sizeBytes: Number(r.size_bytes), method: r.method, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }

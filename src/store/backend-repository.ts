@@ -1,21 +1,11 @@
 import { sql } from 'kysely';
 import type { Backend } from '../core/models.js';
-import type { BackendKind, BackendRole, BackendState } from '../core/states.js';
+import { statesWhere } from '../core/state-machine.js';
+import { BACKEND_OCCUPYING_SNAPSHOT_STATES, CLAIM_STATE_TABLE, LIVE_VOLUME_STATES, PROVISIONED_VOLUME_STATES } from '../core/states.js';
 import { usableBytes } from '../placement/capacity.js';
 import { readJson, writeJson } from './json.js';
 import type { BackendRow, BackendUpdate, NewBackendRow } from './schema.js';
 import type { Executor } from './store.js';
-
-/**
- * Volume states whose size counts as provisioned on their backend. A `creating` volume is not
- * provisioned yet: its held claim is what counts until the create commits it (same transaction as
- * the move to `available`), so nothing is counted twice. A `resizing` volume counts at its old size;
- * the growth is a held claim until the resize commits.
- */
-export const PROVISIONED_VOLUME_STATES = ['available', 'resizing', 'reverting', 'deleting'] as const;
-
-/** Volume states that occupy a backend (for volume counts). */
-export const LIVE_VOLUME_STATES = ['creating', 'available', 'resizing', 'deleting'] as const;
 
 /** Per-backend usage the capacity model needs besides the row itself. */
 export interface BackendUsage {
@@ -60,26 +50,27 @@ export class BackendRepository {
    * Provisioned bytes, held claim bytes and live volume count per backend (all backends when `ids`
    * is omitted). One SQL statement, so one snapshot: on PostgreSQL (read committed) two statements
    * could straddle a create's final commit, seeing the volume still `creating` and its claim already
-   * committed, and count it nowhere.
+   * committed, and count it nowhere. Which states count comes from the volume state table: every
+   * provisioned state is also live, so no state's bytes are counted in the CASE and then filtered out.
    */
   async usage(db: Executor, ids?: readonly string[]): Promise<Map<string, BackendUsage>> {
     const only = ids ? (ids.length > 0 ? [...ids] : ['']) : null;
     let vols = db.selectFrom('volumes')
       .select((eb) => [
         sql<string>`backend_id`.as('bid'),
-        eb.case().when('state', 'in', PROVISIONED_VOLUME_STATES).then(eb.ref('size_bytes')).else(0).end().as('provisioned'),
+        eb.case().when('state', 'in', [...PROVISIONED_VOLUME_STATES]).then(eb.ref('size_bytes')).else(0).end().as('provisioned'),
         sql<number>`0`.as('claimed'),
         sql<number>`1`.as('n'),
       ])
       .where('backend_id', 'is not', null)
-      .where('state', 'in', LIVE_VOLUME_STATES);
+      .where('state', 'in', [...LIVE_VOLUME_STATES]);
     let held = db.selectFrom('claims')
       .select([sql<string>`backend_id`.as('bid'), sql<number>`0`.as('provisioned'), 'bytes as claimed', sql<number>`0`.as('n')])
-      .where('state', '=', 'held');
+      .where('state', 'in', [...statesWhere(CLAIM_STATE_TABLE, (c) => c.counts)]);
     // Snapshots that are full copies take their size on the backend; offloaded ones share extents.
     let snaps = db.selectFrom('snapshots')
       .select([sql<string>`backend_id`.as('bid'), 'size_bytes as provisioned', sql<number>`0`.as('claimed'), sql<number>`0`.as('n')])
-      .where('method', '=', 'copy').where('state', 'in', ['available', 'deleting', 'error']);
+      .where('method', '=', 'copy').where('state', 'in', [...BACKEND_OCCUPYING_SNAPSHOT_STATES]);
     if (only) {
       vols = vols.where('backend_id', 'in', only);
       held = held.where('backend_id', 'in', only);
@@ -131,9 +122,9 @@ export function toBackend(r: BackendRow, usage: BackendUsage | undefined): Backe
     name: r.name,
     tenantId: r.tenant_id,
     driver: r.driver_uri,
-    kind: r.kind as BackendKind,
-    role: r.role as BackendRole,
-    state: r.state as BackendState,
+    kind: r.kind,
+    role: r.role,
+    state: r.state,
     stateReason: r.state_reason,
     cost: r.cost,
     tags: readJson<string[]>(r.tags, []),

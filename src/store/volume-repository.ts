@@ -1,5 +1,5 @@
 import type { PageOf, PlacementSummary, Volume } from '../core/models.js';
-import type { VolumeFormat, VolumeState } from '../core/states.js';
+import type { VolumeState } from '../core/states.js';
 import type { DriverHandle } from '../drivers/sdk/types.js';
 import { readJson } from './json.js';
 import type { NewVolumeRow, VolumeRow } from './schema.js';
@@ -64,10 +64,10 @@ export function toVolume(r: VolumeRow, backendName: string | null): Volume {
     id: r.id,
     name: r.name,
     tenantId: r.tenant_id,
-    state: r.state as VolumeState,
+    state: r.state,
     stateReason: r.state_reason,
     sizeBytes: Number(r.size_bytes),
-    format: r.format as VolumeFormat,
+    format: r.format,
     backendId: r.backend_id,
     backendName,
     placement: readJson<PlacementSummary | null>(r.placement, null),

@@ -2,7 +2,7 @@ import { StowageError, toStowageError } from '../core/errors.js';
 import type { PlacementSummary } from '../core/models.js';
 import { formatSize } from '../core/sizes.js';
 import type { BlockDriver, DriverHandle } from '../drivers/sdk/types.js';
-import type { VolumeFormat } from '../core/states.js';
+import type { VolumeState } from '../core/states.js';
 import type { CommandRunner } from '../system/command-runner.js';
 import { SnapshotRepository } from '../store/access-repository.js';
 import type { CloneSource } from './volume-service.js';
@@ -15,6 +15,7 @@ import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import type { VolumeRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
+import { transition, type PatchOf } from '../store/transition.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import { loadBackendViews, lockPlacement } from './placement-view.js';
 
@@ -37,7 +38,7 @@ const HOST_COPY_TIMEOUT_MS = 6 * 3600_000;
  * the operation. Every path is idempotent, so a resumed step simply runs it again.
  */
 async function provisionData(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, driver: BlockDriver, backendName: string): Promise<DriverHandle> {
-  const req = { id: v.id, name: v.name, sizeBytes: Number(v.size_bytes), format: v.format as VolumeFormat };
+  const req = { id: v.id, name: v.name, sizeBytes: Number(v.size_bytes), format: v.format };
   const source = ctx.input.source as CloneSource | undefined;
   if (!source) return driver.createVolume(req, ctx.signal);
   if (source.path !== 'host-copy') {
@@ -98,14 +99,10 @@ function handleOf(v: VolumeRow): DriverHandle {
 }
 
 /** Moves the volume to `to` with an event; `also` runs in the same transaction (claim commit or release). */
-async function transition(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, to: string, patch: Partial<VolumeRow>, message: string, action: string, also?: (trx: Executor) => Promise<unknown>): Promise<void> {
+async function moveVolume(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, to: VolumeState, patch: PatchOf<'volume'>, message: string, action: string, also?: (trx: Executor) => Promise<unknown>): Promise<void> {
   await deps.store.transaction(async (trx) => {
-    await volumes.update(trx, v.id, { ...patch, state: to, updated_at: nowIso() });
+    await transition(trx, 'volume', { id: v.id, tenantId: v.tenant_id, to, patch, event: { actor: ctx.operation.actor, action, message, resourceName: v.name, operationId: ctx.operation.id } });
     if (also) await also(trx);
-    await events.append(trx, {
-      tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action,
-      from: v.state, to, message, operationId: ctx.operation.id,
-    });
   });
 }
 
@@ -145,7 +142,7 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
           const v = await loadVolume(deps, ctx.operation.target_id);
           if (v.state === 'available') return;
           // The volume becomes provisioned and its claim committed in one transaction: counted once, always.
-          await transition(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is available (${formatSize(Number(v.size_bytes))})`, 'created',
+          await moveVolume(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is available (${formatSize(Number(v.size_bytes))})`, 'created',
             (trx) => claims.commit(trx, v.id, ctx.operation.id));
         },
       },
@@ -165,7 +162,7 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
           cleanup = `; partial data could not be removed yet (${toStowageError(err).message}), delete the volume to retry`;
         }
       }
-      await transition(deps, ctx, v, 'error', { state_reason: `create failed: ${error.message}${cleanup}` }, `volume ${v.name} failed to create: ${error.message}`, 'create-failed',
+      await moveVolume(deps, ctx, v, 'error', { state_reason: `create failed: ${error.message}${cleanup}` }, `volume ${v.name} failed to create: ${error.message}`, 'create-failed',
         (trx) => claims.release(trx, v.id, ctx.operation.id));
     },
     result: async (ctx) => ({ volumeId: ctx.operation.target_id }),
@@ -229,7 +226,7 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
           if (v.state === 'available') return;
           const sizeBytes = Number(ctx.input.sizeBytes);
           // The new size becomes provisioned as the growth claim is committed: one transaction.
-          await transition(deps, ctx, v, 'available', { size_bytes: sizeBytes, state_reason: null }, `volume ${v.name} is now ${formatSize(sizeBytes)}`, 'resized',
+          await moveVolume(deps, ctx, v, 'available', { size_bytes: sizeBytes, state_reason: null }, `volume ${v.name} is now ${formatSize(sizeBytes)}`, 'resized',
             (trx) => claims.commit(trx, v.id, ctx.operation.id));
         },
       },
@@ -240,7 +237,7 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
         await claims.release(deps.store.db, v.id, ctx.operation.id);
         return;
       }
-      await transition(deps, ctx, v, 'available', { size_bytes: Number(ctx.input.previousSizeBytes), state_reason: `resize to ${formatSize(Number(ctx.input.sizeBytes))} failed: ${error.message}` }, `volume ${v.name} resize failed: ${error.message}`, 'resize-failed',
+      await moveVolume(deps, ctx, v, 'available', { size_bytes: Number(ctx.input.previousSizeBytes), state_reason: `resize to ${formatSize(Number(ctx.input.sizeBytes))} failed: ${error.message}` }, `volume ${v.name} resize failed: ${error.message}`, 'resize-failed',
         (trx) => claims.release(trx, v.id, ctx.operation.id));
     },
     result: async (ctx) => ({ volumeId: ctx.operation.target_id, sizeBytes: ctx.input.sizeBytes }),
@@ -266,14 +263,14 @@ export function volumeDeleteHandler(deps: VolumeOperationDeps): OperationHandler
         run: async (ctx) => {
           const v = await loadVolume(deps, ctx.operation.target_id);
           if (v.state === 'deleted') return;
-          await transition(deps, ctx, v, 'deleted', { deleted_at: nowIso(), state_reason: null }, `volume ${v.name} deleted`, 'deleted');
+          await moveVolume(deps, ctx, v, 'deleted', { deleted_at: nowIso(), state_reason: null }, `volume ${v.name} deleted`, 'deleted');
         },
       },
     ],
     compensate: async (ctx, error) => {
       const v = await loadVolume(deps, ctx.operation.target_id);
       if (v.state !== 'deleting') return;
-      await transition(deps, ctx, v, 'error', { state_reason: `delete failed: ${error.message}; run \`stowage volume delete ${v.name}\` again once the backend is back` }, `volume ${v.name} delete failed: ${error.message}`, 'delete-failed');
+      await moveVolume(deps, ctx, v, 'error', { state_reason: `delete failed: ${error.message}; run \`stowage volume delete ${v.name}\` again once the backend is back` }, `volume ${v.name} delete failed: ${error.message}`, 'delete-failed');
     },
     result: async (ctx) => ({ volumeId: ctx.operation.target_id }),
   };

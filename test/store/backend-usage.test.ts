@@ -33,7 +33,7 @@ describe.each(DIALECTS)('backend usage on %s', (dialect) => {
       { state: 'deleting', size_bytes: 8 * GiB },
       { state: 'deleted', size_bytes: 16 * GiB },
       { state: 'error', size_bytes: 32 * GiB },
-    ];
+    ] as const;
     const ids = new Map<string, string>();
     for (const v of onA) {
       const row = volumeRow({ backend_id: a.id, ...v });
