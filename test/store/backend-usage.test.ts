@@ -79,6 +79,15 @@ describe.each(DIALECTS)('backend usage on %s', (dialect) => {
     expect((await backends.usage(store.db, [a.id])).get(a.id)).toEqual({ provisionedBytes: 15 * GiB, claimedBytes: 3 * GiB, volumeCount: 4 });
   });
 
+  it('counts a reverting volume as provisioned and live: its bytes stay on the backend during the revert', async () => {
+    const a = backendRow({ name: 'a', total_bytes: 100 * GiB });
+    await backends.insert(store.db, a);
+    await volumes.insert(store.db, volumeRow({ backend_id: a.id, state: 'reverting', size_bytes: 7 * GiB }));
+    await volumes.insert(store.db, volumeRow({ backend_id: a.id, state: 'available', size_bytes: 1 * GiB }));
+    expect((await backends.usage(store.db, [a.id])).get(a.id)).toEqual({ provisionedBytes: 8 * GiB, claimedBytes: 0, volumeCount: 2 });
+    expect(toBackend(a, (await backends.usage(store.db)).get(a.id)).capacity.usableBytes).toBe(92 * GiB);
+  });
+
   it('keeps backend names unique', async () => {
     await backends.insert(store.db, backendRow({ name: 'same' }));
     await expect(backends.insert(store.db, backendRow({ name: 'same' }))).rejects.toThrow();
