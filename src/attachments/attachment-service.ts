@@ -1,4 +1,5 @@
 import { StowageError } from '../core/errors.js';
+import type { VolumeId } from '../core/ids.js';
 import type { Transaction } from 'kysely';
 import type { Database } from '../store/schema.js';
 import { transition } from '../store/transition.js';
@@ -227,7 +228,7 @@ export class AttachmentService {
     return out;
   }
 
-  private async checkExclusive(trx: Executor, volumeId: string, volumeName: string, multiattach: boolean, h: HostRow, req: AttachRequest): Promise<void> {
+  private async checkExclusive(trx: Executor, volumeId: VolumeId, volumeName: string, multiattach: boolean, h: HostRow, req: AttachRequest): Promise<void> {
     if (multiattach) return;
     const others = (await this.attachments.listLiveForVolume(trx, volumeId)).filter((o) => o.host_id !== h.id || o.instance !== req.instance);
     const otherGrants = (await this.grants.listLiveForVolume(trx, volumeId)).filter((g) => g.host_id !== h.id);

@@ -1,4 +1,5 @@
 import { StowageError } from '../core/errors.js';
+import type { VolumeId } from '../core/ids.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import { applyGrant } from '../access/access-operations.js';
 import { hostIdentity } from '../hosts/host-service.js';
@@ -62,7 +63,7 @@ export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to:
   });
 }
 
-async function driverParts(deps: AttachDeps, volumeId: string) {
+async function driverParts(deps: AttachDeps, volumeId: VolumeId) {
   const v = await volumes.findById(deps.store.db, volumeId);
   if (!v?.backend_id) throw new StowageError('VOLUME_NOT_FOUND', `volume ${volumeId} vanished`, {});
   const b = await backends.findById(deps.store.db, v.backend_id);

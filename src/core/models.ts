@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { CAPABILITIES } from '../drivers/sdk/types.js';
+import type { BackendId, VolumeId } from './ids.js';
 import { NAME_PATTERN } from './names.js';
 import {
   ACCESS_MODES, ATTACHMENT_STATES, BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES, GRANT_STATES, HOST_STATES, MIGRATION_STATES, OPERATION_STATES,
@@ -13,6 +14,8 @@ import {
 /** A string enum schema whose static type is the union of its values. */
 export const literals = <const T extends readonly string[]>(values: T) => Type.Unsafe<T[number]>({ type: 'string', enum: [...values] });
 const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
+/** A string on the wire whose static type is a branded id, so services hand out VolumeId, not string. */
+const IdString = <T extends string>() => Type.Unsafe<T>(Type.String());
 
 export const Name = Type.String({ pattern: NAME_PATTERN, minLength: 1, maxLength: 63, description: 'letters, digits, ".", "_" or "-"; starts with a letter or digit' });
 export const Bytes = Type.Integer({ minimum: 0, description: 'bytes' });
@@ -28,7 +31,7 @@ export const CapacitySchema = Type.Object({
 });
 
 export const BackendSchema = Type.Object({
-  id: Type.String(),
+  id: IdString<BackendId>(),
   name: Type.String(),
   tenantId: Type.String(),
   driver: Type.String({ description: 'driver URI, e.g. dir:///srv/volumes' }),
@@ -67,14 +70,14 @@ export const PlacementSummarySchema = Type.Object({
 export type PlacementSummary = Static<typeof PlacementSummarySchema>;
 
 export const VolumeSchema = Type.Object({
-  id: Type.String(),
+  id: IdString<VolumeId>(),
   name: Type.String(),
   tenantId: Type.String(),
   state: literals(VOLUME_STATES),
   stateReason: Nullable(Type.String()),
   sizeBytes: Bytes,
   format: literals(VOLUME_FORMATS),
-  backendId: Nullable(Type.String()),
+  backendId: Nullable(IdString<BackendId>()),
   backendName: Nullable(Type.String()),
   placement: Nullable(PlacementSummarySchema),
   multiattach: Type.Boolean({ description: 'several hosts may attach it read-write at once' }),
@@ -161,7 +164,7 @@ export type ConnectionInfoModel = Static<typeof ConnectionInfoSchema>;
 
 export const GrantSchema = Type.Object({
   id: Type.String(),
-  volumeId: Type.String(),
+  volumeId: IdString<VolumeId>(),
   volumeName: Type.String(),
   hostId: Type.String(),
   hostName: Type.String(),
@@ -177,9 +180,9 @@ export type Grant = Static<typeof GrantSchema>;
 export const SnapshotSchema = Type.Object({
   id: Type.String(),
   name: Type.String(),
-  volumeId: Type.String(),
+  volumeId: IdString<VolumeId>(),
   volumeName: Nullable(Type.String()),
-  backendId: Type.String(),
+  backendId: IdString<BackendId>(),
   state: literals(SNAPSHOT_STATES),
   stateReason: Nullable(Type.String()),
   sizeBytes: Bytes,
@@ -191,7 +194,7 @@ export type Snapshot = Static<typeof SnapshotSchema>;
 
 export const AttachmentSchema = Type.Object({
   id: Type.String(),
-  volumeId: Type.String(),
+  volumeId: IdString<VolumeId>(),
   volumeName: Type.String(),
   hostId: Type.String(),
   hostName: Type.String(),

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { isId, type VolumeId } from '../core/ids.js';
 import { EXPORTED_VOLUME_STATES } from '../core/states.js';
 import { transition } from '../store/transition.js';
 import type { DriverCache } from '../backends/driver-cache.js';
@@ -60,7 +61,7 @@ export class ExportReconciler {
         // Exports of volumes this backend does not want now may still belong to a volume being
         // created, or to another backend on the same target daemon: only unknown ones are orphans.
         const knownVolumes = async (ids: readonly string[]): Promise<ReadonlySet<string>> => new Set(
-          (await this.store.db.selectFrom('volumes').select('id').where('id', 'in', [...ids]).where('state', '<>', 'deleted').execute()).map((r) => r.id),
+          (await this.store.db.selectFrom('volumes').select('id').where('id', 'in', ids.filter((x) => isId('volume', x))).where('state', '<>', 'deleted').execute()).map((r) => r.id),
         );
         const report = await driver.reconcileExports(desired, AbortSignal.timeout(60_000), { knownVolumes });
         // The desired set was read before the driver ran: a revoke (detach, migration, fence) that
@@ -83,7 +84,7 @@ export class ExportReconciler {
           if (h && handle) await driver.grantAccess?.(handle, grantRequestOf(g, h, this.secrets), AbortSignal.timeout(60_000));
         }
         const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id', 'tenant_id']).where('state', '=', 'error')
-          .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['']).execute();
+          .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['' as VolumeId]).execute();
         for (const g of stale) {
           const v = vols.find((x) => x.id === g.volume_id);
           await this.store.transaction((trx) => transition(trx, 'grant', {

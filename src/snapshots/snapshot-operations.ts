@@ -1,4 +1,5 @@
 import { StowageError } from '../core/errors.js';
+import { idOf, type BackendId, type VolumeId } from '../core/ids.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import type { DriverHandle } from '../drivers/sdk/types.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
@@ -23,7 +24,7 @@ const volumes = new VolumeRepository();
 const backends = new BackendRepository();
 const claims = new ClaimRepository();
 
-async function driverOf(deps: SnapshotOperationDeps, backendId: string) {
+async function driverOf(deps: SnapshotOperationDeps, backendId: BackendId) {
   const b = await backends.findById(deps.store.db, backendId);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${backendId} no longer exists`, {});
   return deps.drivers.get(b);
@@ -35,7 +36,7 @@ async function loadSnapshot(deps: SnapshotOperationDeps, id: string): Promise<Sn
   return s;
 }
 
-async function loadVolume(deps: SnapshotOperationDeps, id: string): Promise<VolumeRow> {
+async function loadVolume(deps: SnapshotOperationDeps, id: VolumeId): Promise<VolumeRow> {
   const v = await volumes.findById(deps.store.db, id);
   if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} vanished`, {});
   return v;
@@ -134,7 +135,7 @@ export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandl
       {
         name: 'revert',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           const s = await loadSnapshot(deps, String(ctx.input.snapshotId));
           const driver = await driverOf(deps, s.backend_id);
           if (!driver.revertVolume) throw new StowageError('CAPABILITY_MISSING', 'backend cannot revert volumes', {});
@@ -144,7 +145,7 @@ export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandl
       {
         name: 'activate',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (v.state === 'available') return;
           await deps.store.transaction((trx) => transition(trx, 'volume', {
             id: v.id, tenantId: v.tenant_id, to: 'available', patch: { state_reason: null },
@@ -154,7 +155,7 @@ export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandl
       },
     ],
     compensate: async (ctx, error) => {
-      const v = await loadVolume(deps, ctx.operation.target_id);
+      const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
       if (v.state !== 'reverting') return;
       await deps.store.transaction((trx) => transition(trx, 'volume', {
         id: v.id, tenantId: v.tenant_id, to: 'error', patch: { state_reason: `revert failed: ${error.message}; check the data before use` },

@@ -1,4 +1,5 @@
 import type { ConnectionInfoModel, Grant, Host, Snapshot } from '../core/models.js';
+import type { VolumeId } from '../core/ids.js';
 import { readJson } from './json.js';
 import type { GrantRow, HostRow, SnapshotRow } from './schema.js';
 import type { Executor } from './store.js';
@@ -43,11 +44,11 @@ export class GrantRepository {
   }
 
   /** The live (not revoked) grant of a host on a volume. */
-  async findLive(db: Executor, volumeId: string, hostId: string): Promise<GrantRow | undefined> {
+  async findLive(db: Executor, volumeId: VolumeId, hostId: string): Promise<GrantRow | undefined> {
     return db.selectFrom('grants').selectAll().where('volume_id', '=', volumeId).where('host_id', '=', hostId).where('state', '<>', 'revoked').executeTakeFirst();
   }
 
-  async listLiveForVolume(db: Executor, volumeId: string): Promise<GrantRow[]> {
+  async listLiveForVolume(db: Executor, volumeId: VolumeId): Promise<GrantRow[]> {
     return db.selectFrom('grants').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_GRANT_STATES]).orderBy('created_at').execute();
   }
 
@@ -56,7 +57,7 @@ export class GrantRepository {
   }
 
   /** Grants that should exist on the backend right now (granting or active), for reconcilers. */
-  async listDesiredForVolumes(db: Executor, volumeIds: readonly string[]): Promise<GrantRow[]> {
+  async listDesiredForVolumes(db: Executor, volumeIds: readonly VolumeId[]): Promise<GrantRow[]> {
     if (volumeIds.length === 0) return [];
     return db.selectFrom('grants').selectAll().where('volume_id', 'in', [...volumeIds]).where('state', 'in', [...DESIRED_GRANT_STATES]).execute();
   }
@@ -80,13 +81,13 @@ export class SnapshotRepository {
     return db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('name', '=', name).where('state', '<>', 'deleted').executeTakeFirst();
   }
 
-  async list(db: Executor, tenantId: string, volumeId?: string): Promise<SnapshotRow[]> {
+  async list(db: Executor, tenantId: string, volumeId?: VolumeId): Promise<SnapshotRow[]> {
     let q = db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('state', '<>', 'deleted');
     if (volumeId) q = q.where('volume_id', '=', volumeId);
     return q.orderBy('created_at').execute();
   }
 
-  async countLiveForVolume(db: Executor, volumeId: string): Promise<number> {
+  async countLiveForVolume(db: Executor, volumeId: VolumeId): Promise<number> {
     const r = await db.selectFrom('snapshots').select((eb) => eb.fn.countAll<number>().as('n')).where('volume_id', '=', volumeId).where('state', '<>', 'deleted').executeTakeFirstOrThrow();
     return Number(r.n);
   }

@@ -1,4 +1,5 @@
 import type { Attachment, Migration } from '../core/models.js';
+import type { VolumeId } from '../core/ids.js';
 import type { AttachmentRow, MigrationRow } from './schema.js';
 import type { Executor } from './store.js';
 import { LIVE_ATTACHMENT_STATES, OPEN_MIGRATION_STATES, WANTED_ATTACHMENT_STATES, type AttachmentState } from '../core/states.js';
@@ -14,12 +15,12 @@ export class AttachmentRepository {
     return db.selectFrom('attachments').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
-  async findLive(db: Executor, volumeId: string, hostId: string, instance: string): Promise<AttachmentRow | undefined> {
+  async findLive(db: Executor, volumeId: VolumeId, hostId: string, instance: string): Promise<AttachmentRow | undefined> {
     return db.selectFrom('attachments').selectAll().where('volume_id', '=', volumeId).where('host_id', '=', hostId).where('instance', '=', instance)
       .where('state', 'in', [...LIVE_ATTACHMENT_STATES]).executeTakeFirst();
   }
 
-  async listLiveForVolume(db: Executor, volumeId: string): Promise<AttachmentRow[]> {
+  async listLiveForVolume(db: Executor, volumeId: VolumeId): Promise<AttachmentRow[]> {
     return db.selectFrom('attachments').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_ATTACHMENT_STATES]).execute();
   }
 
@@ -35,7 +36,7 @@ export class AttachmentRepository {
     return db.selectFrom('attachments').selectAll().where('host_id', '=', hostId).where('instance', '=', instance).where('state', 'in', [...states]).execute();
   }
 
-  async list(db: Executor, tenantId: string, filter: { volumeId?: string; hostId?: string; includeGone?: boolean }): Promise<AttachmentRow[]> {
+  async list(db: Executor, tenantId: string, filter: { volumeId?: VolumeId; hostId?: string; includeGone?: boolean }): Promise<AttachmentRow[]> {
     let q = db.selectFrom('attachments').selectAll().where('tenant_id', '=', tenantId);
     if (!filter.includeGone) q = q.where('state', '<>', 'gone');
     if (filter.volumeId) q = q.where('volume_id', '=', filter.volumeId);

@@ -4,6 +4,7 @@ import { statesWhere } from '../core/state-machine.js';
 import { BACKEND_OCCUPYING_SNAPSHOT_STATES, CLAIM_STATE_TABLE, LIVE_VOLUME_STATES, PROVISIONED_VOLUME_STATES } from '../core/states.js';
 import { usableBytes } from '../placement/capacity.js';
 import { readJson, writeJson } from './json.js';
+import type { BackendId } from '../core/ids.js';
 import type { BackendRow, BackendUpdate, NewBackendRow } from './schema.js';
 import type { Executor } from './store.js';
 
@@ -20,7 +21,7 @@ export class BackendRepository {
     await db.insertInto('backends').values(row).execute();
   }
 
-  async findById(db: Executor, id: string): Promise<BackendRow | undefined> {
+  async findById(db: Executor, id: BackendId): Promise<BackendRow | undefined> {
     return db.selectFrom('backends').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
@@ -29,7 +30,7 @@ export class BackendRepository {
   }
 
   /** Locks the row for the rest of the transaction on PostgreSQL (SQLite transactions are already exclusive). */
-  async lockById(db: Executor, id: string, dialect: 'sqlite' | 'postgres'): Promise<BackendRow | undefined> {
+  async lockById(db: Executor, id: BackendId, dialect: 'sqlite' | 'postgres'): Promise<BackendRow | undefined> {
     const q = db.selectFrom('backends').selectAll().where('id', '=', id);
     return (dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
   }
@@ -38,11 +39,11 @@ export class BackendRepository {
     return db.selectFrom('backends').selectAll().orderBy('name').execute();
   }
 
-  async update(db: Executor, id: string, patch: BackendUpdate): Promise<void> {
+  async update(db: Executor, id: BackendId, patch: BackendUpdate): Promise<void> {
     await db.updateTable('backends').set(patch).where('id', '=', id).execute();
   }
 
-  async delete(db: Executor, id: string): Promise<void> {
+  async delete(db: Executor, id: BackendId): Promise<void> {
     await db.deleteFrom('backends').where('id', '=', id).execute();
   }
 
@@ -53,11 +54,11 @@ export class BackendRepository {
    * committed, and count it nowhere. Which states count comes from the volume state table: every
    * provisioned state is also live, so no state's bytes are counted in the CASE and then filtered out.
    */
-  async usage(db: Executor, ids?: readonly string[]): Promise<Map<string, BackendUsage>> {
-    const only = ids ? (ids.length > 0 ? [...ids] : ['']) : null;
+  async usage(db: Executor, ids?: readonly BackendId[]): Promise<Map<BackendId, BackendUsage>> {
+    const only = ids ? (ids.length > 0 ? [...ids] : ['' as BackendId]) : null;
     let vols = db.selectFrom('volumes')
       .select((eb) => [
-        sql<string>`backend_id`.as('bid'),
+        sql<BackendId>`backend_id`.as('bid'),
         eb.case().when('state', 'in', [...PROVISIONED_VOLUME_STATES]).then(eb.ref('size_bytes')).else(0).end().as('provisioned'),
         sql<number>`0`.as('claimed'),
         sql<number>`1`.as('n'),
@@ -65,11 +66,11 @@ export class BackendRepository {
       .where('backend_id', 'is not', null)
       .where('state', 'in', [...LIVE_VOLUME_STATES]);
     let held = db.selectFrom('claims')
-      .select([sql<string>`backend_id`.as('bid'), sql<number>`0`.as('provisioned'), 'bytes as claimed', sql<number>`0`.as('n')])
+      .select([sql<BackendId>`backend_id`.as('bid'), sql<number>`0`.as('provisioned'), 'bytes as claimed', sql<number>`0`.as('n')])
       .where('state', 'in', [...statesWhere(CLAIM_STATE_TABLE, (c) => c.counts)]);
     // Snapshots that are full copies take their size on the backend; offloaded ones share extents.
     let snaps = db.selectFrom('snapshots')
-      .select([sql<string>`backend_id`.as('bid'), 'size_bytes as provisioned', sql<number>`0`.as('claimed'), sql<number>`0`.as('n')])
+      .select([sql<BackendId>`backend_id`.as('bid'), 'size_bytes as provisioned', sql<number>`0`.as('claimed'), sql<number>`0`.as('n')])
       .where('method', '=', 'copy').where('state', 'in', [...BACKEND_OCCUPYING_SNAPSHOT_STATES]);
     if (only) {
       vols = vols.where('backend_id', 'in', only);
@@ -80,13 +81,13 @@ export class BackendRepository {
       .select((eb) => ['u.bid', eb.fn.sum<number>('u.provisioned').as('provisioned'), eb.fn.sum<number>('u.claimed').as('claimed'), eb.fn.sum<number>('u.n').as('n')])
       .groupBy('u.bid')
       .execute();
-    const out = new Map<string, BackendUsage>();
+    const out = new Map<BackendId, BackendUsage>();
     for (const r of rows) out.set(r.bid, { provisionedBytes: Number(r.provisioned), claimedBytes: Number(r.claimed), volumeCount: Number(r.n) });
     return out;
   }
 
   /** Live volumes (not deleted) on a backend, whatever their state. */
-  async countVolumes(db: Executor, id: string): Promise<number> {
+  async countVolumes(db: Executor, id: BackendId): Promise<number> {
     const r = await db.selectFrom('volumes').select((eb) => eb.fn.countAll<number>().as('n'))
       .where('backend_id', '=', id).where('state', '<>', 'deleted').executeTakeFirstOrThrow();
     return Number(r.n);

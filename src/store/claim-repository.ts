@@ -1,4 +1,4 @@
-import { newId } from '../core/ids.js';
+import { newId, type BackendId } from '../core/ids.js';
 import { statesWhere } from '../core/state-machine.js';
 import { ACTIVE_OPERATION_STATES, CLAIM_STATE_TABLE, CLAIM_STATES, OPERATION_STATE_TABLE, type ClaimState } from '../core/states.js';
 import { nowIso } from './json.js';
@@ -18,7 +18,7 @@ export const CLAIM_TTL_MS = 15 * 60_000;
 
 /** What a caller holds capacity for. */
 export interface NewClaim {
-  readonly backendId: string;
+  readonly backendId: BackendId;
   readonly resourceType: string;
   readonly resourceId: string;
   readonly operationId: string | null;
@@ -66,11 +66,11 @@ export class ClaimRepository {
   }
 
   /** Held bytes per backend (what placement must still keep free). */
-  async heldBytesByBackend(db: Executor, ids?: readonly string[]): Promise<Map<string, number>> {
+  async heldBytesByBackend(db: Executor, ids?: readonly BackendId[]): Promise<Map<BackendId, number>> {
     let q = db.selectFrom('claims').select((eb) => ['backend_id', eb.fn.sum<number>('bytes').as('held')])
       .where('state', '=', 'held').groupBy('backend_id');
-    if (ids) q = q.where('backend_id', 'in', ids.length > 0 ? [...ids] : ['']);
-    const out = new Map<string, number>();
+    if (ids) q = q.where('backend_id', 'in', ids.length > 0 ? [...ids] : ['' as BackendId]);
+    const out = new Map<BackendId, number>();
     for (const r of await q.execute()) out.set(r.backend_id, Number(r.held));
     return out;
   }

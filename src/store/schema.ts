@@ -3,6 +3,7 @@ import type {
   AccessMode, AttachmentState, BackendAdminState, BackendKind, BackendRole, BackendState, ClaimState, GrantState, HostState,
   MigrationState, OperationState, SnapshotState, VolumeFormat, VolumeState,
 } from '../core/states.js';
+import type { BackendId, VolumeId } from '../core/ids.js';
 
 /**
  * The store schema, one interface per table. Timestamps are ISO-8601 text (sortable on both
@@ -46,7 +47,7 @@ export interface ApiTokenTable {
 }
 
 export interface BackendTable {
-  id: string;
+  id: BackendId;
   tenant_id: string;
   name: string;
   driver_uri: string;
@@ -73,10 +74,10 @@ export interface BackendTable {
 }
 
 export interface VolumeTable {
-  id: string;
+  id: VolumeId;
   tenant_id: string;
   name: string;
-  backend_id: string | null;
+  backend_id: BackendId | null;
   state: VolumeState;
   state_reason: string | null;
   size_bytes: number;
@@ -154,7 +155,7 @@ export interface ClassTable {
 /** Capacity promised on a backend: held while an operation runs, then committed or released. */
 export interface ClaimTable {
   id: string;
-  backend_id: string;
+  backend_id: BackendId;
   resource_type: string;
   resource_id: string;
   operation_id: string | null;
@@ -201,7 +202,7 @@ export interface HostTable {
 export interface GrantTable {
   id: string;
   tenant_id: string;
-  volume_id: string;
+  volume_id: VolumeId;
   host_id: string;
   mode: AccessMode;
   state: GrantState;
@@ -219,8 +220,8 @@ export interface SnapshotTable {
   id: string;
   tenant_id: string;
   name: string;
-  volume_id: string;
-  backend_id: string;
+  volume_id: VolumeId;
+  backend_id: BackendId;
   state: SnapshotState;
   state_reason: string | null;
   size_bytes: number;
@@ -238,7 +239,7 @@ export type SnapshotRow = Selectable<SnapshotTable>;
 export interface AttachmentTable {
   id: string;
   tenant_id: string;
-  volume_id: string;
+  volume_id: VolumeId;
   host_id: string;
   /** The VM on that host. */
   instance: string;

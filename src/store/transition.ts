@@ -7,16 +7,17 @@ import {
 } from '../core/states.js';
 import { EventRepository } from './event-repository.js';
 import { nowIso } from './json.js';
+import type { VolumeId } from '../core/ids.js';
 import type { AttachmentTable, Database, GrantTable, HostTable, MigrationTable, SnapshotTable, VolumeTable } from './schema.js';
 
 /** The resources whose state moves go through `transition()`, with their table, states and writable columns. */
 interface Resources {
-  volume: { state: VolumeState; patch: Updateable<VolumeTable> };
-  snapshot: { state: SnapshotState; patch: Updateable<SnapshotTable> };
-  grant: { state: GrantState; patch: Updateable<GrantTable> };
-  attachment: { state: AttachmentState; patch: Updateable<AttachmentTable> };
-  migration: { state: MigrationState; patch: Updateable<MigrationTable> };
-  host: { state: HostState; patch: Updateable<HostTable> };
+  volume: { id: VolumeId; state: VolumeState; patch: Updateable<VolumeTable> };
+  snapshot: { id: string; state: SnapshotState; patch: Updateable<SnapshotTable> };
+  grant: { id: string; state: GrantState; patch: Updateable<GrantTable> };
+  attachment: { id: string; state: AttachmentState; patch: Updateable<AttachmentTable> };
+  migration: { id: string; state: MigrationState; patch: Updateable<MigrationTable> };
+  host: { id: string; state: HostState; patch: Updateable<HostTable> };
 }
 
 /** A resource kind `transition()` moves. */
@@ -41,7 +42,7 @@ export interface TransitionEvent {
 
 /** One state move of one row. */
 export interface TransitionRequest<R extends StatefulResource> {
-  readonly id: string;
+  readonly id: Resources[R]['id'];
   readonly tenantId: string;
   readonly to: StateOf<R>;
   /** Other columns written in the same statement (reason, size, handle…). */
@@ -62,10 +63,10 @@ const MACHINES: { readonly [R in StatefulResource]: StateMachine<StateOf<R>> } =
 const events = new EventRepository();
 
 /** Reads the current state of a row (undefined when it does not exist). */
-async function currentState<R extends StatefulResource>(trx: Transaction<Database>, resource: R, id: string): Promise<StateOf<R> | undefined> {
+async function currentState<R extends StatefulResource>(trx: Transaction<Database>, resource: R, id: Resources[R]['id']): Promise<StateOf<R> | undefined> {
   const r = await (async () => {
     switch (resource) {
-      case 'volume': return trx.selectFrom('volumes').select('state').where('id', '=', id).executeTakeFirst();
+      case 'volume': return trx.selectFrom('volumes').select('state').where('id', '=', id as VolumeId).executeTakeFirst();
       case 'snapshot': return trx.selectFrom('snapshots').select('state').where('id', '=', id).executeTakeFirst();
       case 'grant': return trx.selectFrom('grants').select('state').where('id', '=', id).executeTakeFirst();
       case 'attachment': return trx.selectFrom('attachments').select('state').where('id', '=', id).executeTakeFirst();
@@ -78,11 +79,11 @@ async function currentState<R extends StatefulResource>(trx: Transaction<Databas
 }
 
 /** Writes the move, conditioned on the state read just before (so a concurrent writer is noticed). Returns rows changed. */
-async function write<R extends StatefulResource>(trx: Transaction<Database>, resource: R, id: string, from: StateOf<R>, set: Record<string, unknown>): Promise<number> {
+async function write<R extends StatefulResource>(trx: Transaction<Database>, resource: R, id: Resources[R]['id'], from: StateOf<R>, set: Record<string, unknown>): Promise<number> {
   const r = await (async () => {
     // Each branch narrows `set` to its table's columns; PatchOf<R> has already typed them at the call.
     switch (resource) {
-      case 'volume': return trx.updateTable('volumes').set(set as Updateable<VolumeTable>).where('id', '=', id).where('state', '=', from as VolumeState).executeTakeFirst();
+      case 'volume': return trx.updateTable('volumes').set(set as Updateable<VolumeTable>).where('id', '=', id as VolumeId).where('state', '=', from as VolumeState).executeTakeFirst();
       case 'snapshot': return trx.updateTable('snapshots').set(set as Updateable<SnapshotTable>).where('id', '=', id).where('state', '=', from as SnapshotState).executeTakeFirst();
       case 'grant': return trx.updateTable('grants').set(set as Updateable<GrantTable>).where('id', '=', id).where('state', '=', from as GrantState).executeTakeFirst();
       case 'attachment': return trx.updateTable('attachments').set(set as Updateable<AttachmentTable>).where('id', '=', id).where('state', '=', from as AttachmentState).executeTakeFirst();

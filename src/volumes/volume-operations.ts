@@ -1,4 +1,5 @@
 import { StowageError, toStowageError } from '../core/errors.js';
+import { idOf, type BackendId, type VolumeId } from '../core/ids.js';
 import type { PlacementSummary } from '../core/models.js';
 import { formatSize } from '../core/sizes.js';
 import type { BlockDriver, DriverHandle } from '../drivers/sdk/types.js';
@@ -47,7 +48,7 @@ async function provisionData(deps: VolumeOperationDeps, ctx: StepContext, v: Vol
     ctx.note(`${source.path === 'offload' ? 'offloaded clone' : 'copied by the backend'} of ${source.type} ${source.name} on ${backendName}${typeof handle.method === 'string' ? ` (${handle.method})` : ''}`);
     return handle;
   }
-  const src = await loadVolume(deps, source.id);
+  const src = await loadVolume(deps, idOf('volume', source.id));
   const { driver: srcDriver, backend: srcBackend } = await driverFor(deps, src.backend_id);
   if (!srcDriver.dataPath || !driver.dataPath) throw new StowageError('CAPABILITY_MISSING', 'host copy needs both backends to expose their data path', {});
   const handle = await driver.createVolume(req, ctx.signal);
@@ -67,7 +68,7 @@ async function provisionData(deps: VolumeOperationDeps, ctx: StepContext, v: Vol
 
 /** The driver handle of a clone's source (snapshot or volume). */
 async function sourceHandle(deps: VolumeOperationDeps, source: CloneSource): Promise<DriverHandle> {
-  if (source.type === 'volume') return handleOf(await loadVolume(deps, source.id));
+  if (source.type === 'volume') return handleOf(await loadVolume(deps, idOf('volume', source.id)));
   const s = await snapshots.findById(deps.store.db, source.id);
   const h = s ? readJson<DriverHandle | null>(s.driver_handle, null) : null;
   if (!h) throw new StowageError('SNAPSHOT_NOT_FOUND', `snapshot ${source.name} has no data on its backend`, {});
@@ -80,13 +81,13 @@ const events = new EventRepository();
 const claims = new ClaimRepository();
 const snapshots = new SnapshotRepository();
 
-async function loadVolume(deps: VolumeOperationDeps, id: string): Promise<VolumeRow> {
+async function loadVolume(deps: VolumeOperationDeps, id: VolumeId): Promise<VolumeRow> {
   const v = await volumes.findById(deps.store.db, id);
   if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} vanished`, { volume: id });
   return v;
 }
 
-async function driverFor(deps: VolumeOperationDeps, backendId: string | null) {
+async function driverFor(deps: VolumeOperationDeps, backendId: BackendId | null) {
   if (!backendId) throw new StowageError('INVALID_STATE', 'volume has no backend', {});
   const b = await backends.findById(deps.store.db, backendId);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${backendId} no longer exists`, { backend: backendId });
@@ -115,7 +116,7 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
         name: 'provision',
         run: async (ctx) => {
           for (;;) {
-            const v = await loadVolume(deps, ctx.operation.target_id);
+            const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
             const { driver, backend } = await driverFor(deps, v.backend_id);
             try {
               const handle = await provisionData(deps, ctx, v, driver, backend.name);
@@ -139,7 +140,7 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'activate',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (v.state === 'available') return;
           // The volume becomes provisioned and its claim committed in one transaction: counted once, always.
           await moveVolume(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is available (${formatSize(Number(v.size_bytes))})`, 'created',
@@ -148,7 +149,7 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
       },
     ],
     compensate: async (ctx, error) => {
-      const v = await loadVolume(deps, ctx.operation.target_id);
+      const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
       if (v.state === 'error') {
         await claims.release(deps.store.db, v.id, ctx.operation.id);
         return;
@@ -193,9 +194,10 @@ async function replace(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow
     }
     // The claim moves with the volume: released on the failed backend, held on the next, in this transaction.
     await claims.release(trx, v.id, ctx.operation.id);
-    await claims.hold(trx, { backendId: decision.winner.id, resourceType: 'volume', resourceId: v.id, operationId: ctx.operation.id, bytes: Number(v.size_bytes) });
+    const winner = idOf('backend', decision.winner.id);
+    await claims.hold(trx, { backendId: winner, resourceType: 'volume', resourceId: v.id, operationId: ctx.operation.id, bytes: Number(v.size_bytes) });
     await volumes.update(trx, v.id, {
-      backend_id: decision.winner.id, driver_handle: null, updated_at: nowIso(),
+      backend_id: winner, driver_handle: null, updated_at: nowIso(),
       placement: writeJson({ ...decision.summary, pinned: false, attempts, reason: `${failedBackend} failed (${reason}); retried on ${decision.winner.name}: ${decision.summary.reason}` }),
     });
     await events.append(trx, {
@@ -214,7 +216,7 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'grow',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           const { driver } = await driverFor(deps, v.backend_id);
           await driver.resizeVolume(handleOf(v), Number(ctx.input.sizeBytes), ctx.signal);
         },
@@ -222,7 +224,7 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'activate',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (v.state === 'available') return;
           const sizeBytes = Number(ctx.input.sizeBytes);
           // The new size becomes provisioned as the growth claim is committed: one transaction.
@@ -232,7 +234,7 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
       },
     ],
     compensate: async (ctx, error) => {
-      const v = await loadVolume(deps, ctx.operation.target_id);
+      const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
       if (v.state !== 'resizing') {
         await claims.release(deps.store.db, v.id, ctx.operation.id);
         return;
@@ -252,7 +254,7 @@ export function volumeDeleteHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'destroy',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (!v.backend_id) return;
           const { driver } = await driverFor(deps, v.backend_id);
           await driver.deleteVolume(handleOf(v), ctx.signal);
@@ -261,14 +263,14 @@ export function volumeDeleteHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'finalize',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (v.state === 'deleted') return;
           await moveVolume(deps, ctx, v, 'deleted', { deleted_at: nowIso(), state_reason: null }, `volume ${v.name} deleted`, 'deleted');
         },
       },
     ],
     compensate: async (ctx, error) => {
-      const v = await loadVolume(deps, ctx.operation.target_id);
+      const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
       if (v.state !== 'deleting') return;
       await moveVolume(deps, ctx, v, 'error', { state_reason: `delete failed: ${error.message}; run \`stowage volume delete ${v.name}\` again once the backend is back` }, `volume ${v.name} delete failed: ${error.message}`, 'delete-failed');
     },

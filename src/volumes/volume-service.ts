@@ -1,5 +1,5 @@
 import { StowageError } from '../core/errors.js';
-import { DEFAULT_TENANT_ID, isId, newId } from '../core/ids.js';
+import { DEFAULT_TENANT_ID, idOf, isId, newId, type BackendId, type VolumeId } from '../core/ids.js';
 import type { Operation, PageOf, PlacementSummary, Volume } from '../core/models.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
 import { assertValidSize, formatSize } from '../core/sizes.js';
@@ -47,7 +47,7 @@ export interface CloneSource {
   readonly type: 'snapshot' | 'volume';
   readonly id: string;
   readonly name: string;
-  readonly backendId: string;
+  readonly backendId: BackendId;
   readonly sizeBytes: number;
   readonly format: VolumeFormat;
   /** offload: the backend clones in constant time; backend-copy: the backend copies; host-copy: qemu-img convert here. */
@@ -168,7 +168,7 @@ export class VolumeService {
       const summary: PlacementSummary = { ...decision.summary, pinned: pinned !== null };
       const at = nowIso();
       await this.volumes.insert(trx, {
-        id, tenant_id: ctx.tenantId, name: input.name, backend_id: decision.winner.id, state: 'creating', state_reason: null,
+        id, tenant_id: ctx.tenantId, name: input.name, backend_id: idOf('backend', decision.winner.id), state: 'creating', state_reason: null,
         size_bytes: input.sizeBytes, format: input.format ?? 'raw', driver_handle: null, placement: writeJson(summary),
         created_at: at, updated_at: at, deleted_at: null, class_id: cls?.id ?? null, multiattach: input.multiattach === true ? 1 : 0,
       });
@@ -176,7 +176,7 @@ export class VolumeService {
         kind: 'volume.create', tenantId: ctx.tenantId, targetType: 'volume', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { name: input.name, sizeBytes: input.sizeBytes, format: input.format ?? 'raw', request, pinned: pinned !== null, ...(source ? { source } : {}) },
       });
-      await this.claims.hold(trx, { backendId: decision.winner.id, resourceType: 'volume', resourceId: id, operationId: row.id, bytes: input.sizeBytes });
+      await this.claims.hold(trx, { backendId: idOf('backend', decision.winner.id), resourceType: 'volume', resourceId: id, operationId: row.id, bytes: input.sizeBytes });
       await this.events.append(trx, {
         tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: id, resourceName: input.name, action: 'create',
         from: null, to: 'creating', operationId: row.id,
@@ -284,7 +284,7 @@ export class VolumeService {
   }
 
   /** One backend's capabilities (without loading the whole fleet's usage as placement does). */
-  private async capabilitiesOf(backendId: string): Promise<string[]> {
+  private async capabilitiesOf(backendId: BackendId): Promise<string[]> {
     const b = await this.backends.findById(this.store.db, backendId);
     return b ? backendCapabilities(b) : [];
   }
@@ -295,7 +295,7 @@ export class VolumeService {
     return toVolume(row, b?.name ?? null);
   }
 
-  private async lockVolume(trx: Transaction<Database>, id: string, allowed: readonly VolumeState[], verb: string): Promise<VolumeRow> {
+  private async lockVolume(trx: Transaction<Database>, id: VolumeId, allowed: readonly VolumeState[], verb: string): Promise<VolumeRow> {
     const v = await this.volumes.findById(trx, id);
     if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} does not exist`, { volume: id });
     const active = await this.operations.findActiveForTarget(trx, id);
@@ -308,7 +308,7 @@ export class VolumeService {
     return v;
   }
 
-  private async resolveBackendId(ref: string): Promise<string> {
+  private async resolveBackendId(ref: string): Promise<BackendId> {
     const row = isId('backend', ref) ? await this.backends.findById(this.store.db, ref) : await this.backends.findByName(this.store.db, ref);
     if (!row) throw new StowageError('BACKEND_NOT_FOUND', `backend "${ref}" does not exist; see \`stowage backend list\``, { backend: ref });
     return row.id;
@@ -336,7 +336,7 @@ export class VolumeService {
     if (op.kind !== kind) {
       throw new StowageError('IDEMPOTENCY_CONFLICT', `Idempotency-Key "${ctx.idempotencyKey}" was already used for a ${op.kind} request`, { operationId: op.id });
     }
-    const v = await this.volumes.findById(this.store.db, op.target_id);
+    const v = await this.volumes.findById(this.store.db, idOf('volume', op.target_id));
     if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${op.target_id} does not exist`, {});
     return { operation: toOperation(op), resource: await this.present(v) };
   }

@@ -1,4 +1,5 @@
 import { mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { idOf } from '../../src/core/ids.js';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { Operation, StowageEvent, Volume } from '../../src/core/models.js';
@@ -257,7 +258,7 @@ async function readJournal(run: Run, targetId: string | undefined): Promise<{
   const store = await openStore(run.databaseUrl ?? `sqlite://${join(run.dataDir, 'stowage.db')}`);
   try {
     const vq = store.db.selectFrom('volumes').selectAll();
-    const vol = await (targetId ? vq.where('id', '=', targetId) : vq.where('name', '=', TARGET).where('state', '<>', 'deleted')).executeTakeFirstOrThrow();
+    const vol = await (targetId ? vq.where('id', '=', idOf('volume', targetId)) : vq.where('name', '=', TARGET).where('state', '<>', 'deleted')).executeTakeFirstOrThrow();
     const op = await store.db.selectFrom('operations').selectAll().where('target_id', '=', vol.id)
       .orderBy('created_at', 'desc').orderBy('id', 'desc').executeTakeFirstOrThrow();
     const input = readJson<Record<string, unknown>>(op.input, {});

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { idOf } from '../../src/core/ids.js';
 import { BackendRepository, toBackend } from '../../src/store/backend-repository.js';
 import { ClaimRepository } from '../../src/store/claim-repository.js';
 import type { Store } from '../../src/store/store.js';
@@ -73,7 +74,7 @@ describe.each(DIALECTS)('backend usage on %s', (dialect) => {
 
     // Committing the create's claim as it becomes available moves its bytes from claimed to provisioned.
     await store.transaction(async (trx) => {
-      await volumes.update(trx, ids.get('creating') ?? '', { state: 'available' });
+      await volumes.update(trx, idOf('volume', ids.get('creating') ?? ''), { state: 'available' });
       await claims.commit(trx, ids.get('creating') ?? '');
     });
     expect((await backends.usage(store.db, [a.id])).get(a.id)).toEqual({ provisionedBytes: 15 * GiB, claimedBytes: 3 * GiB, volumeCount: 4 });
