@@ -15,6 +15,7 @@
  *   plain     — the generic `decide` over every backend (reference; a sample of requests).
  * Before timing, the fast path is checked against `decide` on the first `--verify` requests.
  */
+import { idOf } from '../src/core/ids.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -186,7 +187,7 @@ async function runSqlite(vs: readonly BackendView[], reqs: readonly PlacementReq
       const w = index.decide(r);
       if (w) {
         await store.transaction(async (trx) => {
-          await claims.hold(trx, { backendId: w.id, resourceType: 'volume', resourceId: `vol-bench${String(i)}`, operationId: null, bytes: r.sizeBytes });
+          await claims.hold(trx, { backendId: idOf('backend', w.id), resourceType: 'volume', resourceId: `vol-bench${String(i)}`, operationId: null, bytes: r.sizeBytes });
         });
         index.consume(w.id, r.sizeBytes);
         placed++;

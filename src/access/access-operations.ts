@@ -1,12 +1,13 @@
 import { StowageError } from '../core/errors.js';
+import type { GrantState } from '../core/states.js';
+import { transition, type PatchOf } from '../store/transition.js';
 import type { ConnectionInfoModel } from '../core/models.js';
-import type { AccessMode, BlockDriver, DriverHandle } from '../drivers/sdk/types.js';
+import type { BlockDriver, DriverHandle } from '../drivers/sdk/types.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import { hostIdentity } from '../hosts/host-service.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
 import { GrantRepository, HostRepository } from '../store/access-repository.js';
 import { BackendRepository } from '../store/backend-repository.js';
-import { EventRepository } from '../store/event-repository.js';
 import { nowIso, writeJson } from '../store/json.js';
 import type { GrantRow, HostRow, VolumeRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
@@ -25,7 +26,6 @@ const grants = new GrantRepository();
 const hosts = new HostRepository();
 const volumes = new VolumeRepository();
 const backends = new BackendRepository();
-const events = new EventRepository();
 
 interface GrantParts { grant: GrantRow; host: HostRow; volume: VolumeRow; driver: BlockDriver; handle: DriverHandle }
 
@@ -43,7 +43,7 @@ async function load(deps: AccessOperationDeps, ctx: StepContext, grantId: string
 
 /** Applies a grant on the backend: ACL for the host's addresses/initiator, CHAP account; or a file path for local backends. */
 export async function applyGrant(deps: AccessOperationDeps, p: GrantParts, signal: AbortSignal): Promise<ConnectionInfoModel> {
-  const mode = p.grant.mode as AccessMode;
+  const mode = p.grant.mode;
   if (p.driver.grantAccess) {
     const info = await p.driver.grantAccess(p.handle, grantRequestOf(p.grant, p.host, deps.secrets), signal);
     // The secret stays sealed in the grant row; what we keep in clear must not carry it.
@@ -57,14 +57,15 @@ export async function applyGrant(deps: AccessOperationDeps, p: GrantParts, signa
   throw new StowageError('CAPABILITY_MISSING', 'the backend of this volume cannot grant host access', {});
 }
 
-async function finish(deps: AccessOperationDeps, ctx: StepContext, p: GrantParts, to: string, patch: Partial<GrantRow>, message: string): Promise<void> {
-  await ctx.write(async (trx) => {
-    await grants.update(trx, p.grant.id, { ...patch, state: to, updated_at: nowIso() });
-    await events.append(trx, {
-      tenantId: p.grant.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: p.volume.id, resourceName: p.volume.name,
-      action: `grant-${to}`, from: p.grant.state, to, message, operationId: ctx.operation.id, details: { host: p.host.name, mode: p.grant.mode },
-    });
-  });
+/** Moves the grant to `to` with its event, filed under the volume (where operators look for who has access). */
+async function finish(deps: AccessOperationDeps, ctx: StepContext, p: GrantParts, to: GrantState, patch: PatchOf<'grant'>, message: string): Promise<void> {
+  await ctx.write((trx) => transition(trx, 'grant', {
+    id: p.grant.id, tenantId: p.grant.tenant_id, to, patch,
+    event: {
+      actor: ctx.operation.actor, action: `grant-${to}`, message, operationId: ctx.operation.id, details: { host: p.host.name, mode: p.grant.mode },
+      subject: { type: 'volume', id: p.volume.id, name: p.volume.name },
+    },
+  }));
 }
 
 /** grant.create: bind on the backend, then mark the grant active with its connection info (no secret stored in clear). */

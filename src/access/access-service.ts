@@ -1,11 +1,12 @@
 import { StowageError } from '../core/errors.js';
+import { transition } from '../store/transition.js';
 import type { ConnectionInfoModel, Grant, Operation } from '../core/models.js';
 import type { AccessMode } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { GrantRepository, HostRepository, toGrant } from '../store/access-repository.js';
 import { AttachmentRepository } from '../store/attachment-repository.js';
 import { EventRepository } from '../store/event-repository.js';
-import { nowIso, readJson } from '../store/json.js';
+import { readJson } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
 import type { Executor, Store } from '../store/store.js';
 import type { SecretBox } from '../system/secret-box.js';
@@ -88,16 +89,18 @@ export class AccessService {
       const active = await this.operations.findActiveForTarget(trx, g.id);
       if (active?.kind === 'grant.revoke') return { row: g, op: toOperation(active) };
       if (active) throw new StowageError('INVALID_STATE', `grant is busy with operation ${active.id}; wait for it with \`stowage operation wait ${active.id}\``, { operationId: active.id });
-      await this.grants.update(trx, g.id, { state: 'revoking', updated_at: nowIso() });
       const op = await this.engine.enqueue(trx, {
         kind: 'grant.revoke', tenantId: ctx.tenantId, targetType: 'grant', targetId: g.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { volumeId: vol.id, hostId: host.id },
       });
-      await this.events.append(trx, {
-        tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: vol.id, resourceName: vol.name, action: 'revoke',
-        from: g.state, to: 'revoking', operationId: op.id, message: `revoking access to ${vol.name} for host ${host.name}`, details: { host: host.name },
+      await transition(trx, 'grant', {
+        id: g.id, tenantId: ctx.tenantId, to: 'revoking',
+        event: {
+          actor: ctx.actor, action: 'revoke', operationId: op.id, message: `revoking access to ${vol.name} for host ${host.name}`, details: { host: host.name },
+          subject: { type: 'volume', id: vol.id, name: vol.name },
+        },
       });
-      return { row: { ...g, state: 'revoking' }, op: toOperation(op) };
+      return { row: { ...g, state: 'revoking' as const }, op: toOperation(op) };
     });
     this.engine.wake();
     return { grant: toGrant(result.row, vol.name, host.name), operation: result.op };

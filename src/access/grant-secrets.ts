@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { VolumeId } from '../core/ids.js';
 import { newId } from '../core/ids.js';
 import type { ConnectionInfoModel } from '../core/models.js';
 import type { AccessMode, GrantRequest } from '../drivers/sdk/types.js';
@@ -11,7 +12,7 @@ import type { SecretBox } from '../system/secret-box.js';
  * The one place grant rows get their CHAP credentials and the one place they are opened again:
  * a CHAP user per host, a fresh secret per grant, sealed at rest.
  */
-export function newGrantRow(g: { tenantId: string; volumeId: string; host: Pick<HostRow, 'id' | 'name'>; mode: AccessMode }, secrets: SecretBox): GrantRow {
+export function newGrantRow(g: { tenantId: string; volumeId: VolumeId; host: Pick<HostRow, 'id' | 'name'>; mode: AccessMode }, secrets: SecretBox): GrantRow {
   const at = nowIso();
   return {
     id: newId('grant'), tenant_id: g.tenantId, volume_id: g.volumeId, host_id: g.host.id, mode: g.mode, state: 'granting', state_reason: null,
@@ -23,7 +24,7 @@ export function newGrantRow(g: { tenantId: string; volumeId: string; host: Pick<
 /** What a driver is asked to bind for a grant: the host's identity, the mode, and the opened CHAP credentials. */
 export function grantRequestOf(g: GrantRow, host: HostRow, secrets: SecretBox): GrantRequest {
   const secret = g.chap_secret_sealed ? secrets.decrypt(g.chap_secret_sealed) : null;
-  return { host: hostIdentity(host), mode: g.mode as AccessMode, ...(g.chap_user && secret ? { chap: { user: g.chap_user, secret } } : {}) };
+  return { host: hostIdentity(host), mode: g.mode, ...(g.chap_user && secret ? { chap: { user: g.chap_user, secret } } : {}) };
 }
 
 /** Connection info with the CHAP secret opened (only for answers to the grantee or an admin). */

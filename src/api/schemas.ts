@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { BackendSchema, Bytes, CapabilitySchema, Name, OperationSchema, VolumeSchema, literals } from '../core/models.js';
-import { BACKEND_ROLES, VOLUME_FORMATS, VOLUME_STATES } from '../core/states.js';
+import { BACKEND_ROLES, OPERATION_STATES, VOLUME_FORMATS, VOLUME_STATES } from '../core/states.js';
 
 /** Request and response shapes of the REST API, shared with the CLI. */
 
@@ -91,7 +91,7 @@ export const DryRunResponse = Type.Object({
 });
 
 export const OperationListQuery = Type.Composite([ListQuery, Type.Object({
-  state: Type.Optional(literals(['queued', 'running', 'succeeded', 'failed'] as const)),
+  state: Type.Optional(literals(OPERATION_STATES)),
   target: Type.Optional(Type.String({ maxLength: 128 })),
 })], { additionalProperties: false });
 

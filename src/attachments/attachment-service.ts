@@ -1,4 +1,9 @@
 import { StowageError } from '../core/errors.js';
+import type { VolumeId } from '../core/ids.js';
+import type { Transaction } from 'kysely';
+import type { Database } from '../store/schema.js';
+import { transition } from '../store/transition.js';
+import { LIVE_ATTACHMENT_STATES } from '../core/states.js';
 import { isId, newId } from '../core/ids.js';
 import type { AgentAnswer, AgentReport, Attachment, ConnectionInfoModel, DesiredAttachment, Operation } from '../core/models.js';
 import { assertValidName } from '../core/names.js';
@@ -130,20 +135,19 @@ export class AttachmentService {
   }
 
   /** Inserts the detach operation for an attachment inside `trx` (used by detach, migrations and evacuations). */
-  async submitDetach(trx: Executor, id: string, ctx: RequestContext): Promise<import('../store/schema.js').OperationRow> {
+  async submitDetach(trx: Transaction<Database>, id: string, ctx: RequestContext): Promise<import('../store/schema.js').OperationRow> {
     const a = await this.attachments.findById(trx, id);
     if (!a) throw new StowageError('ATTACHMENT_NOT_FOUND', `attachment ${id} does not exist`, {});
     const active = await this.operations.findActiveForTarget(trx, a.id);
     if (active?.kind === 'attachment.detach') return active;
     if (active) throw new StowageError('INVALID_STATE', `attachment ${a.id} is busy with operation ${active.id} (${active.kind}); wait for it first`, { operationId: active.id });
     if (a.state === 'gone') throw new StowageError('INVALID_STATE', `attachment ${a.id} is already gone`, {});
-    await this.attachments.update(trx, a.id, { state: 'disconnecting', updated_at: nowIso() });
     const op = await this.engine.enqueue(trx, {
       kind: 'attachment.detach', tenantId: a.tenant_id, targetType: 'attachment', targetId: a.id, actor: ctx.actor, idempotencyKey: null, input: {},
     });
-    await this.events.append(trx, {
-      tenantId: a.tenant_id, actor: ctx.actor, resourceType: 'attachment', resourceId: a.id, resourceName: a.instance, action: 'detach',
-      from: a.state, to: 'disconnecting', operationId: op.id, message: `detaching from ${a.instance}`, details: { volumeId: a.volume_id, hostId: a.host_id },
+    await transition(trx, 'attachment', {
+      id: a.id, tenantId: a.tenant_id, to: 'disconnecting',
+      event: { actor: ctx.actor, action: 'detach', resourceName: a.instance, operationId: op.id, message: `detaching from ${a.instance}`, details: { volumeId: a.volume_id, hostId: a.host_id } },
     });
     return op;
   }
@@ -173,7 +177,7 @@ export class AttachmentService {
   private async wantedSignature(hostId: string): Promise<string> {
     const rows = await this.store.db.selectFrom('attachments').leftJoin('grants', 'grants.id', 'attachments.grant_id')
       .select(['attachments.id', 'attachments.state', 'grants.state as grant_state']).where('attachments.host_id', '=', hostId)
-      .where('attachments.state', 'in', ['granting', 'connecting', 'attached', 'disconnecting', 'revoking']).orderBy('attachments.id').execute();
+      .where('attachments.state', 'in', [...LIVE_ATTACHMENT_STATES]).orderBy('attachments.id').execute();
     const h = await this.hosts.findById(this.store.db, hostId);
     return `${h?.state ?? ''}|${rows.map((x) => `${x.id}:${x.state}:${x.grant_state ?? ''}`).join(',')}`;
   }
@@ -218,12 +222,12 @@ export class AttachmentService {
       const info = readJson<ConnectionInfoModel | null>(g.connection, null);
       if (!info) continue;
       const connection = withChapSecret(g, info, this.secrets);
-      out.push({ attachmentId: a.id, volumeId: a.volume_id, instance: a.instance, mode: a.mode as AccessMode, connection });
+      out.push({ attachmentId: a.id, volumeId: a.volume_id, instance: a.instance, mode: a.mode, connection });
     }
     return out;
   }
 
-  private async checkExclusive(trx: Executor, volumeId: string, volumeName: string, multiattach: boolean, h: HostRow, req: AttachRequest): Promise<void> {
+  private async checkExclusive(trx: Executor, volumeId: VolumeId, volumeName: string, multiattach: boolean, h: HostRow, req: AttachRequest): Promise<void> {
     if (multiattach) return;
     const others = (await this.attachments.listLiveForVolume(trx, volumeId)).filter((o) => o.host_id !== h.id || o.instance !== req.instance);
     const otherGrants = (await this.grants.listLiveForVolume(trx, volumeId)).filter((g) => g.host_id !== h.id);

@@ -1,18 +1,19 @@
 import { StowageError } from '../core/errors.js';
+import type { VolumeId } from '../core/ids.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import { applyGrant } from '../access/access-operations.js';
 import { hostIdentity } from '../hosts/host-service.js';
 import { GrantRepository, HostRepository } from '../store/access-repository.js';
-import { AttachmentRepository, LIVE_ATTACHMENT_STATES } from '../store/attachment-repository.js';
+import { AttachmentRepository } from '../store/attachment-repository.js';
+import { LIVE_ATTACHMENT_STATES, type AttachmentState, type GrantState } from '../core/states.js';
+import { transition, type PatchOf } from '../store/transition.js';
 import { BackendRepository } from '../store/backend-repository.js';
-import { EventRepository } from '../store/event-repository.js';
 import { nowIso, writeJson } from '../store/json.js';
 import type { AttachmentRow, GrantRow, HostRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { newGrantRow } from '../access/grant-secrets.js';
-import type { AccessMode } from '../drivers/sdk/types.js';
 import type { StepContext } from '../operations/handler.js';
 
 /** Timing of the host side, all in milliseconds. */
@@ -38,7 +39,6 @@ const grants = new GrantRepository();
 const hosts = new HostRepository();
 const volumes = new VolumeRepository();
 const backends = new BackendRepository();
-const events = new EventRepository();
 
 /** True when the host's agent has reported recently enough to be trusted as alive. */
 export function hostIsUp(host: HostRow, hostDownAfterMs: number, now = Date.now()): boolean {
@@ -53,26 +53,33 @@ export async function loadAttachment(deps: AttachDeps, id: string): Promise<Atta
 }
 
 /** Moves an attachment to `to` and records the event (no-op when already there). */
-export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to: string, actor: string, message: string, patch: Partial<AttachmentRow>, ctx: StepContext): Promise<void> {
+export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to: AttachmentState, actor: string, message: string, patch: PatchOf<'attachment'>, ctx: StepContext): Promise<void> {
   const operationId = ctx.operation.id;
   await ctx.write(async (trx) => {
     const cur = await attachments.findById(trx, a.id);
     if (!cur || (cur.state === to && Object.keys(patch).length === 0)) return;
-    await attachments.update(trx, a.id, { ...patch, state: to, updated_at: nowIso() });
-    await events.append(trx, {
-      tenantId: a.tenant_id, actor, resourceType: 'attachment', resourceId: a.id, resourceName: a.instance, action: to,
-      from: cur.state, to, message, operationId, details: { volumeId: a.volume_id, hostId: a.host_id, instance: a.instance },
+    await transition(trx, 'attachment', {
+      id: a.id, tenantId: a.tenant_id, to, patch,
+      event: { actor, action: to, message, operationId, resourceName: a.instance, details: { volumeId: a.volume_id, hostId: a.host_id, instance: a.instance } },
     });
   });
 }
 
 /** The volume's driver and handle; the driver guarded by the operation's lease (a stale worker makes no driver call). */
-async function driverParts(deps: AttachDeps, ctx: StepContext, volumeId: string) {
+async function driverParts(deps: AttachDeps, ctx: StepContext, volumeId: VolumeId) {
   const v = await volumes.findById(deps.store.db, volumeId);
   if (!v?.backend_id) throw new StowageError('VOLUME_NOT_FOUND', `volume ${volumeId} vanished`, {});
   const b = await backends.findById(deps.store.db, v.backend_id);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${v.backend_id} no longer exists`, {});
   return { volume: v, driver: ctx.guard(deps.drivers.get(b)), handle: volumeHandle(v) ?? { id: v.id, format: v.format } };
+}
+
+/** Moves a grant to `to` with its event, filed under its volume like every grant event; under the operation's lease. */
+export async function moveGrant(ctx: StepContext, g: GrantRow, volume: { id: string; name: string }, to: GrantState, message: string, patch: PatchOf<'grant'> = {}): Promise<void> {
+  await ctx.write((trx) => transition(trx, 'grant', {
+    id: g.id, tenantId: g.tenant_id, to, patch,
+    event: { actor: ctx.operation.actor, action: `grant-${to}`, message, operationId: ctx.operation.id, details: { hostId: g.host_id, mode: g.mode }, subject: { type: 'volume', id: volume.id, name: volume.name } },
+  }));
 }
 
 /**
@@ -88,17 +95,16 @@ export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, ctx: StepC
     throw new StowageError('INVALID_STATE', `the grant of host ${host.name} is ${g.state}; wait for it to settle`, { state: g.state });
   }
   if (!g) {
-    g = newGrantRow({ tenantId: a.tenant_id, volumeId: a.volume_id, host, mode: a.mode as AccessMode }, deps.secrets);
+    g = newGrantRow({ tenantId: a.tenant_id, volumeId: a.volume_id, host, mode: a.mode }, deps.secrets);
     const row = g;
     await ctx.write((trx) => grants.insert(trx, row));
   }
   const parts = await driverParts(deps, ctx, a.volume_id);
   const info = await applyGrant({ store: deps.store, drivers: deps.drivers, secrets: deps.secrets }, { grant: g, host, volume: parts.volume, driver: parts.driver, handle: parts.handle }, ctx.signal);
-  const grantId = g.id;
-  await ctx.write(async (trx) => {
-    await grants.update(trx, grantId, { state: 'active', connection: writeJson(info), updated_at: nowIso() });
-    await attachments.update(trx, a.id, { grant_id: grantId, updated_at: nowIso() });
-  });
+  const grant = g;
+  if (grant.state === 'active') await ctx.write((trx) => grants.update(trx, grant.id, { connection: writeJson(info), updated_at: nowIso() }));
+  else await moveGrant(ctx, grant, parts.volume, 'active', `host ${host.name} has ${grant.mode} access to ${parts.volume.name}`, { connection: writeJson(info) });
+  await ctx.write((trx) => attachments.update(trx, a.id, { grant_id: grant.id, updated_at: nowIso() }));
   return { ...g, state: 'active', connection: writeJson(info) };
 }
 
@@ -141,7 +147,7 @@ export async function waitDisconnected(deps: AttachDeps, id: string, signal: Abo
  * the same volume on the same host still needs it. Idempotent.
  */
 export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, ctx: StepContext): Promise<boolean> {
-  const others = (await attachments.listLiveForVolume(deps.store.db, a.volume_id)).filter((o) => o.id !== a.id && o.host_id === a.host_id && (LIVE_ATTACHMENT_STATES as readonly string[]).includes(o.state));
+  const others = (await attachments.listLiveForVolume(deps.store.db, a.volume_id)).filter((o) => o.id !== a.id && o.host_id === a.host_id && LIVE_ATTACHMENT_STATES.includes(o.state));
   if (others.length > 0) return false;
   const g = await grants.findLive(deps.store.db, a.volume_id, a.host_id);
   if (!g) return true;
@@ -149,8 +155,8 @@ export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, ctx: St
   if (!host) return true;
   const parts = await driverParts(deps, ctx, a.volume_id);
   // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
-  if (g.state !== 'revoking') await ctx.write((trx) => grants.update(trx, g.id, { state: 'revoking', updated_at: nowIso() }));
+  if (g.state !== 'revoking') await moveGrant(ctx, g, parts.volume, 'revoking', `revoking ${host.name}'s access to ${parts.volume.name}: attachment ${a.id} detaching`);
   await parts.driver.revokeAccess?.(parts.handle, hostIdentity(host), ctx.signal);
-  await ctx.write((trx) => grants.update(trx, g.id, { state: 'revoked', state_reason: `attachment ${a.id} detached`, updated_at: nowIso() }));
+  await moveGrant(ctx, g, parts.volume, 'revoked', `host ${host.name} no longer has access to ${parts.volume.name}`, { state_reason: `attachment ${a.id} detached` });
   return true;
 }

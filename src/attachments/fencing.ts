@@ -1,4 +1,5 @@
 import { StowageError } from '../core/errors.js';
+import { transition } from '../store/transition.js';
 import type { Operation } from '../core/models.js';
 import { hostIdentity, type HostService } from '../hosts/host-service.js';
 import type { OperationEngine } from '../operations/engine.js';
@@ -7,13 +8,12 @@ import { GrantRepository, HostRepository } from '../store/access-repository.js';
 import { AttachmentRepository } from '../store/attachment-repository.js';
 import { BackendRepository } from '../store/backend-repository.js';
 import { EventRepository } from '../store/event-repository.js';
-import { nowIso } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
 import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { RequestContext } from '../volumes/volume-service.js';
 import type { AttachmentService } from './attachment-service.js';
-import type { AttachDeps } from './attachment-steps.js';
+import { moveGrant, type AttachDeps } from './attachment-steps.js';
 
 const hosts = new HostRepository();
 const grants = new GrantRepository();
@@ -45,9 +45,10 @@ export function fenceHandler(deps: AttachDeps): OperationHandler {
             const v = await volumes.findById(deps.store.db, g.volume_id);
             const b = v?.backend_id ? await backends.findById(deps.store.db, v.backend_id) : undefined;
             // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
-            if (g.state !== 'revoking') await ctx.write((trx) => grants.update(trx, g.id, { state: 'revoking', updated_at: nowIso() }));
+            const subject = { id: g.volume_id, name: v?.name ?? g.volume_id };
+            if (g.state !== 'revoking') await moveGrant(ctx, g, subject, 'revoking', `fencing ${h.name}: revoking its access to ${subject.name}`);
             if (v && b) await ctx.guard(deps.drivers.get(b)).revokeAccess?.(volumeHandle(v) ?? { id: v.id, format: v.format }, hostIdentity(h), ctx.signal);
-            await ctx.write((trx) => grants.update(trx, g.id, { state: 'revoked', state_reason: FENCED_REASON, updated_at: nowIso() }));
+            await moveGrant(ctx, g, subject, 'revoked', `host ${h.name} fenced: no access to ${subject.name} left`, { state_reason: FENCED_REASON });
           }
           ctx.note(`revoked ${live.length} grant(s)`);
         },
@@ -59,11 +60,15 @@ export function fenceHandler(deps: AttachDeps): OperationHandler {
           if (!h) throw new StowageError('HOST_NOT_FOUND', 'host vanished', {});
           await ctx.write(async (trx) => {
             for (const a of await attachments.listLiveForHost(trx, h.id)) {
-              await attachments.update(trx, a.id, { state: 'gone', state_reason: FENCED_REASON, reported_at: null, updated_at: nowIso() });
-              await events.append(trx, { tenantId: a.tenant_id, actor: ctx.operation.actor, resourceType: 'attachment', resourceId: a.id, resourceName: a.instance, action: 'fenced', from: a.state, to: 'gone', message: `attachment cut: host ${h.name} fenced`, operationId: ctx.operation.id });
+              await transition(trx, 'attachment', {
+                id: a.id, tenantId: a.tenant_id, to: 'gone', patch: { state_reason: FENCED_REASON, reported_at: null },
+                event: { actor: ctx.operation.actor, action: 'fenced', resourceName: a.instance, message: `attachment cut: host ${h.name} fenced`, operationId: ctx.operation.id },
+              });
             }
-            await hosts.update(trx, h.id, { state: 'fenced', updated_at: nowIso() });
-            await events.append(trx, { tenantId: h.tenant_id, actor: ctx.operation.actor, resourceType: 'host', resourceId: h.id, resourceName: h.name, action: 'fence', from: h.state, to: 'fenced', message: `host ${h.name} fenced: no access to any volume left`, operationId: ctx.operation.id });
+            await transition(trx, 'host', {
+              id: h.id, tenantId: h.tenant_id, to: 'fenced',
+              event: { actor: ctx.operation.actor, action: 'fence', resourceName: h.name, message: `host ${h.name} fenced: no access to any volume left`, operationId: ctx.operation.id },
+            });
           });
         },
       },
@@ -98,8 +103,10 @@ export class FencingService {
     const h = await this.hostService.resolve(hostRef);
     if (h.state !== 'fenced') throw new StowageError('INVALID_STATE', `host ${h.name} is not fenced`, { state: h.state });
     await this.store.transaction(async (trx) => {
-      await hosts.update(trx, h.id, { state: 'unknown', agent_heartbeat_at: null, updated_at: nowIso() });
-      await events.append(trx, { tenantId: h.tenant_id, actor: ctx.actor, resourceType: 'host', resourceId: h.id, resourceName: h.name, action: 'unfence', from: 'fenced', to: 'unknown', message: `host ${h.name} unfenced` });
+      await transition(trx, 'host', {
+        id: h.id, tenantId: h.tenant_id, to: 'unknown', patch: { agent_heartbeat_at: null },
+        event: { actor: ctx.actor, action: 'unfence', resourceName: h.name, message: `host ${h.name} unfenced` },
+      });
       await this.engine.record(trx, { kind: 'host.unfence', tenantId: ctx.tenantId, targetType: 'host', targetId: h.id, input: {}, actor: ctx.actor }, {});
     });
   }
@@ -122,7 +129,7 @@ export class FencingService {
       if (v?.state !== 'available') continue;
       const already = await attachments.findLive(this.store.db, a.volume_id, to.id, a.instance);
       if (already) continue;
-      const r = await this.attachmentsService.attach({ volume: a.volume_id, host: to.id, instance: a.instance, mode: a.mode as 'rw' | 'ro' }, ctx);
+      const r = await this.attachmentsService.attach({ volume: a.volume_id, host: to.id, instance: a.instance, mode: a.mode }, ctx);
       ops.push(r.operation);
     }
     return ops;

@@ -6,7 +6,9 @@ import type { HostService } from '../hosts/host-service.js';
 import type { OperationEngine } from '../operations/engine.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
 import { HostRepository } from '../store/access-repository.js';
-import { AttachmentRepository, LIVE_ATTACHMENT_STATES, toMigration } from '../store/attachment-repository.js';
+import { AttachmentRepository, toMigration } from '../store/attachment-repository.js';
+import { LIVE_ATTACHMENT_STATES, MIGRATION_MACHINE, type MigrationState } from '../core/states.js';
+import { transition } from '../store/transition.js';
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
@@ -68,11 +70,11 @@ export class MigrationService {
   }
 
   async complete(id: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
-    return this.finish(id, 'migration.complete', 'completing', ['ready'], ctx);
+    return this.finish(id, 'migration.complete', 'completing', MIGRATION_MACHINE.sourcesOf('completing'), ctx);
   }
 
   async abort(id: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
-    return this.finish(id, 'migration.abort', 'aborting', ['starting', 'ready', 'error'], ctx);
+    return this.finish(id, 'migration.abort', 'aborting', MIGRATION_MACHINE.sourcesOf('aborting'), ctx);
   }
 
   /** Finds the open migration of an instance between two hosts (for the CLI's --instance/--from/--to form). */
@@ -84,7 +86,7 @@ export class MigrationService {
     return m.id;
   }
 
-  private async finish(id: string, kind: string, to: string, from: readonly string[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
+  private async finish(id: string, kind: string, to: MigrationState, from: readonly MigrationState[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
     const op = await this.store.transaction(async (trx) => {
       const m = await attachments.findMigration(trx, id);
       if (m?.tenant_id !== ctx.tenantId) throw new StowageError('NOT_FOUND', `migration ${id} does not exist`, {});
@@ -92,9 +94,8 @@ export class MigrationService {
       if (active?.kind === kind) return active;
       if (active) throw new StowageError('INVALID_STATE', `migration ${m.id} is busy with ${active.kind} (${active.id})`, { operationId: active.id });
       if (!from.includes(m.state)) throw new StowageError('INVALID_STATE', `migration ${m.id} is ${m.state}; it must be ${from.join(' or ')}`, { state: m.state });
-      await attachments.updateMigration(trx, m.id, { state: to, updated_at: nowIso() });
       const row = await this.engine.enqueue(trx, { kind, tenantId: ctx.tenantId, targetType: 'migration', targetId: m.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null, input: {} });
-      await events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'migration', resourceId: m.id, resourceName: m.instance, action: to, from: m.state, to, operationId: row.id, message: `migration of ${m.instance} ${to}` });
+      await transition(trx, 'migration', { id: m.id, tenantId: ctx.tenantId, to, event: { actor: ctx.actor, action: to, resourceName: m.instance, operationId: row.id, message: `migration of ${m.instance} ${to}` } });
       return row;
     });
     this.engine.wake();
@@ -134,11 +135,11 @@ async function loadMigration(deps: AttachDeps, id: string): Promise<MigrationRow
   return m;
 }
 
-async function setMigration(deps: AttachDeps, ctx: StepContext, m: MigrationRow, to: string, reason: string | null): Promise<void> {
-  await ctx.write(async (trx) => {
-    await attachments.updateMigration(trx, m.id, { state: to, state_reason: reason, updated_at: nowIso() });
-    await events.append(trx, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'migration', resourceId: m.id, resourceName: m.instance, action: to, from: m.state, to, operationId: ctx.operation.id, message: `migration of ${m.instance}: ${to}${reason ? ` (${reason})` : ''}` });
-  });
+async function setMigration(ctx: StepContext, m: MigrationRow, to: MigrationState, reason: string | null): Promise<void> {
+  await ctx.write((trx) => transition(trx, 'migration', {
+    id: m.id, tenantId: m.tenant_id, to, patch: { state_reason: reason },
+    event: { actor: ctx.operation.actor, action: to, resourceName: m.instance, operationId: ctx.operation.id, message: `migration of ${m.instance}: ${to}${reason ? ` (${reason})` : ''}` },
+  }));
 }
 
 /** Detaches every live attachment of the instance on one host (disconnect, revoke, gone), inline. */
@@ -171,29 +172,29 @@ export function migrationHandlers(deps: AttachDeps, service: () => MigrationServ
           }
         },
       },
-      { name: 'ready', run: async (ctx) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'ready', null); } },
+      { name: 'ready', run: async (ctx) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'ready', null); } },
     ],
     compensate: async (ctx, error) => {
       const m = await loadMigration(deps, ctx.operation.target_id);
       await detachSide(deps, ctx, m.to_host_id, m.instance);
-      await setMigration(deps, ctx, m, 'aborted', `start failed: ${error.message}`);
+      await setMigration(ctx, m, 'aborted', `start failed: ${error.message}`);
     },
   };
   const complete: OperationHandler = {
     kind: 'migration.complete',
     steps: [
       { name: 'detach-source', run: async (ctx) => { const m = await loadMigration(deps, ctx.operation.target_id); await detachSide(deps, ctx, m.from_host_id, m.instance); } },
-      { name: 'finalize', run: async (ctx) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'completed', null); } },
+      { name: 'finalize', run: async (ctx) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'completed', null); } },
     ],
-    compensate: async (ctx, error) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'error', `complete failed: ${error.message}; run complete again`); },
+    compensate: async (ctx, error) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'error', `complete failed: ${error.message}; run complete again`); },
   };
   const abort: OperationHandler = {
     kind: 'migration.abort',
     steps: [
       { name: 'detach-destination', run: async (ctx) => { const m = await loadMigration(deps, ctx.operation.target_id); await detachSide(deps, ctx, m.to_host_id, m.instance); } },
-      { name: 'finalize', run: async (ctx) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'aborted', null); } },
+      { name: 'finalize', run: async (ctx) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'aborted', null); } },
     ],
-    compensate: async (ctx, error) => { await setMigration(deps, ctx, await loadMigration(deps, ctx.operation.target_id), 'error', `abort failed: ${error.message}; run abort again`); },
+    compensate: async (ctx, error) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'error', `abort failed: ${error.message}; run abort again`); },
   };
   return [start, complete, abort];
 }

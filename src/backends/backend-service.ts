@@ -143,7 +143,7 @@ export class BackendService {
     const row = await this.resolve(ref);
     const adminState = enabled ? 'enabled' : 'disabled';
     await this.store.transaction(async (trx) => {
-      const state: BackendState = enabled ? (row.state === 'disabled' ? 'offline' : row.state as BackendState) : 'disabled';
+      const state: BackendState = enabled ? (row.state === 'disabled' ? 'offline' : row.state) : 'disabled';
       await this.repo.update(trx, row.id, { admin_state: adminState, state, state_reason: enabled ? 'waiting for the next probe' : 'disabled by an operator', updated_at: nowIso() });
       await this.events.append(trx, {
         tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: enabled ? 'enable' : 'disable',

@@ -138,7 +138,7 @@ function validateConstraints(c: { zone?: string | undefined; requiredTags?: read
 
 function toConstraints(r: ClassRow): ClassConstraints {
   return {
-    id: r.id, name: r.name, kind: r.kind as BackendKind, zone: r.zone,
+    id: r.id, name: r.name, kind: r.kind, zone: r.zone,
     requiredTags: readJson<string[]>(r.required_tags, []), forbiddenTags: readJson<string[]>(r.forbidden_tags, []),
     requiredCapabilities: readJson<string[]>(r.required_capabilities, []), policy: r.policy as PlacementPolicy, offload: r.offload !== 0,
   };

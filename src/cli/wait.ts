@@ -1,4 +1,5 @@
 import type { Operation } from '../core/models.js';
+import { OPERATION_STATE_TABLE } from '../core/states.js';
 import type { StowageClient } from './client.js';
 import type { CliContext } from './context.js';
 import { CliError } from './errors.js';
@@ -14,7 +15,7 @@ const SPIN_MS = 100;
 
 /** True once an operation can no longer change. */
 export function isFinished(op: Operation): boolean {
-  return op.state === 'succeeded' || op.state === 'failed';
+  return !OPERATION_STATE_TABLE[op.state].active;
 }
 
 function describe(op: Operation): string {

@@ -1,7 +1,11 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { CAPABILITIES } from '../drivers/sdk/types.js';
+import type { BackendId, VolumeId } from './ids.js';
 import { NAME_PATTERN } from './names.js';
-import { BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES, OPERATION_STATES, VOLUME_FORMATS, VOLUME_STATES } from './states.js';
+import {
+  ACCESS_MODES, ATTACHMENT_STATES, BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES, GRANT_STATES, HOST_STATES, MIGRATION_STATES, OPERATION_STATES,
+  SNAPSHOT_STATES, VOLUME_FORMATS, VOLUME_STATES,
+} from './states.js';
 
 /**
  * The resource shapes, written once: the API validates and serializes with them, OpenAPI is
@@ -10,6 +14,8 @@ import { BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES, OPERATION_STATES, VOLUME_
 /** A string enum schema whose static type is the union of its values. */
 export const literals = <const T extends readonly string[]>(values: T) => Type.Unsafe<T[number]>({ type: 'string', enum: [...values] });
 const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
+/** A string on the wire whose static type is a branded id, so services hand out VolumeId, not string. */
+const IdString = <T extends string>() => Type.Unsafe<T>(Type.String());
 
 export const Name = Type.String({ pattern: NAME_PATTERN, minLength: 1, maxLength: 63, description: 'letters, digits, ".", "_" or "-"; starts with a letter or digit' });
 export const Bytes = Type.Integer({ minimum: 0, description: 'bytes' });
@@ -25,7 +31,7 @@ export const CapacitySchema = Type.Object({
 });
 
 export const BackendSchema = Type.Object({
-  id: Type.String(),
+  id: IdString<BackendId>(),
   name: Type.String(),
   tenantId: Type.String(),
   driver: Type.String({ description: 'driver URI, e.g. dir:///srv/volumes' }),
@@ -64,14 +70,14 @@ export const PlacementSummarySchema = Type.Object({
 export type PlacementSummary = Static<typeof PlacementSummarySchema>;
 
 export const VolumeSchema = Type.Object({
-  id: Type.String(),
+  id: IdString<VolumeId>(),
   name: Type.String(),
   tenantId: Type.String(),
   state: literals(VOLUME_STATES),
   stateReason: Nullable(Type.String()),
   sizeBytes: Bytes,
   format: literals(VOLUME_FORMATS),
-  backendId: Nullable(Type.String()),
+  backendId: Nullable(IdString<BackendId>()),
   backendName: Nullable(Type.String()),
   placement: Nullable(PlacementSummarySchema),
   multiattach: Type.Boolean({ description: 'several hosts may attach it read-write at once' }),
@@ -128,8 +134,6 @@ export type StowageEvent = Static<typeof EventSchema>;
 export const Page = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
 export type PageOf<T> = { items: T[]; nextCursor: string | null };
 
-export const HOST_STATES = ['up', 'down', 'fenced', 'maintenance', 'unknown'] as const;
-
 export const HostSchema = Type.Object({
   id: Type.String(),
   name: Type.String(),
@@ -145,8 +149,6 @@ export const HostSchema = Type.Object({
 });
 export type Host = Static<typeof HostSchema>;
 
-export const GRANT_STATES = ['granting', 'active', 'revoking', 'revoked', 'error'] as const;
-
 /** How a host reaches a volume. `chapSecret` appears only in the answer to the grant itself and the connection endpoint. */
 export const ConnectionInfoSchema = Type.Object({
   protocol: literals(['iscsi', 'file', 'nfs'] as const),
@@ -156,17 +158,17 @@ export const ConnectionInfoSchema = Type.Object({
   path: Type.Optional(Type.String()),
   chapUser: Type.Optional(Type.String()),
   chapSecret: Type.Optional(Type.String()),
-  mode: literals(['rw', 'ro'] as const),
+  mode: literals(ACCESS_MODES),
 });
 export type ConnectionInfoModel = Static<typeof ConnectionInfoSchema>;
 
 export const GrantSchema = Type.Object({
   id: Type.String(),
-  volumeId: Type.String(),
+  volumeId: IdString<VolumeId>(),
   volumeName: Type.String(),
   hostId: Type.String(),
   hostName: Type.String(),
-  mode: literals(['rw', 'ro'] as const),
+  mode: literals(ACCESS_MODES),
   state: literals(GRANT_STATES),
   stateReason: Nullable(Type.String()),
   connection: Nullable(ConnectionInfoSchema),
@@ -175,14 +177,12 @@ export const GrantSchema = Type.Object({
 });
 export type Grant = Static<typeof GrantSchema>;
 
-export const SNAPSHOT_STATES = ['creating', 'available', 'deleting', 'deleted', 'error'] as const;
-
 export const SnapshotSchema = Type.Object({
   id: Type.String(),
   name: Type.String(),
-  volumeId: Type.String(),
+  volumeId: IdString<VolumeId>(),
   volumeName: Nullable(Type.String()),
-  backendId: Type.String(),
+  backendId: IdString<BackendId>(),
   state: literals(SNAPSHOT_STATES),
   stateReason: Nullable(Type.String()),
   sizeBytes: Bytes,
@@ -192,16 +192,14 @@ export const SnapshotSchema = Type.Object({
 });
 export type Snapshot = Static<typeof SnapshotSchema>;
 
-export const ATTACHMENT_STATES = ['granting', 'connecting', 'attached', 'disconnecting', 'revoking', 'gone', 'error'] as const;
-
 export const AttachmentSchema = Type.Object({
   id: Type.String(),
-  volumeId: Type.String(),
+  volumeId: IdString<VolumeId>(),
   volumeName: Type.String(),
   hostId: Type.String(),
   hostName: Type.String(),
   instance: Type.String(),
-  mode: literals(['rw', 'ro'] as const),
+  mode: literals(ACCESS_MODES),
   state: literals(ATTACHMENT_STATES),
   stateReason: Nullable(Type.String()),
   deviceId: Nullable(Type.String()),
@@ -211,8 +209,6 @@ export const AttachmentSchema = Type.Object({
   updatedAt: Type.String(),
 });
 export type Attachment = Static<typeof AttachmentSchema>;
-
-export const MIGRATION_STATES = ['starting', 'ready', 'completing', 'completed', 'aborting', 'aborted', 'error'] as const;
 
 export const MigrationSchema = Type.Object({
   id: Type.String(),
@@ -241,7 +237,7 @@ export const DesiredAttachmentSchema = Type.Object({
   attachmentId: Type.String(),
   volumeId: Type.String(),
   instance: Type.String(),
-  mode: literals(['rw', 'ro'] as const),
+  mode: literals(ACCESS_MODES),
   connection: ConnectionInfoSchema,
 });
 export type DesiredAttachment = Static<typeof DesiredAttachmentSchema>;

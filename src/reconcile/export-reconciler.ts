@@ -1,4 +1,7 @@
 import type { Logger } from 'pino';
+import { isId, type VolumeId } from '../core/ids.js';
+import { EXPORTED_VOLUME_STATES } from '../core/states.js';
+import { transition } from '../store/transition.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import { StowageError } from '../core/errors.js';
 import type { DriverHandle, GrantRequest, ReconcileReport } from '../drivers/sdk/types.js';
@@ -6,15 +9,12 @@ import { hostIdentity } from '../hosts/host-service.js';
 import { GrantRepository, HostRepository } from '../store/access-repository.js';
 import { BackendRepository } from '../store/backend-repository.js';
 import { EventRepository } from '../store/event-repository.js';
-import { nowIso } from '../store/json.js';
 import type { BackendRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { grantRequestOf } from '../access/grant-secrets.js';
 
-/** Volume states whose exports must exist on the backend. */
-const EXPORTED_STATES = ['available', 'resizing'] as const;
 
 /**
  * Desired-vs-actual for backend exports: target daemons such as tgtd keep nothing across a restart,
@@ -46,7 +46,7 @@ export class ExportReconciler {
       try { driver = this.drivers.get(b); } catch { continue; }
       if (!driver.reconcileExports) continue;
       try {
-        const vols = await this.volumes.listByBackend(this.store.db, b.id, [...EXPORTED_STATES]);
+        const vols = await this.volumes.listByBackend(this.store.db, b.id, [...EXPORTED_VOLUME_STATES]);
         const grantRows = await this.grants.listDesiredForVolumes(this.store.db, vols.map((v) => v.id));
         const hostRows = new Map((await this.hosts.list(this.store.db)).map((h) => [h.id, h]));
         const desired = vols.flatMap((v) => {
@@ -61,7 +61,7 @@ export class ExportReconciler {
         // Exports of volumes this backend does not want now may still belong to a volume being
         // created, or to another backend on the same target daemon: only unknown ones are orphans.
         const knownVolumes = async (ids: readonly string[]): Promise<ReadonlySet<string>> => new Set(
-          (await this.store.db.selectFrom('volumes').select('id').where('id', 'in', [...ids]).where('state', '<>', 'deleted').execute()).map((r) => r.id),
+          (await this.store.db.selectFrom('volumes').select('id').where('id', 'in', ids.filter((x) => isId('volume', x))).where('state', '<>', 'deleted').execute()).map((r) => r.id),
         );
         const report = await driver.reconcileExports(desired, AbortSignal.timeout(60_000), { knownVolumes });
         // The desired set was read before the driver ran: a revoke (detach, migration, fence) that
@@ -83,9 +83,15 @@ export class ExportReconciler {
           const handle = v ? volumeHandle(v) : null;
           if (h && handle) await driver.grantAccess?.(handle, grantRequestOf(g, h, this.secrets), AbortSignal.timeout(60_000));
         }
-        const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id']).where('state', '=', 'error')
-          .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['']).execute();
-        for (const g of stale) await this.grants.update(this.store.db, g.id, { state: 'revoked', state_reason: 'revoke completed by the reconciler', updated_at: nowIso() });
+        const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id', 'tenant_id']).where('state', '=', 'error')
+          .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['' as VolumeId]).execute();
+        for (const g of stale) {
+          const v = vols.find((x) => x.id === g.volume_id);
+          await this.store.transaction((trx) => transition(trx, 'grant', {
+            id: g.id, tenantId: g.tenant_id, to: 'revoked', onlyFrom: ['error'], patch: { state_reason: 'revoke completed by the reconciler' },
+            event: { actor: 'system', action: 'grant-revoked', message: `revoke completed by the reconciler on ${b.name}`, subject: { type: 'volume', id: g.volume_id, name: v?.name ?? null } },
+          }));
+        }
         await this.record(b, report, '');
       } catch (err) {
         this.logger.warn({ err, backend: b.name }, 'export reconcile failed');

@@ -1,14 +1,16 @@
 import { StowageError } from '../core/errors.js';
+import { idOf, type BackendId, type VolumeId } from '../core/ids.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import type { DriverHandle } from '../drivers/sdk/types.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
 import { SnapshotRepository } from '../store/access-repository.js';
 import { BackendRepository } from '../store/backend-repository.js';
 import { ClaimRepository } from '../store/claim-repository.js';
-import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import type { SnapshotRow, VolumeRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
+import { transition, type PatchOf } from '../store/transition.js';
+import type { SnapshotState } from '../core/states.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 
 /** What the snapshot handlers need. */
@@ -20,11 +22,10 @@ export interface SnapshotOperationDeps {
 const snapshots = new SnapshotRepository();
 const volumes = new VolumeRepository();
 const backends = new BackendRepository();
-const events = new EventRepository();
 const claims = new ClaimRepository();
 
 /** The backend's driver, guarded by the operation's lease (a stale worker makes no driver call). */
-async function driverOf(deps: SnapshotOperationDeps, ctx: StepContext, backendId: string) {
+async function driverOf(deps: SnapshotOperationDeps, ctx: StepContext, backendId: BackendId) {
   const b = await backends.findById(deps.store.db, backendId);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${backendId} no longer exists`, {});
   return ctx.guard(deps.drivers.get(b));
@@ -36,7 +37,7 @@ async function loadSnapshot(deps: SnapshotOperationDeps, id: string): Promise<Sn
   return s;
 }
 
-async function loadVolume(deps: SnapshotOperationDeps, id: string): Promise<VolumeRow> {
+async function loadVolume(deps: SnapshotOperationDeps, id: VolumeId): Promise<VolumeRow> {
   const v = await volumes.findById(deps.store.db, id);
   if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} vanished`, {});
   return v;
@@ -46,13 +47,13 @@ const handleOfVolume = (v: VolumeRow): DriverHandle => volumeHandle(v) ?? { id: 
 /** The stored snapshot handle, or one derived from the id (drivers key snapshots on our ids). */
 const handleOfSnapshot = (s: SnapshotRow, v: VolumeRow): DriverHandle => readJson<DriverHandle | null>(s.driver_handle, null) ?? { id: s.id, format: v.format, volumeId: v.id };
 
-async function setSnapshot(deps: SnapshotOperationDeps, ctx: StepContext, s: SnapshotRow, to: string, patch: Partial<SnapshotRow>, message: string): Promise<void> {
+/** Moves the snapshot to `to` with its event; the claim of a copied snapshot follows in the same transaction. */
+async function setSnapshot(deps: SnapshotOperationDeps, ctx: StepContext, s: SnapshotRow, to: SnapshotState, patch: PatchOf<'snapshot'>, message: string): Promise<void> {
   await ctx.write(async (trx) => {
-    await snapshots.update(trx, s.id, { ...patch, state: to, updated_at: nowIso() });
+    await transition(trx, 'snapshot', { id: s.id, tenantId: s.tenant_id, to, patch, event: { actor: ctx.operation.actor, action: to, message, resourceName: s.name, operationId: ctx.operation.id } });
     // A held claim (copied snapshots) turns into the snapshot's own size, or is given back, with the state change.
     if (to === 'available') await claims.commit(trx, s.id, ctx.operation.id);
     else if (to === 'error') await claims.release(trx, s.id, ctx.operation.id);
-    await events.append(trx, { tenantId: s.tenant_id, actor: ctx.operation.actor, resourceType: 'snapshot', resourceId: s.id, resourceName: s.name, action: to, from: s.state, to, message, operationId: ctx.operation.id });
   });
 }
 
@@ -135,7 +136,7 @@ export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandl
       {
         name: 'revert',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           const s = await loadSnapshot(deps, String(ctx.input.snapshotId));
           const driver = await driverOf(deps, ctx, s.backend_id);
           if (!driver.revertVolume) throw new StowageError('CAPABILITY_MISSING', 'backend cannot revert volumes', {});
@@ -145,22 +146,22 @@ export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandl
       {
         name: 'activate',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (v.state === 'available') return;
-          await ctx.write(async (trx) => {
-            await volumes.update(trx, v.id, { state: 'available', state_reason: null, updated_at: nowIso() });
-            await events.append(trx, { tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'reverted', from: v.state, to: 'available', message: `volume ${v.name} reverted`, operationId: ctx.operation.id });
-          });
+          await ctx.write((trx) => transition(trx, 'volume', {
+            id: v.id, tenantId: v.tenant_id, to: 'available', patch: { state_reason: null },
+            event: { actor: ctx.operation.actor, action: 'reverted', resourceName: v.name, message: `volume ${v.name} reverted`, operationId: ctx.operation.id },
+          }));
         },
       },
     ],
     compensate: async (ctx, error) => {
-      const v = await loadVolume(deps, ctx.operation.target_id);
+      const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
       if (v.state !== 'reverting') return;
-      await ctx.write(async (trx) => {
-        await volumes.update(trx, v.id, { state: 'error', state_reason: `revert failed: ${error.message}; check the data before use`, updated_at: nowIso() });
-        await events.append(trx, { tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'revert-failed', from: 'reverting', to: 'error', message: `volume ${v.name} revert failed: ${error.message}`, operationId: ctx.operation.id });
-      });
+      await ctx.write((trx) => transition(trx, 'volume', {
+        id: v.id, tenantId: v.tenant_id, to: 'error', patch: { state_reason: `revert failed: ${error.message}; check the data before use` },
+        event: { actor: ctx.operation.actor, action: 'revert-failed', resourceName: v.name, message: `volume ${v.name} revert failed: ${error.message}`, operationId: ctx.operation.id },
+      }));
     },
   };
 }

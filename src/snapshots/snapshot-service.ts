@@ -9,6 +9,7 @@ import { BackendRepository, backendCapabilities } from '../store/backend-reposit
 import { claimOnBackend } from '../volumes/placement-view.js';
 import { EventRepository } from '../store/event-repository.js';
 import { isUniqueViolation, nowIso } from '../store/json.js';
+import { transition } from '../store/transition.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
 import type { SnapshotRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
@@ -91,9 +92,8 @@ export class SnapshotService {
       const active = await this.operations.findActiveForTarget(trx, s.id);
       if (active) throw new StowageError('INVALID_STATE', `snapshot ${s.name} is busy with operation ${active.id}`, { operationId: active.id });
       if (s.state !== 'available' && s.state !== 'error') throw new StowageError('INVALID_STATE', `cannot delete snapshot ${s.name} while it is ${s.state}`, { state: s.state });
-      await this.snapshots.update(trx, s.id, { state: 'deleting', updated_at: nowIso() });
       const row = await this.engine.enqueue(trx, { kind: 'snapshot.delete', tenantId: ctx.tenantId, targetType: 'snapshot', targetId: s.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null, input: {} });
-      await this.events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'snapshot', resourceId: s.id, resourceName: s.name, action: 'delete', from: s.state, to: 'deleting', operationId: row.id, message: `snapshot ${s.name} deleting` });
+      await transition(trx, 'snapshot', { id: s.id, tenantId: ctx.tenantId, to: 'deleting', event: { actor: ctx.actor, action: 'delete', resourceName: s.name, operationId: row.id, message: `snapshot ${s.name} deleting` } });
       return row;
     });
     this.engine.wake();
@@ -113,9 +113,8 @@ export class SnapshotService {
       if (snap.state !== 'available') throw new StowageError('INVALID_STATE', `snapshot ${snap.name} is ${snap.state}`, { state: snap.state });
       const live = await this.grants.listLiveForVolume(trx, v.id);
       if (live.length > 0) throw new StowageError('VOLUME_IN_USE', `volume ${v.name} is accessible to ${live.length} host(s); revoke access before reverting`, { grantCount: live.length });
-      await this.volumesRepo.update(trx, v.id, { state: 'reverting', updated_at: nowIso() });
       const row = await this.engine.enqueue(trx, { kind: 'volume.revert', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null, input: { snapshotId: snap.id } });
-      await this.events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'revert', from: 'available', to: 'reverting', operationId: row.id, message: `volume ${v.name} reverting to snapshot ${snap.name}` });
+      await transition(trx, 'volume', { id: v.id, tenantId: ctx.tenantId, to: 'reverting', event: { actor: ctx.actor, action: 'revert', resourceName: v.name, operationId: row.id, message: `volume ${v.name} reverting to snapshot ${snap.name}` } });
       return row;
     });
     this.engine.wake();

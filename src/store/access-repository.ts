@@ -1,10 +1,10 @@
 import type { ConnectionInfoModel, Grant, Host, Snapshot } from '../core/models.js';
+import type { VolumeId } from '../core/ids.js';
 import { readJson } from './json.js';
 import type { GrantRow, HostRow, SnapshotRow } from './schema.js';
 import type { Executor } from './store.js';
+import { DESIRED_GRANT_STATES, LIVE_GRANT_STATES } from '../core/states.js';
 
-/** Grant states that mean "this host should have access" (or is about to). */
-export const LIVE_GRANT_STATES = ['granting', 'active', 'revoking', 'error'] as const;
 
 /** Hosts. */
 export class HostRepository {
@@ -44,11 +44,11 @@ export class GrantRepository {
   }
 
   /** The live (not revoked) grant of a host on a volume. */
-  async findLive(db: Executor, volumeId: string, hostId: string): Promise<GrantRow | undefined> {
+  async findLive(db: Executor, volumeId: VolumeId, hostId: string): Promise<GrantRow | undefined> {
     return db.selectFrom('grants').selectAll().where('volume_id', '=', volumeId).where('host_id', '=', hostId).where('state', '<>', 'revoked').executeTakeFirst();
   }
 
-  async listLiveForVolume(db: Executor, volumeId: string): Promise<GrantRow[]> {
+  async listLiveForVolume(db: Executor, volumeId: VolumeId): Promise<GrantRow[]> {
     return db.selectFrom('grants').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_GRANT_STATES]).orderBy('created_at').execute();
   }
 
@@ -57,9 +57,9 @@ export class GrantRepository {
   }
 
   /** Grants that should exist on the backend right now (granting or active), for reconcilers. */
-  async listDesiredForVolumes(db: Executor, volumeIds: readonly string[]): Promise<GrantRow[]> {
+  async listDesiredForVolumes(db: Executor, volumeIds: readonly VolumeId[]): Promise<GrantRow[]> {
     if (volumeIds.length === 0) return [];
-    return db.selectFrom('grants').selectAll().where('volume_id', 'in', [...volumeIds]).where('state', 'in', ['granting', 'active']).execute();
+    return db.selectFrom('grants').selectAll().where('volume_id', 'in', [...volumeIds]).where('state', 'in', [...DESIRED_GRANT_STATES]).execute();
   }
 
   async update(db: Executor, id: string, patch: Partial<Omit<GrantRow, 'id'>>): Promise<void> {
@@ -81,13 +81,13 @@ export class SnapshotRepository {
     return db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('name', '=', name).where('state', '<>', 'deleted').executeTakeFirst();
   }
 
-  async list(db: Executor, tenantId: string, volumeId?: string): Promise<SnapshotRow[]> {
+  async list(db: Executor, tenantId: string, volumeId?: VolumeId): Promise<SnapshotRow[]> {
     let q = db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('state', '<>', 'deleted');
     if (volumeId) q = q.where('volume_id', '=', volumeId);
     return q.orderBy('created_at').execute();
   }
 
-  async countLiveForVolume(db: Executor, volumeId: string): Promise<number> {
+  async countLiveForVolume(db: Executor, volumeId: VolumeId): Promise<number> {
     const r = await db.selectFrom('snapshots').select((eb) => eb.fn.countAll<number>().as('n')).where('volume_id', '=', volumeId).where('state', '<>', 'deleted').executeTakeFirstOrThrow();
     return Number(r.n);
   }
@@ -100,7 +100,7 @@ export class SnapshotRepository {
 export function toHost(r: HostRow): Host {
   return {
     id: r.id, name: r.name, initiatorName: r.initiator_name, addresses: readJson<string[]>(r.addresses, []), zone: r.zone,
-    state: r.state as Host['state'], connectors: readJson<string[]>(r.connectors, []), instances: readJson<string[]>(r.instances, []),
+    state: r.state, connectors: readJson<string[]>(r.connectors, []), instances: readJson<string[]>(r.instances, []),
     agentHeartbeatAt: r.agent_heartbeat_at, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }
@@ -109,14 +109,14 @@ export function toHost(r: HostRow): Host {
 export function toGrant(r: GrantRow, volumeName: string, hostName: string): Grant {
   const connection = readJson<ConnectionInfoModel | null>(r.connection, null);
   return {
-    id: r.id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, mode: r.mode as Grant['mode'], state: r.state as Grant['state'],
+    id: r.id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, mode: r.mode, state: r.state,
     stateReason: r.state_reason, connection, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }
 
 export function toSnapshot(r: SnapshotRow, volumeName: string | null): Snapshot {
   return {
-    id: r.id, name: r.name, volumeId: r.volume_id, volumeName, backendId: r.backend_id, state: r.state as Snapshot['state'],
+    id: r.id, name: r.name, volumeId: r.volume_id, volumeName, backendId: r.backend_id, state: r.state,
     stateReason: r.state_reason, sizeBytes: Number(r.size_bytes), method: r.method, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }

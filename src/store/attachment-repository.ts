@@ -1,11 +1,9 @@
 import type { Attachment, Migration } from '../core/models.js';
+import type { VolumeId } from '../core/ids.js';
 import type { AttachmentRow, MigrationRow } from './schema.js';
 import type { Executor } from './store.js';
+import { LIVE_ATTACHMENT_STATES, OPEN_MIGRATION_STATES, WANTED_ATTACHMENT_STATES, type AttachmentState } from '../core/states.js';
 
-/** Attachment states in which the volume is (or is becoming, or still is) connected on the host. */
-export const LIVE_ATTACHMENT_STATES = ['granting', 'connecting', 'attached', 'disconnecting', 'revoking'] as const;
-/** States in which the agent should have the volume connected. */
-export const WANTED_ATTACHMENT_STATES = ['connecting', 'attached'] as const;
 
 /** Attachments and live migrations. */
 export class AttachmentRepository {
@@ -17,7 +15,7 @@ export class AttachmentRepository {
     return db.selectFrom('attachments').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
-  async findLive(db: Executor, volumeId: string, hostId: string, instance: string): Promise<AttachmentRow | undefined> {
+  async findLive(db: Executor, volumeId: VolumeId, hostId: string, instance: string): Promise<AttachmentRow | undefined> {
     return db.selectFrom('attachments').selectAll().where('volume_id', '=', volumeId).where('host_id', '=', hostId).where('instance', '=', instance)
       .where('state', 'in', [...LIVE_ATTACHMENT_STATES]).executeTakeFirst();
   }
@@ -27,7 +25,7 @@ export class AttachmentRepository {
     return db.selectFrom('attachments').selectAll().where('grant_id', '=', grantId).orderBy('created_at', 'desc').orderBy('id', 'desc').executeTakeFirst();
   }
 
-  async listLiveForVolume(db: Executor, volumeId: string): Promise<AttachmentRow[]> {
+  async listLiveForVolume(db: Executor, volumeId: VolumeId): Promise<AttachmentRow[]> {
     return db.selectFrom('attachments').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_ATTACHMENT_STATES]).execute();
   }
 
@@ -39,11 +37,11 @@ export class AttachmentRepository {
     return db.selectFrom('attachments').selectAll().where('host_id', '=', hostId).where('state', 'in', [...WANTED_ATTACHMENT_STATES]).execute();
   }
 
-  async listForHostInstance(db: Executor, hostId: string, instance: string, states: readonly string[]): Promise<AttachmentRow[]> {
+  async listForHostInstance(db: Executor, hostId: string, instance: string, states: readonly AttachmentState[]): Promise<AttachmentRow[]> {
     return db.selectFrom('attachments').selectAll().where('host_id', '=', hostId).where('instance', '=', instance).where('state', 'in', [...states]).execute();
   }
 
-  async list(db: Executor, tenantId: string, filter: { volumeId?: string; hostId?: string; includeGone?: boolean }): Promise<AttachmentRow[]> {
+  async list(db: Executor, tenantId: string, filter: { volumeId?: VolumeId; hostId?: string; includeGone?: boolean }): Promise<AttachmentRow[]> {
     let q = db.selectFrom('attachments').selectAll().where('tenant_id', '=', tenantId);
     if (!filter.includeGone) q = q.where('state', '<>', 'gone');
     if (filter.volumeId) q = q.where('volume_id', '=', filter.volumeId);
@@ -65,7 +63,7 @@ export class AttachmentRepository {
 
   async findOpenMigration(db: Executor, instance: string, fromHostId: string, toHostId: string): Promise<MigrationRow | undefined> {
     return db.selectFrom('migrations').selectAll().where('instance', '=', instance).where('from_host_id', '=', fromHostId).where('to_host_id', '=', toHostId)
-      .where('state', 'in', ['starting', 'ready', 'completing', 'aborting', 'error']).orderBy('created_at', 'desc').executeTakeFirst();
+      .where('state', 'in', [...OPEN_MIGRATION_STATES]).orderBy('created_at', 'desc').executeTakeFirst();
   }
 
   async listMigrations(db: Executor, tenantId: string): Promise<MigrationRow[]> {
@@ -79,15 +77,15 @@ export class AttachmentRepository {
 
 export function toAttachment(r: AttachmentRow, volumeName: string, hostName: string): Attachment {
   return {
-    id: r.id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, instance: r.instance, mode: r.mode as Attachment['mode'],
-    state: r.state as Attachment['state'], stateReason: r.state_reason, deviceId: r.device_id, migrationId: r.migration_id,
+    id: r.id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, instance: r.instance, mode: r.mode,
+    state: r.state, stateReason: r.state_reason, deviceId: r.device_id, migrationId: r.migration_id,
     reportedAt: r.reported_at, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }
 
 export function toMigration(r: MigrationRow, fromHost: string, toHost: string): Migration {
   return {
-    id: r.id, instance: r.instance, fromHost, toHost, state: r.state as Migration['state'], stateReason: r.state_reason,
+    id: r.id, instance: r.instance, fromHost, toHost, state: r.state, stateReason: r.state_reason,
     createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }

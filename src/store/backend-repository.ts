@@ -1,21 +1,12 @@
 import { sql } from 'kysely';
 import type { Backend } from '../core/models.js';
-import type { BackendKind, BackendRole, BackendState } from '../core/states.js';
+import { statesWhere } from '../core/state-machine.js';
+import { BACKEND_OCCUPYING_SNAPSHOT_STATES, CLAIM_STATE_TABLE, LIVE_VOLUME_STATES, PROVISIONED_VOLUME_STATES } from '../core/states.js';
 import { usableBytes } from '../placement/capacity.js';
 import { readJson, writeJson } from './json.js';
+import type { BackendId } from '../core/ids.js';
 import type { BackendRow, BackendUpdate, NewBackendRow } from './schema.js';
 import type { Executor } from './store.js';
-
-/**
- * Volume states whose size counts as provisioned on their backend. A `creating` volume is not
- * provisioned yet: its held claim is what counts until the create commits it (same transaction as
- * the move to `available`), so nothing is counted twice. A `resizing` volume counts at its old size;
- * the growth is a held claim until the resize commits.
- */
-export const PROVISIONED_VOLUME_STATES = ['available', 'resizing', 'reverting', 'deleting'] as const;
-
-/** Volume states that occupy a backend (for volume counts). */
-export const LIVE_VOLUME_STATES = ['creating', 'available', 'resizing', 'deleting'] as const;
 
 /** Per-backend usage the capacity model needs besides the row itself. */
 export interface BackendUsage {
@@ -30,7 +21,7 @@ export class BackendRepository {
     await db.insertInto('backends').values(row).execute();
   }
 
-  async findById(db: Executor, id: string): Promise<BackendRow | undefined> {
+  async findById(db: Executor, id: BackendId): Promise<BackendRow | undefined> {
     return db.selectFrom('backends').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
@@ -39,7 +30,7 @@ export class BackendRepository {
   }
 
   /** Locks the row for the rest of the transaction on PostgreSQL (SQLite transactions are already exclusive). */
-  async lockById(db: Executor, id: string, dialect: 'sqlite' | 'postgres'): Promise<BackendRow | undefined> {
+  async lockById(db: Executor, id: BackendId, dialect: 'sqlite' | 'postgres'): Promise<BackendRow | undefined> {
     const q = db.selectFrom('backends').selectAll().where('id', '=', id);
     return (dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
   }
@@ -48,11 +39,11 @@ export class BackendRepository {
     return db.selectFrom('backends').selectAll().orderBy('name').execute();
   }
 
-  async update(db: Executor, id: string, patch: BackendUpdate): Promise<void> {
+  async update(db: Executor, id: BackendId, patch: BackendUpdate): Promise<void> {
     await db.updateTable('backends').set(patch).where('id', '=', id).execute();
   }
 
-  async delete(db: Executor, id: string): Promise<void> {
+  async delete(db: Executor, id: BackendId): Promise<void> {
     await db.deleteFrom('backends').where('id', '=', id).execute();
   }
 
@@ -60,26 +51,27 @@ export class BackendRepository {
    * Provisioned bytes, held claim bytes and live volume count per backend (all backends when `ids`
    * is omitted). One SQL statement, so one snapshot: on PostgreSQL (read committed) two statements
    * could straddle a create's final commit, seeing the volume still `creating` and its claim already
-   * committed, and count it nowhere.
+   * committed, and count it nowhere. Which states count comes from the volume state table: every
+   * provisioned state is also live, so no state's bytes are counted in the CASE and then filtered out.
    */
-  async usage(db: Executor, ids?: readonly string[]): Promise<Map<string, BackendUsage>> {
-    const only = ids ? (ids.length > 0 ? [...ids] : ['']) : null;
+  async usage(db: Executor, ids?: readonly BackendId[]): Promise<Map<BackendId, BackendUsage>> {
+    const only = ids ? (ids.length > 0 ? [...ids] : ['' as BackendId]) : null;
     let vols = db.selectFrom('volumes')
       .select((eb) => [
-        sql<string>`backend_id`.as('bid'),
-        eb.case().when('state', 'in', PROVISIONED_VOLUME_STATES).then(eb.ref('size_bytes')).else(0).end().as('provisioned'),
+        sql<BackendId>`backend_id`.as('bid'),
+        eb.case().when('state', 'in', [...PROVISIONED_VOLUME_STATES]).then(eb.ref('size_bytes')).else(0).end().as('provisioned'),
         sql<number>`0`.as('claimed'),
         sql<number>`1`.as('n'),
       ])
       .where('backend_id', 'is not', null)
-      .where('state', 'in', LIVE_VOLUME_STATES);
+      .where('state', 'in', [...LIVE_VOLUME_STATES]);
     let held = db.selectFrom('claims')
-      .select([sql<string>`backend_id`.as('bid'), sql<number>`0`.as('provisioned'), 'bytes as claimed', sql<number>`0`.as('n')])
-      .where('state', '=', 'held');
+      .select([sql<BackendId>`backend_id`.as('bid'), sql<number>`0`.as('provisioned'), 'bytes as claimed', sql<number>`0`.as('n')])
+      .where('state', 'in', [...statesWhere(CLAIM_STATE_TABLE, (c) => c.counts)]);
     // Snapshots that are full copies take their size on the backend; offloaded ones share extents.
     let snaps = db.selectFrom('snapshots')
-      .select([sql<string>`backend_id`.as('bid'), 'size_bytes as provisioned', sql<number>`0`.as('claimed'), sql<number>`0`.as('n')])
-      .where('method', '=', 'copy').where('state', 'in', ['available', 'deleting', 'error']);
+      .select([sql<BackendId>`backend_id`.as('bid'), 'size_bytes as provisioned', sql<number>`0`.as('claimed'), sql<number>`0`.as('n')])
+      .where('method', '=', 'copy').where('state', 'in', [...BACKEND_OCCUPYING_SNAPSHOT_STATES]);
     if (only) {
       vols = vols.where('backend_id', 'in', only);
       held = held.where('backend_id', 'in', only);
@@ -89,13 +81,13 @@ export class BackendRepository {
       .select((eb) => ['u.bid', eb.fn.sum<number>('u.provisioned').as('provisioned'), eb.fn.sum<number>('u.claimed').as('claimed'), eb.fn.sum<number>('u.n').as('n')])
       .groupBy('u.bid')
       .execute();
-    const out = new Map<string, BackendUsage>();
+    const out = new Map<BackendId, BackendUsage>();
     for (const r of rows) out.set(r.bid, { provisionedBytes: Number(r.provisioned), claimedBytes: Number(r.claimed), volumeCount: Number(r.n) });
     return out;
   }
 
   /** Live volumes (not deleted) on a backend, whatever their state. */
-  async countVolumes(db: Executor, id: string): Promise<number> {
+  async countVolumes(db: Executor, id: BackendId): Promise<number> {
     const r = await db.selectFrom('volumes').select((eb) => eb.fn.countAll<number>().as('n'))
       .where('backend_id', '=', id).where('state', '<>', 'deleted').executeTakeFirstOrThrow();
     return Number(r.n);
@@ -131,9 +123,9 @@ export function toBackend(r: BackendRow, usage: BackendUsage | undefined): Backe
     name: r.name,
     tenantId: r.tenant_id,
     driver: r.driver_uri,
-    kind: r.kind as BackendKind,
-    role: r.role as BackendRole,
-    state: r.state as BackendState,
+    kind: r.kind,
+    role: r.role,
+    state: r.state,
     stateReason: r.state_reason,
     cost: r.cost,
     tags: readJson<string[]>(r.tags, []),

@@ -1,20 +1,24 @@
-import { newId } from '../core/ids.js';
+import { newId, type BackendId } from '../core/ids.js';
+import { statesWhere } from '../core/state-machine.js';
+import { ACTIVE_OPERATION_STATES, CLAIM_STATE_TABLE, CLAIM_STATES, OPERATION_STATE_TABLE, type ClaimState } from '../core/states.js';
 import { nowIso } from './json.js';
 import type { ClaimRow } from './schema.js';
 import type { Executor } from './store.js';
 
-/** The states of a capacity claim. */
-export const CLAIM_STATES = ['held', 'committed', 'released'] as const;
+/** The states of a capacity claim (the table in `core/states.ts` says what each means). */
+export { CLAIM_STATES, type ClaimState };
 
-/** A claim's state: held (counts against the backend), committed (now part of a resource), released. */
-export type ClaimState = (typeof CLAIM_STATES)[number];
+/** Operations that are finished: their held claims are stale at once. */
+const FINISHED_OPERATION_STATES = statesWhere(OPERATION_STATE_TABLE, (s) => !s.active);
+/** Claims that are settled (committed or released) and may be purged. */
+const SETTLED_CLAIM_STATES = statesWhere(CLAIM_STATE_TABLE, (s) => !s.transitional);
 
 /** How long a held claim survives without a live operation before the sweeper may release it. */
 export const CLAIM_TTL_MS = 15 * 60_000;
 
 /** What a caller holds capacity for. */
 export interface NewClaim {
-  readonly backendId: string;
+  readonly backendId: BackendId;
   readonly resourceType: string;
   readonly resourceId: string;
   readonly operationId: string | null;
@@ -62,11 +66,11 @@ export class ClaimRepository {
   }
 
   /** Held bytes per backend (what placement must still keep free). */
-  async heldBytesByBackend(db: Executor, ids?: readonly string[]): Promise<Map<string, number>> {
+  async heldBytesByBackend(db: Executor, ids?: readonly BackendId[]): Promise<Map<BackendId, number>> {
     let q = db.selectFrom('claims').select((eb) => ['backend_id', eb.fn.sum<number>('bytes').as('held')])
       .where('state', '=', 'held').groupBy('backend_id');
-    if (ids) q = q.where('backend_id', 'in', ids.length > 0 ? [...ids] : ['']);
-    const out = new Map<string, number>();
+    if (ids) q = q.where('backend_id', 'in', ids.length > 0 ? [...ids] : ['' as BackendId]);
+    const out = new Map<BackendId, number>();
     for (const r of await q.execute()) out.set(r.backend_id, Number(r.held));
     return out;
   }
@@ -80,15 +84,15 @@ export class ClaimRepository {
       .leftJoin('operations', 'operations.id', 'claims.operation_id')
       .where('claims.state', '=', 'held')
       .where((eb) => eb.or([
-        eb('operations.state', 'in', ['succeeded', 'failed']),
-        eb.and([eb('claims.expires_at', '<', now), eb.or([eb('operations.id', 'is', null), eb('operations.state', 'not in', ['queued', 'running'])])]),
+        eb('operations.state', 'in', [...FINISHED_OPERATION_STATES]),
+        eb.and([eb('claims.expires_at', '<', now), eb.or([eb('operations.id', 'is', null), eb('operations.state', 'not in', [...ACTIVE_OPERATION_STATES])])]),
       ]))
       .execute();
   }
 
   /** Deletes finished (committed or released) claims created before `before`; returns how many. */
   async purgeFinished(db: Executor, before: string): Promise<number> {
-    const r = await db.deleteFrom('claims').where('state', 'in', ['committed', 'released']).where('created_at', '<', before).executeTakeFirst();
+    const r = await db.deleteFrom('claims').where('state', 'in', [...SETTLED_CLAIM_STATES]).where('created_at', '<', before).executeTakeFirst();
     return Number(r.numDeletedRows);
   }
 

@@ -1,6 +1,6 @@
 import type { Operation } from '../core/models.js';
 import type { ErrorBody } from '../core/models.js';
-import type { OperationState } from '../core/states.js';
+import { ACTIVE_OPERATION_STATES, type OperationState } from '../core/states.js';
 import { nowIso, readJson, writeJson } from './json.js';
 import type { NewOperationRow, OperationRow } from './schema.js';
 import type { Expression, ExpressionBuilder, SqlBool, Transaction } from 'kysely';
@@ -40,7 +40,7 @@ export class OperationRepository {
 
   /** Unfinished operations on a target (a resource has at most one at a time). */
   async findActiveForTarget(db: Executor, targetId: string): Promise<OperationRow | undefined> {
-    return db.selectFrom('operations').selectAll().where('target_id', '=', targetId).where('state', 'in', ['queued', 'running']).executeTakeFirst();
+    return db.selectFrom('operations').selectAll().where('target_id', '=', targetId).where('state', 'in', [...ACTIVE_OPERATION_STATES]).executeTakeFirst();
   }
 
   async list(db: Executor, q: OperationQuery): Promise<{ rows: OperationRow[]; nextCursor: string | null }> {
@@ -163,7 +163,7 @@ export function toOperation(r: OperationRow): Operation {
     kind: r.kind,
     targetType: r.target_type,
     targetId: r.target_id,
-    state: r.state as OperationState,
+    state: r.state,
     step: r.step,
     stepsDone: readJson<StepRecord[]>(r.steps_done, []),
     attempts: r.attempts,

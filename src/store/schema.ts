@@ -1,8 +1,14 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type {
+  AccessMode, AttachmentState, BackendAdminState, BackendKind, BackendRole, BackendState, ClaimState, GrantState, HostState,
+  MigrationState, OperationState, SnapshotState, VolumeFormat, VolumeState,
+} from '../core/states.js';
+import type { BackendId, VolumeId } from '../core/ids.js';
 
 /**
  * The store schema, one interface per table. Timestamps are ISO-8601 text (sortable on both
  * dialects); JSON columns are text written and read by the repositories; sizes are bigint bytes.
+ * State, mode and kind columns carry the unions of `core/states.ts`, whose tables say what each state means.
  */
 export interface Database {
   tenants: TenantTable;
@@ -42,16 +48,16 @@ export interface ApiTokenTable {
 }
 
 export interface BackendTable {
-  id: string;
+  id: BackendId;
   tenant_id: string;
   name: string;
   driver_uri: string;
-  kind: string;
-  role: string;
-  state: string;
+  kind: BackendKind;
+  role: BackendRole;
+  state: BackendState;
   state_reason: string | null;
   /** Administrative intent: enabled or disabled. `state` adds offline/error from probes. */
-  admin_state: string;
+  admin_state: BackendAdminState;
   cost: number;
   tags: Json;
   zone: string;
@@ -69,14 +75,14 @@ export interface BackendTable {
 }
 
 export interface VolumeTable {
-  id: string;
+  id: VolumeId;
   tenant_id: string;
   name: string;
-  backend_id: string | null;
-  state: string;
+  backend_id: BackendId | null;
+  state: VolumeState;
   state_reason: string | null;
   size_bytes: number;
-  format: string;
+  format: VolumeFormat;
   driver_handle: Json | null;
   placement: Json | null;
   created_at: Timestamp;
@@ -94,7 +100,7 @@ export interface OperationTable {
   kind: string;
   target_type: string;
   target_id: string;
-  state: string;
+  state: OperationState;
   step: string | null;
   steps_done: Json;
   attempts: number;
@@ -135,7 +141,7 @@ export interface ClassTable {
   id: string;
   name: string;
   description: string;
-  kind: string;
+  kind: BackendKind;
   zone: string | null;
   required_tags: Json;
   forbidden_tags: Json;
@@ -152,13 +158,12 @@ export interface ClassTable {
 /** Capacity promised on a backend: held while an operation runs, then committed or released. */
 export interface ClaimTable {
   id: string;
-  backend_id: string;
+  backend_id: BackendId;
   resource_type: string;
   resource_id: string;
   operation_id: string | null;
   bytes: number;
-  /** held | committed | released */
-  state: string;
+  state: ClaimState;
   expires_at: Timestamp;
   created_at: Timestamp;
 }
@@ -189,7 +194,7 @@ export interface HostTable {
   initiator_name: string | null;
   addresses: Json;
   zone: string;
-  state: string;
+  state: HostState;
   connectors: Json;
   instances: Json;
   agent_heartbeat_at: Timestamp | null;
@@ -200,11 +205,10 @@ export interface HostTable {
 export interface GrantTable {
   id: string;
   tenant_id: string;
-  volume_id: string;
+  volume_id: VolumeId;
   host_id: string;
-  mode: string;
-  /** granting → active → revoking → revoked, or error. */
-  state: string;
+  mode: AccessMode;
+  state: GrantState;
   state_reason: string | null;
   chap_user: string | null;
   /** AES-GCM sealed by SecretBox; never logged. */
@@ -219,9 +223,9 @@ export interface SnapshotTable {
   id: string;
   tenant_id: string;
   name: string;
-  volume_id: string;
-  backend_id: string;
-  state: string;
+  volume_id: VolumeId;
+  backend_id: BackendId;
+  state: SnapshotState;
   state_reason: string | null;
   size_bytes: number;
   driver_handle: Json | null;
@@ -238,13 +242,12 @@ export type SnapshotRow = Selectable<SnapshotTable>;
 export interface AttachmentTable {
   id: string;
   tenant_id: string;
-  volume_id: string;
+  volume_id: VolumeId;
   host_id: string;
   /** The VM on that host. */
   instance: string;
-  mode: string;
-  /** granting → connecting → attached → disconnecting → revoking → gone, or error. */
-  state: string;
+  mode: AccessMode;
+  state: AttachmentState;
   state_reason: string | null;
   grant_id: string | null;
   /** The hypervisor's device id, as the agent reported it. */
@@ -262,8 +265,7 @@ export interface MigrationTable {
   instance: string;
   from_host_id: string;
   to_host_id: string;
-  /** starting → ready → completing → completed, or aborting → aborted, or error. */
-  state: string;
+  state: MigrationState;
   state_reason: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;

@@ -1,5 +1,6 @@
 import type { PageOf, PlacementSummary, Volume } from '../core/models.js';
-import type { VolumeFormat, VolumeState } from '../core/states.js';
+import type { VolumeState } from '../core/states.js';
+import type { BackendId, VolumeId } from '../core/ids.js';
 import type { DriverHandle } from '../drivers/sdk/types.js';
 import { readJson } from './json.js';
 import type { NewVolumeRow, VolumeRow } from './schema.js';
@@ -8,7 +9,7 @@ import type { Executor } from './store.js';
 /** Filters for volume lists. */
 export interface VolumeQuery {
   readonly tenantId: string;
-  readonly backendId?: string;
+  readonly backendId?: BackendId;
   readonly state?: VolumeState;
   readonly includeDeleted?: boolean;
   readonly limit: number;
@@ -22,7 +23,7 @@ export class VolumeRepository {
     await db.insertInto('volumes').values(row).execute();
   }
 
-  async findById(db: Executor, id: string): Promise<VolumeRow | undefined> {
+  async findById(db: Executor, id: VolumeId): Promise<VolumeRow | undefined> {
     return db.selectFrom('volumes').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
@@ -45,7 +46,7 @@ export class VolumeRepository {
   }
 
   /** Volumes in the given states on a backend (for reconcilers). */
-  async listByBackend(db: Executor, backendId: string, states: readonly VolumeState[]): Promise<VolumeRow[]> {
+  async listByBackend(db: Executor, backendId: BackendId, states: readonly VolumeState[]): Promise<VolumeRow[]> {
     return db.selectFrom('volumes').selectAll().where('backend_id', '=', backendId).where('state', 'in', [...states]).execute();
   }
 
@@ -53,7 +54,7 @@ export class VolumeRepository {
     return db.selectFrom('volumes').selectAll().where('state', 'in', [...states]).execute();
   }
 
-  async update(db: Executor, id: string, patch: Partial<Omit<NewVolumeRow, 'id'>>): Promise<void> {
+  async update(db: Executor, id: VolumeId, patch: Partial<Omit<NewVolumeRow, 'id'>>): Promise<void> {
     await db.updateTable('volumes').set(patch).where('id', '=', id).execute();
   }
 }
@@ -64,10 +65,10 @@ export function toVolume(r: VolumeRow, backendName: string | null): Volume {
     id: r.id,
     name: r.name,
     tenantId: r.tenant_id,
-    state: r.state as VolumeState,
+    state: r.state,
     stateReason: r.state_reason,
     sizeBytes: Number(r.size_bytes),
-    format: r.format as VolumeFormat,
+    format: r.format,
     backendId: r.backend_id,
     backendName,
     placement: readJson<PlacementSummary | null>(r.placement, null),

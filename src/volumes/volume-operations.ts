@@ -1,8 +1,9 @@
 import { StowageError, toStowageError } from '../core/errors.js';
+import { idOf, type BackendId, type VolumeId } from '../core/ids.js';
 import type { PlacementSummary } from '../core/models.js';
 import { formatSize } from '../core/sizes.js';
 import type { BlockDriver, DriverHandle } from '../drivers/sdk/types.js';
-import type { VolumeFormat } from '../core/states.js';
+import type { VolumeState } from '../core/states.js';
 import type { CommandRunner } from '../system/command-runner.js';
 import { SnapshotRepository } from '../store/access-repository.js';
 import type { CloneSource } from './volume-service.js';
@@ -17,6 +18,7 @@ import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import type { VolumeRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
+import { transition, type PatchOf } from '../store/transition.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import { loadBackendViews, lockPlacement } from './placement-view.js';
 
@@ -36,7 +38,7 @@ export interface VolumeOperationDeps {
  * the operation. Every path is idempotent, so a resumed step simply runs it again.
  */
 async function provisionData(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, driver: BlockDriver, backendName: string): Promise<DriverHandle> {
-  const req = { id: v.id, name: v.name, sizeBytes: Number(v.size_bytes), format: v.format as VolumeFormat };
+  const req = { id: v.id, name: v.name, sizeBytes: Number(v.size_bytes), format: v.format };
   const source = ctx.input.source as CloneSource | undefined;
   if (!source) return driver.createVolume(req, ctx.signal);
   if (source.path !== 'host-copy') {
@@ -45,7 +47,7 @@ async function provisionData(deps: VolumeOperationDeps, ctx: StepContext, v: Vol
     ctx.note(`${source.path === 'offload' ? 'offloaded clone' : 'copied by the backend'} of ${source.type} ${source.name} on ${backendName}${typeof handle.method === 'string' ? ` (${handle.method})` : ''}`);
     return handle;
   }
-  const src = await loadVolume(deps, source.id);
+  const src = await loadVolume(deps, idOf('volume', source.id));
   const { driver: srcDriver, backend: srcBackend } = await driverFor(deps, ctx, src.backend_id);
   if (!srcDriver.dataPath || !driver.dataPath) throw new StowageError('CAPABILITY_MISSING', 'host copy needs both backends to expose their data path', {});
   const handle = await driver.createVolume(req, ctx.signal);
@@ -56,7 +58,7 @@ async function provisionData(deps: VolumeOperationDeps, ctx: StepContext, v: Vol
 
 /** The driver handle of a clone's source (snapshot or volume). */
 async function sourceHandle(deps: VolumeOperationDeps, source: CloneSource): Promise<DriverHandle> {
-  if (source.type === 'volume') return handleOf(await loadVolume(deps, source.id));
+  if (source.type === 'volume') return handleOf(await loadVolume(deps, idOf('volume', source.id)));
   const s = await snapshots.findById(deps.store.db, source.id);
   const h = s ? readJson<DriverHandle | null>(s.driver_handle, null) : null;
   if (!h) throw new StowageError('SNAPSHOT_NOT_FOUND', `snapshot ${source.name} has no data on its backend`, {});
@@ -69,14 +71,14 @@ const events = new EventRepository();
 const claims = new ClaimRepository();
 const snapshots = new SnapshotRepository();
 
-async function loadVolume(deps: VolumeOperationDeps, id: string): Promise<VolumeRow> {
+async function loadVolume(deps: VolumeOperationDeps, id: VolumeId): Promise<VolumeRow> {
   const v = await volumes.findById(deps.store.db, id);
   if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} vanished`, { volume: id });
   return v;
 }
 
 /** The backend's driver, guarded by the operation's lease (a stale worker makes no driver call). */
-async function driverFor(deps: VolumeOperationDeps, ctx: StepContext, backendId: string | null) {
+async function driverFor(deps: VolumeOperationDeps, ctx: StepContext, backendId: BackendId | null) {
   if (!backendId) throw new StowageError('INVALID_STATE', 'volume has no backend', {});
   const b = await backends.findById(deps.store.db, backendId);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${backendId} no longer exists`, { backend: backendId });
@@ -89,14 +91,10 @@ function handleOf(v: VolumeRow): DriverHandle {
 }
 
 /** Moves the volume to `to` with an event; `also` runs in the same transaction (claim commit or release). */
-async function transition(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, to: string, patch: Partial<VolumeRow>, message: string, action: string, also?: (trx: Executor) => Promise<unknown>): Promise<void> {
+async function moveVolume(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow, to: VolumeState, patch: PatchOf<'volume'>, message: string, action: string, also?: (trx: Executor) => Promise<unknown>): Promise<void> {
   await ctx.write(async (trx) => {
-    await volumes.update(trx, v.id, { ...patch, state: to, updated_at: nowIso() });
+    await transition(trx, 'volume', { id: v.id, tenantId: v.tenant_id, to, patch, event: { actor: ctx.operation.actor, action, message, resourceName: v.name, operationId: ctx.operation.id } });
     if (also) await also(trx);
-    await events.append(trx, {
-      tenantId: v.tenant_id, actor: ctx.operation.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action,
-      from: v.state, to, message, operationId: ctx.operation.id,
-    });
   });
 }
 
@@ -109,7 +107,7 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
         name: 'provision',
         run: async (ctx) => {
           for (;;) {
-            const v = await loadVolume(deps, ctx.operation.target_id);
+            const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
             const { driver, backend } = await driverFor(deps, ctx, v.backend_id);
             try {
               const handle = await provisionData(deps, ctx, v, driver, backend.name);
@@ -135,16 +133,16 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'activate',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (v.state === 'available') return;
           // The volume becomes provisioned and its claim committed in one transaction: counted once, always.
-          await transition(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is available (${formatSize(Number(v.size_bytes))})`, 'created',
+          await moveVolume(deps, ctx, v, 'available', { state_reason: null }, `volume ${v.name} is available (${formatSize(Number(v.size_bytes))})`, 'created',
             (trx) => claims.commit(trx, v.id, ctx.operation.id));
         },
       },
     ],
     compensate: async (ctx, error) => {
-      const v = await loadVolume(deps, ctx.operation.target_id);
+      const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
       if (v.state === 'error') {
         await ctx.write((trx) => claims.release(trx, v.id, ctx.operation.id));
         return;
@@ -159,7 +157,7 @@ export function volumeCreateHandler(deps: VolumeOperationDeps): OperationHandler
           cleanup = `; partial data could not be removed yet (${toStowageError(err).message}), delete the volume to retry`;
         }
       }
-      await transition(deps, ctx, v, 'error', { state_reason: `create failed: ${error.message}${cleanup}` }, `volume ${v.name} failed to create: ${error.message}`, 'create-failed',
+      await moveVolume(deps, ctx, v, 'error', { state_reason: `create failed: ${error.message}${cleanup}` }, `volume ${v.name} failed to create: ${error.message}`, 'create-failed',
         (trx) => claims.release(trx, v.id, ctx.operation.id));
     },
     result: async (ctx) => ({ volumeId: ctx.operation.target_id }),
@@ -190,9 +188,10 @@ async function replace(deps: VolumeOperationDeps, ctx: StepContext, v: VolumeRow
     }
     // The claim moves with the volume: released on the failed backend, held on the next, in this transaction.
     await claims.release(trx, v.id, ctx.operation.id);
-    await claims.hold(trx, { backendId: decision.winner.id, resourceType: 'volume', resourceId: v.id, operationId: ctx.operation.id, bytes: Number(v.size_bytes) });
+    const winner = idOf('backend', decision.winner.id);
+    await claims.hold(trx, { backendId: winner, resourceType: 'volume', resourceId: v.id, operationId: ctx.operation.id, bytes: Number(v.size_bytes) });
     await volumes.update(trx, v.id, {
-      backend_id: decision.winner.id, driver_handle: null, updated_at: nowIso(),
+      backend_id: winner, driver_handle: null, updated_at: nowIso(),
       placement: writeJson({ ...decision.summary, pinned: false, attempts, reason: `${failedBackend} failed (${reason}); retried on ${decision.winner.name}: ${decision.summary.reason}` }),
     });
     await events.append(trx, {
@@ -211,7 +210,7 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'grow',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           const { driver } = await driverFor(deps, ctx, v.backend_id);
           await driver.resizeVolume(handleOf(v), Number(ctx.input.sizeBytes), ctx.signal);
         },
@@ -219,22 +218,22 @@ export function volumeResizeHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'activate',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (v.state === 'available') return;
           const sizeBytes = Number(ctx.input.sizeBytes);
           // The new size becomes provisioned as the growth claim is committed: one transaction.
-          await transition(deps, ctx, v, 'available', { size_bytes: sizeBytes, state_reason: null }, `volume ${v.name} is now ${formatSize(sizeBytes)}`, 'resized',
+          await moveVolume(deps, ctx, v, 'available', { size_bytes: sizeBytes, state_reason: null }, `volume ${v.name} is now ${formatSize(sizeBytes)}`, 'resized',
             (trx) => claims.commit(trx, v.id, ctx.operation.id));
         },
       },
     ],
     compensate: async (ctx, error) => {
-      const v = await loadVolume(deps, ctx.operation.target_id);
+      const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
       if (v.state !== 'resizing') {
         await ctx.write((trx) => claims.release(trx, v.id, ctx.operation.id));
         return;
       }
-      await transition(deps, ctx, v, 'available', { size_bytes: Number(ctx.input.previousSizeBytes), state_reason: `resize to ${formatSize(Number(ctx.input.sizeBytes))} failed: ${error.message}` }, `volume ${v.name} resize failed: ${error.message}`, 'resize-failed',
+      await moveVolume(deps, ctx, v, 'available', { size_bytes: Number(ctx.input.previousSizeBytes), state_reason: `resize to ${formatSize(Number(ctx.input.sizeBytes))} failed: ${error.message}` }, `volume ${v.name} resize failed: ${error.message}`, 'resize-failed',
         (trx) => claims.release(trx, v.id, ctx.operation.id));
     },
     result: async (ctx) => ({ volumeId: ctx.operation.target_id, sizeBytes: ctx.input.sizeBytes }),
@@ -249,7 +248,7 @@ export function volumeDeleteHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'destroy',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (!v.backend_id) return;
           const { driver } = await driverFor(deps, ctx, v.backend_id);
           await driver.deleteVolume(handleOf(v), ctx.signal);
@@ -258,16 +257,16 @@ export function volumeDeleteHandler(deps: VolumeOperationDeps): OperationHandler
       {
         name: 'finalize',
         run: async (ctx) => {
-          const v = await loadVolume(deps, ctx.operation.target_id);
+          const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           if (v.state === 'deleted') return;
-          await transition(deps, ctx, v, 'deleted', { deleted_at: nowIso(), state_reason: null }, `volume ${v.name} deleted`, 'deleted');
+          await moveVolume(deps, ctx, v, 'deleted', { deleted_at: nowIso(), state_reason: null }, `volume ${v.name} deleted`, 'deleted');
         },
       },
     ],
     compensate: async (ctx, error) => {
-      const v = await loadVolume(deps, ctx.operation.target_id);
+      const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
       if (v.state !== 'deleting') return;
-      await transition(deps, ctx, v, 'error', { state_reason: `delete failed: ${error.message}; run \`stowage volume delete ${v.name}\` again once the backend is back` }, `volume ${v.name} delete failed: ${error.message}`, 'delete-failed');
+      await moveVolume(deps, ctx, v, 'error', { state_reason: `delete failed: ${error.message}; run \`stowage volume delete ${v.name}\` again once the backend is back` }, `volume ${v.name} delete failed: ${error.message}`, 'delete-failed');
     },
     result: async (ctx) => ({ volumeId: ctx.operation.target_id }),
   };

@@ -1,9 +1,9 @@
 import { StowageError } from '../core/errors.js';
-import { DEFAULT_TENANT_ID, isId, newId } from '../core/ids.js';
+import { DEFAULT_TENANT_ID, idOf, isId, newId, type BackendId, type VolumeId } from '../core/ids.js';
 import type { Operation, PageOf, PlacementSummary, Volume } from '../core/models.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
 import { assertValidSize, formatSize } from '../core/sizes.js';
-import type { VolumeFormat, VolumeState } from '../core/states.js';
+import { VOLUME_MACHINE, type VolumeFormat, type VolumeState } from '../core/states.js';
 import { ClassService, type ClassConstraints } from '../classes/class-service.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { decide, type PlacementDecision, type PlacementPolicy, type PlacementRequest } from '../placement/placement.js';
@@ -13,8 +13,10 @@ import { ClaimRepository } from '../store/claim-repository.js';
 import { EventRepository } from '../store/event-repository.js';
 import { nowIso, writeJson } from '../store/json.js';
 import { OperationRepository, toOperation } from '../store/operation-repository.js';
-import type { VolumeRow } from '../store/schema.js';
+import type { Database, VolumeRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
+import { transition } from '../store/transition.js';
+import type { Transaction } from 'kysely';
 import { VolumeRepository, toVolume } from '../store/volume-repository.js';
 import { claimOnBackend, loadBackendViews, lockPlacement } from './placement-view.js';
 
@@ -45,7 +47,7 @@ export interface CloneSource {
   readonly type: 'snapshot' | 'volume';
   readonly id: string;
   readonly name: string;
-  readonly backendId: string;
+  readonly backendId: BackendId;
   readonly sizeBytes: number;
   readonly format: VolumeFormat;
   /** offload: the backend clones in constant time; backend-copy: the backend copies; host-copy: qemu-img convert here. */
@@ -166,7 +168,7 @@ export class VolumeService {
       const summary: PlacementSummary = { ...decision.summary, pinned: pinned !== null };
       const at = nowIso();
       await this.volumes.insert(trx, {
-        id, tenant_id: ctx.tenantId, name: input.name, backend_id: decision.winner.id, state: 'creating', state_reason: null,
+        id, tenant_id: ctx.tenantId, name: input.name, backend_id: idOf('backend', decision.winner.id), state: 'creating', state_reason: null,
         size_bytes: input.sizeBytes, format: input.format ?? 'raw', driver_handle: null, placement: writeJson(summary),
         created_at: at, updated_at: at, deleted_at: null, class_id: cls?.id ?? null, multiattach: input.multiattach === true ? 1 : 0,
       });
@@ -174,7 +176,7 @@ export class VolumeService {
         kind: 'volume.create', tenantId: ctx.tenantId, targetType: 'volume', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { name: input.name, sizeBytes: input.sizeBytes, format: input.format ?? 'raw', request, pinned: pinned !== null, ...(source ? { source } : {}) },
       });
-      await this.claims.hold(trx, { backendId: decision.winner.id, resourceType: 'volume', resourceId: id, operationId: row.id, bytes: input.sizeBytes });
+      await this.claims.hold(trx, { backendId: idOf('backend', decision.winner.id), resourceType: 'volume', resourceId: id, operationId: row.id, bytes: input.sizeBytes });
       await this.events.append(trx, {
         tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: id, resourceName: input.name, action: 'create',
         from: null, to: 'creating', operationId: row.id,
@@ -201,7 +203,7 @@ export class VolumeService {
     if (existing) return existing;
     const vol = await this.resolve(ref, ctx.tenantId);
     const op = await this.store.transaction(async (trx) => {
-      const v = await this.lockVolume(trx, vol.id, ['available'], 'resize');
+      const v = await this.lockVolume(trx, vol.id, VOLUME_MACHINE.sourcesOf('resizing'), 'resize');
       const current = Number(v.size_bytes);
       if (sizeBytes < current) {
         throw new StowageError('SHRINK_NOT_SUPPORTED', `volume ${v.name} is ${formatSize(current)}; shrinking to ${formatSize(sizeBytes)} would destroy data and is not supported`, { sizeBytes: current, requested: sizeBytes });
@@ -211,15 +213,14 @@ export class VolumeService {
       }
       if (!v.backend_id) throw new StowageError('INVALID_STATE', `volume ${v.name} has no backend`, {});
       const delta = sizeBytes - current;
-      await this.volumes.update(trx, v.id, { state: 'resizing', state_reason: null, updated_at: nowIso() });
       const row = await this.engine.enqueue(trx, {
         kind: 'volume.resize', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { sizeBytes, previousSizeBytes: current },
       });
       await claimOnBackend(trx, this.store.dialect, { backendId: v.backend_id, resourceType: 'volume', resourceId: v.id, operationId: row.id, bytes: delta }, `growing ${v.name}`);
-      await this.events.append(trx, {
-        tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'resize',
-        from: 'available', to: 'resizing', operationId: row.id, message: `volume ${v.name} growing from ${formatSize(current)} to ${formatSize(sizeBytes)}`,
+      await transition(trx, 'volume', {
+        id: v.id, tenantId: ctx.tenantId, to: 'resizing', patch: { state_reason: null },
+        event: { actor: ctx.actor, action: 'resize', resourceName: v.name, operationId: row.id, message: `volume ${v.name} growing from ${formatSize(current)} to ${formatSize(sizeBytes)}` },
       });
       return row;
     });
@@ -237,7 +238,7 @@ export class VolumeService {
     if (existing) return existing;
     const vol = await this.resolve(ref, ctx.tenantId);
     const op = await this.store.transaction(async (trx) => {
-      const v = await this.lockVolume(trx, vol.id, ['available', 'error'], 'delete');
+      const v = await this.lockVolume(trx, vol.id, VOLUME_MACHINE.sourcesOf('deleting'), 'delete');
       const grants = await new GrantRepository().listLiveForVolume(trx, v.id);
       if (grants.length > 0) {
         throw new StowageError('VOLUME_IN_USE', `volume ${v.name} is still accessible to ${grants.length} host(s); detach or revoke first (stowage volume detach ${v.name})`, { grantCount: grants.length });
@@ -246,14 +247,13 @@ export class VolumeService {
       if (snaps > 0) {
         throw new StowageError('VOLUME_IN_USE', `volume ${v.name} has ${snaps} snapshot(s); delete them first (stowage snapshot list --volume ${v.name})`, { snapshotCount: snaps });
       }
-      await this.volumes.update(trx, v.id, { state: 'deleting', state_reason: null, updated_at: nowIso() });
       const row = await this.engine.enqueue(trx, {
         kind: 'volume.delete', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { previousState: v.state },
       });
-      await this.events.append(trx, {
-        tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: v.id, resourceName: v.name, action: 'delete',
-        from: v.state, to: 'deleting', operationId: row.id, message: `volume ${v.name} deleting`,
+      await transition(trx, 'volume', {
+        id: v.id, tenantId: ctx.tenantId, to: 'deleting', patch: { state_reason: null },
+        event: { actor: ctx.actor, action: 'delete', resourceName: v.name, operationId: row.id, message: `volume ${v.name} deleting` },
       });
       return row;
     });
@@ -271,20 +271,20 @@ export class VolumeService {
       if (s.state !== 'available') throw new StowageError('INVALID_STATE', `snapshot ${s.name} is ${s.state}`, { state: s.state });
       const src = await this.volumes.findById(this.store.db, s.volume_id);
       const caps = await this.capabilitiesOf(s.backend_id);
-      return { type: 'snapshot', id: s.id, name: s.name, backendId: s.backend_id, sizeBytes: Number(s.size_bytes), format: (src?.format ?? 'raw') as VolumeFormat, path: caps.includes('clone.offload') ? 'offload' : 'backend-copy' };
+      return { type: 'snapshot', id: s.id, name: s.name, backendId: s.backend_id, sizeBytes: Number(s.size_bytes), format: src?.format ?? 'raw', path: caps.includes('clone.offload') ? 'offload' : 'backend-copy' };
     }
     if (input.fromVolume) {
       const v = await this.resolve(input.fromVolume, tenantId);
       if (v.state !== 'available' || !v.backend_id) throw new StowageError('INVALID_STATE', `volume ${v.name} is ${v.state}; clones are made of available volumes`, { state: v.state });
       const caps = await this.capabilitiesOf(v.backend_id);
       const offload = input.offload !== false && caps.includes('clone.offload');
-      return { type: 'volume', id: v.id, name: v.name, backendId: v.backend_id, sizeBytes: Number(v.size_bytes), format: v.format as VolumeFormat, path: offload ? 'offload' : 'host-copy' };
+      return { type: 'volume', id: v.id, name: v.name, backendId: v.backend_id, sizeBytes: Number(v.size_bytes), format: v.format, path: offload ? 'offload' : 'host-copy' };
     }
     return null;
   }
 
   /** One backend's capabilities (without loading the whole fleet's usage as placement does). */
-  private async capabilitiesOf(backendId: string): Promise<string[]> {
+  private async capabilitiesOf(backendId: BackendId): Promise<string[]> {
     const b = await this.backends.findById(this.store.db, backendId);
     return b ? backendCapabilities(b) : [];
   }
@@ -295,20 +295,20 @@ export class VolumeService {
     return toVolume(row, b?.name ?? null);
   }
 
-  private async lockVolume(trx: Executor, id: string, allowed: readonly VolumeState[], verb: string): Promise<VolumeRow> {
+  private async lockVolume(trx: Transaction<Database>, id: VolumeId, allowed: readonly VolumeState[], verb: string): Promise<VolumeRow> {
     const v = await this.volumes.findById(trx, id);
     if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} does not exist`, { volume: id });
     const active = await this.operations.findActiveForTarget(trx, id);
     if (active) {
       throw new StowageError('INVALID_STATE', `volume ${v.name} is busy with operation ${active.id} (${active.kind}); wait for it with \`stowage operation wait ${active.id}\``, { operationId: active.id, state: v.state });
     }
-    if (!allowed.includes(v.state as VolumeState)) {
+    if (!allowed.includes(v.state)) {
       throw new StowageError('INVALID_STATE', `cannot ${verb} volume ${v.name} while it is ${v.state}`, { state: v.state, allowed });
     }
     return v;
   }
 
-  private async resolveBackendId(ref: string): Promise<string> {
+  private async resolveBackendId(ref: string): Promise<BackendId> {
     const row = isId('backend', ref) ? await this.backends.findById(this.store.db, ref) : await this.backends.findByName(this.store.db, ref);
     if (!row) throw new StowageError('BACKEND_NOT_FOUND', `backend "${ref}" does not exist; see \`stowage backend list\``, { backend: ref });
     return row.id;
@@ -336,7 +336,7 @@ export class VolumeService {
     if (op.kind !== kind) {
       throw new StowageError('IDEMPOTENCY_CONFLICT', `Idempotency-Key "${ctx.idempotencyKey}" was already used for a ${op.kind} request`, { operationId: op.id });
     }
-    const v = await this.volumes.findById(this.store.db, op.target_id);
+    const v = await this.volumes.findById(this.store.db, idOf('volume', op.target_id));
     if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${op.target_id} does not exist`, {});
     return { operation: toOperation(op), resource: await this.present(v) };
   }

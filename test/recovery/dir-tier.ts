@@ -232,7 +232,7 @@ export const dirTier: Tier<DirWorld> = {
  * temp file, nothing of a deleted resource (an image in `error` may keep its data).
  */
 async function checkDirs(db: Kysely<Database>, w: DirWorld): Promise<void> {
-  const backends = new Map((await db.selectFrom('backends').select(['id', 'name']).execute()).map((b) => [b.id, b.name]));
+  const backends = new Map<string, string>((await db.selectFrom('backends').select(['id', 'name']).execute()).map((b) => [b.id, b.name]));
   const vols = await db.selectFrom('volumes').select(['id', 'name', 'state', 'backend_id', 'size_bytes']).execute();
   const snaps = await db.selectFrom('snapshots').select(['id', 'name', 'state', 'backend_id']).execute();
   for (const [backend, dir] of [['local', w.localDir], ['flaky', w.flakyDir]] as const) {

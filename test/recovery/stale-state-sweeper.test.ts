@@ -1,7 +1,8 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StowageEvent, Volume } from '../../src/core/models.js';
-import { newId } from '../../src/core/ids.js';
+import { idOf, newId } from '../../src/core/ids.js';
+import type { VolumeState } from '../../src/core/states.js';
 import { StaleStateSweeper } from '../../src/reconcile/stale-state-sweeper.js';
 import { nowIso } from '../../src/store/json.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
@@ -31,8 +32,8 @@ describe.each(['sqlite', 'postgres'] as const)('stale-state sweeper on %s', (dia
   const create = async (srv: InProcessServer, name: string): Promise<Volume> =>
     (await srv.api.ok<{ volume: Volume }>('POST', '/v1/volumes?wait=true', 200, { body: { name, sizeBytes: MiB } })).volume;
   /** A hand edit of the store, exactly what the sweeper exists for. */
-  const leaveIn = async (srv: InProcessServer, id: string, state: string): Promise<void> => {
-    await srv.server.store.db.updateTable('volumes').set({ state, updated_at: nowIso() }).where('id', '=', id).execute();
+  const leaveIn = async (srv: InProcessServer, id: string, state: VolumeState): Promise<void> => {
+    await srv.server.store.db.updateTable('volumes').set({ state, updated_at: nowIso() }).where('id', '=', idOf('volume', id)).execute();
   };
 
   it('settles every transitional state without an operation to error (once), and leaves one an operation owns alone', async () => {

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { idOf } from '../../src/core/ids.js';
 import { BackendRepository, toBackend } from '../../src/store/backend-repository.js';
 import { ClaimRepository } from '../../src/store/claim-repository.js';
 import type { Store } from '../../src/store/store.js';
@@ -33,7 +34,7 @@ describe.each(DIALECTS)('backend usage on %s', (dialect) => {
       { state: 'deleting', size_bytes: 8 * GiB },
       { state: 'deleted', size_bytes: 16 * GiB },
       { state: 'error', size_bytes: 32 * GiB },
-    ];
+    ] as const;
     const ids = new Map<string, string>();
     for (const v of onA) {
       const row = volumeRow({ backend_id: a.id, ...v });
@@ -73,10 +74,19 @@ describe.each(DIALECTS)('backend usage on %s', (dialect) => {
 
     // Committing the create's claim as it becomes available moves its bytes from claimed to provisioned.
     await store.transaction(async (trx) => {
-      await volumes.update(trx, ids.get('creating') ?? '', { state: 'available' });
+      await volumes.update(trx, idOf('volume', ids.get('creating') ?? ''), { state: 'available' });
       await claims.commit(trx, ids.get('creating') ?? '');
     });
     expect((await backends.usage(store.db, [a.id])).get(a.id)).toEqual({ provisionedBytes: 15 * GiB, claimedBytes: 3 * GiB, volumeCount: 4 });
+  });
+
+  it('counts a reverting volume as provisioned and live: its bytes stay on the backend during the revert', async () => {
+    const a = backendRow({ name: 'a', total_bytes: 100 * GiB });
+    await backends.insert(store.db, a);
+    await volumes.insert(store.db, volumeRow({ backend_id: a.id, state: 'reverting', size_bytes: 7 * GiB }));
+    await volumes.insert(store.db, volumeRow({ backend_id: a.id, state: 'available', size_bytes: 1 * GiB }));
+    expect((await backends.usage(store.db, [a.id])).get(a.id)).toEqual({ provisionedBytes: 8 * GiB, claimedBytes: 0, volumeCount: 2 });
+    expect(toBackend(a, (await backends.usage(store.db)).get(a.id)).capacity.usableBytes).toBe(92 * GiB);
   });
 
   it('keeps backend names unique', async () => {

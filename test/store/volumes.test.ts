@@ -26,7 +26,7 @@ describe.each(DIALECTS)('volumes on %s', (dialect) => {
   });
 
   it('lets every state except deleted hold the name', async () => {
-    for (const state of ['creating', 'available', 'resizing', 'deleting', 'error']) {
+    for (const state of ['creating', 'available', 'resizing', 'deleting', 'error'] as const) {
       const first = volumeRow({ name: `n-${state}`, state });
       await repo.insert(store.db, first);
       const err: unknown = await repo.insert(store.db, volumeRow({ name: `n-${state}` })).then(() => null, (e: unknown) => e);

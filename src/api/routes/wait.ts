@@ -1,5 +1,6 @@
 import { StowageError, isErrorCode } from '../../core/errors.js';
 import type { Operation } from '../../core/models.js';
+import { OPERATION_STATE_TABLE } from '../../core/states.js';
 import type { OperationEngine } from '../../operations/engine.js';
 
 /**
@@ -7,7 +8,7 @@ import type { OperationEngine } from '../../operations/engine.js';
  * becomes its error (status from its code); one still running at the timeout is returned as is.
  */
 export async function maybeWait(engine: OperationEngine, op: Operation, wait: boolean, timeoutMs: number): Promise<{ op: Operation; finished: boolean }> {
-  if (!wait) return { op, finished: op.state === 'succeeded' || op.state === 'failed' };
+  if (!wait) return { op, finished: !OPERATION_STATE_TABLE[op.state].active };
   const done = await engine.waitFor(op.id, timeoutMs);
   if (done.state === 'failed') {
     const code = done.error && isErrorCode(done.error.code) ? done.error.code : 'INTERNAL';

@@ -1,5 +1,5 @@
 import type { CommandRunner } from '../../system/command-runner.js';
-import type { BackendKind, VolumeFormat } from '../../core/states.js';
+import type { AccessMode, BackendKind, VolumeFormat } from '../../core/states.js';
 
 /** Capability names a driver may report. Admin overrides use the same names. */
 export const CAPABILITIES = [
@@ -57,7 +57,8 @@ export interface HostIdentity {
   readonly addresses: readonly string[];
 }
 
-export type AccessMode = 'rw' | 'ro';
+/** Read-write or read-only (the union lives with the other domain unions in `core/states.ts`). */
+export type { AccessMode };
 
 /** How a host reaches a volume after grantAccess. Secrets are returned, never logged. */
 export interface ConnectionInfo {
