@@ -12,7 +12,6 @@ const TRANSITIONAL = ['creating', 'resizing', 'reverting', 'deleting'] as const;
  * to `error` with the reason, never silently to `available`.
  */
 export class StaleStateSweeper {
-  private timer: NodeJS.Timeout | null = null;
   private readonly events = new EventRepository();
 
   constructor(private readonly store: Store, private readonly logger: Logger) {}
@@ -38,15 +37,5 @@ export class StaleStateSweeper {
       this.logger.warn({ volume: v.id, state: v.state }, 'moved a volume without an operation out of its transitional state');
     }
     return orphans.length;
-  }
-
-  start(intervalMs: number): void {
-    this.timer = setInterval(() => { this.sweep().catch((err: unknown) => { this.logger.warn({ err }, 'stale-state sweep failed'); }); }, intervalMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
   }
 }

@@ -123,8 +123,8 @@ export class BackgroundLoop {
   }
 }
 
-/** True when `p` settles within `ms`; never rejects. */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+/** True when `p` settles (resolves or rejects) within `ms`; never rejects itself. */
+export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<false>((resolve) => { timer = setTimeout(() => { resolve(false); }, Math.max(0, ms)); });
   try {
