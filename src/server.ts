@@ -32,6 +32,8 @@ import { AttachmentService } from './attachments/attachment-service.js';
 import { FencingService } from './attachments/fencing.js';
 import { MigrationService } from './attachments/migration-service.js';
 import { HostMonitor } from './reconcile/host-monitor.js';
+import { backgroundLoops } from './reconcile/background-loops.js';
+import { settlesWithin, type BackgroundLoop } from './system/background-loop.js';
 
 /** Every driver this build knows, by URI scheme. */
 export const DRIVER_FACTORIES: readonly DriverFactory[] = [dirDriverFactory, btrfsDriverFactory, tgtDriverFactory];
@@ -72,7 +74,7 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   const hosts = new HostService(store, engine);
   const access = new AccessService(store, engine, volumes, hosts, secrets);
   const snapshots = new SnapshotService(store, engine, volumes, drivers);
-  const exports = new ExportReconciler(store, drivers, secrets, logger);
+  const exports = new ExportReconciler(store, drivers, secrets, logger, config.reconcileDriverTimeoutMs);
   const timings = { connectTimeoutMs: config.connectTimeoutMs, disconnectTimeoutMs: config.disconnectTimeoutMs, hostDownAfterMs: config.hostDownAfterMs };
   const attachments = new AttachmentService(store, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
   const fencing = new FencingService(store, engine, hosts, attachments);
@@ -86,12 +88,9 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   const address = await app.listen({ host: config.host, port: config.port });
   await sweeper.sweep();
   engine.start();
-  backends.startProbes(config.probeIntervalMs);
-  sweeper.start(config.reconcileIntervalMs);
-  void exports.reconcile();
-  exports.start(config.reconcileIntervalMs);
-  hostMonitor.start(Math.max(100, Math.floor(config.hostDownAfterMs / 3)));
-  const claimSweeper = ClaimSweeper.start(store, logger, config.reconcileIntervalMs);
+  const claimSweeper = new ClaimSweeper(store, logger);
+  const loops = backgroundLoops({ backends, exports, staleStates: sweeper, claims: claimSweeper, hostMonitor }, config, failpoints, logger);
+  for (const l of loops) l.start();
   logger.info({ url: address, store: store.dialect, dataDir: config.dataDir }, 'stowage is serving');
 
   let stopping: Promise<void> | null = null;
@@ -100,20 +99,41 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
     store,
     app,
     stop: () => {
-      stopping ??= (async () => {
-        backends.stopProbes();
-        sweeper.stop();
-        await exports.stop();
-        hostMonitor.stop();
-        claimSweeper.stop();
-        await app.close();
-        await engine.stop();
-        await drivers.closeAll();
-        await store.close();
-      })();
+      stopping ??= drainAndClose({ app, engine, loops, drivers, store }, config.shutdownDrainMs, logger);
       return stopping;
     },
   };
+}
+
+/** What a graceful stop takes apart, outermost first. */
+interface Running {
+  readonly app: FastifyInstance;
+  readonly engine: OperationEngine;
+  readonly loops: readonly BackgroundLoop[];
+  readonly drivers: DriverCache;
+  readonly store: Store;
+}
+
+/**
+ * Stops taking work (the listener closes, the engine claims nothing new, no loop starts a pass),
+ * lets running operation steps, background passes and requests finish for up to `drainMs` in total,
+ * then closes the store: nothing that could still touch it is left running unless it outlived the
+ * deadline and its abort. An operation cut short resumes after its lease, here or on a replica.
+ */
+async function drainAndClose(r: Running, drainMs: number, logger: Logger): Promise<void> {
+  const deadline = Date.now() + drainMs;
+  const left = (): number => Math.max(0, deadline - Date.now());
+  const closingApp = r.app.close();
+  const [, ...passes] = await Promise.all([r.engine.stop(left()), ...r.loops.map((l) => l.stop(left()))]);
+  for (const p of passes) if (!p.drained) logger.warn({ loop: p.name }, 'a background pass did not end before the store was closed');
+  if (!(await settlesWithin(closingApp, left()))) {
+    logger.warn({ drainMs }, 'requests still open at the drain deadline; closing their connections');
+    r.app.server.closeAllConnections();
+    await settlesWithin(closingApp, 1000);
+  }
+  await r.drivers.closeAll();
+  await r.store.close();
+  logger.info({ awaited: passes.filter((p) => p.wasRunning).map((p) => p.name) }, 'stopped; the store is closed');
 }
 
 async function bootstrap(store: Store, config: Config, backends: BackendService, logger: Logger): Promise<void> {

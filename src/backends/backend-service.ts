@@ -38,8 +38,6 @@ const PROBE_TIMEOUT_MS = 15_000;
 export class BackendService {
   private readonly repo = new BackendRepository();
   private readonly events = new EventRepository();
-  private probeTimer: NodeJS.Timeout | null = null;
-  private probing = false;
 
   constructor(
     private readonly store: Store,
@@ -197,27 +195,10 @@ export class BackendService {
     return this.get(row.id);
   }
 
-  /** Starts periodic probes of every backend every `intervalMs`. */
-  startProbes(intervalMs: number): void {
-    const tick = async (): Promise<void> => {
-      if (this.probing) return;
-      this.probing = true;
-      try {
-        const rows = await this.repo.listAll(this.store.db);
-        await Promise.allSettled(rows.map((r) => this.refresh(r.id)));
-      } catch (err) {
-        this.logger.warn({ err }, 'backend probe pass failed');
-      } finally {
-        this.probing = false;
-      }
-    };
-    this.probeTimer = setInterval(() => { void tick(); }, intervalMs);
-    this.probeTimer.unref();
-  }
-
-  stopProbes(): void {
-    if (this.probeTimer) clearInterval(this.probeTimer);
-    this.probeTimer = null;
+  /** One probe pass over every backend (the server's `backend-probe` loop runs it periodically). */
+  async probeAll(): Promise<void> {
+    const rows = await this.repo.listAll(this.store.db);
+    await Promise.allSettled(rows.map((r) => this.refresh(r.id)));
   }
 
   private async probeDriver(row: Pick<BackendRow, 'id' | 'driver_uri' | 'options' | 'admin_state'>): Promise<ProbeOutcome> {

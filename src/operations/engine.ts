@@ -130,14 +130,19 @@ export class OperationEngine {
     if (!this.stopped) this.schedule(0);
   }
 
-  /** Stops taking work and waits for running operations up to `drainMs`; unfinished ones resume later. */
-  async stop(drainMs = 5000): Promise<void> {
+  /**
+   * Stops taking work and waits for running operations up to `drainMs`, then aborts their signal and
+   * waits `abortGraceMs` more (a step that ignores its signal is left behind); unfinished ones resume later.
+   */
+  async stop(drainMs = 5000, abortGraceMs = 1000): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     const all = Promise.allSettled([...this.running.values()]);
     const timedOut = await Promise.race([all.then(() => false), sleep(drainMs).then(() => true)]);
-    if (timedOut) this.abort.abort();
-    await all;
+    if (timedOut) {
+      this.abort.abort();
+      await Promise.race([all, sleep(abortGraceMs)]);
+    }
   }
 
   /** Polls until the operation is finished or `timeoutMs` passes; returns its latest state. */

@@ -1,12 +1,16 @@
 import { appendFileSync } from 'node:fs';
 
-/** What a failpoint does when reached: kill the process (SIGKILL) or pause forever (for an outside kill -9). */
-export type FailpointAction = 'kill' | 'pause';
+/**
+ * What a failpoint does when reached: kill the process (SIGKILL), pause forever (for an outside
+ * kill -9), or hold for a while and go on (`sleep:<ms>`, to catch a pass mid-flight).
+ */
+export type FailpointAction = 'kill' | 'pause' | { readonly sleepMs: number };
 
 /**
  * Named crash points for recovery tests, e.g. `volume.create/provision:after=kill`. Off (empty) in
  * production. A `pause` point appends its name to `reachedFile` and then never returns, so a test can
- * see the process sitting exactly at that step and kill -9 it from outside.
+ * see the process sitting exactly at that step and kill -9 it from outside. A `sleep:<ms>` point
+ * appends its name, waits, then appends `<name>:woke` and returns.
  */
 export class Failpoints {
   private readonly points: ReadonlyMap<string, FailpointAction>;
@@ -15,7 +19,9 @@ export class Failpoints {
     const m = new Map<string, FailpointAction>();
     for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
       const [name, action = 'kill'] = part.split('=');
+      const sleep = /^sleep:(\d+)$/.exec(action);
       if (name && (action === 'kill' || action === 'pause')) m.set(name, action);
+      else if (name && sleep?.[1] !== undefined) m.set(name, { sleepMs: Number(sleep[1]) });
     }
     this.points = m;
   }
@@ -34,6 +40,11 @@ export class Failpoints {
     const action = this.points.get(name);
     if (!action) return;
     if (this.reachedFile) appendFileSync(this.reachedFile, `${name}\n`);
+    if (typeof action === 'object') {
+      await new Promise((r) => setTimeout(r, action.sleepMs));
+      if (this.reachedFile) appendFileSync(this.reachedFile, `${name}:woke\n`);
+      return;
+    }
     if (action === 'kill') process.kill(process.pid, 'SIGKILL');
     await new Promise<never>(() => { /* paused until the test kills us */ });
   }

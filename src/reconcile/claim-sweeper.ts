@@ -15,18 +15,10 @@ const FINISHED_CLAIM_RETENTION_MS = 24 * 3_600_000;
  * engine resumes that operation, which commits or releases it. Also purges old finished claims.
  */
 export class ClaimSweeper {
-  private timer: NodeJS.Timeout | null = null;
   private readonly claims = new ClaimRepository();
   private readonly events = new EventRepository();
 
   constructor(private readonly store: Store, private readonly logger: Logger) {}
-
-  /** Creates a sweeper, sweeps every `intervalMs`, and returns it (call `stop()` on shutdown). */
-  static start(store: Store, logger: Logger, intervalMs: number): ClaimSweeper {
-    const s = new ClaimSweeper(store, logger);
-    s.start(intervalMs);
-    return s;
-  }
 
   /** One pass; returns how many claims it released. */
   async sweep(now: Date = new Date()): Promise<number> {
@@ -49,15 +41,5 @@ export class ClaimSweeper {
     }
     await this.claims.purgeFinished(this.store.db, new Date(now.getTime() - FINISHED_CLAIM_RETENTION_MS).toISOString());
     return released;
-  }
-
-  start(intervalMs: number): void {
-    this.timer = setInterval(() => { this.sweep().catch((err: unknown) => { this.logger.warn({ err }, 'claim sweep failed'); }); }, intervalMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
   }
 }

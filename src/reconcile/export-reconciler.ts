@@ -23,7 +23,6 @@ import { grantRequestOf } from '../access/grant-secrets.js';
  * our namespace. Grants whose revoke failed are not desired, so the pass also finishes those revokes.
  */
 export class ExportReconciler {
-  private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private readonly backends = new BackendRepository();
   private readonly volumes = new VolumeRepository();
@@ -31,15 +30,22 @@ export class ExportReconciler {
   private readonly hosts = new HostRepository();
   private readonly events = new EventRepository();
 
-  constructor(private readonly store: Store, private readonly drivers: DriverCache, private readonly secrets: SecretBox, private readonly logger: Logger) {}
+  /** `driverTimeoutMs` bounds each driver call of a pass (reconcile, revoke, grant). */
+  constructor(private readonly store: Store, private readonly drivers: DriverCache, private readonly secrets: SecretBox, private readonly logger: Logger, private readonly driverTimeoutMs: number) {}
 
-  /** One pass over every backend; concurrent calls share the pass. */
-  reconcile(): Promise<void> {
-    this.running ??= this.pass().finally(() => { this.running = null; });
+  /** One pass over every backend; concurrent calls share the pass. `signal` (the loop's) cuts driver calls short. */
+  reconcile(signal?: AbortSignal): Promise<void> {
+    this.running ??= this.pass(signal).finally(() => { this.running = null; });
     return this.running;
   }
 
-  private async pass(): Promise<void> {
+  /** A signal for one driver call: the pass's own (stop or timeout) or the per-call timeout, whichever comes first. */
+  private callSignal(signal: AbortSignal | undefined): AbortSignal {
+    const timeout = AbortSignal.timeout(this.driverTimeoutMs);
+    return signal ? AbortSignal.any([signal, timeout]) : timeout;
+  }
+
+  private async pass(signal?: AbortSignal): Promise<void> {
     for (const b of await this.backends.listAll(this.store.db)) {
       if (b.state === 'offline') continue;
       let driver;
@@ -63,7 +69,7 @@ export class ExportReconciler {
         const knownVolumes = async (ids: readonly string[]): Promise<ReadonlySet<string>> => new Set(
           (await this.store.db.selectFrom('volumes').select('id').where('id', 'in', ids.filter((x) => isId('volume', x))).where('state', '<>', 'deleted').execute()).map((r) => r.id),
         );
-        const report = await driver.reconcileExports(desired, AbortSignal.timeout(60_000), { knownVolumes });
+        const report = await driver.reconcileExports(desired, this.callSignal(signal), { knownVolumes });
         // The desired set was read before the driver ran: a revoke (detach, migration, fence) that
         // finished in between was just undone by this pass, and a grant made in between may just
         // have been unbound as unwanted. Redo both at once, from the desired set as it is now.
@@ -75,13 +81,13 @@ export class ExportReconciler {
           const v = vols.find((x) => x.id === g.volume_id);
           const h = hostRows.get(g.host_id);
           const handle = v ? volumeHandle(v) : null;
-          if (h && handle) await driver.revokeAccess?.(handle, hostIdentity(h), AbortSignal.timeout(60_000));
+          if (h && handle) await driver.revokeAccess?.(handle, hostIdentity(h), this.callSignal(signal));
         }
         for (const g of nowDesired.filter((x) => !before.has(key(x)))) {
           const v = vols.find((x) => x.id === g.volume_id);
           const h = hostRows.get(g.host_id) ?? await this.hosts.findById(this.store.db, g.host_id);
           const handle = v ? volumeHandle(v) : null;
-          if (h && handle) await driver.grantAccess?.(handle, grantRequestOf(g, h, this.secrets), AbortSignal.timeout(60_000));
+          if (h && handle) await driver.grantAccess?.(handle, grantRequestOf(g, h, this.secrets), this.callSignal(signal));
         }
         const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id', 'tenant_id']).where('state', '=', 'error')
           .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['' as VolumeId]).execute();
@@ -113,16 +119,5 @@ export class ExportReconciler {
       details: { restored: [...report.restored], removed: [...report.removed] },
     });
     this.logger.warn({ backend: b.name, restored: report.restored.length, removed: report.removed.length }, 'reconciled exports');
-  }
-
-  start(intervalMs: number): void {
-    this.timer = setInterval(() => { void this.reconcile(); }, intervalMs);
-    this.timer.unref();
-  }
-
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
   }
 }

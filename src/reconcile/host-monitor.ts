@@ -6,7 +6,6 @@ import type { Store } from '../store/store.js';
 
 /** Marks hosts `down` when their agent stops reporting (fenced hosts stay fenced). */
 export class HostMonitor {
-  private timer: NodeJS.Timeout | null = null;
   private readonly hosts = new HostRepository();
 
   constructor(private readonly store: Store, private readonly hostDownAfterMs: number, private readonly logger: Logger) {}
@@ -22,15 +21,5 @@ export class HostMonitor {
       });
       this.logger.warn({ host: h.name }, 'host is down');
     }
-  }
-
-  start(intervalMs: number): void {
-    this.timer = setInterval(() => { this.check().catch((err: unknown) => { this.logger.warn({ err }, 'host monitor failed'); }); }, intervalMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
   }
 }

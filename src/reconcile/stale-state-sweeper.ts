@@ -10,8 +10,6 @@ import type { Store } from '../store/store.js';
  * to its table's orphan state (`error`) with the reason, never silently to `available`.
  */
 export class StaleStateSweeper {
-  private timer: NodeJS.Timeout | null = null;
-
   constructor(private readonly store: Store, private readonly logger: Logger) {}
 
   async sweep(): Promise<number> {
@@ -34,15 +32,5 @@ export class StaleStateSweeper {
       this.logger.warn({ volume: v.id, state: v.state }, 'moved a volume without an operation out of its transitional state');
     }
     return orphans.length;
-  }
-
-  start(intervalMs: number): void {
-    this.timer = setInterval(() => { this.sweep().catch((err: unknown) => { this.logger.warn({ err }, 'stale-state sweep failed'); }); }, intervalMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
   }
 }
