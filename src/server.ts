@@ -34,6 +34,7 @@ import { attachHandler, detachHandler } from './attachments/attachment-operation
 import { FencingService, fenceHandler } from './attachments/fencing.js';
 import { MigrationService, migrationHandlers } from './attachments/migration-service.js';
 import { HostMonitor } from './reconcile/host-monitor.js';
+import { BackendActivity } from './reconcile/backend-activity.js';
 import { volumeCreateHandler, volumeDeleteHandler, volumeResizeHandler } from './volumes/volume-operations.js';
 
 /** Every driver this build knows, by URI scheme. */
@@ -79,12 +80,13 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   engine.register(snapshotCreateHandler({ store, drivers }));
   engine.register(snapshotDeleteHandler({ store, drivers }));
   engine.register(volumeRevertHandler({ store, drivers }));
-  const backends = new BackendService(store, registry, drivers, engine, logger);
+  const activity = new BackendActivity();
+  const backends = new BackendService(store, registry, drivers, engine, logger, activity);
   const volumes = new VolumeService(store, engine);
   const hosts = new HostService(store, engine);
   const access = new AccessService(store, engine, volumes, hosts, secrets);
   const snapshots = new SnapshotService(store, engine, volumes, drivers);
-  const exports = new ExportReconciler(store, drivers, secrets, logger);
+  const exports = new ExportReconciler(store, drivers, secrets, logger, activity);
   const timings = { connectTimeoutMs: config.connectTimeoutMs, disconnectTimeoutMs: config.disconnectTimeoutMs, hostDownAfterMs: config.hostDownAfterMs };
   const attachDeps = { store, drivers, secrets, timings };
   const attachments = new AttachmentService(store, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });

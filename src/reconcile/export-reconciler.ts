@@ -12,6 +12,7 @@ import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { grantRequestOf } from '../access/grant-secrets.js';
+import type { BackendActivity } from './backend-activity.js';
 
 /** Volume states whose exports must exist on the backend. */
 const EXPORTED_STATES = ['available', 'resizing'] as const;
@@ -31,7 +32,7 @@ export class ExportReconciler {
   private readonly hosts = new HostRepository();
   private readonly events = new EventRepository();
 
-  constructor(private readonly store: Store, private readonly drivers: DriverCache, private readonly secrets: SecretBox, private readonly logger: Logger) {}
+  constructor(private readonly store: Store, private readonly drivers: DriverCache, private readonly secrets: SecretBox, private readonly logger: Logger, private readonly activity?: BackendActivity) {}
 
   /** One pass over every backend; concurrent calls share the pass. */
   reconcile(): Promise<void> {
@@ -87,6 +88,7 @@ export class ExportReconciler {
           .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['']).execute();
         for (const g of stale) await this.grants.update(this.store.db, g.id, { state: 'revoked', state_reason: 'revoke completed by the reconciler', updated_at: nowIso() });
         await this.record(b, report, '');
+        this.activity?.reconciled(b.id);
       } catch (err) {
         this.logger.warn({ err, backend: b.name }, 'export reconcile failed');
         // A pass that failed for some volumes may still have restored others: keep that on record.

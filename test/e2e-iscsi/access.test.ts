@@ -3,6 +3,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectError } from '../api/api-kit.js';
+import { afterFullReconcilePass } from '../helpers/activity.js';
 import { pollUntil, sleep } from '../helpers/server.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import {
@@ -160,8 +161,9 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
     expect((await readCapacity(lab, h3, c)).stdout.trim()).toBe(String(48 * MiB));
     await writeAndVerify(lab, h3, c, 0x3e, 4 * MiB, 256 * 1024);
     expect((await readCapacity(lab, h1, c)).exitCode).not.toBe(0);
-    // Both backends share one tgtd: neither reconciler takes the other's targets for orphans.
-    await sleep(3000);
+    // Both backends share one tgtd: neither reconciler takes the other's targets for orphans, which
+    // is only shown once each has run a whole pass since both targets exist.
+    await Promise.all([afterFullReconcilePass(s.api, 'san-btrfs'), afterFullReconcilePass(s.api, 'san-xfs')]);
     const iqns = (await showTargets(lab)).map((t) => t.iqn);
     expect(iqns).toEqual(expect.arrayContaining([c.iqn, c1.iqn]));
     const reconciles = (await listAll<EventView>(s.api, '/v1/events')).filter((e) => e.action === 'reconcile');

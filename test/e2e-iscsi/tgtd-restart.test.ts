@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/core/ids.js';
 import type { TgtTarget } from '../../src/drivers/tgt/tgtadm-show.js';
-import { pollUntil, sleep } from '../helpers/server.js';
+import { afterFullReconcilePass } from '../helpers/activity.js';
+import { pollUntil } from '../helpers/server.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import {
   MiB, createVolume, ensureDir, grant, listAll, readCapacity, readsPattern, registerBackend, registerLabHosts, revoke, showAccounts,
@@ -129,7 +130,7 @@ describe('tgtd restart: the reconciler restores every export with no manual acti
   it('a revoke after the restart takes effect and stays so across later reconcile passes', async () => {
     await revoke(s.api, 'ro-vol', 'h2');
     expect((await readCapacity(lab, h2, c2)).exitCode).not.toBe(0);
-    await sleep(3000); // a few reconcile passes (1 s apart) must not bring h2 back
+    await afterFullReconcilePass(s.api, 'san-xfs'); // a whole reconcile pass after the revoke must not bring h2 back
     const seen = (await showTargets(lab)).find((x) => x.iqn === c3.iqn);
     expect(seen?.aclAddresses).toEqual([h3.address]);
     expect(seen?.accounts).toEqual([c3.chapUser]);
