@@ -101,6 +101,8 @@ describe('tgtd restart: the reconciler restores every export with no manual acti
     expect(after.map((t) => t.iqn)).toContain(foreignIqn);
     expect(await showAccounts(lab)).toEqual(expect.arrayContaining([c1.chapUser, c2.chapUser, c3.chapUser]));
 
+    // tgtd shows a restore before the pass that made it has recorded its event: wait for that pass to end.
+    await Promise.all([afterFullReconcilePass(s.api, 'san-btrfs'), afterFullReconcilePass(s.api, 'san-xfs')]);
     const events = (await listAll<EventView>(s.api, '/v1/events')).filter((e) => e.seq > lastSeq && e.action === 'reconcile');
     expect(events.length).toBeGreaterThan(0);
     expect(events.every((e) => e.actor === 'reconciler' && e.resourceType === 'backend')).toBe(true);
