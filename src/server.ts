@@ -34,6 +34,7 @@ import { MigrationService } from './attachments/migration-service.js';
 import { HostMonitor } from './reconcile/host-monitor.js';
 import { backgroundLoops } from './reconcile/background-loops.js';
 import { settlesWithin, type BackgroundLoop } from './system/background-loop.js';
+import { BackendActivity } from './reconcile/backend-activity.js';
 
 /** Every driver this build knows, by URI scheme. */
 export const DRIVER_FACTORIES: readonly DriverFactory[] = [dirDriverFactory, btrfsDriverFactory, tgtDriverFactory];
@@ -69,12 +70,13 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
     stepAttempts: config.stepAttempts, retryBaseMs: config.retryBaseMs,
   });
   const secrets = SecretBox.fromKeyFile(config.secretKeyFile);
-  const backends = new BackendService(store, registry, drivers, engine, logger);
+  const activity = new BackendActivity();
+  const backends = new BackendService(store, registry, drivers, engine, logger, activity);
   const volumes = new VolumeService(store, engine);
   const hosts = new HostService(store, engine);
   const access = new AccessService(store, engine, volumes, hosts, secrets);
   const snapshots = new SnapshotService(store, engine, volumes, drivers);
-  const exports = new ExportReconciler(store, drivers, secrets, logger, config.reconcileDriverTimeoutMs);
+  const exports = new ExportReconciler(store, drivers, secrets, logger, config.reconcileDriverTimeoutMs, activity);
   const timings = { connectTimeoutMs: config.connectTimeoutMs, disconnectTimeoutMs: config.disconnectTimeoutMs, hostDownAfterMs: config.hostDownAfterMs };
   const attachments = new AttachmentService(store, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
   const fencing = new FencingService(store, engine, hosts, attachments);

@@ -13,6 +13,7 @@ import { nowIso, readJson, writeJson } from '../store/json.js';
 import type { BackendRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { DriverCache } from './driver-cache.js';
+import { BackendActivity, type BackendActivityView } from '../reconcile/backend-activity.js';
 
 /** Fields an operator sets when registering a backend. */
 export interface CreateBackendInput {
@@ -45,6 +46,8 @@ export class BackendService {
     private readonly drivers: DriverCache,
     private readonly engine: OperationEngine,
     private readonly logger: Logger,
+    /** This replica's probe and reconcile counters, shown by detail(). */
+    readonly activity: BackendActivity = new BackendActivity(),
   ) {}
 
   /** Finds a backend by id or name, or throws BACKEND_NOT_FOUND. */
@@ -58,6 +61,12 @@ export class BackendService {
     const row = await this.resolve(ref);
     const usage = await this.repo.usage(this.store.db, [row.id]);
     return toBackend(row, usage.get(row.id));
+  }
+
+  /** One backend with this replica's reconcile and probe counters. */
+  async detail(ref: string): Promise<Backend & BackendActivityView> {
+    const backend = await this.get(ref);
+    return { ...backend, ...this.activity.of(backend.id) };
   }
 
   async list(): Promise<Backend[]> {
@@ -192,6 +201,8 @@ export class BackendService {
         });
       }
     });
+    // Counted after the result is stored: whoever sees the new seq then reads this probe's result or a later one.
+    this.activity.probed(row.id);
     return this.get(row.id);
   }
 

@@ -14,6 +14,7 @@ import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { grantRequestOf } from '../access/grant-secrets.js';
+import type { BackendActivity } from './backend-activity.js';
 
 
 /**
@@ -30,8 +31,8 @@ export class ExportReconciler {
   private readonly hosts = new HostRepository();
   private readonly events = new EventRepository();
 
-  /** `driverTimeoutMs` bounds each driver call of a pass (reconcile, revoke, grant). */
-  constructor(private readonly store: Store, private readonly drivers: DriverCache, private readonly secrets: SecretBox, private readonly logger: Logger, private readonly driverTimeoutMs: number) {}
+  /** `driverTimeoutMs` bounds each driver call of a pass (reconcile, revoke, grant); `activity` counts finished passes per backend. */
+  constructor(private readonly store: Store, private readonly drivers: DriverCache, private readonly secrets: SecretBox, private readonly logger: Logger, private readonly driverTimeoutMs: number, private readonly activity?: BackendActivity) {}
 
   /** One pass over every backend; concurrent calls share the pass. `signal` (the loop's) cuts driver calls short. */
   reconcile(signal?: AbortSignal): Promise<void> {
@@ -99,6 +100,7 @@ export class ExportReconciler {
           }));
         }
         await this.record(b, report, '');
+        this.activity?.reconciled(b.id);
       } catch (err) {
         this.logger.warn({ err, backend: b.name }, 'export reconcile failed');
         // A pass that failed for some volumes may still have restored others: keep that on record.

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Attachment, Backend, ConnectionInfoModel, Grant, Host, Migration, Snapshot, Volume } from '../../src/core/models.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
+import { pollUntil } from '../helpers/server.js';
 import { CliSession, type CliResult } from './cli-harness.js';
 
 interface AgentAnswer { hostState: string; desired: { volumeId: string; instance: string }[] }
@@ -253,9 +254,8 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
 
   it('fences a silent host (printing what was revoked), evacuates to another, unfences', async () => {
     live.delete('hv-a');
-    await sleep(2500); // hv-a's agent is silent: down after 1.5 s
-    const hosts = await s.json<Host[]>(['host', 'list']);
-    expect(hosts.find((h) => h.name === 'hv-a')?.state).toBe('down');
+    // hv-a's agent is silent: wait until the server has marked it down.
+    await pollUntil('hv-a marked down', async () => ((await s.json<Host[]>(['host', 'list'])).find((h) => h.name === 'hv-a')?.state === 'down' ? true : undefined));
     const refused = await run(['volume', 'attach', 'd1', '--host', 'hv-b', '--instance', 'vm1']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^HOST_NOT_FENCED: .*stowage host fence hv-a/);
@@ -296,8 +296,8 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
   });
 
   it('migrates an instance\'s storage: start → complete by --instance/--from/--to, and abort by --id', async () => {
-    await sleep(300); // hv-a is reporting again
-    expect((await s.json<Host>(['host', 'show', 'hv-a'])).state).toBe('up');
+    // hv-a is reporting again: wait until the server has seen it.
+    await pollUntil('hv-a up again', async () => ((await s.json<Host>(['host', 'show', 'hv-a'])).state === 'up' ? true : undefined));
     ok(await run(['volume', 'create', 'm1', '--size', '8M']), 'create m1');
     ok(await run(['volume', 'attach', 'm1', '--host', 'hv-a', '--instance', 'vm2']), 'attach m1');
 

@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { ensureBuilt } from '../helpers/server.js';
 
 /** Repository root (where bin/ and dist/ live). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -39,19 +40,18 @@ function newestMtimeMs(dir: string): number {
 
 /**
  * Makes sure dist/ holds the CLI built from the current src/cli (scripts/test.mjs builds before
- * vitest; this covers running vitest directly). Builds only when dist/cli is missing or older.
+ * vitest; this covers running vitest directly). Builds through ensureBuilt, under the one build
+ * lock every test file shares, so two files never run tsc into dist/ at the same time.
  */
-export function ensureCliBuilt(): void {
+export async function ensureCliBuilt(): Promise<void> {
+  await ensureBuilt();
   let builtMs = 0;
   try {
     builtMs = statSync(BUILT_MAIN).mtimeMs;
   } catch {
     builtMs = 0;
   }
-  if (builtMs >= newestMtimeMs(join(REPO_ROOT, 'src', 'cli'))) return;
-  // tsc emits even when other parts of the tree have type errors; only the CLI's output matters here.
-  spawnSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, stdio: 'ignore' });
-  if (statSync(BUILT_MAIN).mtimeMs < newestMtimeMs(join(REPO_ROOT, 'src', 'cli'))) throw new Error('could not build the CLI: run `npm run build`');
+  if (builtMs < newestMtimeMs(join(REPO_ROOT, 'src', 'cli'))) throw new Error('could not build the CLI: run `npm run build`');
 }
 
 /** A port nothing listens on (bound once, then released). */
@@ -114,7 +114,7 @@ export class CliSession {
 
   /** Starts the server (with optional config `overrides`) and writes the CLI config with its real URL and the admin token. */
   static async start(overrides: Partial<Config> = {}): Promise<CliSession> {
-    ensureCliBuilt();
+    await ensureCliBuilt();
     const dir = mkdtempSync(join(tmpdir(), `stowage-cli-${process.pid}-`));
     const dataDir = join(dir, 'data');
     const server = await startServer(loadConfig(undefined, {}, {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DryRunResponseT, VolumeWithOperationT } from '../../src/cli/client.js';
 import type { Backend, Operation, StowageEvent, Volume } from '../../src/core/models.js';
-import { CliSession, closedPort } from './cli-harness.js';
+import { CliSession, closedPort, type RunningCli } from './cli-harness.js';
 
 const MiB = 1024 ** 2;
 
@@ -275,13 +275,25 @@ describe('stowage CLI against a real server', () => {
   it('runs the control plane with `stowage serve`, whose first start configures the CLI', async () => {
     const dir = join(s.dir, 'serve');
     const config = join(dir, 'cli.json');
-    const server = s.start(['serve'], {
-      STOWAGE_DATA_DIR: join(dir, 'data'), STOWAGE_PORT: String(await closedPort()), STOWAGE_CLI_CONFIG: config,
-      // Probes slowed to a minute so no probe changes a state mid-test; the probe on its shipped interval: test/defaults/backend-probe.ts.
-      STOWAGE_LOG_LEVEL: 'silent', STOWAGE_PROBE_INTERVAL_MS: '60000',
-    });
+    // The CLI config the first start writes names the port, so it must be a real one (not 0): a port
+    // found free may be taken before the server binds it, so a start that loses that race is retried.
+    let server: RunningCli | undefined;
+    for (let attempt = 0; attempt < 3 && server === undefined; attempt++) {
+      const candidate = s.start(['serve'], {
+        STOWAGE_DATA_DIR: join(dir, `data-${String(attempt)}`), STOWAGE_PORT: String(await closedPort()), STOWAGE_CLI_CONFIG: config,
+        // Probes slowed to a minute so no probe changes a state mid-test; the probe on its shipped interval: test/defaults/backend-probe.ts.
+        STOWAGE_LOG_LEVEL: 'silent', STOWAGE_PROBE_INTERVAL_MS: '60000',
+      });
+      try {
+        await candidate.waitForOutput((out, err) => out.includes('Admin API token') && err.includes('stowage serve: ready'));
+        server = candidate;
+      } catch (err) {
+        const result = await candidate.interrupt();
+        if (!/EADDRINUSE/.test(result.stderr)) throw err;
+      }
+    }
+    if (server === undefined) throw new Error('stowage serve lost the port race three times');
     try {
-      await server.waitForOutput((out, err) => out.includes('Admin API token') && err.includes('stowage serve: ready'));
       const names = (JSON.parse((await s.run(['backend', 'list', '-o', 'json'], { STOWAGE_CLI_CONFIG: config })).stdout) as Backend[]).map((b) => b.name);
       expect(names).toEqual(['local']);
     } finally {

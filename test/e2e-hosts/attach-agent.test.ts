@@ -106,11 +106,24 @@ describe('attach, detach and agent restart against real QEMU, tgtd and a namespa
       restartAgent();
       // The new agent reports the disk it finds: the control plane sees a fresh report with the device.
       const since = Date.now();
-      await pollUntil('a report from the restarted agent', async () => {
+      const reportedAt = async (): Promise<number | null> => {
         const a = await cp.api.ok<AttachmentView & { reportedAt: string | null }>('GET', `/v1/attachments/${r.attachment.id}`, 200);
-        return a.reportedAt !== null && Date.parse(a.reportedAt) > since ? a : undefined;
+        return a.reportedAt === null ? null : Date.parse(a.reportedAt);
+      };
+      const first = await pollUntil('a report from the restarted agent', async () => {
+        const at = await reportedAt();
+        return at !== null && at > since ? at : undefined;
       });
-      await sleep(2000); // a few converge passes of the new agent
+      // The agent converges between reports: two more reports with the device mean at least one whole
+      // converge pass of the new agent ran after its first report, so "the disk stayed" is evidence.
+      const second = await pollUntil('a second report from the restarted agent', async () => {
+        const at = await reportedAt();
+        return at !== null && at > first ? at : undefined;
+      });
+      await pollUntil('a third report from the restarted agent', async () => {
+        const at = await reportedAt();
+        return at !== null && at > second ? at : undefined;
+      });
     } finally {
       watching = false;
       await watcher;

@@ -3,12 +3,14 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectError } from '../api/api-kit.js';
-import { pollUntil, sleep } from '../helpers/server.js';
+import { afterFullReconcilePass } from '../helpers/activity.js';
+import { pollUntil, readToken, sleep } from '../helpers/server.js';
+import { hashToken } from '../../src/store/tenant-repository.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import {
   MiB, createVolume, ensureDir, grant, killChild, listAll, loginOf, openSession, qemuIo, readCapacity, readsPattern, registerBackend,
   registerLabHosts, revoke, sessionsFrom, showAccounts, showTargets, startE2eServer, tgtUri, writeAndVerify,
-  type Connection, type E2eServer, type EventView, type GrantView, type VolumeView,
+  type BackendView, type Connection, type E2eServer, type EventView, type GrantView, type VolumeView,
 } from './e2e-kit.js';
 
 /**
@@ -39,6 +41,9 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
     [h1, h2, h3] = [lab.host('h1'), lab.host('h2'), lab.host('h3')];
     s = await startE2eServer();
     await registerLabHosts(s.api, lab);
+    // Registered here, not in the first test, so every test can run on its own.
+    await registerBackend(s.api, 'san-btrfs', tgtUri(lab, `btrfs://${lab.btrfsDir}/pool`));
+    await registerBackend(s.api, 'san-xfs', tgtUri(lab, `dir://${ensureDir(join(lab.xfsDir, 'luns'))}`));
   });
 
   afterAll(async () => {
@@ -51,10 +56,10 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
   });
 
   it('registers a tgt backend over btrfs and one over dir on XFS; the probe shows offload from the backing store and tgt\'s access control', async () => {
-    const btrfs = await registerBackend(s.api, 'san-btrfs', tgtUri(lab, `btrfs://${lab.btrfsDir}/pool`));
+    const btrfs = await s.api.ok<BackendView>('GET', '/v1/backends/san-btrfs', 200);
     expect(btrfs.state).toBe('enabled');
     expect(btrfs.capabilities).toEqual(expect.arrayContaining(['snapshot', 'snapshot.offload', 'clone', 'clone.offload', 'revert', 'thin', 'resize', 'access.address', 'access.chap', 'format.raw']));
-    const xfs = await registerBackend(s.api, 'san-xfs', tgtUri(lab, `dir://${ensureDir(join(lab.xfsDir, 'luns'))}`));
+    const xfs = await s.api.ok<BackendView>('GET', '/v1/backends/san-xfs', 200);
     expect(xfs.state).toBe('enabled');
     expect(xfs.capabilities).toEqual(expect.arrayContaining(['snapshot.offload', 'clone.offload', 'access.address', 'access.chap']));
     // A tgt backend whose tgtd does not answer is registered offline, saying why.
@@ -160,8 +165,9 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
     expect((await readCapacity(lab, h3, c)).stdout.trim()).toBe(String(48 * MiB));
     await writeAndVerify(lab, h3, c, 0x3e, 4 * MiB, 256 * 1024);
     expect((await readCapacity(lab, h1, c)).exitCode).not.toBe(0);
-    // Both backends share one tgtd: neither reconciler takes the other's targets for orphans.
-    await sleep(3000);
+    // Both backends share one tgtd: neither reconciler takes the other's targets for orphans, which
+    // is only shown once each has run a whole pass since both targets exist.
+    await Promise.all([afterFullReconcilePass(s.api, 'san-btrfs'), afterFullReconcilePass(s.api, 'san-xfs')]);
     const iqns = (await showTargets(lab)).map((t) => t.iqn);
     expect(iqns).toEqual(expect.arrayContaining([c.iqn, c1.iqn]));
     const reconciles = (await listAll<EventView>(s.api, '/v1/events')).filter((e) => e.action === 'reconcile');
@@ -171,26 +177,29 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
     await revoke(s.api, 'xdata', 'h3');
   });
 
-  it('never lets a CHAP secret out: grant lists, events, operations, error answers, the debug log and the driver ledger', async () => {
-    expect(secrets.size).toBe(4);
+  it('never lets a CHAP secret out: grant lists, events, operations, error answers, the debug log, the driver ledger and the database files', async () => {
+    // Its own volumes and grants: this test does not lean on what earlier tests in the file left behind.
+    await createVolume(s.api, 'leak-rw', 16 * MiB, 'san-btrfs');
+    await createVolume(s.api, 'leak-ro', 16 * MiB, 'san-xfs');
+    const mine = [await granted('leak-rw', 'h1', 'rw'), await granted('leak-ro', 'h2', 'ro'), await granted('leak-ro', 'h3', 'ro')];
+    expect(new Set(mine.map((c) => c.chapSecret)).size).toBe(3);
+    expect(mine.every((c) => typeof c.chapSecret === 'string' && secrets.has(c.chapSecret))).toBe(true);
     // Some error answers to look at too.
-    await granted('data1', 'h1', 'rw');
-    expectError(await s.api.request('POST', '/v1/volumes/data1/grants?wait=true', { body: { host: 'h2', mode: 'rw' } }), 409, 'VOLUME_IN_USE');
-    expectError(await s.api.request('POST', '/v1/volumes/data1/grants?wait=true', { body: { host: 'h1', mode: 'ro' } }), 409, 'INVALID_STATE');
-    expectError(await s.api.request('POST', '/v1/volumes/data1/revert', { body: { snapshot: 'nope' } }), 404, 'SNAPSHOT_NOT_FOUND');
+    expectError(await s.api.request('POST', '/v1/volumes/leak-rw/grants?wait=true', { body: { host: 'h2', mode: 'rw' } }), 409, 'VOLUME_IN_USE');
+    expectError(await s.api.request('POST', '/v1/volumes/leak-rw/grants?wait=true', { body: { host: 'h1', mode: 'ro' } }), 409, 'INVALID_STATE');
+    expectError(await s.api.request('POST', '/v1/volumes/leak-rw/revert', { body: { snapshot: 'nope' } }), 404, 'SNAPSHOT_NOT_FOUND');
     expectError(await s.api.request('DELETE', '/v1/hosts/h1'), 409, 'HOST_IN_USE');
-    await s.api.ok('POST', '/v1/snapshots?wait=true', 200, { body: { volume: 'data1', name: 'snap-secret-check' } });
-    expectError(await s.api.request('POST', '/v1/volumes/data1/revert?wait=true', { body: { snapshot: 'snap-secret-check' } }), 409, 'VOLUME_IN_USE');
-    expect(secrets.size).toBe(5);
+    await s.api.ok('POST', '/v1/snapshots?wait=true', 200, { body: { volume: 'leak-rw', name: 'snap-secret-check' } });
+    expectError(await s.api.request('POST', '/v1/volumes/leak-rw/revert?wait=true', { body: { snapshot: 'snap-secret-check' } }), 409, 'VOLUME_IN_USE');
 
     const leaks = (where: string, text: string): string[] => [...secrets].filter((x) => text.includes(x)).map(() => where);
     const found: string[] = [];
-    for (const v of ['data1', 'xdata']) {
+    for (const v of ['leak-rw', 'leak-ro']) {
       const grants = await s.api.ok<{ items: GrantView[] }>('GET', `/v1/volumes/${v}/grants`, 200);
       for (const g of grants.items) expect(g.connection).not.toHaveProperty('chapSecret');
       found.push(...leaks(`GET /v1/volumes/${v}/grants`, JSON.stringify(grants)));
     }
-    expect((await s.api.ok<{ items: GrantView[] }>('GET', '/v1/volumes/data1/grants', 200)).items.map((g) => g.hostName)).toEqual(['h1']);
+    expect((await s.api.ok<{ items: GrantView[] }>('GET', '/v1/volumes/leak-rw/grants', 200)).items.map((g) => g.hostName)).toEqual(['h1']);
     const events = await listAll<unknown>(s.api, '/v1/events');
     expect(events.length).toBeGreaterThan(10);
     found.push(...leaks('GET /v1/events', JSON.stringify(events)));
@@ -202,11 +211,27 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
     for (const a of s.api.answers.filter((x) => !handOver.test(x))) found.push(...leaks(a.slice(0, 80), a));
     const log = readFileSync(s.logFile, 'utf8');
     // The log really recorded this file's requests (at debug level), so the check means something.
-    expect(log).toContain('/v1/volumes/data1/grants');
+    expect(log).toContain('/v1/volumes/leak-rw/grants');
     found.push(...leaks('server log', log));
     const ledgerDir = join(s.dataDir, 'tgt-grants');
     expect(existsSync(ledgerDir)).toBe(true);
     for (const f of readdirSync(ledgerDir)) found.push(...leaks(`ledger ${f}`, readFileSync(join(ledgerDir, f), 'utf8')));
+
+    // At rest: the SQLite file and its write-ahead log hold neither a CHAP secret nor the admin token
+    // in clear (the secrets are sealed by SecretBox, the token is stored as its SHA-256 only).
+    const token = readToken(s.config.cliConfigPath);
+    const files = ['stowage.db', 'stowage.db-wal'].map((f) => join(s.dataDir, f)).filter((f) => existsSync(f));
+    expect(files).toContain(join(s.dataDir, 'stowage.db'));
+    for (const f of files) {
+      const bytes = readFileSync(f);
+      for (const x of [...secrets, token]) if (bytes.includes(Buffer.from(x, 'utf8'))) found.push(`${f} (${x === token ? 'admin token' : 'CHAP secret'})`);
+    }
+    const sealed = await s.server.store.db.selectFrom('grants').select('chap_secret_sealed').where('chap_secret_sealed', 'is not', null).execute();
+    expect(sealed.length).toBeGreaterThanOrEqual(3);
+    expect(sealed.every((g) => g.chap_secret_sealed?.startsWith('v1:'))).toBe(true);
+    const tokens = await s.server.store.db.selectFrom('api_tokens').select('token_hash').execute();
+    expect(tokens.map((t) => t.token_hash)).toEqual([hashToken(token)]);
     expect(found).toEqual([]);
+    for (const [v, h] of [['leak-rw', 'h1'], ['leak-ro', 'h2'], ['leak-ro', 'h3']] as const) await revoke(s.api, v, h);
   });
 });

@@ -1,9 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ApiClient, clientFor, ensureBuilt, killAllSpawned, makeTempDir, pollUntil, reachedFailpoints, removeTempDir, sleep, spawnServer,
+  ApiClient, clientFor, ensureBuilt, killAllSpawned, makeTempDir, pollUntil, reachedFailpoints, removeTempDir, spawnServer,
   type SpawnedServer,
 } from '../helpers/server.js';
+import { afterFullReconcilePass } from '../helpers/activity.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import {
   MiB, killChild, loginOf, openSession, readCapacity, readsPattern, sessionsFrom, showAccounts, showTargets, tgtUri, writeAndVerify,
@@ -150,7 +151,7 @@ describe('kill -9 during grant and revoke: the restarted server converges, and t
       const again = await serve();
       await pollUntil('the revoke to finish after the restart', async () => ((await grantOf(again.api, vol, 'h1')) === undefined ? true : undefined));
       await pollUntil('h1\'s session to be gone', async () => ((await sessionsFrom(lab, iqn, h1.address)) === 0 ? true : undefined));
-      await sleep(2000); // a few reconcile passes: nothing comes back
+      await afterFullReconcilePass(again.api, 'san'); // a whole reconcile pass after the revoke: nothing comes back
       expect(await targetOf(iqn)).toEqual({ acl: [], accounts: [] });
       expect(await showAccounts(lab)).not.toContain(loginOf(c).user);
       expect(await sessionsFrom(lab, iqn, h1.address)).toBe(0);

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/core/ids.js';
 import type { TgtTarget } from '../../src/drivers/tgt/tgtadm-show.js';
-import { pollUntil, sleep } from '../helpers/server.js';
+import { afterFullReconcilePass } from '../helpers/activity.js';
+import { pollUntil } from '../helpers/server.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import {
   MiB, createVolume, ensureDir, grant, listAll, readCapacity, readsPattern, registerBackend, registerLabHosts, revoke, showAccounts,
@@ -101,6 +102,8 @@ describe('tgtd restart: the reconciler restores every export with no manual acti
     expect(after.map((t) => t.iqn)).toContain(foreignIqn);
     expect(await showAccounts(lab)).toEqual(expect.arrayContaining([c1.chapUser, c2.chapUser, c3.chapUser]));
 
+    // tgtd shows a restore before the pass that made it has recorded its event: wait for that pass to end.
+    await Promise.all([afterFullReconcilePass(s.api, 'san-btrfs'), afterFullReconcilePass(s.api, 'san-xfs')]);
     const events = (await listAll<EventView>(s.api, '/v1/events')).filter((e) => e.seq > lastSeq && e.action === 'reconcile');
     expect(events.length).toBeGreaterThan(0);
     expect(events.every((e) => e.actor === 'reconciler' && e.resourceType === 'backend')).toBe(true);
@@ -130,7 +133,7 @@ describe('tgtd restart: the reconciler restores every export with no manual acti
   it('a revoke after the restart takes effect and stays so across later reconcile passes', async () => {
     await revoke(s.api, 'ro-vol', 'h2');
     expect((await readCapacity(lab, h2, c2)).exitCode).not.toBe(0);
-    await sleep(3000); // a few reconcile passes (1 s apart) must not bring h2 back
+    await afterFullReconcilePass(s.api, 'san-xfs'); // a whole reconcile pass after the revoke must not bring h2 back
     const seen = (await showTargets(lab)).find((x) => x.iqn === c3.iqn);
     expect(seen?.aclAddresses).toEqual([h3.address]);
     expect(seen?.accounts).toEqual([c3.chapUser]);

@@ -150,6 +150,8 @@ export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** How long to wait for /healthz (default 60 s). */
   readonly readyTimeoutMs?: number;
+  /** Arguments after `serve`, e.g. `['--config', file]`. */
+  readonly args?: readonly string[];
 }
 
 /** Path of the CLI config (URL + token) spawned servers write in their data dir. */
@@ -212,7 +214,7 @@ function launch(opts: SpawnOptions, port: number): SpawnedServer {
     ...(opts.failpoints !== undefined ? { STOWAGE_FAILPOINTS: opts.failpoints } : {}),
     ...(opts.env ?? {}),
   };
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'main.js'), 'serve'], { cwd: opts.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'main.js'), 'serve', ...(opts.args ?? [])], { cwd: opts.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn node dist/main.js serve');
   let out = '';

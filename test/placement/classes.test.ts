@@ -28,7 +28,7 @@ describe('storage classes, explanations and retry through the real API and CLI',
   };
 
   beforeAll(async () => {
-    ensureCliBuilt();
+    await ensureCliBuilt();
     srv = await startInProcessServer({ defaultBackend: false });
     const mk = async (name: string, body: Record<string, unknown>): Promise<void> => {
       const dir = join(srv.dataDir, 'backends', name);

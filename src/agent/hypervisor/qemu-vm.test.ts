@@ -29,12 +29,16 @@ describe('validateIscsiRequest (runs before anything reaches QEMU)', () => {
   it('rejects CHAP with only one half, without naming the secret', () => {
     const secretOnly: IscsiAttachRequest = { volumeId: ok.volumeId, portal: ok.portal, iqn: ok.iqn, lun: 1, initiatorName: ok.initiatorName, readOnly: true, chapSecret: 'x' };
     expect(() => { validateIscsiRequest(secretOnly); }).toThrow(/both a user and a secret/);
+    // The error is captured outside the catch, so the checks run (and fail) even if nothing throws.
+    let err: unknown;
     try {
       validateIscsiRequest({ ...ok, chapUser: 'bad user' });
-    } catch (err) {
-      expect(String(err)).not.toContain(ok.chapSecret);
-      expect(JSON.stringify(err)).not.toContain(ok.chapSecret);
+    } catch (e) {
+      err = e;
     }
+    expect(err).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(String(err)).not.toContain(ok.chapSecret);
+    expect(JSON.stringify(err)).not.toContain(ok.chapSecret);
   });
 });
 

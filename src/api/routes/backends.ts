@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { BackendSchema, Page } from '../../core/models.js';
 import { BY_NAME, PageQuery, pageOf } from '../pagination.js';
+import { BackendActivitySchema } from '../../reconcile/backend-activity.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { BackendWithOperation, CreateBackendBody, RefParams, UpdateBackendBody } from '../schemas.js';
@@ -29,8 +30,11 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
     }, async (req) => pageOf(await deps.backends.list(), req.query, BY_NAME));
 
     app.get('/backends/:ref', {
-      schema: { tags, summary: 'Show one backend', params: RefParams, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },
-    }, async (req) => deps.backends.get(req.params.ref));
+      schema: {
+        tags, summary: 'Show one backend, with how often this replica reconciled and probed it', params: RefParams,
+        response: { 200: Type.Composite([BackendSchema, BackendActivitySchema]), ...errorResponses('BACKEND_NOT_FOUND') },
+      },
+    }, async (req) => deps.backends.detail(req.params.ref));
 
     app.patch('/backends/:ref', {
       schema: { tags, summary: 'Change role, cost, tags, zone, overcommit, reserve or capability overrides', params: RefParams, body: UpdateBackendBody, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },

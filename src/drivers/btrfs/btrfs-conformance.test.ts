@@ -10,5 +10,5 @@ for (const quota of ['off', 'on'] as const) {
     const lab = await startLab({ hosts: 0, tgtd: false, btrfs: true, xfs: false });
     const driver = new BtrfsDriver(parseBtrfsOptions(new URL(`btrfs://${lab.btrfsDir}/pool`), { quota }), runner);
     return { driver, data: qemuIoDataAccess(driver, runner), cleanup: () => lab.stop() };
-  });
+  }, { claims: ['snapshot', 'clone', 'revert'] });
 }

@@ -49,7 +49,7 @@ for (const format of VOLUME_FORMATS) {
     const dir = await tempDir();
     const driver = makeDriver(dir, format);
     return { driver, data: qemuIoDataAccess(driver, runner), cleanup: () => rm(dir, { recursive: true, force: true }) };
-  });
+  }, { claims: ['snapshot', 'clone', 'revert'] }); // by qemu-img, which this machine has
 }
 
 describe('dir driver specifics', () => {

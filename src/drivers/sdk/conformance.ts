@@ -18,9 +18,15 @@ export interface ConformanceSubject {
   readonly driver: BlockDriver;
   /** Removes everything the subject created (directories, loop devices, daemons). */
   cleanup(): Promise<void>;
-  /** Optional data access; without it the snapshot/clone tests check only sizes and listings. */
-  readonly data?: VolumeDataAccess;
+  /** Reads and writes volume data: snapshot, clone and revert are checked by their bytes, not only their shapes. */
+  readonly data: VolumeDataAccess;
 }
+
+/** The data-management capabilities the kit checks by behaviour. */
+export type CheckedCapability = 'snapshot' | 'clone' | 'revert';
+
+/** Every capability the kit checks by behaviour. */
+const CHECKED_CAPABILITIES: readonly CheckedCapability[] = ['snapshot', 'clone', 'revert'];
 
 /** Knobs for one conformance run. */
 export interface ConformanceOptions {
@@ -28,6 +34,12 @@ export interface ConformanceOptions {
   readonly sizeBytes?: number;
   /** Format passed in CreateVolume (default: none, the driver's default). */
   readonly format?: VolumeFormat;
+  /**
+   * Which of snapshot, clone and revert this subject must claim. Stated by the test, not read from
+   * the driver: a driver that stops claiming one fails instead of skipping its checks, and each one
+   * claimed is then checked by behaviour.
+   */
+  readonly claims: readonly CheckedCapability[];
 }
 
 const signal = (): AbortSignal => new AbortController().signal;
@@ -92,13 +104,14 @@ export function assertReportShape(report: BackendReport): void {
 
 /**
  * Registers vitest tests that check the BlockDriver contract against any driver: probe shape,
- * idempotent create/delete, grow-only resize, conflicting re-create, cancellation, and — when the
- * driver has the methods — snapshots, clones and revert (with data checks if `data` is given).
+ * idempotent create/delete, grow-only resize, conflicting re-create, cancellation, and snapshots,
+ * clones and revert with data checks for each capability `options.claims` says the driver has (and
+ * a refusal for each it has not).
  */
 export function describeBlockDriverConformance(
   name: string,
   makeDriver: () => Promise<ConformanceSubject>,
-  options: ConformanceOptions = {},
+  options: ConformanceOptions,
 ): void {
   const sizeBytes = options.sizeBytes ?? 4 * 1024 * 1024;
   const req = (id: string, size = sizeBytes): { id: string; name: string; sizeBytes: number; format?: VolumeFormat } => ({
@@ -189,104 +202,141 @@ export function describeBlockDriverConformance(
       expect(await listed(id)).toEqual([]);
     });
 
-    describeSnapshots(() => ({ driver: drv(), report, data: subject?.data }), req, sizeBytes);
+    describeSnapshots(() => ({ driver: drv(), report, data: subject?.data }), req, sizeBytes, options.claims);
   });
 }
 
 type Env = () => { driver: BlockDriver; report: BackendReport | undefined; data: VolumeDataAccess | undefined };
 type ReqFn = (id: string, size?: number) => { id: string; name: string; sizeBytes: number; format?: VolumeFormat };
 
-/** Snapshot, clone and revert checks; each skips itself when the driver lacks the method. */
-function describeSnapshots(env: Env, req: ReqFn, sizeBytes: number): void {
+/** A method the driver must have because it claims the capability. */
+function required<T>(method: T | undefined, cap: CheckedCapability): T {
+  if (method === undefined) throw new Error(`the driver claims ${cap} but lacks its method`);
+  return method;
+}
+
+/**
+ * Snapshot, clone and revert checks. Which run is fixed by `claims` (what the test says the driver
+ * has), never by what the driver reports, so a lost capability fails rather than skips.
+ */
+function describeSnapshots(env: Env, req: ReqFn, sizeBytes: number, claims: readonly CheckedCapability[]): void {
   const CHUNK = 64 * 1024;
-  const has = (cap: 'snapshot' | 'clone' | 'revert'): boolean => env().report?.capabilities.includes(cap) ?? false;
-  const fill = async (h: DriverHandle, byte: number): Promise<void> => { await env().data?.fill(h, 0, CHUNK, byte, signal()); };
-  const expectFilled = async (h: DriverHandle, byte: number): Promise<void> => {
+  const claimed = (cap: CheckedCapability): boolean => claims.includes(cap);
+  const dataOf = (): VolumeDataAccess => {
     const data = env().data;
-    if (data) expect(await data.isFilled(h, 0, CHUNK, byte, signal()), `first ${CHUNK} bytes are 0x${byte.toString(16)}`).toBe(true);
+    if (!data) throw new Error('the conformance subject has no data access');
+    return data;
+  };
+  const fill = async (h: DriverHandle, byte: number): Promise<void> => { await dataOf().fill(h, 0, CHUNK, byte, signal()); };
+  const expectFilled = async (h: DriverHandle, byte: number): Promise<void> => {
+    expect(await dataOf().isFilled(h, 0, CHUNK, byte, signal()), `first ${CHUNK} bytes are 0x${byte.toString(16)}`).toBe(true);
   };
   const listedSize = async (id: string): Promise<number[]> => (await env().driver.listVolumes(signal())).filter((v) => v.id === id).map((v) => v.sizeBytes);
 
-  it('snapshot methods exist exactly when the capability is reported, or fail with CAPABILITY_MISSING', async () => {
+  it(`reports exactly the claimed data capabilities (${claims.length > 0 ? claims.join(', ') : 'none'})`, () => {
+    const reported = CHECKED_CAPABILITIES.filter((c) => env().report?.capabilities.includes(c) ?? false);
+    expect(reported).toEqual(CHECKED_CAPABILITIES.filter(claimed));
+  });
+
+  it('the data access can tell bytes apart (or every data check below would pass vacuously)', async () => {
     const { driver } = env();
-    if (!driver.createSnapshot || has('snapshot')) {
-      expect(has('snapshot') ? typeof driver.createSnapshot : 'function').toBe('function');
-      return;
-    }
     const h = await driver.createVolume(req(newId('volume')), signal());
-    await expectCode(driver.createSnapshot(h, newId('snapshot'), signal()), 'CAPABILITY_MISSING');
+    await fill(h, 0xa1);
+    await expectFilled(h, 0xa1);
+    expect(await dataOf().isFilled(h, 0, CHUNK, 0x5c, signal())).toBe(false);
     await driver.deleteVolume(h, signal());
   });
 
-  it('snapshot is point-in-time; clone from it, revert to it, delete it (idempotently)', async (ctx) => {
+  if (!claimed('snapshot')) {
+    it('without the snapshot capability, snapshot is absent or fails with CAPABILITY_MISSING', async () => {
+      const { driver } = env();
+      if (!driver.createSnapshot) return;
+      const h = await driver.createVolume(req(newId('volume')), signal());
+      await expectCode(driver.createSnapshot(h, newId('snapshot'), signal()), 'CAPABILITY_MISSING');
+      await driver.deleteVolume(h, signal());
+    });
+  }
+  if (!claimed('clone')) {
+    it('without the clone capability, clone is absent or fails with CAPABILITY_MISSING', async () => {
+      const { driver } = env();
+      if (!driver.cloneVolume) return;
+      const h = await driver.createVolume(req(newId('volume')), signal());
+      await expectCode(driver.cloneVolume(h, req(newId('volume')), signal()), 'CAPABILITY_MISSING');
+      await driver.deleteVolume(h, signal());
+    });
+  }
+
+  it.runIf(claimed('snapshot'))('snapshot is point-in-time; clone from it, revert to it, delete it (idempotently)', async () => {
     const { driver } = env();
-    if (!driver.createSnapshot || !driver.deleteSnapshot || !has('snapshot')) { ctx.skip(); return; }
+    const createSnapshot = required(driver.createSnapshot?.bind(driver), 'snapshot');
+    const deleteSnapshot = required(driver.deleteSnapshot?.bind(driver), 'snapshot');
     const volId = newId('volume');
     const vol = await driver.createVolume(req(volId), signal());
     await fill(vol, 0xa1);
-    const data = env().data;
-    if (data) expect(await data.isFilled(vol, 0, CHUNK, 0x5c, signal()), 'data access can tell bytes apart').toBe(false);
     const snapId = newId('snapshot');
-    const snap = await driver.createSnapshot(vol, snapId, signal());
-    expect(await driver.createSnapshot(vol, snapId, signal())).toEqual(snap);
+    const snap = await createSnapshot(vol, snapId, signal());
+    expect(await createSnapshot(vol, snapId, signal())).toEqual(snap);
     expect(await listedSize(volId)).toEqual([sizeBytes]); // the snapshot is not listed as a volume
     await fill(vol, 0xb2);
     await expectFilled(vol, 0xb2);
 
-    if (driver.cloneVolume && has('clone')) {
+    if (claimed('clone')) {
+      const cloneVolume = required(driver.cloneVolume?.bind(driver), 'clone');
       const cloneId = newId('volume');
-      const clone = await driver.cloneVolume(snap, req(cloneId), signal());
+      const clone = await cloneVolume(snap, req(cloneId), signal());
       await expectFilled(clone, 0xa1);
       expect(await listedSize(cloneId)).toEqual([sizeBytes]);
-      expect(await driver.cloneVolume(snap, req(cloneId), signal())).toBeDefined();
+      expect(await cloneVolume(snap, req(cloneId), signal())).toBeDefined();
       await fill(clone, 0xc3);
       await expectFilled(vol, 0xb2);
       await driver.deleteVolume(clone, signal());
     }
-    if (driver.revertVolume && has('revert')) {
-      await driver.revertVolume(vol, snap, signal());
+    if (claimed('revert')) {
+      await required(driver.revertVolume?.bind(driver), 'revert')(vol, snap, signal());
       await expectFilled(vol, 0xa1);
       expect(await listedSize(volId)).toEqual([sizeBytes]);
     }
-    await driver.deleteSnapshot(snap, signal());
-    await driver.deleteSnapshot(snap, signal());
-    await expectFilled(vol, driver.revertVolume && has('revert') ? 0xa1 : 0xb2);
+    await deleteSnapshot(snap, signal());
+    await deleteSnapshot(snap, signal());
+    await expectFilled(vol, claimed('revert') ? 0xa1 : 0xb2);
     expect(await listedSize(volId)).toEqual([sizeBytes]);
     await driver.deleteVolume(vol, signal());
   });
 
-  it('deleting an older snapshot keeps newer snapshots, clones and the volume intact', async (ctx) => {
+  it.runIf(claimed('snapshot') && claimed('clone'))('deleting an older snapshot keeps newer snapshots, clones and the volume intact', async () => {
     const { driver } = env();
-    if (!driver.createSnapshot || !driver.deleteSnapshot || !driver.cloneVolume || !has('snapshot') || !has('clone')) { ctx.skip(); return; }
+    const createSnapshot = required(driver.createSnapshot?.bind(driver), 'snapshot');
+    const deleteSnapshot = required(driver.deleteSnapshot?.bind(driver), 'snapshot');
+    const cloneVolume = required(driver.cloneVolume?.bind(driver), 'clone');
     const vol = await driver.createVolume(req(newId('volume')), signal());
     await fill(vol, 0x11);
-    const s1 = await driver.createSnapshot(vol, newId('snapshot'), signal());
-    const c1 = await driver.cloneVolume(s1, req(newId('volume')), signal());
+    const s1 = await createSnapshot(vol, newId('snapshot'), signal());
+    const c1 = await cloneVolume(s1, req(newId('volume')), signal());
     await fill(vol, 0x22);
-    const s2 = await driver.createSnapshot(vol, newId('snapshot'), signal());
+    const s2 = await createSnapshot(vol, newId('snapshot'), signal());
     await fill(vol, 0x33);
-    await driver.deleteSnapshot(s1, signal());
+    await deleteSnapshot(s1, signal());
     await expectFilled(c1, 0x11);
     await expectFilled(vol, 0x33);
-    const c2 = await driver.cloneVolume(s2, req(newId('volume')), signal());
+    const c2 = await cloneVolume(s2, req(newId('volume')), signal());
     await expectFilled(c2, 0x22);
-    await driver.deleteSnapshot(s2, signal());
+    await deleteSnapshot(s2, signal());
     await expectFilled(c2, 0x22);
     await expectFilled(vol, 0x33);
     for (const h of [c1, c2, vol]) await driver.deleteVolume(h, signal());
   });
 
-  it('clone of a volume is independent of it and may be larger', async (ctx) => {
+  it.runIf(claimed('clone'))('clone of a volume is independent of it and may be larger', async () => {
     const { driver } = env();
-    if (!driver.cloneVolume || !has('clone')) { ctx.skip(); return; }
+    const cloneVolume = required(driver.cloneVolume?.bind(driver), 'clone');
     const vol = await driver.createVolume(req(newId('volume')), signal());
     await fill(vol, 0x44);
     const cloneId = newId('volume');
-    const clone = await driver.cloneVolume(vol, req(cloneId, sizeBytes * 2), signal());
+    const clone = await cloneVolume(vol, req(cloneId, sizeBytes * 2), signal());
     expect(await listedSize(cloneId)).toEqual([sizeBytes * 2]);
     await fill(vol, 0x55);
     await expectFilled(clone, 0x44);
-    await expectCode(driver.cloneVolume(vol, req(newId('volume'), sizeBytes / 2), signal()), 'SHRINK_NOT_SUPPORTED');
+    await expectCode(cloneVolume(vol, req(newId('volume'), sizeBytes / 2), signal()), 'SHRINK_NOT_SUPPORTED');
     await driver.deleteVolume(clone, signal());
     await driver.deleteVolume(vol, signal());
   });

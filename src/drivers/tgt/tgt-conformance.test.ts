@@ -28,5 +28,5 @@ for (const [label, backingUri] of Object.entries(backings)) {
         await rm(dataDir, { recursive: true, force: true });
       },
     };
-  });
+  }, { claims: ['snapshot', 'clone', 'revert'] }); // both backing stores have them, and tgt passes them through
 }
