@@ -33,7 +33,7 @@ export class Failpoints {
   async hit(name: string): Promise<void> {
     const action = this.points.get(name);
     if (!action) return;
-    if (this.reachedFile) appendFileSync(this.reachedFile, `${name}\n`);
+    if (this.reachedFile) appendFileSync(this.reachedFile, `${name}\n`, { mode: 0o600 });
     if (action === 'kill') process.kill(process.pid, 'SIGKILL');
     await new Promise<never>(() => { /* paused until the test kills us */ });
   }
