@@ -6,6 +6,7 @@ import { CommandFailedError, type CommandRunner, type RunOptions } from '../../s
 import type {
   BackendReport, BlockDriver, Capability, CreateVolume, DriverDeps, DriverFactory, DriverHandle, DriverVolume,
 } from '../sdk/types.js';
+import { parsePathUri } from '../sdk/path-uri.js';
 import { parseFilesystemUsage, parseSubvolumeShow, type SubvolumeInfo } from './btrfs-parse.js';
 import { assertSubvolumeId, childPath, DISK_FILE, parseBtrfsUri, BTRFS_VOLUME_ID_RE } from './btrfs-paths.js';
 
@@ -73,6 +74,10 @@ export class BtrfsDriver implements BlockDriver {
   private readonly locks = new KeyedLock();
 
   constructor(private readonly opts: BtrfsDriverOptions, private readonly runner: CommandRunner) {}
+
+  get localDir(): string {
+    return this.opts.dir;
+  }
 
   private async run(cmd: string, args: readonly string[], signal: AbortSignal, extra: RunOptions = {}): Promise<string> {
     try {
@@ -359,4 +364,5 @@ export const btrfsDriverFactory: DriverFactory = {
   create(uri, options, deps: DriverDeps) {
     return new BtrfsDriver(parseBtrfsOptions(uri, options), deps.runner);
   },
+  normalize: (typed) => parsePathUri(typed, 'btrfs', 'btrfs:///mountpoint/subdir').canonical,
 };

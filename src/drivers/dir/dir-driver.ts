@@ -8,6 +8,7 @@ import type { BackendReport, BlockDriver, Capability, CreateVolume, DriverFactor
 import { toDriverError } from './dir-errors.js';
 import { parseSnapshotHandle, parseSourceHandle, parseVolumeHandle, volumeHandle, type CopyMethod, type DirSnapshotHandle } from './dir-handles.js';
 import { assertImageId, imagePath, parseImageFileName, PROBE_TEMP_ID, sweepTempFiles, tempPath, type ImageKind } from './dir-paths.js';
+import { parsePathUri } from '../sdk/path-uri.js';
 import { parseDirUri, type DirConfig } from './dir-uri.js';
 import { createSparseFile, exists, publishNoClobber, sameInode, syncDir, unlinkIfExists, writePrivately } from './file-ops.js';
 import { QemuImg } from './qemu-img.js';
@@ -51,6 +52,7 @@ export class DirDriver implements BlockDriver {
   readonly scheme = 'dir';
   readonly kind = 'block' as const;
   readonly dir: string;
+  readonly localDir: string;
   readonly defaultFormat: VolumeFormat;
   private readonly runner: CommandRunner;
   private readonly qemu: QemuImg;
@@ -60,6 +62,7 @@ export class DirDriver implements BlockDriver {
 
   constructor(config: DirConfig, runner: CommandRunner) {
     this.dir = config.dir;
+    this.localDir = config.dir;
     this.defaultFormat = config.defaultFormat;
     this.runner = runner;
     this.qemu = new QemuImg(runner);
@@ -512,4 +515,5 @@ export const dirDriverFactory: DriverFactory = {
   create(uri, options, deps) {
     return new DirDriver(parseDirUri(uri, options), deps.runner);
   },
+  normalize: (typed) => parsePathUri(typed, 'dir', 'dir:///absolute/path[?format=raw|qcow2]').canonical,
 };
