@@ -22,6 +22,7 @@ import { BackendRepository } from './store/backend-repository.js';
 import { TenantRepository } from './store/tenant-repository.js';
 import { openStore, type Store } from './store/store.js';
 import { SpawnCommandRunner } from './system/command-runner.js';
+import { ensurePrivateDir } from './system/private-files.js';
 import { VolumeService } from './volumes/volume-service.js';
 import { AccessService } from './access/access-service.js';
 import { HostService } from './hosts/host-service.js';
@@ -59,7 +60,7 @@ export interface RunningServer {
  * token and the `local` backend on first start, then serves the API and runs workers and probes.
  */
 export async function startServer(config: Config, logger: Logger = pino({ level: config.logLevel })): Promise<RunningServer> {
-  mkdirSync(config.dataDir, { recursive: true });
+  ensurePrivateDir(config.dataDir);
   const store = await openStore(config.databaseUrl);
   const failpoints = config.failpoints ? new Failpoints(config.failpoints, join(config.dataDir, 'failpoints.reached')) : Failpoints.none();
   const registry = new DriverRegistry(DRIVER_FACTORIES);
@@ -151,7 +152,7 @@ async function bootstrap(store: Store, config: Config, backends: BackendService,
   }
   if (config.defaultBackend && (await new BackendRepository().listAll(store.db)).length === 0) {
     const dir = join(config.dataDir, 'volumes');
-    mkdirSync(dir, { recursive: true });
+    ensurePrivateDir(dir);
     const { backend } = await backends.create({ name: 'local', driver: `dir://${dir}` }, 'system');
     logger.info({ backend: backend.name, state: backend.state }, 'created the default local backend');
   }
@@ -159,7 +160,7 @@ async function bootstrap(store: Store, config: Config, backends: BackendService,
 
 /** Writes the CLI's config (API URL and token) readable only by this user. */
 export function writeCliConfig(path: string, cfg: { url: string; token: string }): void {
-  mkdirSync(dirname(path), { recursive: true });
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   writeFileSync(path, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
   chmodSync(path, 0o600);
 }

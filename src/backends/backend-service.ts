@@ -12,6 +12,7 @@ import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import type { BackendRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
+import { assertNoOverlap, filesystemOf, shareOf, type BackendDir } from './backend-paths.js';
 import type { DriverCache } from './driver-cache.js';
 import { BackendActivity, type BackendActivityView } from '../reconcile/backend-activity.js';
 
@@ -82,16 +83,20 @@ export class BackendService {
     validateOverrides(input.capabilityOverrides);
     if (input.zone) assertValidName(input.zone, 'zone');
     const { factory } = this.registry.factoryFor(input.driver);
+    // Stored and shown as the driver uses it: `dir:///srv/a/..%2Fb` is registered as dir:///srv/b.
+    const driverUri = this.registry.canonicalUri(input.driver);
     const options = input.options ?? {};
-    this.drivers.validate(input.driver, options);
+    const localDir = this.drivers.validate(driverUri, options).localDir;
     if (await this.repo.findByName(this.store.db, input.name)) {
       throw new StowageError('NAME_TAKEN', `a backend named "${input.name}" already exists`, { name: input.name });
     }
+    // Checked before the probe too, which may create the directory (btrfs): refused input changes nothing.
+    if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(await this.repo.listAll(this.store.db)), this.drivers.dataDir);
     const id = newId('backend');
     const at = nowIso();
     const adminState = input.enabled === false ? 'disabled' : 'enabled';
     const row: BackendRow = {
-      id, tenant_id: DEFAULT_TENANT_ID, name: input.name, driver_uri: input.driver, kind: factory.kind,
+      id, tenant_id: DEFAULT_TENANT_ID, name: input.name, driver_uri: driverUri, kind: factory.kind,
       role: input.role ?? 'primary', state: 'offline', state_reason: 'not probed yet', admin_state: adminState,
       cost: input.cost ?? 0, tags: backendJson.tags(input.tags ?? []), zone: input.zone ?? '',
       overcommit_ratio: input.overcommitRatio ?? 1, reserved_percent: input.reservedPercent ?? 0,
@@ -102,6 +107,7 @@ export class BackendService {
     const report = await this.probeDriver(row);
     applyReport(row, report);
     const op = await this.store.transaction(async (trx) => {
+      if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(await this.repo.listAll(trx)), this.drivers.dataDir);
       try {
         await this.repo.insert(trx, row);
       } catch (err) {
@@ -116,6 +122,7 @@ export class BackendService {
       });
       return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor }, { backendId: id, state: row.state });
     });
+    if (localDir) await this.reprobeSharers(localDir, id); // their share of the filesystem just shrank
     return { backend: await this.get(id), operationId: op.id };
   }
 
@@ -165,6 +172,12 @@ export class BackendService {
   /** Refuses while the backend holds volumes (409 with the count); otherwise removes it. */
   async delete(ref: string, actor: string): Promise<void> {
     const row = await this.resolve(ref);
+    let localDir: string | undefined;
+    try {
+      localDir = this.drivers.get(row).localDir;
+    } catch {
+      localDir = undefined; // a row whose URI no longer parses shares nothing we can find
+    }
     await this.store.transaction(async (trx) => {
       const n = await this.repo.countVolumes(trx, row.id);
       if (n > 0) {
@@ -179,6 +192,7 @@ export class BackendService {
       await this.engine.record(trx, { kind: 'backend.delete', tenantId: row.tenant_id, targetType: 'backend', targetId: row.id, input: {}, actor }, {});
     });
     await this.drivers.forget(row.id);
+    if (localDir) await this.reprobeSharers(localDir, row.id); // their share of the filesystem just grew
   }
 
   /** Probes one backend now and stores capacity, capabilities and state. */
@@ -212,10 +226,46 @@ export class BackendService {
     await Promise.allSettled(rows.map((r) => this.refresh(r.id)));
   }
 
+  /** Directories of the registered backends other than `exceptId` (rows whose URI no longer builds are skipped). */
+  private backendDirs(rows: readonly BackendRow[], exceptId?: string): BackendDir[] {
+    const out: BackendDir[] = [];
+    for (const r of rows) {
+      if (r.id === exceptId) continue;
+      let dir: string | undefined;
+      try {
+        dir = this.drivers.get(r).localDir;
+      } catch {
+        dir = undefined;
+      }
+      if (dir) out.push({ id: r.id, name: r.name, dir });
+    }
+    return out;
+  }
+
+  /** The other backends whose directory is on the same filesystem as `dir`. */
+  private async sharersOf(dir: string, exceptId: string): Promise<BackendDir[]> {
+    const fs = await filesystemOf(dir);
+    if (fs === undefined) return [];
+    const out: BackendDir[] = [];
+    for (const o of this.backendDirs(await this.repo.listAll(this.store.db), exceptId)) {
+      if ((await filesystemOf(o.dir)) === fs) out.push(o);
+    }
+    return out;
+  }
+
+  /** Probes again the backends sharing `dir`'s filesystem, after one joined or left it. */
+  private async reprobeSharers(dir: string, exceptId: string): Promise<void> {
+    for (const o of await this.sharersOf(dir, exceptId)) {
+      await this.refresh(o.id).catch((err: unknown) => { this.logger.warn({ err, backend: o.id }, 'backend probe after a filesystem change failed'); });
+    }
+  }
+
+  /** Probes the driver; a backend sharing its filesystem with others reports its share (see shareOf). */
   private async probeDriver(row: Pick<BackendRow, 'id' | 'driver_uri' | 'options' | 'admin_state'>): Promise<ProbeOutcome> {
     try {
       const driver = this.drivers.get(row);
-      const report = await driver.probe(AbortSignal.timeout(PROBE_TIMEOUT_MS));
+      const whole = await driver.probe(AbortSignal.timeout(PROBE_TIMEOUT_MS));
+      const report = driver.localDir ? shareOf(whole, 1 + (await this.sharersOf(driver.localDir, row.id)).length) : whole;
       return { ok: true, report, adminState: row.admin_state };
     } catch (err) {
       const e = toStowageError(err);

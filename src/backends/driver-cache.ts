@@ -18,9 +18,14 @@ export class DriverCache {
     return driver;
   }
 
-  /** Builds (and discards) a driver to validate a URI and options; throws INVALID_DRIVER_URI/UNKNOWN_DRIVER. */
-  validate(uri: string, options: Readonly<Record<string, string>>): void {
-    this.registry.create(uri, options, this.deps);
+  /** Builds a driver (not cached) to validate a URI and options; throws INVALID_DRIVER_URI/UNKNOWN_DRIVER. */
+  validate(uri: string, options: Readonly<Record<string, string>>): BlockDriver {
+    return this.registry.create(uri, options, this.deps);
+  }
+
+  /** The server's data dir, where no backend may keep its files (but its `volumes/`). */
+  get dataDir(): string {
+    return this.deps.dataDir;
   }
 
   /** Drops (and closes) the driver of a deleted backend. */

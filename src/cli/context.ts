@@ -30,9 +30,22 @@ function isTerminal(stream: { readonly isTTY?: boolean }): boolean {
   return stream.isTTY === true;
 }
 
+/**
+ * A reader that went away (`stowage volume create --help | head`) is no failure of ours: exit 0 at
+ * once, as the output nobody reads is all that is lost, instead of dying on an unhandled EPIPE.
+ */
+function exitQuietlyOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 /** The context of the real process: process.stdout/stderr/env and SIGINT. */
 export function processContext(): CliContext {
   let controller: AbortController | null = null;
+  exitQuietlyOnClosedPipe(process.stdout);
+  exitQuietlyOnClosedPipe(process.stderr);
   return {
     env: process.env,
     stdout: { write: (t) => { process.stdout.write(t); }, isTTY: isTerminal(process.stdout) },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ago, bar, formatAge, formatDuration, formatScore, formatTime, renderFields, renderTable } from './output.js';
+import { ago, bar, escapeTerminal, formatAge, formatDuration, formatScore, formatTime, renderFields, renderTable, safeStream, writeControl } from './output.js';
 
 describe('renderTable', () => {
   it('pads columns to the widest cell and upper-cases headers', () => {
@@ -48,5 +48,25 @@ describe('formatting', () => {
   it('shows timestamps as UTC date and time', () => {
     expect(formatTime('2026-11-21T08:54:02.567Z')).toBe('2026-11-21 08:54:02');
     expect(formatTime(null)).toBe('-');
+  });
+});
+
+describe('escapeTerminal', () => {
+  it('shows every character a terminal acts on as \\uXXXX and leaves newlines, tabs and text alone', () => {
+    expect(escapeTerminal('a\u001b[2Jb\u009b1m\u007f\u202e\u2066\r\u2028é█\n\tz')).toBe('a\\u001b[2Jb\\u009b1m\\u007f\\u202e\\u2066\\u000d\\u2028é█\n\tz');
+  });
+
+  it('is idempotent and keeps JSON the same value', () => {
+    const text = JSON.stringify({ n: 'x\u007f\u0085\u202ey' });
+    expect(escapeTerminal(escapeTerminal(text))).toBe(escapeTerminal(text));
+    expect(JSON.parse(escapeTerminal(text))).toEqual({ n: 'x\u007f\u0085\u202ey' });
+  });
+
+  it('escapes what is written through safeStream but not the CLI\'s own control sequences', () => {
+    let text = '';
+    const out = safeStream({ isTTY: true, write: (t) => { text += t; } });
+    writeControl(out, '\r\u001b[2K');
+    out.write('v\u001b[2J\n');
+    expect(text).toBe('\r\u001b[2Kv\\u001b[2J\n');
   });
 });

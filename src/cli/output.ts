@@ -15,6 +15,44 @@ export function outputOption(): Option {
 export interface OutStream {
   write(text: string): void;
   readonly isTTY: boolean;
+  /** Writes the CLI's own terminal control sequences unescaped (absent: plain `write`). */
+  control?(sequence: string): void;
+}
+
+/**
+ * Characters a terminal acts on instead of printing: C0 controls except newline and tab, DEL, C1
+ * controls, the Unicode line/paragraph separators and the bidirectional overrides/isolates (which
+ * make text display in an order other than the one it is in, e.g. to disguise a name).
+ */
+const TERMINAL_ACTIVE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Makes text from the API (names, descriptions, agent reports, error messages) safe to show on a
+ * terminal: every character a terminal would act on becomes the visible `\uXXXX`, so `\u001b[2J`
+ * in a volume name is printed, not executed. The `\uXXXX` form is also a valid JSON escape of the
+ * same character, so `-o json` output passed through here is the same JSON value. Idempotent.
+ */
+export function escapeTerminal(text: string): string {
+  return text.replace(TERMINAL_ACTIVE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * Wraps a stream so everything written to it is escaped with escapeTerminal: the one place that
+ * keeps API-supplied text from driving the operator's terminal (tables, show views, errors, event
+ * lines, commander's messages). Only `control` (see writeControl) passes sequences through as they are.
+ */
+export function safeStream(out: OutStream): OutStream {
+  return {
+    isTTY: out.isTTY,
+    write: (text) => { out.write(escapeTerminal(text)); },
+    control: (sequence) => { writeControl(out, sequence); },
+  };
+}
+
+/** Writes one of the CLI's own terminal control sequences (cursor moves, line clears) unescaped. */
+export function writeControl(out: OutStream, sequence: string): void {
+  if (out.control) out.control(sequence);
+  else out.write(sequence);
 }
 
 /** Pretty JSON of an API object, with a trailing newline. */

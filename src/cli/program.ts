@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { StowageError } from '../core/errors.js';
 import type { CliContext } from './context.js';
 import { CliError, USAGE_EXIT_CODE, formatCliError } from './errors.js';
+import { safeStream } from './output.js';
 
 /** A command group: `src/cli/commands/<name>.ts` exporting `register(program, ctx)`. */
 export interface CommandGroup {
@@ -79,7 +80,10 @@ export async function buildProgram(ctx: CliContext): Promise<Command> {
  * Runs the CLI on `args` (without node and the script) and returns the exit code: 0 on success,
  * 1 when the API or an operation reported an error (printed as `code: message`), 2 for usage errors.
  */
-export async function runCli(args: readonly string[], ctx: CliContext): Promise<number> {
+export async function runCli(args: readonly string[], rawCtx: CliContext): Promise<number> {
+  // Every byte a command prints passes through safeStream, so text from the API cannot drive the
+  // operator's terminal whichever command, table or error line prints it.
+  const ctx: CliContext = { ...rawCtx, stdout: safeStream(rawCtx.stdout), stderr: safeStream(rawCtx.stderr) };
   try {
     const program = await buildProgram(ctx);
     await program.parseAsync([...args], { from: 'user' });

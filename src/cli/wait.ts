@@ -3,7 +3,7 @@ import { OPERATION_STATE_TABLE } from '../core/states.js';
 import type { StowageClient } from './client.js';
 import type { CliContext } from './context.js';
 import { CliError } from './errors.js';
-import { formatDuration, type OutStream } from './output.js';
+import { formatDuration, writeControl, type OutStream } from './output.js';
 
 /** How long one poll asks the server to hold the answer, in ms. */
 export const POLL_WAIT_MS = 1000;
@@ -12,6 +12,9 @@ export const DEFAULT_WAIT_TIMEOUT_MS = 600_000;
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'] as const;
 const SPIN_MS = 100;
+
+/** Carriage return and ANSI erase-line: the spinner line is redrawn in place. */
+const CLEAR_LINE = '\r\x1b[2K';
 
 /** True once an operation can no longer change. */
 export function isFinished(op: Operation): boolean {
@@ -56,14 +59,15 @@ export class ProgressDisplay {
   private draw(): void {
     if (!this.current) return;
     const spin = SPINNER[this.frame % SPINNER.length] ?? '';
-    this.out.write(`\r\x1b[2K${spin} ${this.label}: ${describe(this.current)}  ${formatDuration(this.now() - this.startedMs)}`);
+    writeControl(this.out, CLEAR_LINE);
+    this.out.write(`${spin} ${this.label}: ${describe(this.current)}  ${formatDuration(this.now() - this.startedMs)}`);
   }
 
   /** Stops redrawing and prints the outcome line (or nothing, when `message` is null). */
   finish(message: string | null): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.out.isTTY) this.out.write('\r\x1b[2K');
+    if (this.out.isTTY) writeControl(this.out, CLEAR_LINE);
     if (message !== null) this.out.write(`${message}\n`);
   }
 }

@@ -39,10 +39,10 @@ export class Failpoints {
   async hit(name: string): Promise<void> {
     const action = this.points.get(name);
     if (!action) return;
-    if (this.reachedFile) appendFileSync(this.reachedFile, `${name}\n`);
+    if (this.reachedFile) appendFileSync(this.reachedFile, `${name}\n`, { mode: 0o600 });
     if (typeof action === 'object') {
       await new Promise((r) => setTimeout(r, action.sleepMs));
-      if (this.reachedFile) appendFileSync(this.reachedFile, `${name}:woke\n`);
+      if (this.reachedFile) appendFileSync(this.reachedFile, `${name}:woke\n`, { mode: 0o600 });
       return;
     }
     if (action === 'kill') process.kill(process.pid, 'SIGKILL');

@@ -1,10 +1,10 @@
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import { GuardedSqliteDialect } from './sqlite-guard.js';
 import pg from 'pg';
 import { StowageError } from '../core/errors.js';
+import { ensurePrivateDir, ensurePrivateFile, makePrivateIfPresent } from '../system/private-files.js';
 import { MIGRATIONS, type MigrationDialect } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -51,7 +51,14 @@ const SQLITE_ACQUIRE_TIMEOUT_MS = 30_000;
 
 function openSqlite(url: string, acquireTimeoutMs: number): Store {
   const path = sqlitePath(url);
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:') {
+    // The database holds token hashes and sealed CHAP secrets: 0600 files in a 0700 directory,
+    // whatever the umask (SQLite itself creates files 0644 minus the umask).
+    ensurePrivateDir(dirname(path));
+    ensurePrivateFile(path);
+    makePrivateIfPresent(`${path}-wal`);
+    makePrivateIfPresent(`${path}-shm`);
+  }
   const raw = new SqliteDatabase(path);
   raw.pragma('journal_mode = WAL');
   raw.pragma('busy_timeout = 10000');

@@ -12,7 +12,7 @@ export class SecretBox {
   /** Loads the key from `path`, creating it (mode 0600) on first start. */
   static fromKeyFile(path: string): SecretBox {
     if (!existsSync(path)) {
-      mkdirSync(dirname(path), { recursive: true });
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       try {
         writeFileSync(path, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
       } catch (err) {

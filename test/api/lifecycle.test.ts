@@ -91,7 +91,7 @@ describe('volume and backend lifecycle over HTTP', () => {
   });
 
   it('a backend whose directory vanishes goes offline with the reason, and comes back after a good probe', async () => {
-    const dir = join(s.dataDir, 'flappy');
+    const dir = join(s.scratchDir, 'flappy');
     mkdirSync(dir);
     const created = await s.api.ok<{ backend: Backend; operation: Operation }>('POST', '/v1/backends', 201, { body: { name: 'flappy', driver: `dir://${dir}` } });
     expect(created.backend).toMatchObject({ name: 'flappy', state: 'enabled', stateReason: null, kind: 'block' });
@@ -133,7 +133,7 @@ describe('volume and backend lifecycle over HTTP', () => {
   });
 
   it('a failed create on a pinned backend ends in error with the reason, and waits report the error', async () => {
-    const dir = join(s.dataDir, 'doomed');
+    const dir = join(s.scratchDir, 'doomed');
     mkdirSync(dir);
     await s.api.ok('POST', '/v1/backends', 201, { body: { name: 'doomed', driver: `dir://${dir}` } });
     rmSync(dir, { recursive: true });

@@ -87,26 +87,30 @@ export interface InProcessServer {
   readonly server: RunningServer;
   readonly config: Config;
   readonly dataDir: string;
+  /** A temp dir beside the data dir for the test's own backend directories (none may be inside the data dir). */
+  readonly scratchDir: string;
   readonly api: ApiClient;
   readonly token: string;
-  /** Stops the server and removes its temp dir. */
+  /** Stops the server and removes its temp dirs. */
   close(): Promise<void>;
 }
 
 /** Starts `startServer` in this process with a temp data dir, port 0, silent logs (or `logger`) and slow probes. */
 export async function startInProcessServer(overrides: Partial<Config> = {}, logger?: Logger): Promise<InProcessServer> {
   const dataDir = makeTempDir('stowage-api-');
+  const scratchDir = makeTempDir('stowage-api-backends-');
   const cliConfigPath = join(dataDir, 'cli.json');
   // Probes slowed to a minute so API tests see only the states they set; the probe on its shipped interval: test/defaults/backend-probe.ts.
   const config = loadConfig(undefined, {}, { dataDir, port: 0, cliConfigPath, logLevel: 'silent', probeIntervalMs: 60_000, ...overrides });
   const server = await startServer(config, ...(logger ? [logger] : []));
   const token = readToken(cliConfigPath);
   return {
-    server, config, dataDir, token,
+    server, config, dataDir, scratchDir, token,
     api: new ApiClient(server.url, token),
     close: async () => {
       await server.stop();
       removeTempDir(dataDir);
+      removeTempDir(scratchDir);
     },
   };
 }

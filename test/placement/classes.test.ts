@@ -31,7 +31,7 @@ describe('storage classes, explanations and retry through the real API and CLI',
     await ensureCliBuilt();
     srv = await startInProcessServer({ defaultBackend: false });
     const mk = async (name: string, body: Record<string, unknown>): Promise<void> => {
-      const dir = join(srv.dataDir, 'backends', name);
+      const dir = join(srv.scratchDir, 'backends', name);
       mkdirSync(dir, { recursive: true });
       await srv.api.ok('POST', '/v1/backends', 201, { body: { name, driver: `dir://${dir}`, ...body } });
     };
@@ -114,7 +114,7 @@ describe('storage classes, explanations and retry through the real API and CLI',
 
   it('retries on the next backend when the driver fails, records each attempt, and moves the claim', async () => {
     // A backend whose directory vanished after registration: placement still picks it (cheapest), the driver fails.
-    const dir = join(srv.dataDir, 'backends', 'flaky');
+    const dir = join(srv.scratchDir, 'backends', 'flaky');
     mkdirSync(dir, { recursive: true });
     await srv.api.ok('POST', '/v1/backends', 201, { body: { name: 'flaky', driver: `dir://${dir}`, tags: ['ssd'], cost: 0, zone: 'az1' } });
     rmSync(dir, { recursive: true, force: true });

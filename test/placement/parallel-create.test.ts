@@ -95,7 +95,7 @@ describe('parallel creates through the API (SQLite, one in-process server)', () 
   });
 
   it('places exactly K of N racing creates; the rest fail 422 NO_VALID_BACKEND; no backend is overfilled', async () => {
-    const fleet = await setUpFleet(srv.api, join(srv.dataDir, 'fleet'), randomBytes(3).toString('hex'));
+    const fleet = await setUpFleet(srv.api, join(srv.scratchDir, 'fleet'), randomBytes(3).toString('hex'));
     expect(fleet.k).toBe(5);
     await raceCreates([srv.api], fleet);
   });

@@ -26,12 +26,14 @@ export function cleanupRuns(): void {
 /** A fresh data dir (removed by cleanupRuns) and, on PostgreSQL, a fresh database. */
 export async function newRun(dialect: 'sqlite' | 'postgres'): Promise<Run> {
   const dataDir = makeTempDir('stowage-recovery-');
-  current.dirs.push(dataDir);
+  // The flaky backend's directory is beside the data dir: no backend may keep files inside it.
+  const flakyRoot = makeTempDir('stowage-recovery-flaky-');
+  current.dirs.push(dataDir, flakyRoot);
   return {
     dataDir,
     databaseUrl: dialect === 'postgres' ? await freshPostgresUrl('recovery') : undefined,
     localDir: join(dataDir, 'volumes'),
-    flakyDir: join(dataDir, 'flaky'),
+    flakyDir: join(flakyRoot, 'flaky'),
   };
 }
 

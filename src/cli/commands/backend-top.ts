@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { Backend } from '../../core/models.js';
 import { sleep, type CliContext } from '../context.js';
 import { CliError, formatCliError } from '../errors.js';
-import { ago, bar, emit, formatDuration, outputOption, percent, renderTable, size, type OutputFormat } from '../output.js';
+import { ago, bar, emit, escapeTerminal, formatDuration, outputOption, percent, renderTable, size, writeControl, type OutputFormat } from '../output.js';
 import { durationArg } from '../parse.js';
 
 interface TopFlags {
@@ -32,8 +32,9 @@ export function topTable(items: readonly Backend[], nowMs: number): string {
   );
 }
 
+/** One frame: the text is escaped here because the frame's own control sequences must pass unescaped. */
 function screen(lines: string): string {
-  return `${HOME}${lines.split('\n').join(`${CLEAR_EOL}\n`)}${CLEAR_EOS}`;
+  return `${HOME}${escapeTerminal(lines).split('\n').join(`${CLEAR_EOL}\n`)}${CLEAR_EOS}`;
 }
 
 /** Registers `stowage backend top`. */
@@ -62,7 +63,7 @@ Examples:
       }
       const live = ctx.stdout.isTTY && o.output === 'table';
       const signal = ctx.interrupt();
-      if (live) ctx.stdout.write(HIDE_CURSOR);
+      if (live) writeControl(ctx.stdout, HIDE_CURSOR);
       try {
         while (!signal.aborted) {
           const at = new Date(ctx.now()).toISOString();
@@ -77,14 +78,14 @@ Examples:
           }
           if (live) {
             const head = `stowage backend top  ${client.url}  ${at.replace('T', ' ').slice(0, 19)} UTC  every ${formatDuration(o.interval)}  (Ctrl-C to quit)\n\n`;
-            ctx.stdout.write(screen(head + (problem ?? topTable(items ?? [], ctx.now()))));
+            writeControl(ctx.stdout, screen(head + (problem ?? topTable(items ?? [], ctx.now()))));
           } else {
             ctx.stdout.write(`${JSON.stringify({ at, backends: items ?? [] })}\n`);
           }
           await sleep(o.interval, signal);
         }
       } finally {
-        if (live) ctx.stdout.write(SHOW_CURSOR);
+        if (live) writeControl(ctx.stdout, SHOW_CURSOR);
       }
     });
 }

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, stat } from 'node:fs/promises';
 import { StowageError } from '../../core/errors.js';
 import { assertValidSize } from '../../core/sizes.js';
 import { CommandFailedError, type CommandRunner, type RunOptions } from '../../system/command-runner.js';
 import type {
   BackendReport, BlockDriver, Capability, CreateVolume, DriverDeps, DriverFactory, DriverHandle, DriverVolume,
 } from '../sdk/types.js';
+import { parsePathUri } from '../sdk/path-uri.js';
 import { parseFilesystemUsage, parseSubvolumeShow, type SubvolumeInfo } from './btrfs-parse.js';
 import { assertSubvolumeId, childPath, DISK_FILE, parseBtrfsUri, BTRFS_VOLUME_ID_RE } from './btrfs-paths.js';
 
@@ -33,6 +34,16 @@ function handleId(handle: DriverHandle, key: 'volumeId' | 'snapshotId'): string 
   const id = handle[key];
   assertSubvolumeId(id, key === 'volumeId' ? 'volume' : 'snapshot');
   return id;
+}
+
+/** Creates a new file of `sizeBytes` (sparse) readable by this user only, whatever the umask. */
+async function createPrivateFile(file: string, sizeBytes: number): Promise<void> {
+  const fh = await open(file, 'wx', 0o600);
+  try {
+    await fh.truncate(sizeBytes);
+  } finally {
+    await fh.close();
+  }
 }
 
 function isErrno(err: unknown, code: string): boolean {
@@ -63,6 +74,10 @@ export class BtrfsDriver implements BlockDriver {
   private readonly locks = new KeyedLock();
 
   constructor(private readonly opts: BtrfsDriverOptions, private readonly runner: CommandRunner) {}
+
+  get localDir(): string {
+    return this.opts.dir;
+  }
 
   private async run(cmd: string, args: readonly string[], signal: AbortSignal, extra: RunOptions = {}): Promise<string> {
     try {
@@ -124,15 +139,25 @@ export class BtrfsDriver implements BlockDriver {
   /** Writes `disk.raw` of `sizeBytes` through a temp name, so a present disk.raw is always complete. */
   private async writeSparseDisk(id: string, sizeBytes: number, signal: AbortSignal): Promise<void> {
     const tmp = childPath(this.subvolPath(id), `.${DISK_FILE}.tmp-${randomBytes(6).toString('hex')}`);
-    await this.run('truncate', ['-s', String(sizeBytes), tmp], signal);
+    await createPrivateFile(tmp, sizeBytes);
     await this.run('mv', ['-T', tmp, this.diskPath(id)], signal);
+  }
+
+  /**
+   * Makes a writable volume subvolume 0700 and its disk.raw 0600: `btrfs subvolume create` picks its
+   * own mode, and volumes made before this rule may be 0755/0644. Snapshots are read-only and keep
+   * the mode their volume had when they were taken, so volumes are sealed before every snapshot.
+   */
+  private async seal(id: string): Promise<void> {
+    await chmod(this.subvolPath(id), 0o700);
+    if (await this.fileSize(this.diskPath(id))) await chmod(this.diskPath(id), 0o600);
   }
 
   async probe(signal: AbortSignal): Promise<BackendReport> {
     const fail = (why: string, cause?: unknown): StowageError =>
       new StowageError('BACKEND_UNAVAILABLE', `btrfs backend ${this.opts.dir}: ${why}`, { dir: this.opts.dir }, { cause });
     try {
-      await mkdir(this.opts.dir, { recursive: true });
+      await mkdir(this.opts.dir, { recursive: true, mode: 0o700 });
     } catch (err) {
       throw fail(`cannot create the directory (${err instanceof Error ? err.message : String(err)})`, err);
     }
@@ -163,9 +188,10 @@ export class BtrfsDriver implements BlockDriver {
       if (req.format !== undefined && req.format !== 'raw') {
         throw new StowageError('CAPABILITY_MISSING', `btrfs driver stores raw images only, not ${req.format}`, { format: req.format });
       }
-      await mkdir(this.opts.dir, { recursive: true });
+      await mkdir(this.opts.dir, { recursive: true, mode: 0o700 });
       const existing = await this.showSubvolume(req.id, signal);
       if (!existing) await this.run('btrfs', ['subvolume', 'create', this.subvolPath(req.id)], signal);
+      await this.seal(req.id);
       const disk = await this.fileSize(this.diskPath(req.id));
       if (disk && disk.sizeBytes !== req.sizeBytes) {
         throw new StowageError('INVALID_STATE', `volume ${req.id} already exists on this btrfs backend with size ${disk.sizeBytes}, not ${req.sizeBytes}`, { id: req.id, sizeBytes: disk.sizeBytes });
@@ -241,6 +267,7 @@ export class BtrfsDriver implements BlockDriver {
           throw new StowageError('INVALID_STATE', `snapshot ${snapshotId} already exists and is not a read-only snapshot of ${volumeId}`, { snapshotId, volumeId });
         }
       } else {
+        await this.seal(volumeId);
         await this.run('btrfs', ['subvolume', 'snapshot', '-r', this.subvolPath(volumeId), this.subvolPath(snapshotId)], signal);
       }
       // `method` is what the core records as the path the snapshot took.
@@ -279,6 +306,7 @@ export class BtrfsDriver implements BlockDriver {
       if (!existing) await this.run('btrfs', ['subvolume', 'snapshot', this.subvolPath(sourceId), this.subvolPath(req.id)], signal);
       const disk = await this.fileSize(this.diskPath(req.id));
       if (!disk) throw new StowageError('DRIVER_FAILED', `clone ${req.id} has no ${DISK_FILE}`, { id: req.id });
+      await this.seal(req.id);
       if (disk.sizeBytes > req.sizeBytes) {
         throw new StowageError('INVALID_STATE', `volume ${req.id} already exists with size ${disk.sizeBytes}, not ${req.sizeBytes}`, { id: req.id });
       }
@@ -304,7 +332,10 @@ export class BtrfsDriver implements BlockDriver {
       const snapDisk = await this.fileSize(this.diskPath(snapshotId));
       if (!snapDisk) throw new StowageError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshotId} is not on this btrfs backend`, { id: snapshotId });
       const tmp = childPath(this.subvolPath(volumeId), `.${DISK_FILE}.revert-${randomBytes(6).toString('hex')}`);
+      // cp writes into the existing 0600 file and keeps its mode (a new file would get the source's, minus the umask).
+      await createPrivateFile(tmp, 0);
       await this.run('cp', ['--reflink=always', this.diskPath(snapshotId), tmp], signal);
+      await chmod(tmp, 0o600);
       if (disk.sizeBytes > snapDisk.sizeBytes) await this.run('truncate', ['-s', String(disk.sizeBytes), tmp], signal);
       await this.run('mv', ['-T', tmp, this.diskPath(volumeId)], signal);
     });
@@ -333,4 +364,5 @@ export const btrfsDriverFactory: DriverFactory = {
   create(uri, options, deps: DriverDeps) {
     return new BtrfsDriver(parseBtrfsOptions(uri, options), deps.runner);
   },
+  normalize: (typed) => parsePathUri(typed, 'btrfs', 'btrfs:///mountpoint/subdir').canonical,
 };

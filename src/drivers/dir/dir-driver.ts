@@ -8,8 +8,9 @@ import type { BackendReport, BlockDriver, Capability, CreateVolume, DriverFactor
 import { toDriverError } from './dir-errors.js';
 import { parseSnapshotHandle, parseSourceHandle, parseVolumeHandle, volumeHandle, type CopyMethod, type DirSnapshotHandle } from './dir-handles.js';
 import { assertImageId, imagePath, parseImageFileName, PROBE_TEMP_ID, sweepTempFiles, tempPath, type ImageKind } from './dir-paths.js';
+import { parsePathUri } from '../sdk/path-uri.js';
 import { parseDirUri, type DirConfig } from './dir-uri.js';
-import { createSparseFile, exists, publishNoClobber, sameInode, syncDir, unlinkIfExists } from './file-ops.js';
+import { createSparseFile, exists, publishNoClobber, sameInode, syncDir, unlinkIfExists, writePrivately } from './file-ops.js';
 import { QemuImg } from './qemu-img.js';
 
 /** Timeout for `cp --reflink=always` (metadata only, but large files have many extents). */
@@ -51,6 +52,7 @@ export class DirDriver implements BlockDriver {
   readonly scheme = 'dir';
   readonly kind = 'block' as const;
   readonly dir: string;
+  readonly localDir: string;
   readonly defaultFormat: VolumeFormat;
   private readonly runner: CommandRunner;
   private readonly qemu: QemuImg;
@@ -60,6 +62,7 @@ export class DirDriver implements BlockDriver {
 
   constructor(config: DirConfig, runner: CommandRunner) {
     this.dir = config.dir;
+    this.localDir = config.dir;
     this.defaultFormat = config.defaultFormat;
     this.runner = runner;
     this.qemu = new QemuImg(runner);
@@ -118,7 +121,7 @@ export class DirDriver implements BlockDriver {
     const final = imagePath(this.dir, req.id, 'volume', format);
     await this.withTemp(req.id, `creating ${req.id}`, async (tmp) => {
       if (format === 'raw') await createSparseFile(tmp, req.sizeBytes);
-      else await this.qemu.createQcow2(tmp, req.sizeBytes, undefined, signal);
+      else await writePrivately(tmp, () => this.qemu.createQcow2(tmp, req.sizeBytes, undefined, signal));
       return this.publish(tmp, final);
     });
     return (await this.checkExisting(req.id, format, req.sizeBytes, signal)) ?? volumeHandle(req.id, format);
@@ -355,18 +358,21 @@ export class DirDriver implements BlockDriver {
     return dstFormat === 'qcow2' && overlayOk ? 'qcow2-backing' : 'copy';
   }
 
+  /** Writes the copy into a new 0600 file `tmp` (see writePrivately: the tools pick their own modes). */
   private async copyInto(method: CopyMethod, src: { path: string; format: VolumeFormat }, tmp: string, format: VolumeFormat, signal: AbortSignal): Promise<void> {
-    switch (method) {
-      case 'reflink':
-        await this.runner.run('cp', ['--reflink=always', '--', src.path, tmp], { timeoutMs: REFLINK_TIMEOUT_MS, signal });
-        return;
-      case 'qcow2-backing':
-        await this.qemu.createQcow2(tmp, undefined, { file: path.basename(src.path), format: src.format }, signal);
-        return;
-      case 'copy':
-        await this.qemu.convert(src.path, src.format, tmp, format, signal);
-        return;
-    }
+    await writePrivately(tmp, async () => {
+      switch (method) {
+        case 'reflink':
+          await this.runner.run('cp', ['--reflink=always', '--', src.path, tmp], { timeoutMs: REFLINK_TIMEOUT_MS, signal });
+          return;
+        case 'qcow2-backing':
+          await this.qemu.createQcow2(tmp, undefined, { file: path.basename(src.path), format: src.format }, signal);
+          return;
+        case 'copy':
+          await this.qemu.convert(src.path, src.format, tmp, format, signal);
+          return;
+      }
+    });
   }
 
   /**
@@ -381,7 +387,7 @@ export class DirDriver implements BlockDriver {
       await this.assertNotInUse(volPath, volId, signal);
       if (!linkedNow) await link(volPath, snapPath);
       await this.withTemp(volId, `overlaying ${volId}`, async (tmp) => {
-        await this.qemu.createQcow2(tmp, undefined, { file: path.basename(snapPath), format: 'qcow2' }, signal);
+        await writePrivately(tmp, () => this.qemu.createQcow2(tmp, undefined, { file: path.basename(snapPath), format: 'qcow2' }, signal));
         await rename(tmp, volPath);
         await syncDir(this.dir);
         return true;
@@ -509,4 +515,5 @@ export const dirDriverFactory: DriverFactory = {
   create(uri, options, deps) {
     return new DirDriver(parseDirUri(uri, options), deps.runner);
   },
+  normalize: (typed) => parsePathUri(typed, 'dir', 'dir:///absolute/path[?format=raw|qcow2]').canonical,
 };

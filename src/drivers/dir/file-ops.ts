@@ -1,9 +1,12 @@
-import { link, open, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, link, open, rename, stat, unlink } from 'node:fs/promises';
 import { hasErrno } from './dir-errors.js';
+
+/** Mode of every image and temp file: a volume's data is readable and writable by this user only. */
+export const PRIVATE_FILE_MODE = 0o600;
 
 /** Creates a new sparse file of `sizeBytes` (fails if `file` exists) and flushes it to disk. */
 export async function createSparseFile(file: string, sizeBytes: number): Promise<void> {
-  const fh = await open(file, 'wx', 0o600);
+  const fh = await open(file, 'wx', PRIVATE_FILE_MODE);
   try {
     await fh.truncate(sizeBytes);
     await fh.sync();
@@ -72,4 +75,17 @@ export async function sameInode(a: string, b: string): Promise<boolean> {
     if (hasErrno(err, 'ENOENT')) return false;
     throw err;
   }
+}
+
+/**
+ * Runs `write`, which has an external tool (qemu-img, cp) write `file`, so that the file is 0600
+ * throughout: it is created empty with that mode first (the tools write into the existing inode
+ * and keep its mode, so no copy of the data is ever readable by others) and set to 0600 again
+ * afterwards, because qemu-img and cp choose their own mode, minus the umask, for files they create.
+ */
+export async function writePrivately(file: string, write: () => Promise<void>): Promise<void> {
+  const fh = await open(file, 'wx', PRIVATE_FILE_MODE);
+  await fh.close();
+  await write();
+  await chmod(file, PRIVATE_FILE_MODE);
 }

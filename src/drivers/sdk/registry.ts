@@ -33,9 +33,15 @@ export class DriverRegistry {
     return { factory, url };
   }
 
-  /** Validates `uri` and builds a driver for it. */
+  /** The URI as the driver will use it (see DriverFactory.normalize); throws for a bad one. */
+  canonicalUri(uri: string): string {
+    const { factory } = this.factoryFor(uri);
+    return factory.normalize ? factory.normalize(uri) : uri;
+  }
+
+  /** Validates `uri` and builds a driver for it (from its canonical form). */
   create(uri: string, options: Readonly<Record<string, string>>, deps: DriverDeps): BlockDriver {
-    const { factory, url } = this.factoryFor(uri);
+    const { factory, url } = this.factoryFor(this.canonicalUri(uri));
     return factory.create(url, options, deps);
   }
 }

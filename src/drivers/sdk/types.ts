@@ -116,6 +116,12 @@ export type ProgressFn = (fraction: number) => void;
 export interface BlockDriver {
   readonly scheme: string;
   readonly kind: BackendKind;
+  /**
+   * The local directory this backend keeps its data in, normalised, when it has one: the core
+   * refuses a second backend on the same, an enclosing or an enclosed directory, and splits the
+   * capacity of a filesystem between the backends on it.
+   */
+  readonly localDir?: string | undefined;
   probe(signal: AbortSignal): Promise<BackendReport>;
   /** Creates the volume; on an existing id with the same size, returns its handle. */
   createVolume(req: CreateVolume, signal: AbortSignal): Promise<DriverHandle>;
@@ -163,4 +169,10 @@ export interface DriverFactory {
   readonly description: string;
   /** Validates the URI and options (throws INVALID_DRIVER_URI) and returns a driver. */
   create(uri: URL, options: Readonly<Record<string, string>>, deps: DriverDeps): BlockDriver;
+  /**
+   * Validates the URI exactly as typed and returns the form to store and show (paths decoded once,
+   * normalised, re-encoded), so the URI an operator sees names what the driver uses. Throws
+   * INVALID_DRIVER_URI naming the typed text. Absent: the URI is kept as typed.
+   */
+  normalize?(typed: string): string;
 }

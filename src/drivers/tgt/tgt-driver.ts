@@ -81,6 +81,11 @@ export class TgtDriver implements BlockDriver {
     this.ledger = new GrantLedger(path.join(deps.dataDir, 'tgt-grants'));
   }
 
+  /** The LUN files live in the backing store's directory. */
+  get localDir(): string | undefined {
+    return this.backing.localDir;
+  }
+
   private backingPath(handle: DriverHandle): string {
     if (!this.backing.dataPath) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} exposes no file path`, {});
     const { path: p, format } = this.backing.dataPath(handle);
@@ -305,6 +310,35 @@ export function createTgtDriver(uri: URL, options: Readonly<Record<string, strin
   return new TgtDriver(config, backing, deps);
 }
 
+/** Query values with only what a query must escape %-encoded, so a nested `backing=dir:///…` stays readable. */
+function encodeQueryPart(text: string): string {
+  return encodeURIComponent(text).replace(/%3A/gi, ':').replace(/%2F/gi, '/');
+}
+
+/**
+ * The tgt URI with its `backing=` replaced by the backing store's canonical URI (see
+ * DriverFactory.normalize); the query value is decoded once, and the backing URI's own path once more.
+ */
+export function normalizeTgtUri(typed: string, backingFactories: readonly DriverFactory[] = BACKING_FACTORIES): string {
+  let url: URL;
+  try {
+    url = new URL(typed);
+  } catch {
+    return typed; // parseTgtUri says what is wrong
+  }
+  const backing = url.searchParams.get('backing');
+  if (backing === null || backing === '') return typed;
+  let canonical: string;
+  try {
+    canonical = new DriverRegistry(backingFactories).canonicalUri(backing);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new StowageError('INVALID_DRIVER_URI', `tgt driver URI ${JSON.stringify(typed)} has a bad backing=${JSON.stringify(backing)}: ${why}`, { uri: typed, backing }, { cause: err });
+  }
+  const query = [...url.searchParams].map(([k, v]) => `${encodeQueryPart(k)}=${encodeQueryPart(k === 'backing' ? canonical : v)}`).join('&');
+  return `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}?${query}`;
+}
+
 /** Factory for `tgt://<portal>?backing=<dir|btrfs uri>&control=<n>[&iqnPrefix=…]` backends. */
 export const tgtDriverFactory: DriverFactory = {
   scheme: 'tgt',
@@ -313,4 +347,5 @@ export const tgtDriverFactory: DriverFactory = {
   create(uri, options, deps) {
     return createTgtDriver(uri, options, deps);
   },
+  normalize: (typed) => normalizeTgtUri(typed),
 };
