@@ -40,7 +40,7 @@ describe('the CLI never lets API text drive the terminal', () => {
 
 describe('a reader that closes early', () => {
   it('ends `stowage volume create --help` quietly, without an EPIPE stack trace', async () => {
-    ensureCliBuilt();
+    await ensureCliBuilt();
     const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'stowage.js'), 'volume', 'create', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
     // Closing our end before the CLI has started makes its first write hit a closed pipe (what `| head` does).
     child.stdout.destroy();

@@ -49,6 +49,7 @@ const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
     id: 'op_1', tenant_id: T, kind: 'volume.create', target_type: 'volume', target_id: 'vol_1', state: 'succeeded', step: null,
     steps_done: '["claim","provision"]', attempts: 2, input: '{"name":"db1"}', result: '{"ok":true}', error: null, actor: 'admin',
     idempotency_key: 'idem-1', progress: 1, lease_owner: null, lease_expires_at: null, created_at: AT, updated_at: LATER, finished_at: LATER,
+    lease_epoch: 3,
   }],
   ['events', {
     seq: 7, id: 'evt_1', tenant_id: T, at: AT, actor: 'admin', resource_type: 'volume', resource_id: 'vol_1', resource_name: 'db1',
@@ -78,6 +79,9 @@ const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
     id: 'att_1', tenant_id: T, volume_id: 'vol_1', host_id: 'host_1', instance: 'vm1', mode: 'rw', state: 'attached', state_reason: null,
     grant_id: 'grt_1', device_id: 'virtio-1', migration_id: 'mig_1', reported_at: LATER, created_at: AT, updated_at: LATER,
   }],
+  ['idempotency_keys', {
+    tenant_id: T, key: 'idem-2', fingerprint: 'sha256:def', status_code: 202, response: '{"operation":{"id":"op_1"}}', created_at: AT,
+  }],
 ];
 
 /**
@@ -88,6 +92,7 @@ const UPGRADE_VALUES: Readonly<Record<string, unknown>> = {
   'volumes.class_id': null,
   'volumes.multiattach': 0,
   'classes.offload': 1,
+  'operations.lease_epoch': 0,
 };
 
 /** Opens the database behind `url` without migrating it. */
