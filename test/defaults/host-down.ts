@@ -31,6 +31,8 @@ export function hostDownScenario(): void {
       h1 = lab.host('h1');
       dir = makeTempDir('stw-defaults-host-');
       s = await startDefaultServer({ dataDir: join(dir, 'server'), host: lab.bridgeAddress });
+      // Agents report only for hosts registered first, as an operator does with `stowage host create`.
+      await s.api.ok('POST', '/v1/hosts', 201, { body: { name: h1.name, addresses: [h1.address] } });
     });
 
     afterAll(async () => {

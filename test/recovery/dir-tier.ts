@@ -211,8 +211,8 @@ export const dirTier: Tier<DirWorld> = {
   kinds: DIR_KINDS,
   env: {},
   scenarios: dirScenarios,
-  setUp: async (api, dataDir) => {
-    const w: DirWorld = { localDir: join(dataDir, 'volumes'), flakyDir: join(dataDir, 'flaky') };
+  setUp: async (api, dataDir, scratchDir) => {
+    const w: DirWorld = { localDir: join(dataDir, 'volumes'), flakyDir: join(scratchDir, 'flaky') };
     mkdirSync(w.flakyDir, { mode: 0o700 });
     await api.ok('POST', '/v1/backends', 201, { body: { name: 'flaky', driver: `dir://${w.flakyDir}` } });
     await api.ok('POST', '/v1/classes', 201, { body: { name: 'host-copy', offload: false } });

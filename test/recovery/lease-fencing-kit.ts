@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { Operation, StowageEvent, Volume } from '../../src/core/models.js';
@@ -93,10 +93,13 @@ function writeAt(file: string, data: Buffer, offset: number): void {
  * child frozen too, the stale qemu-img's writes must not reach the finished volume.
  */
 export async function runStaleReplicaCase(dialect: 'sqlite' | 'postgres', c: StaleCase): Promise<void> {
-  const dataDir = makeTempDir('stowage-lease-');
-  dirs.push(dataDir);
+  const root = makeTempDir('stowage-lease-');
+  dirs.push(root);
+  const dataDir = join(root, 'data');
+  mkdirSync(dataDir, { mode: 0o700 });
   const localDir = join(dataDir, 'volumes');
-  const spareDir = join(dataDir, 'spare');
+  // Beside the data dir: a backend may not live inside it.
+  const spareDir = join(root, 'spare');
   // On SQLite both replicas share the data dir's stowage.db: two processes on one file.
   const base = {
     dataDir,

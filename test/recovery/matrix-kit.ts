@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { expect } from 'vitest';
@@ -36,7 +36,7 @@ export interface Tier<W> {
   readonly env: Readonly<Record<string, string>>;
   scenarios(stepsOf: (kind: string) => readonly string[]): Scenario<W>[];
   /** On the first server: backends, hosts, classes the scenarios use. */
-  setUp(api: ApiClient, dataDir: string): Promise<W>;
+  setUp(api: ApiClient, dataDir: string, scratchDir: string): Promise<W>;
   /** While no server runs: makes the compensation cells' operations fail; returns how to undo it. */
   breakBackend?(w: W): () => void;
   /** The tier's own agreement between store and world (files, tgtd), read while the clean server runs. */
@@ -76,7 +76,11 @@ const TRANSITIONAL = new Set(['creating', 'resizing', 'reverting', 'deleting', '
  * server starts whatever the number of kinds in it.
  */
 export class MatrixRun<W> {
-  readonly dataDir = makeTempDir('stowage-matrix-');
+  private readonly root = makeTempDir('stowage-matrix-');
+  /** The server's data dir (its `local` backend lives in volumes/). */
+  readonly dataDir = join(this.root, 'data');
+  /** Beside the data dir, for the tier's own backend directories (a backend may not live in the data dir). */
+  readonly scratchDir = join(this.root, 'scratch');
   private databaseUrl: string | undefined;
   private server: SpawnedServer | null = null;
   private world: W | null = null;
@@ -97,15 +101,17 @@ export class MatrixRun<W> {
   }
 
   async setUp(): Promise<void> {
+    mkdirSync(this.dataDir, { mode: 0o700 });
+    mkdirSync(this.scratchDir, { mode: 0o700 });
     if (this.dialect === 'postgres') this.databaseUrl = await freshPostgresUrl('matrix');
     const s = await this.start();
-    this.world = await this.matrix.tier.setUp(clientFor(s), this.dataDir);
+    this.world = await this.matrix.tier.setUp(clientFor(s), this.dataDir, this.scratchDir);
   }
 
   async tearDown(): Promise<void> {
     await this.server?.kill9();
     if (this.world !== null) await this.matrix.tier.tearDown?.(this.world);
-    removeTempDir(this.dataDir);
+    removeTempDir(this.root);
   }
 
   /**

@@ -104,6 +104,21 @@ export async function reconcileTgtExports(ctx: ReconcileContext, desired: readon
       failures.push(`${d.volumeId}: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
+  try {
+    await removeOrphans(ctx, desired, pass, signal, options, removed);
+  } catch (err) {
+    // What this pass already restored stays on record even when the orphan sweep fails.
+    failures.push(`orphans: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (failures.length > 0) {
+    throw new StowageError('DRIVER_FAILED', `tgt driver: reconcile could not restore ${String(failures.length)} export(s): ${failures.join('; ')}`, { restored, removed, failed: failures.length });
+  }
+  return { restored, removed };
+}
+
+/** Removes targets under our prefix that no desired or known volume owns, then accounts nothing uses. */
+async function removeOrphans(ctx: ReconcileContext, desired: readonly DesiredExport[], pass: PassState, signal: AbortSignal, options: ReconcileOptions, removed: string[]): Promise<void> {
+  const ex = ctx.exports;
   const wanted = new Set(desired.map((d) => d.volumeId));
   const candidates = ex.ownTargets(await ex.client.showTargets(signal)).filter((t) => !wanted.has(ex.volumeIdOf(t.iqn) ?? ''));
   const ids = candidates.flatMap((t) => ex.volumeIdOf(t.iqn) ?? []);
@@ -121,8 +136,4 @@ export async function reconcileTgtExports(ctx: ReconcileContext, desired: readon
   for (const u of pass.unbound) {
     if (!stillBound.has(u) && !pass.wantedAccounts.has(u)) await ex.deleteAccount(u, signal);
   }
-  if (failures.length > 0) {
-    throw new StowageError('DRIVER_FAILED', `tgt driver: reconcile could not restore ${String(failures.length)} export(s): ${failures.join('; ')}`, { restored, removed, failed: failures.length });
-  }
-  return { restored, removed };
 }
