@@ -231,5 +231,5 @@ async function checkHosts(db: Kysely<Database>, w: HostsWorld): Promise<void> {
     }
     if (problems.length > 0) throw new Error(problems.join('; '));
     return true;
-  }, 120_000, 250);
+  }, 60_000, 250); // well inside the round's test timeout, so a failure names what is wrong rather than timing out
 }
