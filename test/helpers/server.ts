@@ -156,6 +156,8 @@ export interface SpawnOptions {
   readonly readyTimeoutMs?: number;
   /** Arguments after `serve`, e.g. `['--config', file]`. */
   readonly args?: readonly string[];
+  /** Address and fixed port to listen on (agents in lab namespaces need one URL across restarts); default a free loopback port. */
+  readonly listen?: { readonly host: string; readonly port: number };
 }
 
 /** Path of the CLI config (URL + token) spawned servers write in their data dir. */
@@ -180,8 +182,9 @@ export function reachedFailpoints(dataDir: string): string[] {
  */
 export async function spawnServer(opts: SpawnOptions): Promise<SpawnedServer> {
   const problems: string[] = [];
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freeTcpPort();
+  // A fixed port cannot be retried elsewhere: one attempt.
+  for (let attempt = 0; attempt < (opts.listen ? 1 : 3); attempt++) {
+    const port = opts.listen?.port ?? await freeTcpPort();
     const s = launch(opts, port);
     try {
       await waitForHealthy(s, opts.readyTimeoutMs ?? 60_000);
@@ -205,7 +208,7 @@ function launch(opts: SpawnOptions, port: number): SpawnedServer {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     HOME: opts.dataDir,
     STOWAGE_DATA_DIR: opts.dataDir,
-    STOWAGE_HOST: '127.0.0.1',
+    STOWAGE_HOST: opts.listen?.host ?? '127.0.0.1',
     STOWAGE_PORT: String(port),
     STOWAGE_CLI_CONFIG: cliConfigPathOf(opts.dataDir),
     STOWAGE_LOG_LEVEL: 'warn',
@@ -233,7 +236,7 @@ function launch(opts: SpawnOptions, port: number): SpawnedServer {
   });
   const s: SpawnedServer = {
     pid,
-    url: `http://127.0.0.1:${String(port)}`,
+    url: `http://${opts.listen?.host ?? '127.0.0.1'}:${String(port)}`,
     dataDir: opts.dataDir,
     child,
     exited,

@@ -1,21 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { DIR_KINDS, dirTier } from './dir-tier.js';
 import { buildMatrix } from './matrix-kit.js';
+import { HOSTS_KINDS, hostsTier } from './hosts-tier.js';
 import { TGT_KINDS, tgtTier } from './tgt-tier.js';
 import { POSITIONS, registeredOperations } from './matrix-cells.js';
 
 /**
- * Kinds registered with the server that no matrix file drives yet (they need hosts with real agents
- * and QEMU in test/lab). Listed here on purpose so the gap is visible: this list must equal exactly the
+ * Kinds registered with the server that no matrix file drives yet (none today). Listed here on
+ * purpose so any gap is visible: this list must equal exactly the
  * registered kinds without a tier, so a newly registered kind fails this test until a tier covers
  * it, and covering a kind fails it until the kind is removed from here.
  */
-const NOT_YET_IN_THE_MATRIX: readonly string[] = [
-  'attachment.attach', 'attachment.detach', 'host.fence', 'migration.start', 'migration.complete', 'migration.abort',
-];
+const NOT_YET_IN_THE_MATRIX: readonly string[] = [];
 
 /** Every tier of the kill -9 matrix and the kinds its files drive. */
-const TIERS: Readonly<Record<string, readonly string[]>> = { dir: DIR_KINDS, tgt: TGT_KINDS };
+const TIERS: Readonly<Record<string, readonly string[]>> = { dir: DIR_KINDS, tgt: TGT_KINDS, hosts: HOSTS_KINDS };
 
 describe('the kill -9 matrix covers every registered operation kind and step', () => {
   it('every registered kind is driven by a matrix tier (or is a listed, known gap)', async () => {
@@ -49,5 +48,14 @@ describe('the kill -9 matrix covers every registered operation kind and step', (
     expect(want.length).toBeGreaterThan(0);
     expect(matrix.rounds.flat().map((c) => c.failpoint).sort()).toEqual(want);
     for (const k of TGT_KINDS) expect(matrix.scenarios.some((s) => s.kind === k), `${k} has no scenario`).toBe(true);
+  });
+
+  it('the hosts tier kills every step of its kinds before, at :done and after', async () => {
+    const ops = await registeredOperations();
+    const matrix = await buildMatrix(hostsTier());
+    const want = HOSTS_KINDS.flatMap((k) => (ops.find((o) => o.kind === k)?.steps ?? []).flatMap((s) => POSITIONS.map((p) => `${k}/${s}:${p}`))).sort();
+    expect(want.length).toBeGreaterThan(0);
+    expect(matrix.rounds.flat().map((c) => c.failpoint).sort()).toEqual(want);
+    for (const k of HOSTS_KINDS) expect(matrix.scenarios.some((s) => s.kind === k), `${k} has no scenario`).toBe(true);
   });
 });

@@ -35,6 +35,8 @@ export interface Tier<W> {
   /** More STOWAGE_* variables for every server of the tier. */
   readonly env: Readonly<Record<string, string>>;
   scenarios(stepsOf: (kind: string) => readonly string[]): Scenario<W>[];
+  /** Before the first server: starts what it must listen on (the lab bridge agents reach) and names the fixed address; default loopback, any port. */
+  listen?(dataDir: string): Promise<{ readonly host: string; readonly port: number }>;
   /** On the first server: backends, hosts, classes the scenarios use. */
   setUp(api: ApiClient, dataDir: string, scratchDir: string): Promise<W>;
   /** While no server runs: makes the compensation cells' operations fail; returns how to undo it. */
@@ -84,6 +86,7 @@ export class MatrixRun<W> {
   private databaseUrl: string | undefined;
   private server: SpawnedServer | null = null;
   private world: W | null = null;
+  private listen: { readonly host: string; readonly port: number } | undefined;
 
   constructor(private readonly dialect: 'sqlite' | 'postgres', private readonly matrix: Matrix<W>) {}
 
@@ -96,6 +99,7 @@ export class MatrixRun<W> {
       env: { STOWAGE_CONFIG_FILE: configFile, ...this.matrix.tier.env },
       ...(this.databaseUrl !== undefined ? { databaseUrl: this.databaseUrl } : {}),
       ...(failpoints !== undefined ? { failpoints } : {}),
+      ...(this.listen !== undefined ? { listen: this.listen } : {}),
     });
     return this.server;
   }
@@ -104,6 +108,7 @@ export class MatrixRun<W> {
     mkdirSync(this.dataDir, { mode: 0o700 });
     mkdirSync(this.scratchDir, { mode: 0o700 });
     if (this.dialect === 'postgres') this.databaseUrl = await freshPostgresUrl('matrix');
+    this.listen = await this.matrix.tier.listen?.(this.dataDir);
     const s = await this.start();
     this.world = await this.matrix.tier.setUp(clientFor(s), this.dataDir, this.scratchDir);
   }

@@ -101,7 +101,7 @@ export const tgtTier: Tier<TgtWorld> = {
  * ACL is exactly the addresses of the volume's active grants, and its CHAP accounts exactly their
  * accounts (`<user>.<volume>`); no CHAP account exists that no active grant owns.
  */
-async function checkTgtd(db: Kysely<Database>, lab: Lab): Promise<void> {
+export async function checkTgtd(db: Kysely<Database>, lab: Lab): Promise<void> {
   const vols = await db.selectFrom('volumes').select(['id', 'name', 'state']).where('state', '<>', 'deleted').execute();
   const grants = await db.selectFrom('grants').innerJoin('hosts', 'hosts.id', 'grants.host_id')
     .select(['grants.volume_id', 'grants.state', 'grants.chap_user', 'hosts.addresses']).where('grants.state', '=', 'active').execute();
