@@ -1,13 +1,11 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, StowageEvent } from '../../src/core/models.js';
-import { ensureBuilt, makeTempDir, pollUntil, removeTempDir } from '../helpers/server.js';
-import { startLab, type Lab, type LabHost } from '../lab/lab.js';
-import {
-  MiB, createVolume, ensureDir, grant, readCapacity, readsPattern, registerBackend, showTargets, tgtUri, writeAndVerify, type Connection,
-} from '../e2e-iscsi/e2e-kit.js';
-import { SHIPPED, exportOf, report, startDefaultServer, timeUntil, type DefaultServer } from './defaults-kit.js';
+import { pollUntil } from '../helpers/server.js';
+import { type Lab, type LabHost } from '../lab/lab.js';
+import { MiB, readCapacity, readsPattern, showTargets, type Connection } from '../e2e-iscsi/e2e-kit.js';
+import { startSanWorld, stopSanWorld } from './san-world.js';
+import { SHIPPED, exportOf, report, timeUntil, type DefaultServer } from './defaults-kit.js';
 
 /**
  * A tgt backend whose tgtd dies and stays dead is noticed as offline by the periodic probe; once a
@@ -25,25 +23,11 @@ export function tgtdDownScenario(): void {
     const san = async (): Promise<Backend> => s.api.ok<Backend>('GET', '/v1/backends/san', 200);
 
     beforeAll(async () => {
-      await ensureBuilt();
-      lab = await startLab({ hosts: 1, tgtd: true, btrfs: false, xfs: false });
-      h1 = lab.host('h1');
-      dir = makeTempDir('stw-defaults-tgtd-down-');
-      s = await startDefaultServer({ dataDir: join(dir, 'server') });
-      await s.api.ok('POST', '/v1/hosts', 201, { body: { name: h1.name, initiatorName: h1.initiatorName, addresses: [h1.address] } });
-      await registerBackend(s.api, 'san', tgtUri(lab, `dir://${ensureDir(join(dir, 'luns'))}`));
-      await createVolume(s.api, 'vol', 8 * MiB, 'san');
-      c = await grant(s.api, 'vol', 'h1', 'rw');
-      await writeAndVerify(lab, h1, c, 0x3c, 0, 64 * 1024);
+      ({ lab, dir, s, h1, c } = await startSanWorld('stw-defaults-tgtd-down-', 8 * MiB, 0x3c));
     });
 
     afterAll(async () => {
-      try {
-        await s?.kill9();
-      } finally {
-        await lab?.stop();
-        if (dir) removeTempDir(dir);
-      }
+      await stopSanWorld({ lab, dir, s, h1, c });
     });
 
     // Offline within one probe interval; back within one more, then exports within one reconcile pass.

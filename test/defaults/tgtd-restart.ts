@@ -1,12 +1,8 @@
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, makeTempDir, removeTempDir } from '../helpers/server.js';
-import { startLab, type Lab, type LabHost } from '../lab/lab.js';
-import {
-  MiB, createVolume, ensureDir, grant, listAll, readCapacity, readsPattern, registerBackend, showAccounts, showTargets, tgtUri, writeAndVerify,
-  type Connection, type EventView,
-} from '../e2e-iscsi/e2e-kit.js';
-import { SHIPPED, exportOf, report, startDefaultServer, timeUntil, type DefaultServer } from './defaults-kit.js';
+import { type Lab, type LabHost } from '../lab/lab.js';
+import { MiB, listAll, readCapacity, readsPattern, showAccounts, showTargets, type Connection, type EventView } from '../e2e-iscsi/e2e-kit.js';
+import { startSanWorld, stopSanWorld } from './san-world.js';
+import { SHIPPED, exportOf, report, timeUntil, type DefaultServer } from './defaults-kit.js';
 
 /**
  * The twin at the shipped reconcile interval of `test/e2e-iscsi/tgtd-restart.test.ts` (which runs
@@ -22,25 +18,11 @@ export function tgtdRestartScenario(): void {
     let c: Connection;
 
     beforeAll(async () => {
-      await ensureBuilt();
-      lab = await startLab({ hosts: 1, tgtd: true, btrfs: false, xfs: false });
-      h1 = lab.host('h1');
-      dir = makeTempDir('stw-defaults-tgtd-');
-      s = await startDefaultServer({ dataDir: join(dir, 'server') });
-      await s.api.ok('POST', '/v1/hosts', 201, { body: { name: h1.name, initiatorName: h1.initiatorName, addresses: [h1.address] } });
-      await registerBackend(s.api, 'san', tgtUri(lab, `dir://${ensureDir(join(dir, 'luns'))}`));
-      await createVolume(s.api, 'vol', 16 * MiB, 'san');
-      c = await grant(s.api, 'vol', 'h1', 'rw');
-      await writeAndVerify(lab, h1, c, 0x5a, 0, 64 * 1024);
+      ({ lab, dir, s, h1, c } = await startSanWorld('stw-defaults-tgtd-', 16 * MiB, 0x5a));
     });
 
     afterAll(async () => {
-      try {
-        await s?.kill9();
-      } finally {
-        await lab?.stop();
-        if (dir) removeTempDir(dir);
-      }
+      await stopSanWorld({ lab, dir, s, h1, c });
     });
 
     const deadlineMs = 3 * SHIPPED.reconcileIntervalMs + 30_000;
