@@ -109,6 +109,7 @@ export class FencingService {
       });
       await this.engine.record(trx, { kind: 'host.unfence', tenantId: ctx.tenantId, targetType: 'host', targetId: h.id, input: {}, actor: ctx.actor }, {});
     });
+    await this.engine.recorded('host.unfence');
   }
 
   /** Attaches every volume the fenced host had to the same-named instances on `toHost`. */

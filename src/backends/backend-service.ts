@@ -122,6 +122,7 @@ export class BackendService {
       });
       return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor }, { backendId: id, state: row.state });
     });
+    await this.engine.recorded('backend.create');
     if (localDir) await this.reprobeSharers(localDir, id); // their share of the filesystem just shrank
     return { backend: await this.get(id), operationId: op.id };
   }
@@ -149,6 +150,7 @@ export class BackendService {
       });
       await this.engine.record(trx, { kind: 'backend.update', tenantId: row.tenant_id, targetType: 'backend', targetId: row.id, input: { ...patch }, actor }, {});
     });
+    await this.engine.recorded('backend.update');
     return this.get(row.id);
   }
 
@@ -165,6 +167,7 @@ export class BackendService {
       });
       await this.engine.record(trx, { kind: enabled ? 'backend.enable' : 'backend.disable', tenantId: row.tenant_id, targetType: 'backend', targetId: row.id, input: {}, actor }, {});
     });
+    await this.engine.recorded(enabled ? 'backend.enable' : 'backend.disable');
     if (enabled) await this.refresh(row.id, actor);
     return this.get(row.id);
   }
@@ -191,6 +194,7 @@ export class BackendService {
       });
       await this.engine.record(trx, { kind: 'backend.delete', tenantId: row.tenant_id, targetType: 'backend', targetId: row.id, input: {}, actor }, {});
     });
+    await this.engine.recorded('backend.delete');
     await this.drivers.forget(row.id);
     if (localDir) await this.reprobeSharers(localDir, row.id); // their share of the filesystem just grew
   }

@@ -79,6 +79,7 @@ export class ClassService {
       }
       await this.journal(trx, actor, id, input.name, 'create', `storage class ${input.name} created${input.default === true ? ' (default)' : ''}`, { ...input });
     });
+    await this.engine.recorded('class.create');
     return this.get(id);
   }
 
@@ -100,6 +101,7 @@ export class ClassService {
       await this.repo.update(trx, row.id, set);
       await this.journal(trx, actor, row.id, row.name, 'update', `storage class ${row.name} updated: ${Object.keys(patch).join(', ')}`, { ...patch });
     });
+    await this.engine.recorded('class.update');
     return this.get(row.id);
   }
 
@@ -114,9 +116,10 @@ export class ClassService {
       await this.repo.delete(trx, row.id);
       await this.journal(trx, actor, row.id, row.name, 'delete', `storage class ${row.name} deleted`, {});
     });
+    await this.engine.recorded('class.delete');
   }
 
-  private async journal(trx: Executor, actor: string, id: string, name: string, action: string, message: string, input: Record<string, unknown>): Promise<void> {
+  private async journal(trx: Executor, actor: string, id: string, name: string, action: 'create' | 'update' | 'delete', message: string, input: Record<string, unknown>): Promise<void> {
     await this.events.append(trx, { tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'class', resourceId: id, resourceName: name, action, message });
     await this.engine.record(trx, { kind: `class.${action}`, tenantId: DEFAULT_TENANT_ID, targetType: 'class', targetId: id, input, actor }, { classId: id });
   }

@@ -59,6 +59,7 @@ export class HostService {
       await this.events.append(trx, { tenantId, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'create', from: null, to: row.state, message: `host ${row.name} registered` });
       await this.engine.record(trx, { kind: 'host.create', tenantId, targetType: 'host', targetId: row.id, input: { ...input }, actor }, {});
     });
+    await this.engine.recorded('host.create');
     return toHost(row);
   }
 
@@ -75,6 +76,7 @@ export class HostService {
       await this.events.append(trx, { tenantId: row.tenant_id, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'update', from: row.state, to: row.state, message: `host ${row.name} updated: ${Object.keys(patch).join(', ')}` });
       await this.engine.record(trx, { kind: 'host.update', tenantId: row.tenant_id, targetType: 'host', targetId: row.id, input: { ...patch }, actor }, {});
     });
+    await this.engine.recorded('host.update');
     return this.get(row.id);
   }
 
@@ -91,6 +93,7 @@ export class HostService {
       await this.events.append(trx, { tenantId: row.tenant_id, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'delete', from: row.state, to: 'deleted', message: `host ${row.name} deleted` });
       await this.engine.record(trx, { kind: 'host.delete', tenantId: row.tenant_id, targetType: 'host', targetId: row.id, input: {}, actor }, {});
     });
+    await this.engine.recorded('host.delete');
   }
 }
 

@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { StowageError } from '../core/errors.js';
@@ -41,6 +44,26 @@ describe('OperationEngine', () => {
     e.start();
     return row.id;
   }
+
+  it('an inline record hits <kind>/record:before inside its transaction, before the commit, and recorded() hits :after', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stowage-inline-fp-'));
+    try {
+      const reached = join(dir, 'reached');
+      const e = new OperationEngine(store, logger, new Failpoints('host.update/record:before=sleep:1,host.update/record:after=sleep:1', reached), FAST);
+      const seenAtBefore: string[] = [];
+      await store.transaction(async (trx) => {
+        const row = await e.record(trx, { kind: 'host.update', tenantId: DEFAULT_TENANT_ID, targetType: 'host', targetId: 'h-1', input: {}, actor: 'test' }, {});
+        seenAtBefore.push(...readFileSync(reached, 'utf8').split('\n').filter(Boolean));
+        // Inside the transaction the row is there; the failpoint has fired with the commit still to come.
+        expect((await new OperationRepository().findById(trx, row.id))?.state).toBe('succeeded');
+      });
+      expect(seenAtBefore).toEqual(['host.update/record:before', 'host.update/record:before:woke']);
+      await e.recorded('host.update');
+      expect(readFileSync(reached, 'utf8').split('\n').filter(Boolean).slice(2)).toEqual(['host.update/record:after', 'host.update/record:after:woke']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('runs steps in order, records each, and succeeds with the result', async () => {
     const seen: string[] = [];

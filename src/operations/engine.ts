@@ -10,6 +10,7 @@ import type { OperationRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import { CommandFailedError } from '../system/command-runner.js';
 import type { Failpoints } from './failpoints.js';
+import { inlineFailpoint, type InlineKind } from './inline-kinds.js';
 import type { OperationHandler, StepContext } from './handler.js';
 import { isLeaseLost, LeaseLostError } from './lease-lost-error.js';
 import { OperationLease } from './operation-lease.js';
@@ -37,6 +38,11 @@ export interface NewOperation {
   readonly input: Record<string, unknown>;
   readonly actor: string;
   readonly idempotencyKey?: string | null;
+}
+
+/** An inline mutation's journal entry: like `NewOperation`, but only of a kind listed in INLINE_KINDS. */
+export interface NewInlineOperation extends Omit<NewOperation, 'kind'> {
+  readonly kind: InlineKind;
 }
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['BACKEND_UNAVAILABLE', 'TIMEOUT']);
@@ -105,9 +111,11 @@ export class OperationEngine {
 
   /**
    * Records a mutating request that completed inline (metadata changes such as a backend update) as
-   * an already-succeeded operation, so every mutation has its journal entry.
+   * an already-succeeded operation, so every mutation has its journal entry. Call it last in the
+   * transaction: its `<kind>/record:before` failpoint stands for a crash before that commit. After
+   * the commit the caller calls `recorded` (the `:after` point), before it answers.
    */
-  async record(db: Executor, op: NewOperation, result: Record<string, unknown>): Promise<OperationRow> {
+  async record(db: Executor, op: NewInlineOperation, result: Record<string, unknown>): Promise<OperationRow> {
     const at = nowIso();
     const row: OperationRow = {
       id: newId('operation'), tenant_id: op.tenantId, kind: op.kind, target_type: op.targetType, target_id: op.targetId,
@@ -116,7 +124,13 @@ export class OperationEngine {
       lease_owner: null, lease_expires_at: null, lease_epoch: 0, created_at: at, updated_at: at, finished_at: at,
     };
     await this.repo.insert(db, row);
+    await this.failpoints.hit(inlineFailpoint(op.kind, 'before'));
     return row;
+  }
+
+  /** Marks that an inline record's transaction committed (its `<kind>/record:after` failpoint: a crash before the answer). */
+  async recorded(kind: InlineKind): Promise<void> {
+    await this.failpoints.hit(inlineFailpoint(kind, 'after'));
   }
 
   /** Starts the workers (and resumes whatever a crashed process left running once its lease expires). */

@@ -4,6 +4,8 @@ import { buildMatrix } from './matrix-kit.js';
 import { HOSTS_KINDS, hostsTier } from './hosts-tier.js';
 import { TGT_KINDS, tgtTier } from './tgt-tier.js';
 import { POSITIONS, registeredOperations } from './matrix-cells.js';
+import { INLINE_KINDS } from '../../src/operations/inline-kinds.js';
+import { INLINE_POSITIONS, INLINE_TIER_KINDS, inlineCells } from './inline-tier.js';
 
 /**
  * Kinds registered with the server that no matrix file drives yet (none today). Listed here on
@@ -57,5 +59,14 @@ describe('the kill -9 matrix covers every registered operation kind and step', (
     expect(want.length).toBeGreaterThan(0);
     expect(matrix.rounds.flat().map((c) => c.failpoint).sort()).toEqual(want);
     for (const k of HOSTS_KINDS) expect(matrix.scenarios.some((s) => s.kind === k), `${k} has no scenario`).toBe(true);
+  });
+
+  it('every inline-recorded kind is killed before and after its commit (and none is also a stepped kind)', async () => {
+    const registered = (await registeredOperations()).map((o) => o.kind);
+    expect(INLINE_KINDS.filter((k) => registered.includes(k)), 'kinds both inline and registered with steps').toEqual([]);
+    expect(new Set(INLINE_KINDS).size, 'inline kinds listed twice').toBe(INLINE_KINDS.length);
+    expect([...INLINE_TIER_KINDS].sort(), 'inline kinds with a scenario in the inline tier').toEqual([...INLINE_KINDS].sort());
+    const want = INLINE_KINDS.flatMap((k) => INLINE_POSITIONS.map((p) => `${k}/record:${p}`)).sort();
+    expect(inlineCells().map((c) => c.failpoint).sort()).toEqual(want);
   });
 });
