@@ -20,15 +20,20 @@ const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const KEY_HEADER = 'idempotency-key';
 /** How long a retry waits for the first request with its key to answer. */
 const WAIT_FOR_FIRST_MS = 120_000;
-/** A claim this old without an answer belongs to a process that died mid-request. */
-const STALE_CLAIM_MS = 15 * 60_000;
+/**
+ * The lease of an unanswered claim: the request holding it renews it every third of this, so a
+ * claim past its lease belongs to a process that died mid-request (kill -9, crash) and is taken over.
+ */
+const CLAIM_LEASE_MS = 10_000;
+
+const leaseEnd = (): string => new Date(Date.now() + CLAIM_LEASE_MS).toISOString();
 
 /** The header as OpenAPI documents it on every mutating route. */
 export const IdempotencyHeaders = Type.Object({
   [KEY_HEADER]: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\x21-\\x7e]+$', description: 'retries with this key replay the first answer; another request with it is 409' })),
 });
 
-interface Claim { readonly tenantId: string; readonly key: string }
+interface Claim { readonly tenantId: string; readonly key: string; readonly renewal: NodeJS.Timeout }
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -63,8 +68,12 @@ export function registerIdempotency(scope: FastifyInstance, store: Store): void 
     const fp = fingerprint(req);
     const deadline = Date.now() + WAIT_FOR_FIRST_MS;
     for (;;) {
-      if (await repo.claim(store.db, { tenant_id: tenantId, key, fingerprint: fp, created_at: nowIso() })) {
-        req.idempotencyClaim = { tenantId, key };
+      if (await repo.claim(store.db, { tenant_id: tenantId, key, fingerprint: fp, created_at: nowIso(), claim_expires_at: leaseEnd() })) {
+        const renewal = setInterval(() => {
+          repo.renew(store.db, tenantId, key, leaseEnd()).catch((err: unknown) => { req.log.warn({ err }, 'could not renew an idempotency claim'); });
+        }, CLAIM_LEASE_MS / 3);
+        renewal.unref();
+        req.idempotencyClaim = { tenantId, key, renewal };
         return;
       }
       const row = await repo.find(store.db, tenantId, key);
@@ -77,7 +86,9 @@ export function registerIdempotency(scope: FastifyInstance, store: Store): void 
         if (row.response === null) return reply.send();
         return reply.header('content-type', 'application/json; charset=utf-8').send(row.response);
       }
-      if (Date.now() - Date.parse(row.created_at) > STALE_CLAIM_MS) {
+      if (Date.parse(row.claim_expires_at ?? row.created_at) < Date.now()) {
+        // Its request died mid-way: take the key over. What that request already committed is
+        // found again by the route's own rules (a volume's operation by its key; a name taken).
         await repo.release(store.db, tenantId, key, row.created_at);
         continue;
       }
@@ -88,10 +99,16 @@ export function registerIdempotency(scope: FastifyInstance, store: Store): void 
     }
   });
 
+  // A request that never reached onSend (its client went away) stops renewing, so its claim expires.
+  scope.addHook('onResponse', async (req: FastifyRequest) => {
+    if (req.idempotencyClaim) clearInterval(req.idempotencyClaim.renewal);
+  });
+
   scope.addHook('onSend', async (req: FastifyRequest, reply: FastifyReply, payload: unknown) => {
     const claim = req.idempotencyClaim;
     if (!claim) return payload;
     req.idempotencyClaim = undefined;
+    clearInterval(claim.renewal);
     if (reply.statusCode < 300) {
       await repo.complete(store.db, claim.tenantId, claim.key, reply.statusCode, typeof payload === 'string' && payload !== '' ? payload : null);
     } else {

@@ -14,6 +14,12 @@ export class IdempotencyRepository {
     return db.selectFrom('idempotency_keys').selectAll().where('tenant_id', '=', tenantId).where('key', '=', key).executeTakeFirst();
   }
 
+  /** Renews the lease of an unanswered claim (the request holding it is still running). */
+  async renew(db: Executor, tenantId: string, key: string, claimExpiresAt: string): Promise<void> {
+    await db.updateTable('idempotency_keys').set({ claim_expires_at: claimExpiresAt })
+      .where('tenant_id', '=', tenantId).where('key', '=', key).where('status_code', 'is', null).execute();
+  }
+
   /** Records the answer of the request that holds the claim. */
   async complete(db: Executor, tenantId: string, key: string, statusCode: number, response: string | null): Promise<void> {
     await db.updateTable('idempotency_keys').set({ status_code: statusCode, response }).where('tenant_id', '=', tenantId).where('key', '=', key).execute();

@@ -282,5 +282,7 @@ export interface IdempotencyKeyTable {
   status_code: number | null;
   response: string | null;
   created_at: Timestamp;
+  /** Until when the request holding an unanswered claim is known to be alive (it renews this). */
+  claim_expires_at: Timestamp | null;
 }
 export type IdempotencyKeyRow = Selectable<IdempotencyKeyTable>;

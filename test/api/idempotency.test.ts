@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startInProcessServer, type InProcessServer } from '../helpers/server.js';
 import { documentedRoutes, expectError, inject, type OpenApiDoc } from './api-kit.js';
@@ -43,6 +44,23 @@ describe('Idempotency-Key', () => {
     expect(again.volume.id).toBe(first.volume.id);
     expectError(await inject(s, 'POST', '/v1/volumes?wait=true', { body: { name: 'idem-v2', sizeBytes: 2 * MiB }, headers: key('v1') }), 409, 'IDEMPOTENCY_CONFLICT');
     expect(await names('/v1/volumes')).toEqual(['idem-v1']);
+  });
+
+  it('takes over the unanswered claim of a request whose process died (its lease ran out) instead of waiting for it', async () => {
+    const db = s.server.store.db;
+    const tenant = (await db.selectFrom('tenants').select('id').executeTakeFirstOrThrow()).id;
+    const body = { name: 'idem-h6' };
+    const k = key('h6')['idempotency-key'] ?? '';
+    // What a server killed between claiming the key and answering leaves behind: a claim, no answer,
+    // a lease nobody renews any more (it ran out a second ago).
+    const fp = createHash('sha256').update(JSON.stringify(['POST', '/v1/hosts', body])).digest('hex');
+    const past = new Date(Date.now() - 1000).toISOString();
+    await db.insertInto('idempotency_keys').values({ tenant_id: tenant, key: k, fingerprint: fp, status_code: null, response: null, created_at: past, claim_expires_at: past }).execute();
+    const retry = await inject(s, 'POST', '/v1/hosts', { body, headers: key('h6') });
+    expect(retry.status, retry.text).toBe(201);
+    const row = await db.selectFrom('idempotency_keys').selectAll().where('key', '=', k).executeTakeFirstOrThrow();
+    expect(row.status_code).toBe(201);
+    expect(await names('/v1/hosts')).toContain('idem-h6');
   });
 
   it('releases the key of a request that failed, so a corrected retry may use it', async () => {

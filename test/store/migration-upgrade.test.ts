@@ -81,6 +81,7 @@ const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
   }],
   ['idempotency_keys', {
     tenant_id: T, key: 'idem-2', fingerprint: 'sha256:def', status_code: 202, response: '{"operation":{"id":"op_1"}}', created_at: AT,
+    claim_expires_at: LATER,
   }],
 ];
 

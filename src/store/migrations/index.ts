@@ -7,6 +7,7 @@ import * as m0005 from './0005-class-offload.js';
 import * as m0006 from './0006-lease-epoch.js';
 import * as m0007 from './0007-list-indexes.js';
 import * as m0008 from './0008-idempotency-keys.js';
+import * as m0009 from './0009-idempotency-claim-lease.js';
 
 /** The SQL dialect a migration runs on; only DDL that truly differs may branch on it. */
 export type MigrationDialect = 'sqlite' | 'postgres';
@@ -27,4 +28,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: '0006-lease-epoch', up: m0006.up },
   { id: '0007-list-indexes', up: m0007.up },
   { id: '0008-idempotency-keys', up: m0008.up },
+  { id: '0009-idempotency-claim-lease', up: m0009.up },
 ];
