@@ -194,14 +194,18 @@ export class AttachmentService {
     const at = nowIso();
     const wasUp = hostIsUp(h, this.timings.hostDownAfterMs);
     await this.store.transaction(async (trx) => {
-      const state = h.state === 'fenced' ? 'fenced' : 'up';
       await this.hosts.update(trx, h.id, {
         addresses: writeJson(r.addresses.length > 0 ? r.addresses : readJson<string[]>(h.addresses, [])),
         ...(r.initiatorName ? { initiator_name: r.initiatorName } : {}),
-        connectors: writeJson(r.connectors), instances: writeJson(r.instances), agent_heartbeat_at: at, state, updated_at: at,
+        connectors: writeJson(r.connectors), instances: writeJson(r.instances), agent_heartbeat_at: at, updated_at: at,
       });
-      if (!wasUp && state === 'up') {
-        await this.events.append(trx, { tenantId: h.tenant_id, actor, resourceType: 'host', resourceId: h.id, resourceName: h.name, action: 'up', from: h.state, to: 'up', message: `host ${h.name}'s agent is reporting` });
+      // Up only from a state a report may end, checked against the row as it is now: a fence that
+      // committed after `h` was read stays (a stale report once moved a just-fenced host back to up).
+      if (!wasUp) {
+        await transition(trx, 'host', {
+          id: h.id, tenantId: h.tenant_id, to: 'up', onlyFrom: ['down', 'unknown', 'maintenance'],
+          event: { actor, action: 'up', resourceName: h.name, message: `host ${h.name}'s agent is reporting` },
+        });
       }
       const connected = new Map(r.connected.map((c) => [`${c.volumeId}/${c.instance}`, c.deviceId]));
       for (const a of await this.attachments.listLiveForHost(trx, h.id)) {
@@ -210,7 +214,8 @@ export class AttachmentService {
         else if (a.reported_at !== null) await this.attachments.update(trx, a.id, { reported_at: null });
       }
     });
-    return { hostState: h.state === 'fenced' ? 'fenced' : 'up', heartbeatIntervalMs: this.timings.heartbeatIntervalMs, desired: h.state === 'fenced' ? [] : await this.desired(h) };
+    const now = await this.hosts.findById(this.store.db, h.id) ?? h;
+    return { hostState: now.state === 'fenced' ? 'fenced' : 'up', heartbeatIntervalMs: this.timings.heartbeatIntervalMs, desired: now.state === 'fenced' ? [] : await this.desired(now) };
   }
 
   /** The attachments the host should have connected, with full connection info (CHAP included) for its agent. */
