@@ -447,6 +447,9 @@ describe('stowage volume grant on a tgt (iSCSI) backend: what it prints is enoug
     const conflict = await s.run(['volume', 'grant', 'lun1', '--host', h2.name, '--mode', 'ro']);
     expect(conflict.code).toBe(1);
     expect(conflict.stderr).toMatch(/^VOLUME_IN_USE: volume lun1 is granted rw to host h1/);
+    // h1 is left with no target but the ones later tests grant it: iscsi-ls logs in to every target
+    // it discovers with the one account it is given, and fails on the others.
+    ok(await s.run(['volume', 'revoke', 'lun1', '--host', h1.name]), 'revoke lun1');
   });
 
   it('never shows the secret in volume show, host list or attachment list, tables or JSON', async () => {
@@ -468,6 +471,7 @@ describe('stowage volume grant on a tgt (iSCSI) backend: what it prints is enoug
         }
       }
     }
+    ok(await s.run(['volume', 'revoke', 'lun2', '--host', h1.name]), 'revoke lun2');
   });
 
   it('clones on a reflink (XFS) dir backend offloaded, and with --no-offload as a host copy, printing the path', async () => {
