@@ -10,7 +10,7 @@ import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import {
   MiB, createVolume, ensureDir, grant, killChild, listAll, loginOf, openSession, qemuIo, readCapacity, readsPattern, registerBackend,
   registerLabHosts, revoke, sessionsFrom, showAccounts, showTargets, startE2eServer, tgtUri, writeAndVerify,
-  type BackendView, type Connection, type E2eServer, type EventView, type GrantView, type VolumeView,
+  type BackendView, type Connection, type E2eServer, type EventView, type GrantView,
 } from './e2e-kit.js';
 
 /**
@@ -36,14 +36,14 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
    * A fresh 64 MiB btrfs volume granted read-write to h1, for a test that must not lean on what
    * earlier tests left; with `data`, h1 has written 0xab at 0 and 0x5c at 32 MiB through iSCSI.
    */
-  const grantedToH1 = async (volume: string, data: boolean): Promise<{ v: VolumeView; c: Connection }> => {
-    const v = await createVolume(s.api, volume, 64 * MiB, 'san-btrfs');
+  const grantedToH1 = async (volume: string, data: boolean): Promise<Connection> => {
+    await createVolume(s.api, volume, 64 * MiB, 'san-btrfs');
     const c = await granted(volume, 'h1', 'rw');
     if (data) {
       await writeAndVerify(lab, h1, c, 0xab, 0, 64 * 1024);
       await writeAndVerify(lab, h1, c, 0x5c, 32 * MiB, 1 * MiB);
     }
-    return { v, c };
+    return c;
   };
 
   beforeAll(async () => {
@@ -119,14 +119,14 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
   });
 
   it('a read-write grant excludes a second host (409) without touching the first host\'s access', async () => {
-    const { c: c1 } = await grantedToH1('excl1', false);
+    const c1 = await grantedToH1('excl1', false);
     const r = await s.api.request('POST', '/v1/volumes/excl1/grants?wait=true', { body: { host: 'h2', mode: 'ro' } });
     expect(expectError(r, 409, 'VOLUME_IN_USE').message).toContain('h1');
     expect((await readCapacity(lab, h1, c1)).exitCode).toBe(0);
   });
 
   it('revoking h1 while its session is open drops the live session, and the next login is refused', async () => {
-    const { c: c1 } = await grantedToH1('rev1', false);
+    const c1 = await grantedToH1('rev1', false);
     const iqn = c1.iqn ?? '';
     const child = openSession(h1, c1);
     children.push(child);
@@ -174,7 +174,7 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
 
   it('serves a volume on the XFS-backed tgt backend the same way', async () => {
     // A target on the btrfs backend too, in the same tgtd.
-    const { c: c1 } = await grantedToH1('xbt1', false);
+    const c1 = await grantedToH1('xbt1', false);
     const v = await createVolume(s.api, 'xdata', 48 * MiB, 'san-xfs');
     expect(v.backendName).toBe('san-xfs');
     const c = await granted('xdata', 'h3', 'rw');
