@@ -65,6 +65,18 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
   }
 
   const run = (args: readonly string[]): Promise<CliResult> => s.run(args);
+  /** The file path of a volume, from a read-only grant to the agentless host `reader` (revoked again). */
+  async function pathOf(volume: string): Promise<string> {
+    const c = await s.json<ConnectionInfoModel>(['volume', 'grant', volume, '--host', 'reader', '--mode', 'ro']);
+    ok(await run(['volume', 'revoke', volume, '--host', 'reader']), `revoke ${volume}`);
+    return c.path ?? '';
+  }
+  /** Registers a host whose fake agent reports from now on, and waits until the server has it up. */
+  async function liveHost(host: string, address: string): Promise<void> {
+    ok(await run(['host', 'create', host, '--address', address]), `host create ${host}`);
+    live.set(host, address);
+    await pollUntil(`${host} up`, async () => ((await s.json<Host>(['host', 'show', host])).state === 'up' ? true : undefined));
+  }
 
   beforeAll(async () => {
     // Down after 1.5 s, short connect/disconnect waits and a 20 ms poll so the CLI's down/timeout paths show in seconds; host down on the shipped timings: test/defaults/host-down.ts.
@@ -74,6 +86,8 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
     // Agents report only for registered hosts.
     for (const [h, addr] of live) ok(await run(['host', 'create', h, '--address', addr]), 'host create');
     for (const [h, addr] of live) await converge(h, addr);
+    // A host with no agent, only to be granted volumes whose file path a test needs.
+    ok(await run(['host', 'create', 'reader', '--address', '10.99.201.20']), 'host create reader');
     loop = (async () => {
       while (!stopped) {
         for (const [h, addr] of [...live]) await converge(h, addr).catch(() => undefined);
@@ -112,8 +126,6 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
     expect(gone.stderr).toMatch(/^HOST_NOT_FOUND: /);
   });
 
-  let g1Path = '';
-
   it('grants a file volume: prints the path and a qemu-img line that works; ro to two hosts, rw conflicts; revokes', async () => {
     ok(await run(['volume', 'create', 'g1', '--size', '8M']), 'volume create');
     for (const [h, a] of [['r1', '10.99.201.9'], ['r2', '10.99.201.10'], ['w1', '10.99.201.11']] as const) {
@@ -125,7 +137,6 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
     const path = /Path:\s+(\S+)/.exec(g.stdout)?.[1] ?? '';
     expect(path.startsWith(s.dir)).toBe(true);
     expect(existsSync(path)).toBe(true);
-    g1Path = path;
     expect(g.stderr).toMatch(/grant g1 to r1 succeeded/);
     // The printed example is a real command line: run it.
     const argv = exampleLine(g.stdout, 'qemu-img info');
@@ -162,65 +173,69 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
   });
 
   it('snapshots, lists, shows and reverts (data back as it was), refusing without --yes', async () => {
-    writeAt0(g1Path, 'before-snapshot');
-    const snap = ok(await run(['snapshot', 'create', 'g1', '--name', 's1']), 'snapshot create');
+    ok(await run(['volume', 'create', 'sn1', '--size', '8M']), 'volume create');
+    const snPath = await pathOf('sn1');
+    writeAt0(snPath, 'before-snapshot');
+    const snap = ok(await run(['snapshot', 'create', 'sn1', '--name', 's1']), 'snapshot create');
     expect(snap.stdout).toMatch(/Name:\s+s1/);
     expect(snap.stdout).toMatch(/State:\s+available/);
     expect(snap.stdout).toMatch(/Method:\s+(reflink|copy|qcow2-backing)/);
-    writeAt0(g1Path, 'after--snapshot');
+    writeAt0(snPath, 'after--snapshot');
 
     const table = ok(await run(['snapshot', 'list']), 'snapshot list');
     expect(table.stdout.split('\n')[0]).toMatch(/^NAME\s+ID\s+VOLUME\s+STATE\s+SIZE\s+METHOD\s+CREATED$/);
-    expect(table.stdout).toMatch(/^s1\s+snap-\S+\s+g1\s+available\s+8 MiB\s/m);
-    expect((await s.json<Snapshot[]>(['snapshot', 'list', '--volume', 'g1'])).map((x) => x.name)).toEqual(['s1']);
-    expect((await s.json<Snapshot>(['snapshot', 'show', 's1'])).volumeName).toBe('g1');
+    expect(table.stdout).toMatch(/^s1\s+snap-\S+\s+sn1\s+available\s+8 MiB\s/m);
+    expect((await s.json<Snapshot[]>(['snapshot', 'list', '--volume', 'sn1'])).map((x) => x.name)).toEqual(['s1']);
+    expect((await s.json<Snapshot>(['snapshot', 'show', 's1'])).volumeName).toBe('sn1');
 
-    const refused = await run(['volume', 'revert', 'g1', '--to', 's1']);
+    const refused = await run(['volume', 'revert', 'sn1', '--to', 's1']);
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/^VALIDATION_FAILED: not reverting volume g1 without confirmation/);
-    const reverted = ok(await run(['volume', 'revert', 'g1', '--to', 's1', '--yes']), 'revert');
+    expect(refused.stderr).toMatch(/^VALIDATION_FAILED: not reverting volume sn1 without confirmation/);
+    const reverted = ok(await run(['volume', 'revert', 'sn1', '--to', 's1', '--yes']), 'revert');
     expect(reverted.stdout).toMatch(/State:\s+available/);
-    expect(reverted.stdout).toContain('volume g1 reverted to snapshot s1');
-    expect(readAt0(g1Path, 15)).toBe('before-snapshot');
+    expect(reverted.stdout).toContain('volume sn1 reverted to snapshot s1');
+    expect(readAt0(snPath, 15)).toBe('before-snapshot');
   });
 
   it('clones from a volume and from a snapshot, printing the path each took; --no-offload forces a host copy', async () => {
     // Whether `local` offloads depends on the filesystem of the temp dir (reflink or not): the path printed must say which.
     const local = await s.json<Backend>(['backend', 'show', 'local']);
-    const fromVol = ok(await run(['volume', 'create', 'c1', '--from-volume', 'g1']), 'clone from volume');
+    // Its own source, holding data, and a snapshot of it.
+    ok(await run(['volume', 'create', 'csrc', '--size', '8M']), 'volume create');
+    writeAt0(await pathOf('csrc'), 'before-snapshot');
+    ok(await run(['snapshot', 'create', 'csrc', '--name', 'cs1']), 'snapshot create');
+    const fromVol = ok(await run(['volume', 'create', 'c1', '--from-volume', 'csrc']), 'clone from volume');
     expect(fromVol.stdout).toMatch(/Size:\s+8 MiB/);
     expect(fromVol.stdout).toMatch(local.capabilities.includes('clone.offload')
-      ? /^Clone path: offloaded clone of volume g1 on local/m
-      : /^Clone path: host copy \(qemu-img convert\) of volume g1 from local to local$/m);
-    const fromSnap = ok(await run(['volume', 'create', 'c2', '--from-snapshot', 's1', '--size', '16M']), 'clone from snapshot');
+      ? /^Clone path: offloaded clone of volume csrc on local/m
+      : /^Clone path: host copy \(qemu-img convert\) of volume csrc from local to local$/m);
+    const fromSnap = ok(await run(['volume', 'create', 'c2', '--from-snapshot', 'cs1', '--size', '16M']), 'clone from snapshot');
     expect(fromSnap.stdout).toMatch(/Size:\s+16 MiB/);
-    expect(fromSnap.stdout).toMatch(/^Clone path: (offloaded clone|copied by the backend) of snapshot s1 on local/m);
-    const copied = ok(await run(['volume', 'create', 'c3', '--from-volume', 'g1', '--no-offload']), 'host copy');
-    expect(copied.stdout).toMatch(/^Clone path: host copy \(qemu-img convert\) of volume g1 from local to local$/m);
+    expect(fromSnap.stdout).toMatch(/^Clone path: (offloaded clone|copied by the backend) of snapshot cs1 on local/m);
+    const copied = ok(await run(['volume', 'create', 'c3', '--from-volume', 'csrc', '--no-offload']), 'host copy');
+    expect(copied.stdout).toMatch(/^Clone path: host copy \(qemu-img convert\) of volume csrc from local to local$/m);
 
     // The clones hold the source's data: read it through the path a grant hands out.
     for (const c of ['c1', 'c2', 'c3']) {
-      const conn = await s.json<ConnectionInfoModel>(['volume', 'grant', c, '--host', 'r1', '--mode', 'ro']);
+      const conn = await s.json<ConnectionInfoModel>(['volume', 'grant', c, '--host', 'reader', '--mode', 'ro']);
       expect(readAt0(conn.path ?? '', 15)).toBe('before-snapshot');
-      ok(await run(['volume', 'revoke', c, '--host', 'r1']), `revoke ${c}`);
+      ok(await run(['volume', 'revoke', c, '--host', 'reader']), `revoke ${c}`);
     }
 
     const noSize = await run(['volume', 'create', 'x1']);
     expect(noSize.code).toBe(2);
     expect(noSize.stderr).toMatch(/^VALIDATION_FAILED: --size is required \(unless the volume is a clone/);
-    const both = await run(['volume', 'create', 'x1', '--from-volume', 'g1', '--from-snapshot', 's1']);
+    const both = await run(['volume', 'create', 'x1', '--from-volume', 'csrc', '--from-snapshot', 'cs1']);
     expect(both.code).toBe(2);
     const missing = await run(['volume', 'create', 'x1', '--from-snapshot', 'nope']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^SNAPSHOT_NOT_FOUND: /);
 
     for (const c of ['c1', 'c2', 'c3']) ok(await run(['volume', 'delete', c, '--yes']), `delete ${c}`);
-    const del = ok(await run(['snapshot', 'delete', 's1', '--yes']), 'snapshot delete');
-    expect(del.stdout).toBe('snapshot s1 deleted\n');
-    expect(await s.json<Snapshot[]>(['snapshot', 'list', '--volume', 'g1'])).toEqual([]);
+    const del = ok(await run(['snapshot', 'delete', 'cs1', '--yes']), 'snapshot delete');
+    expect(del.stdout).toBe('snapshot cs1 deleted\n');
+    expect(await s.json<Snapshot[]>(['snapshot', 'list', '--volume', 'csrc'])).toEqual([]);
   });
-
-  let attachmentId = '';
 
   it('attaches through the agent and prints the device id; lists and shows attachments; rw on a second host conflicts', async () => {
     ok(await run(['volume', 'create', 'd1', '--size', '8M']), 'create d1');
@@ -229,7 +244,7 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
     expect(a.stdout).toMatch(/Device:\s+stw-dev-vol-\S+/);
     expect(a.stdout).toMatch(/^attached to vm1 on hv-a as device stw-dev-vol-\S+$/m);
     expect(a.stderr).toMatch(/attach d1 to hv-a\/vm1 succeeded.*\(steps: grant, connect, activate\)/);
-    attachmentId = /ID:\s+(att-\S+)/.exec(a.stdout)?.[1] ?? '';
+    const attachmentId = /ID:\s+(att-\S+)/.exec(a.stdout)?.[1] ?? '';
     expect(attachmentId).not.toBe('');
 
     const table = ok(await run(['attachment', 'list']), 'attachment list');
@@ -253,46 +268,56 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
   });
 
   it('fences a silent host (printing what was revoked), evacuates to another, unfences', async () => {
-    live.delete('hv-a');
-    // hv-a's agent is silent: wait until the server has marked it down.
-    await pollUntil('hv-a marked down', async () => ((await s.json<Host[]>(['host', 'list'])).find((h) => h.name === 'hv-a')?.state === 'down' ? true : undefined));
-    const refused = await run(['volume', 'attach', 'd1', '--host', 'hv-b', '--instance', 'vm1']);
+    // Its own host with a reporting agent and a disk attached there, so hv-a stays up for the rest.
+    await liveHost('hv-f', '10.99.201.4');
+    ok(await run(['volume', 'create', 'f1', '--size', '8M']), 'create f1');
+    const a = ok(await run(['volume', 'attach', 'f1', '--host', 'hv-f', '--instance', 'vm1']), 'attach f1');
+    const attachmentId = /ID:\s+(att-\S+)/.exec(a.stdout)?.[1] ?? '';
+    expect(attachmentId).not.toBe('');
+    live.delete('hv-f');
+    // hv-f's agent is silent: wait until the server has marked it down.
+    await pollUntil('hv-f marked down', async () => ((await s.json<Host[]>(['host', 'list'])).find((h) => h.name === 'hv-f')?.state === 'down' ? true : undefined));
+    const refused = await run(['volume', 'attach', 'f1', '--host', 'hv-b', '--instance', 'vm1']);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/^HOST_NOT_FENCED: .*stowage host fence hv-a/);
-    const early = await run(['host', 'evacuate', 'hv-a', '--to', 'hv-b']);
+    expect(refused.stderr).toMatch(/^HOST_NOT_FENCED: .*stowage host fence hv-f/);
+    const early = await run(['host', 'evacuate', 'hv-f', '--to', 'hv-b']);
     expect(early.code).toBe(1);
     expect(early.stderr).toMatch(/^HOST_NOT_FENCED: /);
 
-    const unconfirmed = await run(['host', 'fence', 'hv-a']);
+    const unconfirmed = await run(['host', 'fence', 'hv-f']);
     expect(unconfirmed.code).toBe(2);
-    const fenced = ok(await run(['host', 'fence', 'hv-a', '--yes']), 'fence');
-    expect(fenced.stdout).toMatch(/^host hv-a is fenced: revoked 1 grant\(s\)$/m);
-    expect(fenced.stdout).toMatch(/Access revoked:\nVOLUME\s+MODE\nd1\s+rw\n/);
-    expect(fenced.stdout).toMatch(new RegExp(`Attachments cut:\\n.*\\n${attachmentId}\\s+d1\\s+hv-a\\s+vm1\\s+rw\\s+gone`));
-    const again = await s.json<{ host: Host; revokedGrants: Grant[]; cutAttachments: Attachment[] }>(['host', 'fence', 'hv-a', '--yes']);
+    const fenced = ok(await run(['host', 'fence', 'hv-f', '--yes']), 'fence');
+    expect(fenced.stdout).toMatch(/^host hv-f is fenced: revoked 1 grant\(s\)$/m);
+    expect(fenced.stdout).toMatch(/Access revoked:\nVOLUME\s+MODE\nf1\s+rw\n/);
+    expect(fenced.stdout).toMatch(new RegExp(`Attachments cut:\\n.*\\n${attachmentId}\\s+f1\\s+hv-f\\s+vm1\\s+rw\\s+gone`));
+    const again = await s.json<{ host: Host; revokedGrants: Grant[]; cutAttachments: Attachment[] }>(['host', 'fence', 'hv-f', '--yes']);
     expect(again.host.state).toBe('fenced');
     expect(again.revokedGrants).toEqual([]);
 
-    const ev = ok(await run(['host', 'evacuate', 'hv-a', '--to', 'hv-b']), 'evacuate');
-    expect(ev.stdout).toMatch(/^att-\S+\s+d1\s+hv-b\s+vm1\s+rw\s+attached\s+stw-dev-vol-/m);
-    expect(ev.stderr).toMatch(/attach d1 to hv-b\/vm1 succeeded/);
+    const ev = ok(await run(['host', 'evacuate', 'hv-f', '--to', 'hv-b']), 'evacuate');
+    expect(ev.stdout).toMatch(/^att-\S+\s+f1\s+hv-b\s+vm1\s+rw\s+attached\s+stw-dev-vol-/m);
+    expect(ev.stderr).toMatch(/attach f1 to hv-b\/vm1 succeeded/);
 
-    const unfenced = ok(await run(['host', 'unfence', 'hv-a']), 'unfence');
+    const unfenced = ok(await run(['host', 'unfence', 'hv-f']), 'unfence');
     expect(unfenced.stdout).toMatch(/State:\s+unknown/);
-    const notFenced = await run(['host', 'unfence', 'hv-a']);
+    const notFenced = await run(['host', 'unfence', 'hv-f']);
     expect(notFenced.code).toBe(1);
     expect(notFenced.stderr).toMatch(/^INVALID_STATE: /);
-    live.set('hv-a', '10.99.201.2');
   });
 
   it('detaches (the agent disconnects, access is revoked) and keeps gone attachments for --all', async () => {
-    const d = ok(await run(['volume', 'detach', 'd1']), 'detach');
-    expect(d.stdout).toMatch(/^att-\S+\s+d1\s+hv-b\s+vm1\s+rw\s+gone\s+-/m);
-    expect(d.stderr).toMatch(/detach d1 from hv-b\/vm1 succeeded/);
-    expect(ok(await run(['attachment', 'list', '--volume', 'd1']), 'list').stdout).toBe('no attachments\n');
-    const all = await s.json<Attachment[]>(['attachment', 'list', '--volume', 'd1', '--all']);
+    // Its own volume, attached on hv-a, detached, then attached on hv-b and detached again.
+    ok(await run(['volume', 'create', 'dt1', '--size', '8M']), 'create dt1');
+    ok(await run(['volume', 'attach', 'dt1', '--host', 'hv-a', '--instance', 'vm2']), 'attach dt1 to hv-a');
+    ok(await run(['volume', 'detach', 'dt1']), 'detach from hv-a');
+    ok(await run(['volume', 'attach', 'dt1', '--host', 'hv-b', '--instance', 'vm2']), 'attach dt1 to hv-b');
+    const d = ok(await run(['volume', 'detach', 'dt1']), 'detach');
+    expect(d.stdout).toMatch(/^att-\S+\s+dt1\s+hv-b\s+vm2\s+rw\s+gone\s+-/m);
+    expect(d.stderr).toMatch(/detach dt1 from hv-b\/vm2 succeeded/);
+    expect(ok(await run(['attachment', 'list', '--volume', 'dt1']), 'list').stdout).toBe('no attachments\n');
+    const all = await s.json<Attachment[]>(['attachment', 'list', '--volume', 'dt1', '--all']);
     expect(all.map((a) => `${a.hostName}:${a.state}`).sort()).toEqual(['hv-a:gone', 'hv-b:gone']);
-    expect((await s.json<VolumeShow>(['volume', 'show', 'd1'])).grants).toEqual([]);
+    expect((await s.json<VolumeShow>(['volume', 'show', 'dt1'])).grants).toEqual([]);
   });
 
   it('migrates an instance\'s storage: start → complete by --instance/--from/--to, and abort by --id', async () => {
@@ -330,7 +355,12 @@ describe('stowage host, grant, snapshot, clone, attach, fence and migration comm
   });
 
   it('shows no secret in volume show, attachment list or host list, as tables or JSON', async () => {
-    for (const args of [['volume', 'show', 'm1'], ['volume', 'show', 'd1'], ['attachment', 'list', '--all'], ['host', 'list']]) {
+    // Its own volumes: one granted, one attached.
+    ok(await run(['volume', 'create', 'sec1', '--size', '8M']), 'create sec1');
+    ok(await run(['volume', 'grant', 'sec1', '--host', 'reader', '--mode', 'ro']), 'grant sec1');
+    ok(await run(['volume', 'create', 'sec2', '--size', '8M']), 'create sec2');
+    ok(await run(['volume', 'attach', 'sec2', '--host', 'hv-a', '--instance', 'vm2']), 'attach sec2');
+    for (const args of [['volume', 'show', 'sec1'], ['volume', 'show', 'sec2'], ['attachment', 'list', '--all'], ['host', 'list']]) {
       for (const out of [[], ['-o', 'json']]) {
         const r = ok(await run([...args, ...out]), args.join(' '));
         expect(r.stdout).not.toMatch(/secret/i);
@@ -349,7 +379,15 @@ describe('stowage volume grant on a tgt (iSCSI) backend: what it prints is enoug
   let s: CliSession;
   let h1: LabHost;
   let h2: LabHost;
+  /** Every CHAP secret the CLI printed in this describe. */
   const secrets = new Set<string>();
+  /** Creates a volume on the SAN and grants it read-write to h1 through the CLI, noting the secret. */
+  const grantedLun = async (volume: string): Promise<ConnectionInfoModel> => {
+    ok(await s.run(['volume', 'create', volume, '--size', '16M', '--backend', 'san']), `create ${volume}`);
+    const c = await s.json<ConnectionInfoModel>(['volume', 'grant', volume, '--host', h1.name]);
+    if (c.chapSecret) secrets.add(c.chapSecret);
+    return c;
+  };
 
   beforeAll(async () => {
     lab = await startLab({ hosts: 2, tgtd: true, btrfs: false, xfs: true });
@@ -409,16 +447,22 @@ describe('stowage volume grant on a tgt (iSCSI) backend: what it prints is enoug
     const conflict = await s.run(['volume', 'grant', 'lun1', '--host', h2.name, '--mode', 'ro']);
     expect(conflict.code).toBe(1);
     expect(conflict.stderr).toMatch(/^VOLUME_IN_USE: volume lun1 is granted rw to host h1/);
+    // h1 is left with no target but the ones later tests grant it: iscsi-ls logs in to every target
+    // it discovers with the one account it is given, and fails on the others.
+    ok(await s.run(['volume', 'revoke', 'lun1', '--host', h1.name]), 'revoke lun1');
   });
 
   it('never shows the secret in volume show, host list or attachment list, tables or JSON', async () => {
-    expect(secrets.size).toBe(1);
-    const shown = ok(await s.run(['volume', 'show', 'lun1']), 'volume show');
+    // Its own granted volume: the secret it was handed must appear nowhere after.
+    const mine = await grantedLun('lun2');
+    expect(mine.chapSecret?.length).toBeGreaterThanOrEqual(12);
+    expect(secrets.has(mine.chapSecret ?? '')).toBe(true);
+    const shown = ok(await s.run(['volume', 'show', 'lun2']), 'volume show');
     expect(shown.stdout).toMatch(/^h1\s+rw\s+active/m);
-    const shownJson = await s.json<VolumeShow>(['volume', 'show', 'lun1']);
+    const shownJson = await s.json<VolumeShow>(['volume', 'show', 'lun2']);
     expect(shownJson.grants[0]?.connection?.chapUser).toBeTruthy();
     expect(shownJson.grants[0]?.connection && 'chapSecret' in shownJson.grants[0].connection).toBe(false);
-    for (const args of [['volume', 'show', 'lun1'], ['host', 'list'], ['host', 'show', h1.name], ['attachment', 'list', '--all'], ['volume', 'list']]) {
+    for (const args of [['volume', 'show', 'lun2'], ['host', 'list'], ['host', 'show', h1.name], ['attachment', 'list', '--all'], ['volume', 'list']]) {
       for (const out of [[], ['-o', 'json']]) {
         const r = ok(await s.run([...args, ...out]), args.join(' '));
         for (const secret of secrets) {
@@ -427,6 +471,7 @@ describe('stowage volume grant on a tgt (iSCSI) backend: what it prints is enoug
         }
       }
     }
+    ok(await s.run(['volume', 'revoke', 'lun2', '--host', h1.name]), 'revoke lun2');
   });
 
   it('clones on a reflink (XFS) dir backend offloaded, and with --no-offload as a host copy, printing the path', async () => {
@@ -450,11 +495,16 @@ describe('stowage volume grant on a tgt (iSCSI) backend: what it prints is enoug
   });
 
   it('after revoke the host cannot log in any more', async () => {
-    const secret = [...secrets][0] ?? '';
-    const user = (await s.json<VolumeShow>(['volume', 'show', 'lun1'])).grants[0]?.connection?.chapUser ?? '';
-    ok(await s.run(['volume', 'revoke', 'lun1', '--host', h1.name]), 'revoke');
+    // Its own granted volume, which h1 can log in to until the revoke.
+    const c = await grantedLun('lun3');
+    const secret = c.chapSecret ?? '';
+    const user = (await s.json<VolumeShow>(['volume', 'show', 'lun3'])).grants[0]?.connection?.chapUser ?? '';
+    expect(user).toBe(c.chapUser);
+    const before = await lab.hostExec(h1, 'iscsi-ls', ['-s', '-i', h1.initiatorName, `iscsi://${user}%${secret}@${lab.portal}`], { timeoutMs: 30_000 });
+    expect(before.stdout).toMatch(/Lun:\d+/);
+    ok(await s.run(['volume', 'revoke', 'lun3', '--host', h1.name]), 'revoke');
     const after = await lab.hostExec(h1, 'iscsi-ls', ['-s', '-i', h1.initiatorName, `iscsi://${user}%${secret}@${lab.portal}`], { timeoutMs: 30_000 });
     expect(after.stdout).not.toMatch(/Lun:\d+/);
-    expect((await s.json<VolumeShow>(['volume', 'show', 'lun1'])).grants).toEqual([]);
+    expect((await s.json<VolumeShow>(['volume', 'show', 'lun3'])).grants).toEqual([]);
   });
 });

@@ -10,7 +10,7 @@ import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import {
   MiB, createVolume, ensureDir, grant, killChild, listAll, loginOf, openSession, qemuIo, readCapacity, readsPattern, registerBackend,
   registerLabHosts, revoke, sessionsFrom, showAccounts, showTargets, startE2eServer, tgtUri, writeAndVerify,
-  type BackendView, type Connection, type E2eServer, type EventView, type GrantView, type VolumeView,
+  type BackendView, type Connection, type E2eServer, type EventView, type GrantView,
 } from './e2e-kit.js';
 
 /**
@@ -27,12 +27,22 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
   const children: ChildProcess[] = [];
   /** Every CHAP secret the API handed out in this file. */
   const secrets = new Set<string>();
-  let data1: VolumeView;
-  let c1: Connection;
-
   const granted = async (volume: string, host: string, mode: 'rw' | 'ro' = 'rw'): Promise<Connection> => {
     const c = await grant(s.api, volume, host, mode);
     if (c.chapSecret !== undefined) secrets.add(c.chapSecret);
+    return c;
+  };
+  /**
+   * A fresh 64 MiB btrfs volume granted read-write to h1, for a test that must not lean on what
+   * earlier tests left; with `data`, h1 has written 0xab at 0 and 0x5c at 32 MiB through iSCSI.
+   */
+  const grantedToH1 = async (volume: string, data: boolean): Promise<Connection> => {
+    await createVolume(s.api, volume, 64 * MiB, 'san-btrfs');
+    const c = await granted(volume, 'h1', 'rw');
+    if (data) {
+      await writeAndVerify(lab, h1, c, 0xab, 0, 64 * 1024);
+      await writeAndVerify(lab, h1, c, 0x5c, 32 * MiB, 1 * MiB);
+    }
     return c;
   };
 
@@ -73,8 +83,8 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
   });
 
   it('a granted host reads the capacity and the data it wrote; an ungranted host, a wrong CHAP secret and no CHAP are refused', async () => {
-    data1 = await createVolume(s.api, 'data1', 64 * MiB, 'san-btrfs');
-    c1 = await granted('data1', 'h1', 'rw');
+    const data1 = await createVolume(s.api, 'data1', 64 * MiB, 'san-btrfs');
+    const c1 = await granted('data1', 'h1', 'rw');
     expect(c1).toMatchObject({ protocol: 'iscsi', portal: lab.portal, iqn: `iqn.2026-11.io.stowage:${data1.id}`, lun: 1, chapUser: `stw-h1.${data1.id}`, mode: 'rw' });
     expect(c1.chapSecret?.length).toBeGreaterThanOrEqual(12);
 
@@ -109,18 +119,20 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
   });
 
   it('a read-write grant excludes a second host (409) without touching the first host\'s access', async () => {
-    const r = await s.api.request('POST', '/v1/volumes/data1/grants?wait=true', { body: { host: 'h2', mode: 'ro' } });
+    const c1 = await grantedToH1('excl1', false);
+    const r = await s.api.request('POST', '/v1/volumes/excl1/grants?wait=true', { body: { host: 'h2', mode: 'ro' } });
     expect(expectError(r, 409, 'VOLUME_IN_USE').message).toContain('h1');
     expect((await readCapacity(lab, h1, c1)).exitCode).toBe(0);
   });
 
   it('revoking h1 while its session is open drops the live session, and the next login is refused', async () => {
+    const c1 = await grantedToH1('rev1', false);
     const iqn = c1.iqn ?? '';
     const child = openSession(h1, c1);
     children.push(child);
     await pollUntil('a session from h1', async () => ((await sessionsFrom(lab, iqn, h1.address)) > 0 ? true : undefined), 60_000);
 
-    await revoke(s.api, 'data1', 'h1');
+    await revoke(s.api, 'rev1', 'h1');
     await pollUntil('h1\'s session to be dropped', async () => ((await sessionsFrom(lab, iqn, h1.address)) === 0 ? true : undefined), 60_000);
     // The initiator retries its login by itself; it must stay out.
     await sleep(2000);
@@ -129,14 +141,17 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
     expect(again.exitCode).not.toBe(0);
     expect(await showAccounts(lab)).not.toContain(loginOf(c1).user);
     expect((await showTargets(lab)).find((t) => t.iqn === iqn)?.aclAddresses).toEqual([]);
-    expect((await s.api.ok<{ items: GrantView[] }>('GET', '/v1/volumes/data1/grants', 200)).items).toEqual([]);
-    expectError(await s.api.request('GET', '/v1/volumes/data1/grants/h1/connection'), 404, 'NOT_FOUND');
+    expect((await s.api.ok<{ items: GrantView[] }>('GET', '/v1/volumes/rev1/grants', 200)).items).toEqual([]);
+    expectError(await s.api.request('GET', '/v1/volumes/rev1/grants/h1/connection'), 404, 'NOT_FOUND');
     killChild(child);
   });
 
   it('two hosts granted read-only both read the data; the LUN is read-only for them', async () => {
-    const c2 = await granted('data1', 'h2', 'ro');
-    const c3 = await granted('data1', 'h3', 'ro');
+    // h1 writes the data first, then gives the volume up so it can be shared read-only.
+    await grantedToH1('ro1', true);
+    await revoke(s.api, 'ro1', 'h1');
+    const c2 = await granted('ro1', 'h2', 'ro');
+    const c3 = await granted('ro1', 'h3', 'ro');
     expect(c2.mode).toBe('ro');
     expect(loginOf(c2).user).not.toBe(loginOf(c3).user);
     expect(loginOf(c2).secret).not.toBe(loginOf(c3).secret);
@@ -152,12 +167,14 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
     expect(write.stdout).not.toContain('wrote 4096/4096 bytes');
     expect((await showTargets(lab)).find((t) => t.iqn === c2.iqn)?.luns.find((l) => l.lun === 1)?.readonly).toBe(true);
     expect(await readsPattern(lab, h3, c3, 0xab, 0, 64 * 1024)).toBe(true);
-    await revoke(s.api, 'data1', 'h2');
-    await revoke(s.api, 'data1', 'h3');
+    await revoke(s.api, 'ro1', 'h2');
+    await revoke(s.api, 'ro1', 'h3');
     expect((await readCapacity(lab, h2, c2)).exitCode).not.toBe(0);
   });
 
   it('serves a volume on the XFS-backed tgt backend the same way', async () => {
+    // A target on the btrfs backend too, in the same tgtd.
+    const c1 = await grantedToH1('xbt1', false);
     const v = await createVolume(s.api, 'xdata', 48 * MiB, 'san-xfs');
     expect(v.backendName).toBe('san-xfs');
     const c = await granted('xdata', 'h3', 'rw');
@@ -175,6 +192,7 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
     expect(reconciles.flatMap((e) => (e.details.removed as string[] | undefined) ?? []).filter((r) => r.startsWith('target:'))).toEqual([]);
     expect(await readsPattern(lab, h3, c, 0x3e, 4 * MiB, 256 * 1024)).toBe(true);
     await revoke(s.api, 'xdata', 'h3');
+    await revoke(s.api, 'xbt1', 'h1');
   });
 
   it('never lets a CHAP secret out: grant lists, events, operations, error answers, the debug log, the driver ledger and the database files', async () => {
