@@ -1,10 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import type { TgtTarget } from '../../src/drivers/tgt/tgtadm-show.js';
 import { ApiClient, REPO_ROOT, pollUntil, readToken } from '../helpers/server.js';
 import type { LabHost } from '../lab/lab.js';
+import { startAgent, type AgentProcess } from '../e2e-hosts/hosts-kit.js';
 
 /**
  * The defaults tier runs what a user sees on the timings `src/config/config.ts` ships: it starts
@@ -128,39 +129,11 @@ function servingUrl(out: string): string | undefined {
 }
 
 /** A `stowage agent` this test started inside a lab host. */
-export interface DefaultAgent {
-  readonly pid: number;
-  readonly logPath: string;
-  alive(): boolean;
-  /** kill -9 of this PID only; waits for the exit. */
-  kill9(): Promise<void>;
-}
+export type DefaultAgent = AgentProcess;
 
-/**
- * Starts `ip netns exec <netns> node bin/stowage.js agent` with no `--heartbeat`, so the agent
- * beats at its own first interval and then at the server's (ip execs node: the PID is the agent's).
- */
+/** Starts the real agent in `o.host`'s namespace with no timing flag (hosts-kit's startAgent on shipped timings). */
 export function startDefaultAgent(o: { host: LabHost; apiUrl: string; token: string; vmDir: string; logDir: string }): DefaultAgent {
-  mkdirSync(o.vmDir, { recursive: true, mode: 0o700 });
-  mkdirSync(o.logDir, { recursive: true, mode: 0o700 });
-  const logPath = join(o.logDir, `agent-${o.host.name}.log`);
-  const fd = openSync(logPath, 'a', 0o600);
-  const args = ['netns', 'exec', o.host.netns, process.execPath, join(REPO_ROOT, 'bin', 'stowage.js'), 'agent',
-    '--api', o.apiUrl, '--host', o.host.name, '--vm-dir', o.vmDir, '--address', o.host.address, '--initiator-name', o.host.initiatorName];
-  const child: ChildProcess = spawn('ip', args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', STOWAGE_TOKEN: o.token, HOME: o.logDir }, stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`could not start the agent of ${o.host.name}`);
-  let done = false;
-  const exited = new Promise<void>((res) => child.once('exit', () => { done = true; res(); }));
-  return {
-    pid, logPath,
-    alive: () => !done,
-    kill9: async () => {
-      if (!done) process.kill(pid, 'SIGKILL');
-      await exited;
-    },
-  };
+  return startAgent({ ...o, shippedTimings: true });
 }
 
 /** Polls `probe` like pollUntil and also returns how long it took from `since` (Date.now() ms). */

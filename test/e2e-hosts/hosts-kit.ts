@@ -199,15 +199,20 @@ export interface AgentProcess {
   kill9(): Promise<void>;
 }
 
-/** Starts `ip netns exec <netns> node bin/stowage.js agent …` (ip execs node, so the PID is the agent's). */
-export function startAgent(o: { host: LabHost; apiUrl: string; token: string; vmDir: string; logDir: string }): AgentProcess {
-  mkdirSync(o.logDir, { recursive: true });
+/**
+ * Starts `ip netns exec <netns> node bin/stowage.js agent …` (ip execs node, so the PID is the agent's).
+ * `shippedTimings` leaves out the test's `--heartbeat 500` (and debug logs): the agent beats at its
+ * own first interval and then at the server's, as a user's does (test/defaults/).
+ */
+export function startAgent(o: { host: LabHost; apiUrl: string; token: string; vmDir: string; logDir: string; shippedTimings?: boolean }): AgentProcess {
+  mkdirSync(o.vmDir, { recursive: true, mode: 0o700 });
+  mkdirSync(o.logDir, { recursive: true, mode: 0o700 });
   const logPath = join(o.logDir, `agent-${o.host.name}.log`);
-  const fd = openSync(logPath, 'a');
+  const fd = openSync(logPath, 'a', 0o600);
   // --heartbeat 500 so the host is up at once before the server's HOST_TEST_ENV interval takes over; the agent on its own defaults: test/defaults/host-down.ts.
   const args = ['netns', 'exec', o.host.netns, process.execPath, join(REPO_ROOT, 'bin', 'stowage.js'), 'agent',
     '--api', o.apiUrl, '--host', o.host.name, '--vm-dir', o.vmDir, '--address', o.host.address, '--initiator-name', o.host.initiatorName,
-    '--heartbeat', '500', '--log-level', 'debug'];
+    ...(o.shippedTimings === true ? [] : ['--heartbeat', '500', '--log-level', 'debug'])];
   const child: ChildProcess = spawn('ip', args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', STOWAGE_TOKEN: o.token, HOME: o.logDir }, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const pid = child.pid;
