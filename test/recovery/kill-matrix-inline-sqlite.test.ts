@@ -1,20 +1,5 @@
-import { afterAll, beforeAll, describe, it } from 'vitest';
-import { ensureBuilt } from '../helpers/server.js';
-import { InlineRun, inlineCells } from './inline-tier.js';
+import { describeInlineMatrix } from './matrix-suite.js';
 
 // The kill -9 matrix on sqlite for the operations recorded inline (one transaction, no steps): each
 // inline kind killed inside its transaction just before the commit and right after it, then restarted.
-describe('kill -9 matrix on sqlite: inline-recorded kinds', () => {
-  const run = new InlineRun('sqlite');
-  beforeAll(async () => {
-    await ensureBuilt();
-    await run.setUp();
-  });
-  afterAll(async () => {
-    await run.tearDown();
-  });
-
-  it.each(inlineCells())('killed at $failpoint', async (cell) => {
-    await run.runCell(cell);
-  });
-});
+describeInlineMatrix('sqlite');

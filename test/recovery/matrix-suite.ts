@@ -1,5 +1,7 @@
-import { afterAll, beforeAll, describe, it } from 'vitest';
-import { ensureBuilt } from '../helpers/server.js';
+import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
+import { ensureBuilt, killAllSpawned } from '../helpers/server.js';
+import { InlineRun, inlineCells } from './inline-tier.js';
+import { cleanupLeaseRuns, runStaleReplicaCase, STALE_CASES } from './lease-fencing-kit.js';
 import { MatrixRun, buildMatrix, type Tier } from './matrix-kit.js';
 
 /**
@@ -21,5 +23,40 @@ export async function describeKillMatrix<W>(dialect: 'sqlite' | 'postgres', what
     it.each(matrix.rounds.map((cells, i) => ({ i, round: String(i), points: cells.map((c) => c.failpoint).join(', ') })))('round $round: killed at $points', async ({ i }) => {
       await run.runRound(i);
     });
+  });
+}
+
+/** The inline kinds' share of the matrix on one store: each killed just before and right after its commit. */
+export function describeInlineMatrix(dialect: 'sqlite' | 'postgres'): void {
+  describe(`kill -9 matrix on ${dialect}: inline-recorded kinds`, () => {
+    const run = new InlineRun(dialect);
+    beforeAll(async () => {
+      await ensureBuilt();
+      await run.setUp();
+    });
+    afterAll(async () => {
+      await run.tearDown();
+    });
+
+    it.each(inlineCells())('killed at $failpoint', async (cell) => {
+      await run.runCell(cell);
+    });
+  });
+}
+
+/** The lease-fencing cases on one store (SQLite: two replicas on one file; PostgreSQL: on one database). */
+export function describeStaleReplicaCases(dialect: 'sqlite' | 'postgres'): void {
+  describe(`a stale replica after a takeover on ${dialect}`, () => {
+    beforeAll(async () => {
+      await ensureBuilt();
+    }, 300_000);
+    afterEach(async () => {
+      await killAllSpawned();
+      cleanupLeaseRuns();
+    });
+
+    it.each(STALE_CASES)('changes nothing when it wakes: %s', async (c) => {
+      await runStaleReplicaCase(dialect, c);
+    }, 600_000);
   });
 }
