@@ -2,7 +2,7 @@ import { StowageError } from '../core/errors.js';
 import type { GrantState } from '../core/states.js';
 import { transition, type PatchOf } from '../store/transition.js';
 import type { ConnectionInfoModel } from '../core/models.js';
-import type { BlockDriver, DriverHandle } from '../drivers/sdk/types.js';
+import type { DriverHandle } from '../drivers/sdk/types.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import { hostIdentity } from '../hosts/host-service.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
@@ -14,6 +14,7 @@ import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { grantRequestOf } from './grant-secrets.js';
+import { requirePort, type AccessPort } from '../drivers/sdk/ports.js';
 
 /** What the grant handlers need. */
 export interface AccessOperationDeps {
@@ -27,7 +28,7 @@ const hosts = new HostRepository();
 const volumes = new VolumeRepository();
 const backends = new BackendRepository();
 
-interface GrantParts { grant: GrantRow; host: HostRow; volume: VolumeRow; driver: BlockDriver; handle: DriverHandle }
+interface GrantParts { grant: GrantRow; host: HostRow; volume: VolumeRow; access: AccessPort; handle: DriverHandle }
 
 /** The grant with its host, volume and driver (guarded by the operation's lease: a stale worker makes no driver call). */
 async function load(deps: AccessOperationDeps, ctx: StepContext, grantId: string): Promise<GrantParts> {
@@ -38,23 +39,14 @@ async function load(deps: AccessOperationDeps, ctx: StepContext, grantId: string
   if (!host || !volume?.backend_id) throw new StowageError('NOT_FOUND', `grant ${grantId} lost its host or volume`, {});
   const backend = await backends.findById(deps.store.db, volume.backend_id);
   if (!backend) throw new StowageError('BACKEND_NOT_FOUND', `backend ${volume.backend_id} no longer exists`, {});
-  return { grant, host, volume, driver: ctx.guard(deps.drivers.get(backend)), handle: volumeHandle(volume) ?? { id: volume.id, format: volume.format } };
+  return { grant, host, volume, access: requirePort(ctx.guard(deps.drivers.get(backend)), 'access', backend.name), handle: volumeHandle(volume) ?? { id: volume.id, format: volume.format } };
 }
 
 /** Applies a grant on the backend: ACL for the host's addresses/initiator, CHAP account; or a file path for local backends. */
 export async function applyGrant(deps: AccessOperationDeps, p: GrantParts, signal: AbortSignal): Promise<ConnectionInfoModel> {
-  const mode = p.grant.mode;
-  if (p.driver.grantAccess) {
-    const info = await p.driver.grantAccess(p.handle, grantRequestOf(p.grant, p.host, deps.secrets), signal);
-    // The secret stays sealed in the grant row; what we keep in clear must not carry it.
-    return Object.fromEntries(Object.entries(info).filter(([k]) => k !== 'chapSecret')) as ConnectionInfoModel;
-  }
-  if (p.driver.dataPath) {
-    // Local backends have no access control of their own: the host reads the file directly.
-    const { path } = p.driver.dataPath(p.handle);
-    return { protocol: 'file', path, mode };
-  }
-  throw new StowageError('CAPABILITY_MISSING', 'the backend of this volume cannot grant host access', {});
+  const info = await p.access.grant(p.handle, grantRequestOf(p.grant, p.host, deps.secrets), signal);
+  // The secret stays sealed in the grant row; what we keep in clear must not carry it.
+  return Object.fromEntries(Object.entries(info).filter(([k]) => k !== 'chapSecret')) as ConnectionInfoModel;
 }
 
 /** Moves the grant to `to` with its event, filed under the volume (where operators look for who has access). */
@@ -93,7 +85,7 @@ export function grantCreateHandler(deps: AccessOperationDeps): OperationHandler 
     compensate: async (ctx, error) => {
       const p = await load(deps, ctx, ctx.operation.target_id);
       if (p.grant.state === 'revoked') return;
-      await p.driver.revokeAccess?.(p.handle, hostIdentity(p.host), ctx.signal);
+      await p.access.revoke(p.handle, hostIdentity(p.host), ctx.signal);
       await finish(deps, ctx, p, 'revoked', { state_reason: `grant failed: ${error.message}` }, `granting ${p.host.name} access to ${p.volume.name} failed: ${error.message}`);
     },
     result: async (ctx) => ({ grantId: ctx.operation.target_id }),
@@ -109,7 +101,7 @@ export function grantRevokeHandler(deps: AccessOperationDeps): OperationHandler 
         name: 'unbind',
         run: async (ctx) => {
           const p = await load(deps, ctx, ctx.operation.target_id);
-          await p.driver.revokeAccess?.(p.handle, hostIdentity(p.host), ctx.signal);
+          await p.access.revoke(p.handle, hostIdentity(p.host), ctx.signal);
         },
       },
       {

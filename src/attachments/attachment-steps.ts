@@ -15,6 +15,7 @@ import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { newGrantRow } from '../access/grant-secrets.js';
 import type { StepContext } from '../operations/handler.js';
+import { requirePort } from '../drivers/sdk/ports.js';
 
 /** Timing of the host side, all in milliseconds. */
 export interface AttachTimings {
@@ -71,7 +72,7 @@ async function driverParts(deps: AttachDeps, ctx: StepContext, volumeId: VolumeI
   if (!v?.backend_id) throw new StowageError('VOLUME_NOT_FOUND', `volume ${volumeId} vanished`, {});
   const b = await backends.findById(deps.store.db, v.backend_id);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${v.backend_id} no longer exists`, {});
-  return { volume: v, driver: ctx.guard(deps.drivers.get(b)), handle: volumeHandle(v) ?? { id: v.id, format: v.format } };
+  return { volume: v, access: requirePort(ctx.guard(deps.drivers.get(b)), 'access', b.name), handle: volumeHandle(v) ?? { id: v.id, format: v.format } };
 }
 
 /** Moves a grant to `to` with its event, filed under its volume like every grant event; under the operation's lease. */
@@ -100,7 +101,7 @@ export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, ctx: StepC
     await ctx.write((trx) => grants.insert(trx, row));
   }
   const parts = await driverParts(deps, ctx, a.volume_id);
-  const info = await applyGrant({ store: deps.store, drivers: deps.drivers, secrets: deps.secrets }, { grant: g, host, volume: parts.volume, driver: parts.driver, handle: parts.handle }, ctx.signal);
+  const info = await applyGrant({ store: deps.store, drivers: deps.drivers, secrets: deps.secrets }, { grant: g, host, volume: parts.volume, access: parts.access, handle: parts.handle }, ctx.signal);
   const grant = g;
   if (grant.state === 'active') await ctx.write((trx) => grants.update(trx, grant.id, { connection: writeJson(info), updated_at: nowIso() }));
   else await moveGrant(ctx, grant, parts.volume, 'active', `host ${host.name} has ${grant.mode} access to ${parts.volume.name}`, { connection: writeJson(info) });
@@ -156,7 +157,7 @@ export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, ctx: St
   const parts = await driverParts(deps, ctx, a.volume_id);
   // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
   if (g.state !== 'revoking') await moveGrant(ctx, g, parts.volume, 'revoking', `revoking ${host.name}'s access to ${parts.volume.name}: attachment ${a.id} detaching`);
-  await parts.driver.revokeAccess?.(parts.handle, hostIdentity(host), ctx.signal);
+  await parts.access.revoke(parts.handle, hostIdentity(host), ctx.signal);
   await moveGrant(ctx, g, parts.volume, 'revoked', `host ${host.name} no longer has access to ${parts.volume.name}`, { state_reason: `attachment ${a.id} detached` });
   return true;
 }

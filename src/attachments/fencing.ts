@@ -14,6 +14,7 @@ import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { RequestContext } from '../volumes/volume-service.js';
 import type { AttachmentService } from './attachment-service.js';
 import { moveGrant, type AttachDeps } from './attachment-steps.js';
+import { requirePort } from '../drivers/sdk/ports.js';
 
 const hosts = new HostRepository();
 const grants = new GrantRepository();
@@ -47,7 +48,7 @@ export function fenceHandler(deps: AttachDeps): OperationHandler {
             // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
             const subject = { id: g.volume_id, name: v?.name ?? g.volume_id };
             if (g.state !== 'revoking') await moveGrant(ctx, g, subject, 'revoking', `fencing ${h.name}: revoking its access to ${subject.name}`);
-            if (v && b) await ctx.guard(deps.drivers.get(b)).revokeAccess?.(volumeHandle(v) ?? { id: v.id, format: v.format }, hostIdentity(h), ctx.signal);
+            if (v && b) await requirePort(ctx.guard(deps.drivers.get(b)), 'access', b.name).revoke(volumeHandle(v) ?? { id: v.id, format: v.format }, hostIdentity(h), ctx.signal);
             await moveGrant(ctx, g, subject, 'revoked', `host ${h.name} fenced: no access to ${subject.name} left`, { state_reason: FENCED_REASON });
           }
           ctx.note(`revoked ${live.length} grant(s)`);

@@ -15,6 +15,7 @@ import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { grantRequestOf } from '../access/grant-secrets.js';
 import type { BackendActivity } from './backend-activity.js';
+import { portOf, requirePort } from '../drivers/sdk/ports.js';
 
 
 /**
@@ -51,7 +52,9 @@ export class ExportReconciler {
       if (b.state === 'offline') continue;
       let driver;
       try { driver = this.drivers.get(b); } catch { continue; }
-      if (!driver.reconcileExports) continue;
+      const exportsPort = portOf(driver, 'exports');
+      if (!exportsPort) continue;
+      const access = requirePort(driver, 'access', b.name);
       try {
         const vols = await this.volumes.listByBackend(this.store.db, b.id, [...EXPORTED_VOLUME_STATES]);
         const grantRows = await this.grants.listDesiredForVolumes(this.store.db, vols.map((v) => v.id));
@@ -70,7 +73,7 @@ export class ExportReconciler {
         const knownVolumes = async (ids: readonly string[]): Promise<ReadonlySet<string>> => new Set(
           (await this.store.db.selectFrom('volumes').select('id').where('id', 'in', ids.filter((x) => isId('volume', x))).where('state', '<>', 'deleted').execute()).map((r) => r.id),
         );
-        const report = await driver.reconcileExports(desired, this.callSignal(signal), { knownVolumes });
+        const report = await exportsPort.reconcile(desired, this.callSignal(signal), { knownVolumes });
         // The desired set was read before the driver ran: a revoke (detach, migration, fence) that
         // finished in between was just undone by this pass, and a grant made in between may just
         // have been unbound as unwanted. Redo both at once, from the desired set as it is now.
@@ -82,13 +85,13 @@ export class ExportReconciler {
           const v = vols.find((x) => x.id === g.volume_id);
           const h = hostRows.get(g.host_id);
           const handle = v ? volumeHandle(v) : null;
-          if (h && handle) await driver.revokeAccess?.(handle, hostIdentity(h), this.callSignal(signal));
+          if (h && handle) await access.revoke(handle, hostIdentity(h), this.callSignal(signal));
         }
         for (const g of nowDesired.filter((x) => !before.has(key(x)))) {
           const v = vols.find((x) => x.id === g.volume_id);
           const h = hostRows.get(g.host_id) ?? await this.hosts.findById(this.store.db, g.host_id);
           const handle = v ? volumeHandle(v) : null;
-          if (h && handle) await driver.grantAccess?.(handle, grantRequestOf(g, h, this.secrets), this.callSignal(signal));
+          if (h && handle) await access.grant(handle, grantRequestOf(g, h, this.secrets), this.callSignal(signal));
         }
         const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id', 'tenant_id']).where('state', '=', 'error')
           .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['' as VolumeId]).execute();

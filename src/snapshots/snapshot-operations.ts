@@ -12,6 +12,7 @@ import type { Store } from '../store/store.js';
 import { transition, type PatchOf } from '../store/transition.js';
 import type { SnapshotState } from '../core/states.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
+import { requirePort } from '../drivers/sdk/ports.js';
 
 /** What the snapshot handlers need. */
 export interface SnapshotOperationDeps {
@@ -28,7 +29,7 @@ const claims = new ClaimRepository();
 async function driverOf(deps: SnapshotOperationDeps, ctx: StepContext, backendId: BackendId) {
   const b = await backends.findById(deps.store.db, backendId);
   if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${backendId} no longer exists`, {});
-  return ctx.guard(deps.drivers.get(b));
+  return { driver: ctx.guard(deps.drivers.get(b)), backendName: b.name };
 }
 
 async function loadSnapshot(deps: SnapshotOperationDeps, id: string): Promise<SnapshotRow> {
@@ -68,9 +69,8 @@ export function snapshotCreateHandler(deps: SnapshotOperationDeps): OperationHan
           const s = await loadSnapshot(deps, ctx.operation.target_id);
           if (s.driver_handle) return;
           const v = await loadVolume(deps, s.volume_id);
-          const driver = await driverOf(deps, ctx, s.backend_id);
-          if (!driver.createSnapshot) throw new StowageError('CAPABILITY_MISSING', 'backend cannot take snapshots', {});
-          const handle = await driver.createSnapshot(handleOfVolume(v), s.id, ctx.signal);
+          const { driver, backendName } = await driverOf(deps, ctx, s.backend_id);
+          const handle = await requirePort(driver, 'snapshots', backendName).create(handleOfVolume(v), s.id, ctx.signal);
           const method = typeof handle.method === 'string' ? handle.method : 'backend';
           await ctx.write((trx) => snapshots.update(trx, s.id, { driver_handle: writeJson(handle), method, updated_at: nowIso() }));
           ctx.note(`method: ${method}`);
@@ -89,8 +89,8 @@ export function snapshotCreateHandler(deps: SnapshotOperationDeps): OperationHan
       const s = await loadSnapshot(deps, ctx.operation.target_id);
       if (s.state === 'error') return;
       const v = await loadVolume(deps, s.volume_id);
-      const driver = await driverOf(deps, ctx, s.backend_id);
-      await driver.deleteSnapshot?.(handleOfSnapshot(s, v), ctx.signal).catch(() => undefined);
+      const { driver, backendName } = await driverOf(deps, ctx, s.backend_id);
+      await requirePort(driver, 'snapshots', backendName).delete(handleOfSnapshot(s, v), ctx.signal).catch(() => undefined);
       await setSnapshot(deps, ctx, s, 'error', { state_reason: `snapshot failed: ${error.message}` }, `snapshot ${s.name} failed: ${error.message}`);
     },
     result: async (ctx) => ({ snapshotId: ctx.operation.target_id }),
@@ -107,8 +107,8 @@ export function snapshotDeleteHandler(deps: SnapshotOperationDeps): OperationHan
         run: async (ctx) => {
           const s = await loadSnapshot(deps, ctx.operation.target_id);
           const v = await loadVolume(deps, s.volume_id);
-          const driver = await driverOf(deps, ctx, s.backend_id);
-          await driver.deleteSnapshot?.(handleOfSnapshot(s, v), ctx.signal);
+          const { driver, backendName } = await driverOf(deps, ctx, s.backend_id);
+          await requirePort(driver, 'snapshots', backendName).delete(handleOfSnapshot(s, v), ctx.signal);
         },
       },
       {
@@ -138,9 +138,8 @@ export function volumeRevertHandler(deps: SnapshotOperationDeps): OperationHandl
         run: async (ctx) => {
           const v = await loadVolume(deps, idOf('volume', ctx.operation.target_id));
           const s = await loadSnapshot(deps, String(ctx.input.snapshotId));
-          const driver = await driverOf(deps, ctx, s.backend_id);
-          if (!driver.revertVolume) throw new StowageError('CAPABILITY_MISSING', 'backend cannot revert volumes', {});
-          await driver.revertVolume(handleOfVolume(v), handleOfSnapshot(s, v), ctx.signal);
+          const { driver, backendName } = await driverOf(deps, ctx, s.backend_id);
+          await requirePort(driver, 'revert', backendName).revert(handleOfVolume(v), handleOfSnapshot(s, v), ctx.signal);
         },
       },
       {

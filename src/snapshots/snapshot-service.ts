@@ -15,6 +15,7 @@ import type { SnapshotRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import { VolumeRepository } from '../store/volume-repository.js';
 import type { RequestContext, VolumeService } from '../volumes/volume-service.js';
+import { requirePort } from '../drivers/sdk/ports.js';
 
 /** The rules of snapshots: taken on the volume's backend, deleted, and used to revert a volume. */
 export class SnapshotService {
@@ -57,9 +58,7 @@ export class SnapshotService {
     const caps = backendCapabilities(backend);
     // A backend that cannot offload snapshots copies the data: that space is claimed like a volume's.
     const consumesSpace = !caps.includes('snapshot.offload');
-    if (!this.drivers.get(backend).createSnapshot) {
-      throw new StowageError('CAPABILITY_MISSING', `backend ${backend.name} cannot take snapshots`, { backend: backend.name });
-    }
+    requirePort(this.drivers.get(backend), 'snapshots', backend.name);
     const id = newId('snapshot');
     const op = await this.store.transaction(async (trx) => {
       const v = await this.volumes.resolve(vol.id, ctx.tenantId, trx);

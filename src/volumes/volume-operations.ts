@@ -21,6 +21,7 @@ import type { Executor, Store } from '../store/store.js';
 import { transition, type PatchOf } from '../store/transition.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import { loadBackendViews, lockPlacement } from './placement-view.js';
+import { requirePort } from '../drivers/sdk/ports.js';
 
 /** What the volume handlers need. */
 export interface VolumeOperationDeps {
@@ -42,16 +43,15 @@ async function provisionData(deps: VolumeOperationDeps, ctx: StepContext, v: Vol
   const source = ctx.input.source as CloneSource | undefined;
   if (!source) return driver.createVolume(req, ctx.signal);
   if (source.path !== 'host-copy') {
-    if (!driver.cloneVolume) throw new StowageError('CAPABILITY_MISSING', `backend ${backendName} cannot clone`, {});
-    const handle = await driver.cloneVolume(await sourceHandle(deps, source), req, ctx.signal);
+    const handle = await requirePort(driver, 'clones', backendName).clone(await sourceHandle(deps, source), req, ctx.signal);
     ctx.note(`${source.path === 'offload' ? 'offloaded clone' : 'copied by the backend'} of ${source.type} ${source.name} on ${backendName}${typeof handle.method === 'string' ? ` (${handle.method})` : ''}`);
     return handle;
   }
   const src = await loadVolume(deps, idOf('volume', source.id));
   const { driver: srcDriver, backend: srcBackend } = await driverFor(deps, ctx, src.backend_id);
-  if (!srcDriver.dataPath || !driver.dataPath) throw new StowageError('CAPABILITY_MISSING', 'host copy needs both backends to expose their data path', {});
+  const [srcData, data] = [requirePort(srcDriver, 'data', srcBackend.name), requirePort(driver, 'data', backendName)];
   const handle = await driver.createVolume(req, ctx.signal);
-  await hostCopy(deps.runner, ctx, srcDriver.dataPath(handleOf(src)), driver.dataPath(handle), req.sizeBytes);
+  await hostCopy(deps.runner, ctx, srcData.locate(handleOf(src)), data.locate(handle), req.sizeBytes);
   ctx.note(`host copy (qemu-img convert) of volume ${source.name} from ${srcBackend.name} to ${backendName}`);
   return handle;
 }
