@@ -49,7 +49,7 @@ async function settle(fsDir: string): Promise<void> {
 async function cloneBench(btrfsDir: string, xfsDir: string): Promise<void> {
   const driver = new BtrfsDriver(parseBtrfsOptions(new URL(`btrfs://${btrfsDir}/pool`), {}), runner);
   const src = await driver.createVolume({ id: newId('volume'), name: 'src', sizeBytes: GiB }, signal);
-  const srcPath = driver.dataPath(src).path;
+  const srcPath = driver.data.locate(src).path;
   console.log('filling the 1 GiB source volume with random data ...');
   await run('dd', ['if=/dev/urandom', `of=${srcPath}`, 'bs=4M', 'count=256', 'conv=notrunc,fsync', 'status=none']);
   const xfsSrc = join(xfsDir, 'src.raw');
@@ -67,7 +67,7 @@ async function cloneBench(btrfsDir: string, xfsDir: string): Promise<void> {
   const add = (i: number, ms: number): void => { results[i]?.[1].push(ms); };
   for (let r = 0; r < ROUNDS; r++) {
     const clone = { id: newId('volume'), name: 'c', sizeBytes: GiB };
-    add(0, await timed(() => driver.cloneVolume(src, clone, signal)));
+    add(0, await timed(() => driver.clones.clone(src, clone, signal)));
     await driver.deleteVolume({ volumeId: clone.id }, signal);
 
     const reflinkDst = join(btrfsDir, `reflink-${String(r)}.raw`);
@@ -114,7 +114,7 @@ async function exportBench(lab: Awaited<ReturnType<typeof startLab>>): Promise<v
     const chap = { user: `bench-${String(i)}-${String(process.pid)}`, secret: `BenchSecret${String(i).padStart(4, '0')}x` };
     viaDriver.push(await timed(async () => {
       const h = await driver.createVolume({ id, name: 'b', sizeBytes: GiB }, signal);
-      await driver.grantAccess(h, { host: { name: host.name, addresses: [host.address] }, mode: 'rw', chap }, signal);
+      await driver.access.grant(h, { host: { name: host.name, addresses: [host.address] }, mode: 'rw', chap }, signal);
     }));
 
     const rawId = newId('volume');

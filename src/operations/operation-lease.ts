@@ -18,6 +18,8 @@ export class OperationLease {
   private validUntil: number;
   private expiry: NodeJS.Timeout | null = null;
   private renewal: NodeJS.Timeout | null = null;
+  /** One guard per object, so a port read twice through a guard is the same object. */
+  private readonly guarded = new WeakMap<object, object>();
 
   constructor(
     private readonly store: Store,
@@ -107,19 +109,32 @@ export class OperationLease {
 
   /**
    * Wraps a driver (or any object) so that each method call first checks the lease: a stale worker
-   * makes no further driver call, even from code that runs before its timers noticed the loss.
+   * makes no further driver call, even from code that runs before its timers noticed the loss. The
+   * objects reached through its properties are wrapped the same way, so the calls on a driver's
+   * ports (`guard(driver).access.revoke(…)`, `requirePort(guard(driver), 'access', …).revoke(…)`)
+   * are checked too. Methods run on the real object, so private fields and built-ins keep working.
    */
   guard<T extends object>(target: T): T {
-    return new Proxy(target, {
-      get: (t, prop, receiver): unknown => {
-        const value: unknown = Reflect.get(t, prop, receiver);
-        if (typeof value !== 'function') return value;
-        return (...args: unknown[]): unknown => {
-          this.assert();
-          return Reflect.apply(value as (...a: unknown[]) => unknown, t, args);
-        };
+    const cached = this.guarded.get(target);
+    if (cached) return cached as T;
+    const proxy = new Proxy(target, {
+      get: (t, prop): unknown => {
+        const value: unknown = Reflect.get(t, prop, t);
+        if (typeof value === 'function') {
+          return (...args: unknown[]): unknown => {
+            this.assert();
+            return Reflect.apply(value as (...a: unknown[]) => unknown, t, args);
+          };
+        }
+        if (typeof value !== 'object' || value === null) return value;
+        // A proxy must return a frozen property's own value (a Proxy invariant): such objects are
+        // data, not ports, and go out as they are.
+        const own = Reflect.getOwnPropertyDescriptor(t, prop);
+        return own && own.configurable === false && own.writable === false ? value : this.guard(value);
       },
     });
+    this.guarded.set(target, proxy);
+    return proxy;
   }
 
   /** Gives the lease up for good and aborts the operation's signal (kills its running commands). */

@@ -3,10 +3,10 @@ import { basename, dirname, join } from 'node:path';
 import type { VolumeFormat } from '../core/states.js';
 import type { StepContext } from '../operations/handler.js';
 import type { CommandRunner } from '../system/command-runner.js';
+import { QemuImg } from '../system/qemu-img.js';
 
 /** Host copies of large volumes may take long; still bounded so a hung qemu-img cannot wedge a worker. */
 const HOST_COPY_TIMEOUT_MS = 6 * 3600_000;
-const META_TIMEOUT_MS = 60_000;
 
 /** One side of a host copy: an image file and its format. */
 export interface CopyEnd {
@@ -36,14 +36,12 @@ export async function hostCopy(runner: CommandRunner, ctx: StepContext, from: Co
     await unlinkQuietly(mine);
     // Created 0600 first: qemu-img keeps the mode of a file that exists.
     await (await open(mine, 'wx', 0o600)).close();
-    await runner.run('qemu-img', ['create', '-q', '-f', to.format, mine, String(sizeBytes)], { timeoutMs: META_TIMEOUT_MS, signal: ctx.signal });
-    await runner.run('qemu-img', ['convert', '-p', '-n', '-f', from.format, '-O', to.format, from.path, mine], {
+    const qemu = new QemuImg(runner);
+    await qemu.create(mine, to.format, sizeBytes, ctx.signal);
+    await qemu.convert(from.path, from.format, mine, to.format, ctx.signal, {
+      targetExists: true,
       timeoutMs: HOST_COPY_TIMEOUT_MS,
-      signal: ctx.signal,
-      onOutput: (chunk) => {
-        const m = /\((\d+(?:\.\d+)?)\/100%\)[^(]*$/.exec(chunk);
-        if (m?.[1]) ctx.progress(Number(m[1]) / 100);
-      },
+      onProgress: (fraction) => { ctx.progress(fraction); },
     });
     await syncFile(mine, 0o600);
     // Moved into place only under the lease: the row lock held by this write keeps a takeover out

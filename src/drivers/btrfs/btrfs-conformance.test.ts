@@ -1,5 +1,5 @@
 import { SpawnCommandRunner } from '../../system/command-runner.js';
-import { describeBlockDriverConformance, qemuIoDataAccess } from '../sdk/conformance.js';
+import { describeBlockDriverConformance, qemuIoDataAccess } from '../../../test/drivers/conformance.js';
 import { startLab } from '../../../test/lab/lab.js';
 import { BtrfsDriver, parseBtrfsOptions } from './btrfs-driver.js';
 

@@ -68,7 +68,7 @@ describe('btrfs driver on a real btrfs loop mount', () => {
     const id = newId('volume');
     const handle = await driver.createVolume({ id, name: 'a', sizeBytes: 64 * MiB }, signal);
     expect(await driver.createVolume({ id, name: 'a', sizeBytes: 64 * MiB }, signal)).toEqual(handle);
-    const { path, format } = driver.dataPath(handle);
+    const { path, format } = driver.data.locate(handle);
     expect(format).toBe('raw');
     const st = await stat(path);
     expect(st.size).toBe(64 * MiB);
@@ -81,20 +81,20 @@ describe('btrfs driver on a real btrfs loop mount', () => {
   it('rejects ids that are not volume ids and handles that would escape the directory', async () => {
     await expect(driver.createVolume({ id: '../etc', name: 'x', sizeBytes: MiB }, signal)).rejects.toBeInstanceOf(StowageError);
     await expect(driver.deleteVolume({ volumeId: 'vol-../../x' }, signal)).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
-    expect(() => driver.dataPath({ volumeId: '/etc/passwd' })).toThrow(StowageError);
+    expect(() => driver.data.locate({ volumeId: '/etc/passwd' })).toThrow(StowageError);
     expect(() => btrfsDriverFactory.create(new URL('btrfs://host/x'), {}, { runner, dataDir: '/tmp' })).toThrow(/must not name a host/);
   });
 
   it('snapshots read-only, clones writable and in constant time, and reverts without losing data', async () => {
     const id = newId('volume');
     const vol = await driver.createVolume({ id, name: 'src', sizeBytes: 64 * MiB }, signal);
-    const disk = driver.dataPath(vol).path;
+    const disk = driver.data.locate(vol).path;
     await writeAt(disk, 0, 0xaa);
     await writeAt(disk, 8 * MiB, 0xbb);
 
     const snapId = newId('snapshot');
-    const snap = await driver.createSnapshot(vol, snapId, signal);
-    expect(await driver.createSnapshot(vol, snapId, signal)).toEqual(snap);
+    const snap = await driver.snapshots.create(vol, snapId, signal);
+    expect(await driver.snapshots.create(vol, snapId, signal)).toEqual(snap);
     const volInfo = await subvolumeShow(`${dir}/${id}`);
     const snapInfo = await subvolumeShow(`${dir}/${snapId}`);
     expect(snapInfo).toMatchObject({ readonly: true, parentUuid: volInfo?.uuid });
@@ -104,10 +104,10 @@ describe('btrfs driver on a real btrfs loop mount', () => {
 
     // The clone is a writable btrfs snapshot of the snapshot: shares extents, no data copied.
     const cloneId = newId('volume');
-    const clone = await driver.cloneVolume(snap, { id: cloneId, name: 'clone', sizeBytes: 128 * MiB }, signal);
-    expect(await driver.cloneVolume(snap, { id: cloneId, name: 'clone', sizeBytes: 128 * MiB }, signal)).toEqual(clone);
+    const clone = await driver.clones.clone(snap, { id: cloneId, name: 'clone', sizeBytes: 128 * MiB }, signal);
+    expect(await driver.clones.clone(snap, { id: cloneId, name: 'clone', sizeBytes: 128 * MiB }, signal)).toEqual(clone);
     expect(await subvolumeShow(`${dir}/${cloneId}`)).toMatchObject({ readonly: false, parentUuid: snapInfo?.uuid });
-    const cloneDisk = driver.dataPath(clone).path;
+    const cloneDisk = driver.data.locate(clone).path;
     expect((await stat(cloneDisk)).size).toBe(128 * MiB);
     expect((await readAt(cloneDisk, 0)).every((b) => b === 0xaa)).toBe(true);
     expect((await readAt(cloneDisk, 8 * MiB)).every((b) => b === 0xbb)).toBe(true);
@@ -115,14 +115,14 @@ describe('btrfs driver on a real btrfs loop mount', () => {
     expect((await readAt(disk, 8 * MiB)).every((b) => b === 0xbb)).toBe(true);
 
     // Clone of a live volume sees its current data.
-    const clone2 = await driver.cloneVolume(vol, { id: newId('volume'), name: 'clone2', sizeBytes: 64 * MiB }, signal);
-    expect((await readAt(driver.dataPath(clone2).path, 0)).every((b) => b === 0xcc)).toBe(true);
-    await expect(driver.cloneVolume(vol, { id: newId('volume'), name: 'small', sizeBytes: 32 * MiB }, signal)).rejects.toMatchObject({ code: 'SHRINK_NOT_SUPPORTED' });
+    const clone2 = await driver.clones.clone(vol, { id: newId('volume'), name: 'clone2', sizeBytes: 64 * MiB }, signal);
+    expect((await readAt(driver.data.locate(clone2).path, 0)).every((b) => b === 0xcc)).toBe(true);
+    await expect(driver.clones.clone(vol, { id: newId('volume'), name: 'small', sizeBytes: 32 * MiB }, signal)).rejects.toMatchObject({ code: 'SHRINK_NOT_SUPPORTED' });
 
     // Revert after a grow: snapshot data comes back, the grown size stays.
     await driver.resizeVolume(vol, 96 * MiB, signal);
     await writeAt(disk, 80 * MiB, 0xee);
-    await driver.revertVolume(vol, snap, signal);
+    await driver.revert.revert(vol, snap, signal);
     expect((await stat(disk)).size).toBe(96 * MiB);
     expect((await readAt(disk, 0)).every((b) => b === 0xaa)).toBe(true);
     expect((await readAt(disk, 8 * MiB)).every((b) => b === 0xbb)).toBe(true);
@@ -132,8 +132,8 @@ describe('btrfs driver on a real btrfs loop mount', () => {
     const shared = /^\s*\d+\s+\d+\s+(\d+)/m.exec(du.split('\n')[1] ?? '');
     expect(Number(shared?.[1])).toBeGreaterThanOrEqual(8192);
 
-    await driver.deleteSnapshot(snap, signal);
-    await driver.deleteSnapshot(snap, signal);
+    await driver.snapshots.delete(snap, signal);
+    await driver.snapshots.delete(snap, signal);
     await expect(stat(`${dir}/${snapId}`)).rejects.toMatchObject({ code: 'ENOENT' });
     // The clone outlives the snapshot it came from.
     expect((await readAt(cloneDisk, 0)).every((b) => b === 0xaa)).toBe(true);
@@ -144,7 +144,7 @@ describe('btrfs driver on a real btrfs loop mount', () => {
     const vol = await driver.createVolume({ id, name: 'r', sizeBytes: 16 * MiB }, signal);
     await driver.resizeVolume(vol, 48 * MiB, signal);
     await driver.resizeVolume(vol, 48 * MiB, signal);
-    expect((await stat(driver.dataPath(vol).path)).size).toBe(48 * MiB);
+    expect((await stat(driver.data.locate(vol).path)).size).toBe(48 * MiB);
     await expect(driver.resizeVolume(vol, 16 * MiB, signal)).rejects.toMatchObject({ code: 'SHRINK_NOT_SUPPORTED' });
     await driver.deleteVolume(vol, signal);
     await driver.deleteVolume(vol, signal);
@@ -164,7 +164,7 @@ describe('btrfs driver on a real btrfs loop mount', () => {
       const vol = await qdriver.createVolume({ id, name: 'q', sizeBytes: 32 * MiB }, signal);
       const qgroups = (await runner.run('btrfs', ['qgroup', 'show', '-re', '--raw', `${lab.btrfsDir}/quota/${id}`])).stdout;
       expect(qgroups).toMatch(new RegExp(`\\s${String(qgroupLimitBytes(32 * MiB))}\\s`));
-      const disk = qdriver.dataPath(vol).path;
+      const disk = qdriver.data.locate(vol).path;
       // Writing within the size works.
       await runner.run('dd', ['if=/dev/zero', `of=${disk}`, 'bs=1M', 'count=16', 'conv=notrunc,fsync', 'status=none']);
       // Writing far past the size fails with EDQUOT.
@@ -177,22 +177,22 @@ describe('btrfs driver on a real btrfs loop mount', () => {
 
     it('reverts a nearly full volume without tripping its own limit', async () => {
       const vol = await qdriver.createVolume({ id: newId('volume'), name: 'q3', sizeBytes: 32 * MiB }, signal);
-      const disk = qdriver.dataPath(vol).path;
+      const disk = qdriver.data.locate(vol).path;
       await runner.run('dd', ['if=/dev/urandom', `of=${disk}`, 'bs=1M', 'count=30', 'conv=notrunc,fsync', 'status=none']);
-      const snap = await qdriver.createSnapshot(vol, newId('snapshot'), signal);
+      const snap = await qdriver.snapshots.create(vol, newId('snapshot'), signal);
       await runner.run('dd', ['if=/dev/zero', `of=${disk}`, 'bs=1M', 'count=30', 'conv=notrunc,fsync', 'status=none']);
-      await qdriver.revertVolume(vol, snap, signal);
+      await qdriver.revert.revert(vol, snap, signal);
       expect((await readAt(disk, 0, 4096)).equals(await readAt(`${lab.btrfsDir}/quota/${String(snap.snapshotId)}/disk.raw`, 0, 4096))).toBe(true);
       // Still writable within its size after the revert.
       await runner.run('dd', ['if=/dev/zero', `of=${disk}`, 'bs=1M', 'count=30', 'conv=notrunc,fsync', 'status=none']);
-      await qdriver.deleteSnapshot(snap, signal);
+      await qdriver.snapshots.delete(snap, signal);
       await qdriver.deleteVolume(vol, signal);
     });
 
     it('keeps the limit in step with a resize', async () => {
       const vol = await qdriver.createVolume({ id: newId('volume'), name: 'q2', sizeBytes: 32 * MiB }, signal);
       await qdriver.resizeVolume(vol, 96 * MiB, signal);
-      const disk = qdriver.dataPath(vol).path;
+      const disk = qdriver.data.locate(vol).path;
       await runner.run('dd', ['if=/dev/zero', `of=${disk}`, 'bs=1M', 'count=80', 'conv=notrunc,fsync', 'status=none']);
       expect((await readFile(disk)).length).toBe(96 * MiB);
       await qdriver.deleteVolume(vol, signal);

@@ -3,6 +3,8 @@ import { chmod, mkdir, open, readdir, stat } from 'node:fs/promises';
 import { StowageError } from '../../core/errors.js';
 import { assertValidSize } from '../../core/sizes.js';
 import { CommandFailedError, type CommandRunner, type RunOptions } from '../../system/command-runner.js';
+import { fileAccessPort } from '../sdk/file-access.js';
+import type { AccessPort, ClonePort, DataPort, RevertPort, SnapshotPort } from '../sdk/ports.js';
 import type {
   BackendReport, BlockDriver, Capability, CreateVolume, DriverDeps, DriverFactory, DriverHandle, DriverVolume,
 } from '../sdk/types.js';
@@ -70,10 +72,27 @@ class KeyedLock {
 export class BtrfsDriver implements BlockDriver {
   readonly scheme = 'btrfs';
   readonly kind = 'block' as const;
+  readonly capabilities: ReadonlySet<Capability>;
+  readonly snapshots: SnapshotPort = {
+    create: (handle, snapshotId, signal) => this.createSnapshot(handle, snapshotId, signal),
+    delete: (snapshotHandle, signal) => this.deleteSnapshot(snapshotHandle, signal),
+  };
+  readonly clones: ClonePort = { clone: (source, req, signal) => this.cloneVolume(source, req, signal) };
+  readonly revert: RevertPort = { revert: (handle, snapshotHandle, signal) => this.revertVolume(handle, snapshotHandle, signal) };
+  /** The raw image file qemu-img or tgtd can open directly. */
+  readonly data: DataPort = { locate: (handle) => ({ path: this.diskPath(handleId(handle, 'volumeId')), format: 'raw' }) };
+  /** Hosts open `disk.raw` directly: nothing to bind or revoke on the backend. */
+  readonly access: AccessPort = fileAccessPort(this.data);
   private quotaEnabled = false;
   private readonly locks = new KeyedLock();
 
-  constructor(private readonly opts: BtrfsDriverOptions, private readonly runner: CommandRunner) {}
+  constructor(private readonly opts: BtrfsDriverOptions, private readonly runner: CommandRunner) {
+    this.capabilities = new Set(this.reportedCapabilities());
+  }
+
+  private reportedCapabilities(): readonly Capability[] {
+    return this.opts.quota ? [...BASE_CAPABILITIES, 'quota'] : BASE_CAPABILITIES;
+  }
 
   get localDir(): string {
     return this.opts.dir;
@@ -175,7 +194,7 @@ export class BtrfsDriver implements BlockDriver {
       totalBytes: usage.deviceSizeBytes,
       freeBytes: usage.freeBytes,
       usedBytes: usage.usedBytes,
-      capabilities: this.opts.quota ? [...BASE_CAPABILITIES, 'quota'] : BASE_CAPABILITIES,
+      capabilities: this.reportedCapabilities(),
       info: { filesystem: 'btrfs', dir: this.opts.dir, quota: this.opts.quota ? 'on' : 'off' },
     };
   }
@@ -254,7 +273,7 @@ export class BtrfsDriver implements BlockDriver {
     return out;
   }
 
-  async createSnapshot(handle: DriverHandle, snapshotId: string, signal: AbortSignal): Promise<DriverHandle> {
+  private async createSnapshot(handle: DriverHandle, snapshotId: string, signal: AbortSignal): Promise<DriverHandle> {
     signal.throwIfAborted();
     return this.locks.run(snapshotId, async () => {
       const volumeId = handleId(handle, 'volumeId');
@@ -275,7 +294,7 @@ export class BtrfsDriver implements BlockDriver {
     });
   }
 
-  async deleteSnapshot(snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
+  private async deleteSnapshot(snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
     signal.throwIfAborted();
     return this.locks.run(String(snapshotHandle.snapshotId), async () => {
       await this.deleteSubvolume(handleId(snapshotHandle, 'snapshotId'), signal);
@@ -286,7 +305,7 @@ export class BtrfsDriver implements BlockDriver {
     return typeof source.snapshotId === 'string' ? handleId(source, 'snapshotId') : handleId(source, 'volumeId');
   }
 
-  async cloneVolume(source: DriverHandle, req: CreateVolume, signal: AbortSignal): Promise<DriverHandle> {
+  private async cloneVolume(source: DriverHandle, req: CreateVolume, signal: AbortSignal): Promise<DriverHandle> {
     signal.throwIfAborted();
     return this.locks.run(req.id, async () => {
       const sourceId = this.sourceId(source);
@@ -322,7 +341,7 @@ export class BtrfsDriver implements BlockDriver {
    * rename is atomic, so a crash leaves either the old or the new data, never none. Anything that
    * holds the old file open (a tgt LUN) keeps the old inode and must reopen it.
    */
-  async revertVolume(handle: DriverHandle, snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
+  private async revertVolume(handle: DriverHandle, snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
     signal.throwIfAborted();
     return this.locks.run(String(handle.volumeId), async () => {
       const volumeId = handleId(handle, 'volumeId');
@@ -339,11 +358,6 @@ export class BtrfsDriver implements BlockDriver {
       if (disk.sizeBytes > snapDisk.sizeBytes) await this.run('truncate', ['-s', String(disk.sizeBytes), tmp], signal);
       await this.run('mv', ['-T', tmp, this.diskPath(volumeId)], signal);
     });
-  }
-
-  /** The raw image file qemu-img or tgtd can open directly. */
-  dataPath(handle: DriverHandle): { readonly path: string; readonly format: 'raw' } {
-    return { path: this.diskPath(handleId(handle, 'volumeId')), format: 'raw' };
   }
 }
 

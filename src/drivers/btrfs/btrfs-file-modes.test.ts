@@ -27,11 +27,11 @@ describe('btrfs driver file modes', () => {
         const driver = new BtrfsDriver(parseBtrfsOptions(new URL(`btrfs://${dir}`), {}), runner);
         await driver.probe(signal);
         const vol = await driver.createVolume({ id: newId('volume'), name: 'v', sizeBytes: 4 * MiB }, signal);
-        const snap = await driver.createSnapshot(vol, newId('snapshot'), signal);
-        await driver.cloneVolume(snap, { id: newId('volume'), name: 'c1', sizeBytes: 8 * MiB }, signal);
-        await driver.cloneVolume(vol, { id: newId('volume'), name: 'c2', sizeBytes: 4 * MiB }, signal);
+        const snap = await driver.snapshots.create(vol, newId('snapshot'), signal);
+        await driver.clones.clone(snap, { id: newId('volume'), name: 'c1', sizeBytes: 8 * MiB }, signal);
+        await driver.clones.clone(vol, { id: newId('volume'), name: 'c2', sizeBytes: 4 * MiB }, signal);
         await driver.resizeVolume(vol, 6 * MiB, signal);
-        await driver.revertVolume(vol, snap, signal);
+        await driver.revert.revert(vol, snap, signal);
       });
       expect(await notPrivate(dir)).toEqual([]);
     });

@@ -5,7 +5,7 @@ import { newId } from '../../core/ids.js';
 import { VOLUME_FORMATS } from '../../core/states.js';
 import { SpawnCommandRunner } from '../../system/command-runner.js';
 import { startLab, type Lab } from '../../../test/lab/lab.js';
-import { describeBlockDriverConformance, qemuIoDataAccess } from '../sdk/conformance.js';
+import { describeBlockDriverConformance, qemuIoDataAccess } from '../../../test/drivers/conformance.js';
 import { DirDriver } from './dir-driver.js';
 
 // Lab tier: an XFS with reflink=1 on a loop device (needs root for losetup/mount).
@@ -43,17 +43,17 @@ describe.skipIf(!isRoot)('dir driver on a reflink filesystem', () => {
       expect(report.capabilities).toEqual(expect.arrayContaining(['snapshot', 'snapshot.offload', 'clone', 'clone.offload', 'format.qcow2']));
 
       const vol = await driver.createVolume({ id: newId('volume'), name: 'v', sizeBytes: 8 * 1024 * 1024 }, sig());
-      await runner.run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 0 4M', driver.dataPath(vol).path], { timeoutMs: 60_000 });
+      await runner.run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 0 4M', driver.data.locate(vol).path], { timeoutMs: 60_000 });
       await runner.run('sync', [], { timeoutMs: 60_000 });
-      const snap = await driver.createSnapshot(vol, newId('snapshot'), sig());
+      const snap = await driver.snapshots.create(vol, newId('snapshot'), sig());
       expect(snap).toMatchObject({ method: 'reflink', format: 'raw' });
-      const clone = await driver.cloneVolume(snap, { id: newId('volume'), name: 'c', sizeBytes: 8 * 1024 * 1024 }, sig());
+      const clone = await driver.clones.clone(snap, { id: newId('volume'), name: 'c', sizeBytes: 8 * 1024 * 1024 }, sig());
       expect(clone).toMatchObject({ method: 'reflink' });
 
       // filefrag marks extents that are shared with another file: proof the data was not copied.
-      const { stdout } = await runner.run('filefrag', ['-v', driver.dataPath(clone).path], { timeoutMs: 30_000 });
+      const { stdout } = await runner.run('filefrag', ['-v', driver.data.locate(clone).path], { timeoutMs: 30_000 });
       expect(stdout).toMatch(/shared/);
-      await driver.deleteSnapshot(snap, sig());
+      await driver.snapshots.delete(snap, sig());
       await driver.deleteVolume(clone, sig());
       await driver.deleteVolume(vol, sig());
     } finally {
@@ -65,12 +65,12 @@ describe.skipIf(!isRoot)('dir driver on a reflink filesystem', () => {
     const { driver, cleanup } = await xfsDriver('qcow2');
     try {
       const vol = await driver.createVolume({ id: newId('volume'), name: 'v', sizeBytes: 8 * 1024 * 1024 }, sig());
-      const snap = await driver.createSnapshot(vol, newId('snapshot'), sig());
+      const snap = await driver.snapshots.create(vol, newId('snapshot'), sig());
       expect(snap).toMatchObject({ method: 'reflink', format: 'qcow2' });
       // A clone into another format cannot be a reflink: it is an honest full copy.
-      const raw = await driver.cloneVolume(vol, { id: newId('volume'), name: 'c', sizeBytes: 8 * 1024 * 1024, format: 'raw' }, sig());
+      const raw = await driver.clones.clone(vol, { id: newId('volume'), name: 'c', sizeBytes: 8 * 1024 * 1024, format: 'raw' }, sig());
       expect(raw).toMatchObject({ method: 'copy', format: 'raw' });
-      await driver.deleteSnapshot(snap, sig());
+      await driver.snapshots.delete(snap, sig());
       await driver.deleteVolume(raw, sig());
       await driver.deleteVolume(vol, sig());
     } finally {

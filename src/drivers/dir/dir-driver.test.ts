@@ -7,7 +7,7 @@ import { StowageError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import { VOLUME_FORMATS, type VolumeFormat } from '../../core/states.js';
 import { SpawnCommandRunner, type CommandRunner, type RunOptions, type RunResult } from '../../system/command-runner.js';
-import { describeBlockDriverConformance, qemuIoDataAccess } from '../sdk/conformance.js';
+import { describeBlockDriverConformance, qemuIoDataAccess } from '../../../test/drivers/conformance.js';
 import { DriverRegistry } from '../sdk/registry.js';
 import { DirDriver, dirCapabilities, dirDriverFactory } from './dir-driver.js';
 
@@ -92,11 +92,11 @@ describe('dir driver specifics', () => {
       expect(await codeOf(driver.createVolume({ id, name: 'x', sizeBytes: 4096 }, sig())), id).toBe('VALIDATION_FAILED');
       expect(await codeOf(driver.deleteVolume({ id, format: 'raw' }, sig())), id).toBe('VALIDATION_FAILED');
       expect(await codeOf(driver.resizeVolume({ id, format: 'raw' }, 8192, sig())), id).toBe('VALIDATION_FAILED');
-      expect(() => driver.dataPath({ id, format: 'raw' }), id).toThrow(expect.objectContaining({ code: 'VALIDATION_FAILED' }) as Error);
+      expect(() => driver.data.locate({ id, format: 'raw' }), id).toThrow(expect.objectContaining({ code: 'VALIDATION_FAILED' }) as Error);
     }
     for (const id of ['../x', 'snap-../../etc', `snap-$(touch ${canary})`, newId('volume'), `snap-${'a'.repeat(19)}/`]) {
-      expect(await codeOf(driver.createSnapshot({ id: newId('volume'), format: 'raw' }, id, sig())), id).toBe('VALIDATION_FAILED');
-      expect(await codeOf(driver.deleteSnapshot({ id, format: 'raw' }, sig())), id).toBe('VALIDATION_FAILED');
+      expect(await codeOf(driver.snapshots.create({ id: newId('volume'), format: 'raw' }, id, sig())), id).toBe('VALIDATION_FAILED');
+      expect(await codeOf(driver.snapshots.delete({ id, format: 'raw' }, sig())), id).toBe('VALIDATION_FAILED');
     }
     expect(await codeOf(driver.deleteVolume({ id: newId('volume'), format: '../raw' }, sig()))).toBe('VALIDATION_FAILED');
     expect(await readdir(dir)).toEqual(before);
@@ -112,7 +112,7 @@ describe('dir driver specifics', () => {
     const handle = await d.createVolume({ id, name, sizeBytes: 1024 * 1024 }, sig());
     expect(handle).toEqual({ id, format: 'qcow2' });
     await d.resizeVolume({ ...handle, path: '/etc/passwd' }, 2 * 1024 * 1024, sig());
-    expect(d.dataPath({ ...handle, path: '/etc/passwd' })).toEqual({ path: join(dir, `${id}.qcow2`), format: 'qcow2' });
+    expect(d.data.locate({ ...handle, path: '/etc/passwd' })).toEqual({ path: join(dir, `${id}.qcow2`), format: 'qcow2' });
     const victim = join(dir, 'not-a-volume.raw');
     await writeFile(victim, 'keep me');
     await d.deleteVolume({ ...handle, path: victim }, sig());
@@ -200,13 +200,13 @@ describe('dir driver specifics', () => {
   it('records how snapshots and clones were made (no reflink here)', async () => {
     for (const format of VOLUME_FORMATS) {
       const vol = await driver.createVolume({ id: newId('volume'), name: 'v', sizeBytes: 1024 * 1024, format }, sig());
-      const snap = await driver.createSnapshot(vol, newId('snapshot'), sig());
+      const snap = await driver.snapshots.create(vol, newId('snapshot'), sig());
       expect(snap).toMatchObject({ format, method: format === 'qcow2' ? 'qcow2-backing' : 'copy', sizeBytes: 1024 * 1024 });
-      const fromSnap = await driver.cloneVolume(snap, { id: newId('volume'), name: 'c', sizeBytes: 1024 * 1024, format: 'qcow2' }, sig());
+      const fromSnap = await driver.clones.clone(snap, { id: newId('volume'), name: 'c', sizeBytes: 1024 * 1024, format: 'qcow2' }, sig());
       expect(fromSnap).toMatchObject({ format: 'qcow2', method: 'qcow2-backing' });
-      const fromVol = await driver.cloneVolume(vol, { id: newId('volume'), name: 'c', sizeBytes: 1024 * 1024, format }, sig());
+      const fromVol = await driver.clones.clone(vol, { id: newId('volume'), name: 'c', sizeBytes: 1024 * 1024, format }, sig());
       expect(fromVol).toMatchObject({ format, method: 'copy' });
-      await driver.deleteSnapshot(snap, sig());
+      await driver.snapshots.delete(snap, sig());
       for (const h of [fromSnap, fromVol, vol]) await driver.deleteVolume(h, sig());
     }
   });
@@ -219,17 +219,17 @@ describe('dir driver specifics', () => {
       await io.fill(vol, 0, 65536, 0x11, sig());
       const snapId = newId('snapshot');
       const snapPath = join(dir, `${snapId}.qcow2`);
-      await link(d.dataPath(vol).path, snapPath); // the state a kill -9 after step 1 leaves behind
+      await link(d.data.locate(vol).path, snapPath); // the state a kill -9 after step 1 leaves behind
       const snap = { id: snapId, volumeId: vol.id, format: 'qcow2', method: 'qcow2-backing', sizeBytes: 1024 * 1024 };
       if (next === 'retry') {
-        expect(await d.createSnapshot(vol, snapId, sig())).toEqual(snap);
-        expect((await stat(snapPath)).ino).not.toBe((await stat(d.dataPath(vol).path)).ino);
+        expect(await d.snapshots.create(vol, snapId, sig())).toEqual(snap);
+        expect((await stat(snapPath)).ino).not.toBe((await stat(d.data.locate(vol).path)).ino);
         await io.fill(vol, 0, 65536, 0x22, sig());
-        const clone = await d.cloneVolume(snap, { id: newId('volume'), name: 'c', sizeBytes: 1024 * 1024 }, sig());
+        const clone = await d.clones.clone(snap, { id: newId('volume'), name: 'c', sizeBytes: 1024 * 1024 }, sig());
         expect(await io.isFilled(clone, 0, 65536, 0x11, sig())).toBe(true);
         await d.deleteVolume(clone, sig());
       }
-      await d.deleteSnapshot(snap, sig());
+      await d.snapshots.delete(snap, sig());
       expect(existsSync(snapPath)).toBe(false);
       expect(await io.isFilled(vol, 0, 65536, next === 'retry' ? 0x22 : 0x11, sig())).toBe(true);
       await d.deleteVolume(vol, sig());
@@ -239,13 +239,13 @@ describe('dir driver specifics', () => {
   it('reports qcow2 volumes held open by another process as in use instead of snapshotting under them', async () => {
     const d = makeDriver(dir, 'qcow2');
     const vol = await d.createVolume({ id: newId('volume'), name: 'v', sizeBytes: 1024 * 1024 }, sig());
-    const { path } = d.dataPath(vol);
+    const { path } = d.data.locate(vol);
     // A real holder: qemu-storage-daemon with the image as a writable blockdev (write-locked).
     const pidFile = join(dir, `qsd-${String(process.pid)}.pid`);
     await runner.run('qemu-storage-daemon', ['--blockdev', `driver=file,node-name=f0,filename=${path}`, '--blockdev', 'driver=qcow2,node-name=q0,file=f0', '--daemonize', '--pidfile', pidFile], { timeoutMs: 30_000 });
     const pid = Number((await readFile(pidFile, 'utf8')).trim());
     try {
-      expect(await codeOf(d.createSnapshot(vol, newId('snapshot'), sig()))).toBe('VOLUME_IN_USE');
+      expect(await codeOf(d.snapshots.create(vol, newId('snapshot'), sig()))).toBe('VOLUME_IN_USE');
     } finally {
       process.kill(pid, 'SIGTERM');
       for (let i = 0; i < 100 && existsSync(`/proc/${String(pid)}`); i++) await new Promise((r) => setTimeout(r, 50));
@@ -262,7 +262,7 @@ describe('dir driver specifics', () => {
     expect(report.capabilities).not.toContain('snapshot');
     expect(await codeOf(d.createVolume({ id: newId('volume'), name: 'v', sizeBytes: 4096 }, sig()))).toBe('CAPABILITY_MISSING');
     const raw = await d.createVolume({ id: newId('volume'), name: 'v', sizeBytes: 4096, format: 'raw' }, sig());
-    expect(await codeOf(d.createSnapshot(raw, newId('snapshot'), sig()))).toBe('CAPABILITY_MISSING');
+    expect(await codeOf(d.snapshots.create(raw, newId('snapshot'), sig()))).toBe('CAPABILITY_MISSING');
     await d.deleteVolume(raw, sig());
   });
 

@@ -26,12 +26,12 @@ afterAll(async () => {
 async function exercise(dir: string, format: VolumeFormat): Promise<string[]> {
   const driver = new DirDriver({ dir, defaultFormat: format }, runner);
   const vol = await driver.createVolume({ id: newId('volume'), name: 'v', sizeBytes: 4 * MiB }, sig());
-  const snap = await driver.createSnapshot(vol, newId('snapshot'), sig());
-  const fromSnap = await driver.cloneVolume(snap, { id: newId('volume'), name: 'c1', sizeBytes: 8 * MiB }, sig());
-  const fromVol = await driver.cloneVolume(vol, { id: newId('volume'), name: 'c2', sizeBytes: 4 * MiB }, sig());
-  const otherFormat = await driver.cloneVolume(vol, { id: newId('volume'), name: 'c3', sizeBytes: 4 * MiB, format: format === 'raw' ? 'qcow2' : 'raw' }, sig());
+  const snap = await driver.snapshots.create(vol, newId('snapshot'), sig());
+  const fromSnap = await driver.clones.clone(snap, { id: newId('volume'), name: 'c1', sizeBytes: 8 * MiB }, sig());
+  const fromVol = await driver.clones.clone(vol, { id: newId('volume'), name: 'c2', sizeBytes: 4 * MiB }, sig());
+  const otherFormat = await driver.clones.clone(vol, { id: newId('volume'), name: 'c3', sizeBytes: 4 * MiB, format: format === 'raw' ? 'qcow2' : 'raw' }, sig());
   await driver.resizeVolume(vol, 6 * MiB, sig());
-  await driver.revertVolume(vol, snap, sig());
+  await driver.revert.revert(vol, snap, sig());
   return [snap, fromSnap, fromVol, otherFormat].map((h) => (typeof h.method === 'string' ? h.method : 'created'));
 }
 

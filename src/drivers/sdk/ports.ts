@@ -1,7 +1,7 @@
 import { StowageError } from '../../core/errors.js';
 import type { VolumeFormat } from '../../core/states.js';
 import type {
-  BlockDriver, ConnectionInfo, CreateVolume, DriverGrant, DriverHandle, GrantRequest, HostIdentity,
+  BlockDriver, Capability, ConnectionInfo, CreateVolume, DriverGrant, DriverHandle, GrantRequest, HostIdentity,
   ReconcileOptions, ReconcileReport,
 } from './types.js';
 
@@ -47,16 +47,14 @@ export interface ExportPort {
   ): Promise<ReconcileReport>;
 }
 
-/** Every optional feature of a block driver, by the name the core asks for. */
-export interface DriverPorts {
-  readonly access: AccessPort;
-  readonly snapshots: SnapshotPort;
-  readonly revert: RevertPort;
-  readonly clones: ClonePort;
-  readonly data: DataPort;
-  readonly exports: ExportPort;
-}
-export type PortName = keyof DriverPorts;
+/** The name of each optional feature of a block driver, as the core asks for it. */
+export type PortName = 'access' | 'snapshots' | 'revert' | 'clones' | 'data' | 'exports';
+
+/** Every optional feature of a block driver, by the name the core asks for (the fields of BlockDriver). */
+export type DriverPorts = { readonly [K in PortName]: NonNullable<BlockDriver[K]> };
+
+/** Every port name, for checks that walk them all. */
+export const PORT_NAMES = ['access', 'snapshots', 'revert', 'clones', 'data', 'exports'] as const satisfies readonly PortName[];
 
 /** What each port lets a backend do, for the error that says it cannot. */
 const PORT_PURPOSE = {
@@ -69,42 +67,36 @@ const PORT_PURPOSE = {
 } as const satisfies Record<PortName, string>;
 
 /**
- * The driver's port `name`, or undefined when it has none. This is the one place the core learns
- * what a driver can do beyond the base contract.
- *
- * Transitional adapter: drivers still expose the optional methods of `BlockDriver`; the ports are
- * built from them here, so the core can already ask by port. A backend without ACLs of its own but
- * with a data path (a local `dir`) gets a file access port: the host opens the file directly, and
- * there is nothing to revoke.
+ * The port each capability needs: a driver that declares the capability must have the port (the
+ * registry checks). Capabilities that only describe the base contract (thin, resize, formats,
+ * quota) need none.
  */
-export function portOf<N extends PortName>(driver: BlockDriver, name: N): DriverPorts[N] | undefined {
-  return adapt(driver)[name];
+export const CAPABILITY_PORTS = {
+  'thin': null,
+  'resize': null,
+  'resize.online': null,
+  'snapshot': 'snapshots',
+  'snapshot.offload': 'snapshots',
+  'clone': 'clones',
+  'clone.offload': 'clones',
+  'revert': 'revert',
+  'access.initiator': 'access',
+  'access.chap': 'access',
+  'access.address': 'access',
+  'multiattach': 'access',
+  'quota': null,
+  'format.raw': null,
+  'format.qcow2': null,
+} as const satisfies Record<Capability, PortName | null>;
+
+/** The driver's port `name`, or undefined when it has none: the one place the core learns what a driver can do beyond the base contract. */
+export function portOf<N extends PortName>(driver: BlockDriver, name: N): NonNullable<BlockDriver[N]> | undefined {
+  return driver[name] ?? undefined;
 }
 
 /** The driver's port `name`; throws CAPABILITY_MISSING naming the backend when it has none. */
-export function requirePort<N extends PortName>(driver: BlockDriver, name: N, backendName: string): DriverPorts[N] {
+export function requirePort<N extends PortName>(driver: BlockDriver, name: N, backendName: string): NonNullable<BlockDriver[N]> {
   const port = portOf(driver, name);
   if (!port) throw new StowageError('CAPABILITY_MISSING', `backend ${backendName} cannot ${PORT_PURPOSE[name]} (its driver ${driver.scheme}:// has no ${name} port)`, { backend: backendName, port: name });
   return port;
-}
-
-function adapt(d: BlockDriver): Partial<DriverPorts> {
-  const dataPath = d.dataPath?.bind(d);
-  const [grant, revoke, listGrants] = [d.grantAccess?.bind(d), d.revokeAccess?.bind(d), d.listGrants?.bind(d)];
-  const [createSnapshot, deleteSnapshot] = [d.createSnapshot?.bind(d), d.deleteSnapshot?.bind(d)];
-  const [revertVolume, cloneVolume, reconcileExports] = [d.revertVolume?.bind(d), d.cloneVolume?.bind(d), d.reconcileExports?.bind(d)];
-  const data: DataPort | undefined = dataPath ? { locate: dataPath } : undefined;
-  const access: AccessPort | undefined = grant && revoke
-    ? { grant, revoke, list: listGrants ?? (() => Promise.resolve([])) }
-    : data
-      ? { grant: (h, g) => Promise.resolve({ protocol: 'file', path: data.locate(h).path, mode: g.mode }), revoke: () => Promise.resolve(), list: () => Promise.resolve([]) }
-      : undefined;
-  return {
-    ...(access ? { access } : {}),
-    ...(data ? { data } : {}),
-    ...(createSnapshot && deleteSnapshot ? { snapshots: { create: createSnapshot, delete: deleteSnapshot } } : {}),
-    ...(revertVolume ? { revert: { revert: revertVolume } } : {}),
-    ...(cloneVolume ? { clones: { clone: cloneVolume } } : {}),
-    ...(reconcileExports ? { exports: { reconcile: reconcileExports } } : {}),
-  };
 }

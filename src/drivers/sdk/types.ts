@@ -1,5 +1,6 @@
 import type { CommandRunner } from '../../system/command-runner.js';
 import type { AccessMode, BackendKind, VolumeFormat } from '../../core/states.js';
+import type { AccessPort, ClonePort, DataPort, ExportPort, RevertPort, SnapshotPort } from './ports.js';
 
 /** Capability names a driver may report. Admin overrides use the same names. */
 export const CAPABILITIES = [
@@ -60,7 +61,7 @@ export interface HostIdentity {
 /** Read-write or read-only (the union lives with the other domain unions in `core/states.ts`). */
 export type { AccessMode };
 
-/** How a host reaches a volume after grantAccess. Secrets are returned, never logged. */
+/** How a host reaches a volume after an access grant. Secrets are returned, never logged. */
 export interface ConnectionInfo {
   readonly protocol: 'iscsi' | 'file' | 'nfs';
   readonly portal?: string;
@@ -130,26 +131,19 @@ export interface BlockDriver {
   /** Grows the volume to sizeBytes; growing to the current size is a no-op. */
   resizeVolume(handle: DriverHandle, sizeBytes: number, signal: AbortSignal): Promise<void>;
   listVolumes(signal: AbortSignal): Promise<DriverVolume[]>;
-  /** Optional by capability. */
-  /** Idempotent: granting an existing grant again returns the same connection info. */
-  grantAccess?(handle: DriverHandle, grant: GrantRequest, signal: AbortSignal): Promise<ConnectionInfo>;
-  /** Unbinds the host and drops its live sessions; revoking an absent grant succeeds. */
-  revokeAccess?(handle: DriverHandle, host: HostIdentity, signal: AbortSignal): Promise<void>;
-  listGrants?(signal: AbortSignal): Promise<DriverGrant[]>;
-  /** Snapshot of a volume; `snapshotId` is the idempotency key. */
-  createSnapshot?(handle: DriverHandle, snapshotId: string, signal: AbortSignal): Promise<DriverHandle>;
-  deleteSnapshot?(snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void>;
-  /** New volume from a snapshot or another volume, offloaded (constant time). */
-  cloneVolume?(source: DriverHandle, req: CreateVolume, signal: AbortSignal): Promise<DriverHandle>;
-  revertVolume?(handle: DriverHandle, snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void>;
-  /** A path or URL qemu-img can read or write directly, for host-side copies. */
-  dataPath?(handle: DriverHandle): { readonly path: string; readonly format: VolumeFormat };
   /**
-   * Re-creates whatever the backend lost for these volumes (targets, LUNs, ACLs after a target
-   * daemon restart) and removes exports under our namespace that no listed volume owns, unless
-   * `options.knownVolumes` says the control plane still knows that volume.
+   * Every capability this driver may report in a probe (for its configuration). The registry
+   * refuses a driver that declares a capability without the port it needs, and a probe that reports
+   * one it did not declare; so a reported capability always has its port.
    */
-  reconcileExports?(desired: readonly { readonly handle: DriverHandle; readonly grants: readonly GrantRequest[] }[], signal: AbortSignal, options?: ReconcileOptions): Promise<ReconcileReport>;
+  readonly capabilities: ReadonlySet<Capability>;
+  /** Optional features, each a port; the core asks for them with `portOf`/`requirePort` only. */
+  readonly access?: AccessPort | undefined;
+  readonly snapshots?: SnapshotPort | undefined;
+  readonly revert?: RevertPort | undefined;
+  readonly clones?: ClonePort | undefined;
+  readonly data?: DataPort | undefined;
+  readonly exports?: ExportPort | undefined;
   /** Releases timers, connections. */
   close?(): Promise<void>;
 }

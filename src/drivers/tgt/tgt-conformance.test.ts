@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpawnCommandRunner } from '../../system/command-runner.js';
-import { describeBlockDriverConformance, qemuIoDataAccess } from '../sdk/conformance.js';
+import { describeBlockDriverConformance, qemuIoDataAccess } from '../../../test/drivers/conformance.js';
 import { startLab, type Lab } from '../../../test/lab/lab.js';
 import { createTgtDriver } from './tgt-driver.js';
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../core/ids.js';
 import { SpawnCommandRunner, type RunResult } from '../../system/command-runner.js';
+import { requirePort } from '../sdk/ports.js';
 import type { ChapCredentials, ConnectionInfo, DriverHandle, GrantRequest, HostIdentity } from '../sdk/types.js';
 import { startLab, type Lab, type LabHost } from '../../../test/lab/lab.js';
 import { createTgtDriver, type TgtDriver } from './tgt-driver.js';
@@ -114,9 +115,9 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     expect(volIqn).toBe(`${lab.iqnPrefix}:${String(vol.volumeId)}`);
     expect(await driver.createVolume({ id: String(vol.volumeId), name: 'v1', sizeBytes: 64 * MiB }, signal)).toEqual(vol);
     const grant: GrantRequest = { host: hostOf(h1), mode: 'rw', chap: chap1 };
-    const info = await driver.grantAccess(vol, grant, signal);
+    const info = await driver.access.grant(vol, grant, signal);
     expect(info).toEqual({ protocol: 'iscsi', portal: lab.portal, iqn: volIqn, lun: 1, chapUser: `${chap1.user}.${String(vol.volumeId)}`, chapSecret: chap1.secret, mode: 'rw' });
-    expect(await driver.grantAccess(vol, grant, signal)).toEqual(info);
+    expect(await driver.access.grant(vol, grant, signal)).toEqual(info);
     login1 = loginOf(info);
 
     const ok = await readCapacity(lab, h1, volIqn, login1);
@@ -127,7 +128,7 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     expect(io.stdout).toContain('wrote 4096/4096 bytes at offset 0');
     expect(io.stdout).toContain('read 4096/4096 bytes at offset 0');
     expect(io.stdout + io.stderr).not.toMatch(/Pattern verification failed|failed/i);
-    expect((await readFileAt(driver.dataPath(vol).path, 0, 4096)).every((b) => b === 0xab)).toBe(true);
+    expect((await readFileAt(driver.data.locate(vol).path, 0, 4096)).every((b) => b === 0xab)).toBe(true);
 
     const other = await readCapacity(lab, h2, volIqn, login1);
     expect(other.exitCode).not.toBe(0);
@@ -140,9 +141,9 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     const none = await readCapacity(lab, h1, volIqn);
     expect(none.exitCode).not.toBe(0);
 
-    expect(await driver.listGrants(signal)).toContainEqual({ volumeId: vol.volumeId, initiator: h1.address, chapUser: login1.user });
+    expect(await driver.access.list(signal)).toContainEqual({ volumeId: vol.volumeId, initiator: h1.address, chapUser: login1.user });
     const target = (await new TgtadmClient(runner, lab.tgtdControlPort).showTargets(signal)).find((t) => t.iqn === volIqn);
-    expect(target?.luns.find((l) => l.lun === 1)).toMatchObject({ thin: true, readonly: false, backingPath: driver.dataPath(vol).path });
+    expect(target?.luns.find((l) => l.lun === 1)).toMatchObject({ thin: true, readonly: false, backingPath: driver.data.locate(vol).path });
   });
 
   it('revoking drops the live session and refuses the next login', async () => {
@@ -154,7 +155,7 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     children.push(child);
     await eventually(async () => (await sessionsFrom(h1.address)) > 0, 'a session from h1');
 
-    await driver.revokeAccess(vol, hostOf(h1), signal);
+    await driver.access.revoke(vol, hostOf(h1), signal);
     await eventually(async () => (await sessionsFrom(h1.address)) === 0, 'h1 sessions to be dropped');
     // The initiator retries the login by itself; it must stay out.
     await sleep(1500);
@@ -162,8 +163,8 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     const again = await readCapacity(lab, h1, volIqn, login1);
     expect(again.exitCode).not.toBe(0);
     expect(await tgtadm.showAccounts(signal)).not.toContain(login1.user);
-    expect((await driver.listGrants(signal)).filter((g) => g.volumeId === vol.volumeId)).toEqual([]);
-    await driver.revokeAccess(vol, hostOf(h1), signal);
+    expect((await driver.access.list(signal)).filter((g) => g.volumeId === vol.volumeId)).toEqual([]);
+    await driver.access.revoke(vol, hostOf(h1), signal);
     child.stdin?.end();
   });
 
@@ -174,10 +175,10 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     const iqn = String(roVol.iqn);
     const c1 = chapFor('ro1');
     const c2 = chapFor('ro2');
-    const i1 = await driver.grantAccess(roVol, { host: hostOf(h1), mode: 'ro', chap: c1 }, signal);
+    const i1 = await driver.access.grant(roVol, { host: hostOf(h1), mode: 'ro', chap: c1 }, signal);
     expect(i1.mode).toBe('ro');
     const l1 = loginOf(i1);
-    const l2 = loginOf(await driver.grantAccess(roVol, { host: hostOf(h2), mode: 'ro', chap: c2 }, signal));
+    const l2 = loginOf(await driver.access.grant(roVol, { host: hostOf(h2), mode: 'ro', chap: c2 }, signal));
     expect((await readCapacity(lab, h1, iqn, l1)).stdout.trim()).toBe(String(32 * MiB));
     expect((await readCapacity(lab, h2, iqn, l2)).stdout.trim()).toBe(String(32 * MiB));
     const read = await inHost(lab, h2, 'qemu-io', ['-r', '-f', 'raw', '-c', 'read -P 0 0 4k', iscsiUrl(lab, iqn, l2)], [l2.secret]);
@@ -188,24 +189,26 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     const tgtadm = new TgtadmClient(runner, lab.tgtdControlPort);
     const lunOf = async (): Promise<{ readonly: boolean } | undefined> => (await tgtadm.showTargets(signal)).find((t) => t.iqn === iqn)?.luns.find((l) => l.lun === 1);
     expect(await lunOf()).toMatchObject({ readonly: true });
-    await driver.grantAccess(roVol, { host: hostOf(h3), mode: 'rw', chap: chapFor('rw3') }, signal);
+    await driver.access.grant(roVol, { host: hostOf(h3), mode: 'rw', chap: chapFor('rw3') }, signal);
     expect(await lunOf()).toMatchObject({ readonly: false });
-    await driver.revokeAccess(roVol, hostOf(h3), signal);
+    await driver.access.revoke(roVol, hostOf(h3), signal);
     expect(await lunOf()).toMatchObject({ readonly: true });
   });
 
   it('grows the LUN so initiators see the new size', async () => {
-    await driver.grantAccess(vol, { host: hostOf(h1), mode: 'rw', chap: chap1 }, signal);
+    await driver.access.grant(vol, { host: hostOf(h1), mode: 'rw', chap: chap1 }, signal);
     await driver.resizeVolume(vol, 96 * MiB, signal);
     expect((await readCapacity(lab, h1, volIqn, login1)).stdout.trim()).toBe(String(96 * MiB));
     await expect(driver.resizeVolume(vol, 32 * MiB, signal)).rejects.toMatchObject({ code: 'SHRINK_NOT_SUPPORTED' });
   });
 
   it('clones and reverts through the backing store (offloaded); tgtd serves the clone and the reverted data', async () => {
-    const snap = await driver.createSnapshot(vol, newId('snapshot'), signal);
-    const clone = await driver.cloneVolume(snap, { id: newId('volume'), name: 'clone', sizeBytes: 96 * MiB }, signal);
+    // A btrfs backing store has all three ports, and tgt passes each one through.
+    const [snapshots, clones, revert] = [requirePort(driver, 'snapshots', 'tgt'), requirePort(driver, 'clones', 'tgt'), requirePort(driver, 'revert', 'tgt')];
+    const snap = await snapshots.create(vol, newId('snapshot'), signal);
+    const clone = await clones.clone(snap, { id: newId('volume'), name: 'clone', sizeBytes: 96 * MiB }, signal);
     const c = chapFor('clone');
-    const lc = loginOf(await driver.grantAccess(clone, { host: hostOf(h2), mode: 'rw', chap: c }, signal));
+    const lc = loginOf(await driver.access.grant(clone, { host: hostOf(h2), mode: 'rw', chap: c }, signal));
     const io = await inHost(lab, h2, 'qemu-io', ['-f', 'raw', '-c', 'read -P 0xab 0 4k', iscsiUrl(lab, String(clone.iqn), lc)], [lc.secret]);
     expect(io.stdout).toContain('read 4096/4096 bytes at offset 0');
     expect(io.stdout + io.stderr).not.toMatch(/failed/i);
@@ -216,25 +219,25 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     // Revert swaps the backing file; tgtd must serve the reverted data, not the old inode.
     const over = await inHost(lab, h1, 'qemu-io', ['-f', 'raw', '-c', 'write -P 0xcd 0 4k', iscsiUrl(lab, volIqn, login1)], [login1.secret]);
     expect(over.stdout).toContain('wrote 4096/4096 bytes at offset 0');
-    await driver.revertVolume(vol, snap, signal);
+    await revert.revert(vol, snap, signal);
     const back = await inHost(lab, h1, 'qemu-io', ['-f', 'raw', '-c', 'read -P 0xab 0 4k', iscsiUrl(lab, volIqn, login1)], [login1.secret]);
     expect(back.stdout).toContain('read 4096/4096 bytes at offset 0');
     expect(back.stdout + back.stderr).not.toMatch(/failed/i);
-    await driver.deleteSnapshot(snap, signal);
+    await snapshots.delete(snap, signal);
   });
 
   it('one CHAP user per host with a different secret per volume (as the core issues them) works on both volumes', async () => {
     const user = `stw-${h3.name}-${String(process.pid)}`;
     const a = await driver.createVolume({ id: newId('volume'), name: 'a', sizeBytes: 16 * MiB }, signal);
     const b = await driver.createVolume({ id: newId('volume'), name: 'b', sizeBytes: 16 * MiB }, signal);
-    const la = loginOf(await driver.grantAccess(a, { host: hostOf(h3), mode: 'rw', chap: { user, secret: 'SecretForVolA1' } }, signal));
-    const lb = loginOf(await driver.grantAccess(b, { host: hostOf(h3), mode: 'rw', chap: { user, secret: 'SecretForVolB2' } }, signal));
+    const la = loginOf(await driver.access.grant(a, { host: hostOf(h3), mode: 'rw', chap: { user, secret: 'SecretForVolA1' } }, signal));
+    const lb = loginOf(await driver.access.grant(b, { host: hostOf(h3), mode: 'rw', chap: { user, secret: 'SecretForVolB2' } }, signal));
     expect(la.user).not.toBe(lb.user);
     expect((await readCapacity(lab, h3, String(a.iqn), la)).exitCode).toBe(0);
     expect((await readCapacity(lab, h3, String(b.iqn), lb)).exitCode).toBe(0);
     expect((await readCapacity(lab, h3, String(a.iqn), { user: la.user, secret: lb.secret })).exitCode).not.toBe(0);
     // A rotated secret replaces the old one.
-    const rotated = loginOf(await driver.grantAccess(a, { host: hostOf(h3), mode: 'rw', chap: { user, secret: 'RotatedSecret3' } }, signal));
+    const rotated = loginOf(await driver.access.grant(a, { host: hostOf(h3), mode: 'rw', chap: { user, secret: 'RotatedSecret3' } }, signal));
     expect((await readCapacity(lab, h3, String(a.iqn), rotated)).exitCode).toBe(0);
     expect((await readCapacity(lab, h3, String(a.iqn), la)).exitCode).not.toBe(0);
     expect((await readCapacity(lab, h3, String(b.iqn), lb)).exitCode).toBe(0);
@@ -267,7 +270,7 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
       { handle: vol, grants: [{ host: hostOf(h1), mode: 'rw' as const, chap: chap1 }] },
       { handle: roVol, grants: [{ host: hostOf(h2), mode: 'ro' as const, chap: c2 }] },
     ];
-    const report = await driver.reconcileExports(desired, signal);
+    const report = await driver.exports.reconcile(desired, signal);
     expect(report.restored).toEqual(expect.arrayContaining([`target:${String(vol.volumeId)}`, `acl:${String(vol.volumeId)}:${h1.address}`, `account:${String(vol.volumeId)}:${login1.user}`, `target:${String(roVol.volumeId)}`]));
     expect(report.removed).toEqual([`target:${orphanIqn.split(':').at(-1) ?? ''}`]);
 
@@ -283,7 +286,7 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
 
     // h1's old ro grant on roVol is gone from the desired state: its ACL was not restored.
     expect((await readCapacity(lab, h1, String(roVol.iqn), chapFor('ro1'))).exitCode).not.toBe(0);
-    expect(await driver.reconcileExports(desired, signal)).toEqual({ restored: [], removed: [] });
+    expect(await driver.exports.reconcile(desired, signal)).toEqual({ restored: [], removed: [] });
 
     // Drift on our own target (an ACL and an account nobody granted) is removed, and the session
     // that came in through the stray ACL is dropped.
@@ -293,7 +296,7 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     await tgtadm.run(['--op', 'new', '--mode', 'account', '--user', stray.user, '--password', stray.secret], { signal, secrets: [stray.secret] });
     await tgtadm.run(['--op', 'bind', '--mode', 'account', '--tid', String(volTarget?.tid), '--user', stray.user], { signal });
     expect((await readCapacity(lab, h3, volIqn, stray)).exitCode).toBe(0);
-    const drift = await driver.reconcileExports(desired, signal);
+    const drift = await driver.exports.reconcile(desired, signal);
     expect(drift).toEqual({ restored: [], removed: [`acl:${String(vol.volumeId)}:${h3.address}`, `account:${String(vol.volumeId)}:${stray.user}`] });
     expect((await readCapacity(lab, h3, volIqn, stray)).exitCode).not.toBe(0);
     expect((await readCapacity(lab, h1, volIqn, login1)).exitCode).toBe(0);
@@ -304,7 +307,7 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     children.push(child);
     const tgtadm = new TgtadmClient(runner, lab.tgtdControlPort);
     await eventually(async () => ((await tgtadm.showTargets(signal)).find((t) => t.iqn === volIqn)?.sessions.length ?? 0) > 0, 'a session');
-    const file = driver.dataPath(vol).path;
+    const file = driver.data.locate(vol).path;
     await driver.deleteVolume(vol, signal);
     await driver.deleteVolume(vol, signal);
     expect((await tgtadm.showTargets(signal)).map((t) => t.iqn)).not.toContain(volIqn);

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { StowageError } from '../../core/errors.js';
+import type { AccessPort, ClonePort, DataPort, ExportPort, RevertPort, SnapshotPort } from '../sdk/ports.js';
 import { DriverRegistry } from '../sdk/registry.js';
 import type {
   BackendReport, BlockDriver, Capability, ConnectionInfo, CreateVolume, DriverDeps, DriverFactory, DriverGrant,
@@ -72,13 +73,31 @@ class Mutex {
 export class TgtDriver implements BlockDriver {
   readonly scheme = 'tgt';
   readonly kind = 'block' as const;
-  readonly exports: TgtExports;
+  readonly capabilities: ReadonlySet<Capability>;
+  /** The targets, LUNs, ACLs and accounts this driver keeps on tgtd. */
+  readonly targets: TgtExports;
+  readonly access: AccessPort = {
+    grant: (handle, grant, signal) => this.grantAccess(handle, grant, signal),
+    revoke: (handle, host, signal) => this.revokeAccess(handle, host, signal),
+    list: (signal) => this.listGrants(signal),
+  };
+  /** Snapshots, clones and revert are the backing store's, when it has them. */
+  readonly snapshots?: SnapshotPort;
+  readonly clones?: ClonePort;
+  readonly revert?: RevertPort;
+  readonly data: DataPort = { locate: (handle) => ({ path: this.backingPath(parseVolumeHandle(handle).backing), format: 'raw' }) };
+  readonly exports: ExportPort = { reconcile: (desired, signal, options) => this.reconcileExports(desired, signal, options) };
   private readonly ledger: GrantLedger;
   private readonly lock = new Mutex();
 
   constructor(readonly config: TgtConfig, readonly backing: BlockDriver, deps: DriverDeps) {
-    this.exports = new TgtExports(new TgtadmClient(deps.runner, config.controlPort), config.iqnPrefix);
+    this.targets = new TgtExports(new TgtadmClient(deps.runner, config.controlPort), config.iqnPrefix);
     this.ledger = new GrantLedger(path.join(deps.dataDir, 'tgt-grants'));
+    this.capabilities = new Set([...TGT_CAPABILITIES, ...PASSTHROUGH_CAPABILITIES.filter((c) => backing.capabilities.has(c))]);
+    const [snapshots, clones, revert] = [backing.snapshots, backing.clones, backing.revert];
+    if (snapshots) this.snapshots = { create: (h, id, signal) => this.createSnapshot(snapshots, h, id, signal), delete: (h, signal) => snapshots.delete(parseSnapshotHandle(h), signal) };
+    if (clones) this.clones = { clone: (source, req, signal) => this.cloneVolume(clones, source, req, signal) };
+    if (revert) this.revert = { revert: (h, snap, signal) => this.revertVolume(revert, h, snap, signal) };
   }
 
   /** The LUN files live in the backing store's directory. */
@@ -87,20 +106,20 @@ export class TgtDriver implements BlockDriver {
   }
 
   private backingPath(handle: DriverHandle): string {
-    if (!this.backing.dataPath) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} exposes no file path`, {});
-    const { path: p, format } = this.backing.dataPath(handle);
+    if (!this.backing.data) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} exposes no file path`, {});
+    const { path: p, format } = this.backing.data.locate(handle);
     if (format !== 'raw') throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing volume is ${format}; tgt serves raw files only`, { format });
     return p;
   }
 
   private wrap(volumeId: string, backing: DriverHandle): DriverHandle {
-    return { volumeId, iqn: this.exports.iqnFor(volumeId), backing };
+    return { volumeId, iqn: this.targets.iqnFor(volumeId), backing };
   }
 
   async probe(signal: AbortSignal): Promise<BackendReport> {
     let portals: string[];
     try {
-      portals = await this.exports.client.showPortals(signal);
+      portals = await this.targets.client.showPortals(signal);
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       throw new StowageError('BACKEND_UNAVAILABLE', `tgtd on control port ${String(this.config.controlPort)} is not reachable: ${reason}`, { controlPort: this.config.controlPort }, { cause: err });
@@ -126,15 +145,15 @@ export class TgtDriver implements BlockDriver {
     const backing = await this.backing.createVolume({ ...req, format: 'raw' }, signal);
     const file = this.backingPath(backing);
     const grants = await this.ledger.read(req.id);
-    await this.lock.run(() => this.exports.ensureTarget(req.id, file, lunReadonlyFor(grants), signal));
+    await this.lock.run(() => this.targets.ensureTarget(req.id, file, lunReadonlyFor(grants), signal));
     return this.wrap(req.id, backing);
   }
 
   async deleteVolume(handle: DriverHandle, signal: AbortSignal): Promise<void> {
     const h = parseVolumeHandle(handle);
     await this.lock.run(async () => {
-      const target = await this.exports.find(h.volumeId, signal);
-      if (target) await this.exports.deleteTarget(target.tid, signal);
+      const target = await this.targets.find(h.volumeId, signal);
+      if (target) await this.targets.deleteTarget(target.tid, signal);
       await this.deleteAccountsOf(h.volumeId, await this.ledger.read(h.volumeId), signal);
       await this.ledger.write(h.volumeId, []);
     });
@@ -149,7 +168,7 @@ export class TgtDriver implements BlockDriver {
       if (other === volumeId) continue;
       for (const g of await this.ledger.read(other)) if (g.chapUser !== undefined) users.delete(g.chapUser);
     }
-    for (const u of users) await this.exports.deleteAccount(u, signal);
+    for (const u of users) await this.targets.deleteAccount(u, signal);
   }
 
   async resizeVolume(handle: DriverHandle, sizeBytes: number, signal: AbortSignal): Promise<void> {
@@ -159,12 +178,12 @@ export class TgtDriver implements BlockDriver {
     await this.backing.resizeVolume(h.backing, sizeBytes, signal);
     const after = await fileSizeBytes(file);
     await this.lock.run(async () => {
-      const lun = (await this.exports.find(h.volumeId, signal))?.luns.find((l) => l.lun === VOLUME_LUN);
+      const lun = (await this.targets.find(h.volumeId, signal))?.luns.find((l) => l.lun === VOLUME_LUN);
       // tgtd reads the size only when the LUN is added (it prints whole decimal MB). Re-adding
       // interrupts in-flight commands for a moment, so only do it when the size really changed
       // or tgtd still shows an old size (a retry after a crash between the two steps).
       const stale = lun !== undefined && after !== undefined && lun.sizeMb !== Math.floor(after / 1_000_000);
-      if (lun && (before !== after || stale)) await this.exports.reopenLun(h.volumeId, file, signal);
+      if (lun && (before !== after || stale)) await this.targets.reopenLun(h.volumeId, file, signal);
     });
   }
 
@@ -173,7 +192,7 @@ export class TgtDriver implements BlockDriver {
     return vols.map((v) => ({ ...v, handle: this.wrap(v.id, v.handle) }));
   }
 
-  async grantAccess(handle: DriverHandle, grant: GrantRequest, signal: AbortSignal): Promise<ConnectionInfo> {
+  private async grantAccess(handle: DriverHandle, grant: GrantRequest, signal: AbortSignal): Promise<ConnectionInfo> {
     const h = parseVolumeHandle(handle);
     assertHost(grant.host);
     assertChap(grant);
@@ -184,20 +203,20 @@ export class TgtDriver implements BlockDriver {
       const next = ledgerEntry(h.volumeId, grant, previous);
       const all = [...grants.filter((g) => g.host !== grant.host.name), next];
       await this.ledger.write(h.volumeId, all);
-      const { target } = await this.exports.ensureTarget(h.volumeId, file, lunReadonlyFor(all), signal);
+      const { target } = await this.targets.ensureTarget(h.volumeId, file, lunReadonlyFor(all), signal);
       if (previous) await this.unbindStale(target, previous, next, signal);
-      for (const acl of aclEntriesOf(grant.host)) await this.exports.bindAcl(target.tid, acl.kind, acl.value, signal);
+      for (const acl of aclEntriesOf(grant.host)) await this.targets.bindAcl(target.tid, acl.kind, acl.value, signal);
       if (grant.chap && next.chapUser !== undefined) {
         const secretChanged = previous?.chapUser === next.chapUser && previous.chapDigest !== next.chapDigest;
-        await this.exports.ensureAccount(next.chapUser, grant.chap.secret, secretChanged || previous?.chapUser !== next.chapUser, signal);
-        await this.exports.bindAccount(target.tid, next.chapUser, signal);
+        await this.targets.ensureAccount(next.chapUser, grant.chap.secret, secretChanged || previous?.chapUser !== next.chapUser, signal);
+        await this.targets.bindAccount(target.tid, next.chapUser, signal);
       }
       return next;
     });
     return {
       protocol: 'iscsi',
       portal: this.config.portal,
-      iqn: this.exports.iqnFor(h.volumeId),
+      iqn: this.targets.iqnFor(h.volumeId),
       lun: VOLUME_LUN,
       ...(grant.chap && entry.chapUser !== undefined ? { chapUser: entry.chapUser, chapSecret: grant.chap.secret } : {}),
       mode: grant.mode,
@@ -207,11 +226,11 @@ export class TgtDriver implements BlockDriver {
   /** On a re-grant with different addresses or CHAP user, removes what the old grant had bound. */
   private async unbindStale(target: TgtTarget, previous: LedgerGrant, entry: LedgerGrant, signal: AbortSignal): Promise<void> {
     const keep = new Set(aclEntriesOf(entry).map((a) => a.value));
-    for (const acl of aclEntriesOf(previous)) if (!keep.has(acl.value)) await this.exports.unbindAcl(target.tid, acl.kind, acl.value, signal);
-    if (previous.chapUser !== undefined && previous.chapUser !== entry.chapUser) await this.exports.unbindAccount(target.tid, previous.chapUser, signal);
+    for (const acl of aclEntriesOf(previous)) if (!keep.has(acl.value)) await this.targets.unbindAcl(target.tid, acl.kind, acl.value, signal);
+    if (previous.chapUser !== undefined && previous.chapUser !== entry.chapUser) await this.targets.unbindAccount(target.tid, previous.chapUser, signal);
   }
 
-  async revokeAccess(handle: DriverHandle, host: HostIdentity, signal: AbortSignal): Promise<void> {
+  private async revokeAccess(handle: DriverHandle, host: HostIdentity, signal: AbortSignal): Promise<void> {
     const h = parseVolumeHandle(handle);
     await this.lock.run(async () => {
       const grants = await this.ledger.read(h.volumeId);
@@ -219,29 +238,29 @@ export class TgtDriver implements BlockDriver {
       const rest = grants.filter((g) => g.host !== host.name);
       const addresses = new Set([...host.addresses, ...(previous?.addresses ?? [])]);
       const names = new Set([host.initiatorName, previous?.initiatorName].filter((n): n is string => n !== undefined));
-      const target = await this.exports.find(h.volumeId, signal);
+      const target = await this.targets.find(h.volumeId, signal);
       if (target) {
-        for (const a of addresses) await this.exports.unbindAcl(target.tid, 'address', a, signal);
-        for (const n of names) await this.exports.unbindAcl(target.tid, 'initiator', n, signal);
+        for (const a of addresses) await this.targets.unbindAcl(target.tid, 'address', a, signal);
+        for (const n of names) await this.targets.unbindAcl(target.tid, 'initiator', n, signal);
         if (previous?.chapUser !== undefined && !rest.some((g) => g.chapUser === previous.chapUser)) {
-          await this.exports.unbindAccount(target.tid, previous.chapUser, signal);
+          await this.targets.unbindAccount(target.tid, previous.chapUser, signal);
         }
         // ACLs are only checked at login: fence the host by dropping its open sessions. Sessions
         // are matched by address; by initiator name only for a host without addresses, because
         // names are client-chosen and may be shared (QEMU's default name, for one).
         const byName = addresses.size === 0;
-        await this.exports.dropSessions(target, (s) => (byName && names.has(s.initiator)) || s.connections.some((c) => addresses.has(c.address)), signal);
-        await this.exports.setReadonly(h.volumeId, lunReadonlyFor(rest), signal);
+        await this.targets.dropSessions(target, (s) => (byName && names.has(s.initiator)) || s.connections.some((c) => addresses.has(c.address)), signal);
+        await this.targets.setReadonly(h.volumeId, lunReadonlyFor(rest), signal);
       }
       await this.ledger.write(h.volumeId, rest);
       if (previous) await this.deleteAccountsOf(h.volumeId, [previous].filter((g) => !rest.some((r) => r.chapUser === g.chapUser)), signal);
     });
   }
 
-  async listGrants(signal: AbortSignal): Promise<DriverGrant[]> {
+  private async listGrants(signal: AbortSignal): Promise<DriverGrant[]> {
     const out: DriverGrant[] = [];
-    for (const t of this.exports.ownTargets(await this.exports.client.showTargets(signal))) {
-      const volumeId = this.exports.volumeIdOf(t.iqn);
+    for (const t of this.targets.ownTargets(await this.targets.client.showTargets(signal))) {
+      const volumeId = this.targets.volumeIdOf(t.iqn);
       if (volumeId === undefined) continue;
       const ledger = await this.ledger.read(volumeId);
       for (const initiator of [...t.aclAddresses, ...t.aclInitiators]) {
@@ -253,48 +272,36 @@ export class TgtDriver implements BlockDriver {
     return out;
   }
 
-  async createSnapshot(handle: DriverHandle, snapshotId: string, signal: AbortSignal): Promise<DriverHandle> {
+  private async createSnapshot(port: SnapshotPort, handle: DriverHandle, snapshotId: string, signal: AbortSignal): Promise<DriverHandle> {
     const h = parseVolumeHandle(handle);
-    if (!this.backing.createSnapshot) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot snapshot`, {});
-    const backing = await this.backing.createSnapshot(h.backing, snapshotId, signal);
+    const backing = await port.create(h.backing, snapshotId, signal);
     // Surface how the backing store made it (btrfs-snapshot, reflink, ...): the core records it.
     return { snapshotId, backing, ...(typeof backing.method === 'string' ? { method: backing.method } : {}) };
   }
 
-  async deleteSnapshot(snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
-    if (!this.backing.deleteSnapshot) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot snapshot`, {});
-    await this.backing.deleteSnapshot(parseSnapshotHandle(snapshotHandle), signal);
-  }
-
-  async cloneVolume(source: DriverHandle, req: CreateVolume, signal: AbortSignal): Promise<DriverHandle> {
-    if (!this.backing.cloneVolume) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot clone`, {});
+  private async cloneVolume(port: ClonePort, source: DriverHandle, req: CreateVolume, signal: AbortSignal): Promise<DriverHandle> {
     if (!TGT_VOLUME_ID_RE.test(req.id)) throw new StowageError('VALIDATION_FAILED', `tgt driver: ${JSON.stringify(req.id)} is not a volume id`, { id: req.id });
     const inner = typeof source.snapshotId === 'string' ? parseSnapshotHandle(source) : parseVolumeHandle(source).backing;
-    const backing = await this.backing.cloneVolume(inner, { ...req, format: 'raw' }, signal);
+    const backing = await port.clone(inner, { ...req, format: 'raw' }, signal);
     const file = this.backingPath(backing);
-    await this.lock.run(() => this.exports.ensureTarget(req.id, file, false, signal));
+    await this.lock.run(() => this.targets.ensureTarget(req.id, file, false, signal));
     return this.wrap(req.id, backing);
   }
 
-  async revertVolume(handle: DriverHandle, snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
-    if (!this.backing.revertVolume) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot revert`, {});
+  private async revertVolume(port: RevertPort, handle: DriverHandle, snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void> {
     const h = parseVolumeHandle(handle);
-    await this.backing.revertVolume(h.backing, parseSnapshotHandle(snapshotHandle), signal);
+    await port.revert(h.backing, parseSnapshotHandle(snapshotHandle), signal);
     // The backing store swapped the file under tgtd: re-add the LUN so it serves the new data.
     const file = this.backingPath(h.backing);
-    await this.lock.run(() => this.exports.reopenLun(h.volumeId, file, signal));
+    await this.lock.run(() => this.targets.reopenLun(h.volumeId, file, signal));
   }
 
-  dataPath(handle: DriverHandle): { readonly path: string; readonly format: 'raw' } {
-    return { path: this.backingPath(parseVolumeHandle(handle).backing), format: 'raw' };
-  }
-
-  async reconcileExports(desired: readonly { readonly handle: DriverHandle; readonly grants: readonly GrantRequest[] }[], signal: AbortSignal, options: ReconcileOptions = {}): Promise<ReconcileReport> {
+  private async reconcileExports(desired: readonly { readonly handle: DriverHandle; readonly grants: readonly GrantRequest[] }[], signal: AbortSignal, options: ReconcileOptions = {}): Promise<ReconcileReport> {
     const parsed = desired.map((d) => {
       const h = parseVolumeHandle(d.handle);
       return { volumeId: h.volumeId, backing: h.backing, grants: d.grants };
     });
-    const ctx = { exports: this.exports, ledger: this.ledger, fileOf: (b: DriverHandle) => this.backingPath(b) };
+    const ctx = { exports: this.targets, ledger: this.ledger, fileOf: (b: DriverHandle) => this.backingPath(b) };
     return this.lock.run(() => reconcileTgtExports(ctx, parsed, signal, options));
   }
 }
@@ -306,7 +313,7 @@ const BACKING_FACTORIES: readonly DriverFactory[] = [dirDriverFactory, btrfsDriv
 export function createTgtDriver(uri: URL, options: Readonly<Record<string, string>>, deps: DriverDeps, backingFactories: readonly DriverFactory[] = BACKING_FACTORIES): TgtDriver {
   const config = parseTgtUri(uri, options);
   const backing = new DriverRegistry(backingFactories).create(config.backingUri, config.backingOptions, deps);
-  if (!backing.dataPath) throw new StowageError('INVALID_DRIVER_URI', `tgt driver: backing ${config.backingUri} has no file path for tgtd to serve`, {});
+  if (!backing.data) throw new StowageError('INVALID_DRIVER_URI', `tgt driver: backing ${config.backingUri} has no file path for tgtd to serve`, {});
   return new TgtDriver(config, backing, deps);
 }
 

@@ -1,8 +1,8 @@
-import { StowageError } from '../../core/errors.js';
-import type { VolumeFormat } from '../../core/states.js';
-import type { CommandRunner } from '../../system/command-runner.js';
+import { StowageError } from '../core/errors.js';
+import type { VolumeFormat } from '../core/states.js';
+import type { CommandRunner } from './command-runner.js';
 
-/** The facts the driver needs from `qemu-img info --output=json`. */
+/** The facts Stowage needs from `qemu-img info --output=json`. */
 export interface QemuImgInfo {
   readonly format: string;
   readonly virtualSizeBytes: number;
@@ -54,9 +54,26 @@ export const QEMU_IMG_META_TIMEOUT_MS = 60_000;
 /** Timeout for qemu-img commands that copy data (convert, rebase): long, cancellation is by signal. */
 export const QEMU_IMG_COPY_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 
+/** How `convert` copies, beyond source and destination. */
+export interface ConvertOptions {
+  /** Write into `dst` as it exists (`-n`: created beforehand, keeping its mode and size). */
+  readonly targetExists?: boolean;
+  /** Called with the fraction done (0..1) as qemu-img prints progress (`-p`). */
+  readonly onProgress?: (fraction: number) => void;
+  /** Overrides QEMU_IMG_COPY_TIMEOUT_MS. */
+  readonly timeoutMs?: number;
+}
+
+/** The last `(NN.NN/100%)` in a chunk of `qemu-img convert -p` output, as a fraction. */
+export function parseConvertProgress(chunk: string): number | undefined {
+  const m = /\((\d+(?:\.\d+)?)\/100%\)[^(]*$/.exec(chunk);
+  return m?.[1] ? Number(m[1]) / 100 : undefined;
+}
+
 /**
- * Thin typed wrapper over the qemu-img commands the dir driver uses. Paths must be absolute (so
- * qemu never reads a `proto:` prefix from them) and every call names the format (no probing).
+ * The one typed wrapper over qemu-img, for the dir driver and for host copies between backends.
+ * Paths must be absolute (so qemu never reads a `proto:` prefix from them) and every call names the
+ * format (no probing).
  */
 export class QemuImg {
   constructor(private readonly runner: CommandRunner) {}
@@ -81,6 +98,11 @@ export class QemuImg {
     return parseQemuImgInfo(stdout);
   }
 
+  /** Creates an empty image of `format` and `sizeBytes`. */
+  async create(file: string, format: VolumeFormat, sizeBytes: number, signal: AbortSignal): Promise<void> {
+    await this.runner.run('qemu-img', ['create', '-q', '-f', format, assertAbsolute(file), String(sizeBytes)], { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal });
+  }
+
   /** Creates a qcow2 image, optionally as an overlay on `backing` (a file name relative to `file`). */
   async createQcow2(file: string, sizeBytes: number | undefined, backing: { file: string; format: VolumeFormat } | undefined, signal: AbortSignal): Promise<void> {
     const args = ['create', '-q', '-f', 'qcow2'];
@@ -95,9 +117,15 @@ export class QemuImg {
     await this.runner.run('qemu-img', ['resize', '-q', '-f', format, assertAbsolute(file), String(sizeBytes)], { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal });
   }
 
-  /** Full, sparse copy of `src` (following its backing chain) into a new image `dst`. */
-  async convert(src: string, srcFormat: VolumeFormat, dst: string, dstFormat: VolumeFormat, signal: AbortSignal): Promise<void> {
-    await this.runner.run('qemu-img', ['convert', '-q', '-f', srcFormat, '-O', dstFormat, assertAbsolute(src), assertAbsolute(dst)], { timeoutMs: QEMU_IMG_COPY_TIMEOUT_MS, signal });
+  /** Full, sparse copy of `src` (following its backing chain) into `dst` (a new image unless `targetExists`). */
+  async convert(src: string, srcFormat: VolumeFormat, dst: string, dstFormat: VolumeFormat, signal: AbortSignal, options: ConvertOptions = {}): Promise<void> {
+    const { onProgress } = options;
+    const args = ['convert', onProgress ? '-p' : '-q', ...(options.targetExists ? ['-n'] : []), '-f', srcFormat, '-O', dstFormat, assertAbsolute(src), assertAbsolute(dst)];
+    await this.runner.run('qemu-img', args, {
+      timeoutMs: options.timeoutMs ?? QEMU_IMG_COPY_TIMEOUT_MS,
+      signal,
+      ...(onProgress ? { onOutput: (chunk: string) => { const f = parseConvertProgress(chunk); if (f !== undefined) onProgress(f); } } : {}),
+    });
   }
 
   /**

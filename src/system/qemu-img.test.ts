@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SpawnCommandRunner } from '../../system/command-runner.js';
+import { SpawnCommandRunner } from './command-runner.js';
 import { parseQemuImgInfo, QemuImg } from './qemu-img.js';
 
 // Captured from qemu-img 7.2.22 (Debian 12): `qemu-img info -U -f qcow2 --output=json <overlay>`.

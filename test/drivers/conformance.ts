@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StowageError, type ErrorCode } from '../../core/errors.js';
-import { newId } from '../../core/ids.js';
-import { BACKEND_KINDS, type VolumeFormat } from '../../core/states.js';
-import { CommandFailedError, type CommandRunner } from '../../system/command-runner.js';
-import { CAPABILITIES, type BackendReport, type BlockDriver, type DriverHandle } from './types.js';
+import { StowageError, type ErrorCode } from '../../src/core/errors.js';
+import { newId } from '../../src/core/ids.js';
+import { BACKEND_KINDS, type VolumeFormat } from '../../src/core/states.js';
+import { portOf, type PortName } from '../../src/drivers/sdk/ports.js';
+import { CAPABILITIES, type BackendReport, type BlockDriver, type DriverHandle } from '../../src/drivers/sdk/types.js';
+import { CommandFailedError, type CommandRunner } from '../../src/system/command-runner.js';
 
 /** Reads and writes volume data so the kit can check snapshot/clone/revert semantics, not just shapes. */
 export interface VolumeDataAccess {
@@ -62,14 +63,15 @@ async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<v
 }
 
 /**
- * Data access through `qemu-io` on `driver.dataPath()`: works for any driver whose data path
+ * Data access through `qemu-io` on the driver's data port: works for any driver whose data path
  * qemu can open (files, iscsi://, nbd://). Pattern checks use `read -P`, which exits non-zero on a
  * mismatch.
  */
 export function qemuIoDataAccess(driver: BlockDriver, runner: CommandRunner): VolumeDataAccess {
   const target = (handle: DriverHandle): { path: string; format: VolumeFormat } => {
-    if (!driver.dataPath) throw new Error(`driver ${driver.scheme} has no dataPath`);
-    return driver.dataPath(handle);
+    const data = portOf(driver, 'data');
+    if (!data) throw new Error(`driver ${driver.scheme} has no data port`);
+    return data.locate(handle);
   };
   const hex = (byte: number): string => `0x${byte.toString(16).padStart(2, '0')}`;
   return {
@@ -209,10 +211,11 @@ export function describeBlockDriverConformance(
 type Env = () => { driver: BlockDriver; report: BackendReport | undefined; data: VolumeDataAccess | undefined };
 type ReqFn = (id: string, size?: number) => { id: string; name: string; sizeBytes: number; format?: VolumeFormat };
 
-/** A method the driver must have because it claims the capability. */
-function required<T>(method: T | undefined, cap: CheckedCapability): T {
-  if (method === undefined) throw new Error(`the driver claims ${cap} but lacks its method`);
-  return method;
+/** The port the driver must have because the test claims the capability. */
+function required<N extends PortName>(driver: BlockDriver, name: N, cap: CheckedCapability): NonNullable<BlockDriver[N]> {
+  const port = portOf(driver, name);
+  if (port === undefined) throw new Error(`the driver claims ${cap} but has no ${name} port`);
+  return port;
 }
 
 /**
@@ -250,54 +253,55 @@ function describeSnapshots(env: Env, req: ReqFn, sizeBytes: number, claims: read
   if (!claimed('snapshot')) {
     it('without the snapshot capability, snapshot is absent or fails with CAPABILITY_MISSING', async () => {
       const { driver } = env();
-      if (!driver.createSnapshot) return;
+      const snapshots = portOf(driver, 'snapshots');
+      if (!snapshots) return;
       const h = await driver.createVolume(req(newId('volume')), signal());
-      await expectCode(driver.createSnapshot(h, newId('snapshot'), signal()), 'CAPABILITY_MISSING');
+      await expectCode(snapshots.create(h, newId('snapshot'), signal()), 'CAPABILITY_MISSING');
       await driver.deleteVolume(h, signal());
     });
   }
   if (!claimed('clone')) {
     it('without the clone capability, clone is absent or fails with CAPABILITY_MISSING', async () => {
       const { driver } = env();
-      if (!driver.cloneVolume) return;
+      const clones = portOf(driver, 'clones');
+      if (!clones) return;
       const h = await driver.createVolume(req(newId('volume')), signal());
-      await expectCode(driver.cloneVolume(h, req(newId('volume')), signal()), 'CAPABILITY_MISSING');
+      await expectCode(clones.clone(h, req(newId('volume')), signal()), 'CAPABILITY_MISSING');
       await driver.deleteVolume(h, signal());
     });
   }
 
   it.runIf(claimed('snapshot'))('snapshot is point-in-time; clone from it, revert to it, delete it (idempotently)', async () => {
     const { driver } = env();
-    const createSnapshot = required(driver.createSnapshot?.bind(driver), 'snapshot');
-    const deleteSnapshot = required(driver.deleteSnapshot?.bind(driver), 'snapshot');
+    const snapshots = required(driver, 'snapshots', 'snapshot');
     const volId = newId('volume');
     const vol = await driver.createVolume(req(volId), signal());
     await fill(vol, 0xa1);
     const snapId = newId('snapshot');
-    const snap = await createSnapshot(vol, snapId, signal());
-    expect(await createSnapshot(vol, snapId, signal())).toEqual(snap);
+    const snap = await snapshots.create(vol, snapId, signal());
+    expect(await snapshots.create(vol, snapId, signal())).toEqual(snap);
     expect(await listedSize(volId)).toEqual([sizeBytes]); // the snapshot is not listed as a volume
     await fill(vol, 0xb2);
     await expectFilled(vol, 0xb2);
 
     if (claimed('clone')) {
-      const cloneVolume = required(driver.cloneVolume?.bind(driver), 'clone');
+      const clones = required(driver, 'clones', 'clone');
       const cloneId = newId('volume');
-      const clone = await cloneVolume(snap, req(cloneId), signal());
+      const clone = await clones.clone(snap, req(cloneId), signal());
       await expectFilled(clone, 0xa1);
       expect(await listedSize(cloneId)).toEqual([sizeBytes]);
-      expect(await cloneVolume(snap, req(cloneId), signal())).toBeDefined();
+      expect(await clones.clone(snap, req(cloneId), signal())).toBeDefined();
       await fill(clone, 0xc3);
       await expectFilled(vol, 0xb2);
       await driver.deleteVolume(clone, signal());
     }
     if (claimed('revert')) {
-      await required(driver.revertVolume?.bind(driver), 'revert')(vol, snap, signal());
+      await required(driver, 'revert', 'revert').revert(vol, snap, signal());
       await expectFilled(vol, 0xa1);
       expect(await listedSize(volId)).toEqual([sizeBytes]);
     }
-    await deleteSnapshot(snap, signal());
-    await deleteSnapshot(snap, signal());
+    await snapshots.delete(snap, signal());
+    await snapshots.delete(snap, signal());
     await expectFilled(vol, claimed('revert') ? 0xa1 : 0xb2);
     expect(await listedSize(volId)).toEqual([sizeBytes]);
     await driver.deleteVolume(vol, signal());
@@ -305,22 +309,21 @@ function describeSnapshots(env: Env, req: ReqFn, sizeBytes: number, claims: read
 
   it.runIf(claimed('snapshot') && claimed('clone'))('deleting an older snapshot keeps newer snapshots, clones and the volume intact', async () => {
     const { driver } = env();
-    const createSnapshot = required(driver.createSnapshot?.bind(driver), 'snapshot');
-    const deleteSnapshot = required(driver.deleteSnapshot?.bind(driver), 'snapshot');
-    const cloneVolume = required(driver.cloneVolume?.bind(driver), 'clone');
+    const snapshots = required(driver, 'snapshots', 'snapshot');
+    const clones = required(driver, 'clones', 'clone');
     const vol = await driver.createVolume(req(newId('volume')), signal());
     await fill(vol, 0x11);
-    const s1 = await createSnapshot(vol, newId('snapshot'), signal());
-    const c1 = await cloneVolume(s1, req(newId('volume')), signal());
+    const s1 = await snapshots.create(vol, newId('snapshot'), signal());
+    const c1 = await clones.clone(s1, req(newId('volume')), signal());
     await fill(vol, 0x22);
-    const s2 = await createSnapshot(vol, newId('snapshot'), signal());
+    const s2 = await snapshots.create(vol, newId('snapshot'), signal());
     await fill(vol, 0x33);
-    await deleteSnapshot(s1, signal());
+    await snapshots.delete(s1, signal());
     await expectFilled(c1, 0x11);
     await expectFilled(vol, 0x33);
-    const c2 = await cloneVolume(s2, req(newId('volume')), signal());
+    const c2 = await clones.clone(s2, req(newId('volume')), signal());
     await expectFilled(c2, 0x22);
-    await deleteSnapshot(s2, signal());
+    await snapshots.delete(s2, signal());
     await expectFilled(c2, 0x22);
     await expectFilled(vol, 0x33);
     for (const h of [c1, c2, vol]) await driver.deleteVolume(h, signal());
@@ -328,15 +331,15 @@ function describeSnapshots(env: Env, req: ReqFn, sizeBytes: number, claims: read
 
   it.runIf(claimed('clone'))('clone of a volume is independent of it and may be larger', async () => {
     const { driver } = env();
-    const cloneVolume = required(driver.cloneVolume?.bind(driver), 'clone');
+    const clones = required(driver, 'clones', 'clone');
     const vol = await driver.createVolume(req(newId('volume')), signal());
     await fill(vol, 0x44);
     const cloneId = newId('volume');
-    const clone = await cloneVolume(vol, req(cloneId, sizeBytes * 2), signal());
+    const clone = await clones.clone(vol, req(cloneId, sizeBytes * 2), signal());
     expect(await listedSize(cloneId)).toEqual([sizeBytes * 2]);
     await fill(vol, 0x55);
     await expectFilled(clone, 0x44);
-    await expectCode(cloneVolume(vol, req(newId('volume'), sizeBytes / 2), signal()), 'SHRINK_NOT_SUPPORTED');
+    await expectCode(clones.clone(vol, req(newId('volume'), sizeBytes / 2), signal()), 'SHRINK_NOT_SUPPORTED');
     await driver.deleteVolume(clone, signal());
     await driver.deleteVolume(vol, signal());
   });
