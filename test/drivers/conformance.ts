@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StowageError, type ErrorCode } from '../../src/core/errors.js';
 import { newId } from '../../src/core/ids.js';
 import { BACKEND_KINDS, type VolumeFormat } from '../../src/core/states.js';
+import { assertDeclaredPorts, checkReport } from '../../src/drivers/sdk/driver-contract.js';
 import { portOf, type PortName } from '../../src/drivers/sdk/ports.js';
 import { CAPABILITIES, type BackendReport, type BlockDriver, type DriverHandle } from '../../src/drivers/sdk/types.js';
 import { CommandFailedError, type CommandRunner } from '../../src/system/command-runner.js';
@@ -147,6 +148,13 @@ export function describeBlockDriverConformance(
       const again = await drv().probe(signal());
       assertReportShape(again);
       expect(again.totalBytes).toBeGreaterThan(0);
+    });
+
+    it('has the port of every capability it declares, and declares every capability it reports', () => {
+      expect(() => { assertDeclaredPorts(drv()); }).not.toThrow();
+      if (!report) throw new Error('no probe report');
+      expect(() => checkReport(drv(), report as BackendReport)).not.toThrow();
+      for (const cap of report.capabilities) expect([...drv().capabilities]).toContain(cap);
     });
 
     it('create, list, idempotent create, grow, no-op resize, refused shrink, delete, idempotent delete', async () => {

@@ -1,4 +1,5 @@
 import { StowageError } from '../../core/errors.js';
+import { checkedDriver } from './driver-contract.js';
 import type { BlockDriver, DriverDeps, DriverFactory } from './types.js';
 
 /** Maps URI schemes (`dir`, `tgt`, …) to driver factories. Built once in main.ts. */
@@ -9,7 +10,9 @@ export class DriverRegistry {
     for (const f of factories) this.register(f);
   }
 
+  /** Adds a factory; a second one for a scheme already known is refused (INTERNAL). */
   register(factory: DriverFactory): void {
+    if (this.factories.has(factory.scheme)) throw new StowageError('INTERNAL', `a driver for ${factory.scheme}:// is already registered`, { scheme: factory.scheme });
     this.factories.set(factory.scheme, factory);
   }
 
@@ -39,9 +42,13 @@ export class DriverRegistry {
     return factory.normalize ? factory.normalize(uri) : uri;
   }
 
-  /** Validates `uri` and builds a driver for it (from its canonical form). */
+  /**
+   * Validates `uri` and builds a driver for it (from its canonical form). The driver is refused
+   * (INTERNAL) when it declares a capability without the port it needs, and each of its probes is
+   * refused (DRIVER_FAILED) when it reports a capability it did not declare: see driver-contract.ts.
+   */
   create(uri: string, options: Readonly<Record<string, string>>, deps: DriverDeps): BlockDriver {
     const { factory, url } = this.factoryFor(this.canonicalUri(uri));
-    return factory.create(url, options, deps);
+    return checkedDriver(factory.create(url, options, deps));
   }
 }
