@@ -42,7 +42,7 @@ function isLedgerGrant(v: unknown): v is LedgerGrant {
 /**
  * Per-volume JSON files `<dir>/<volume-id>.json` recording which host got which addresses, mode
  * and CHAP user, so revoke can remove the right account and the LUN's readonly flag can follow
- * the grants. Written via temp file + rename; reconcileExports rewrites it from desired state.
+ * the grants. Written via temp file + rename; the exports reconcile rewrites it from desired state.
  */
 export class GrantLedger {
   constructor(readonly dir: string) {}

@@ -59,7 +59,7 @@ async function eventually(check: () => Promise<boolean>, what: string, tries = 1
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** The credentials a host logs in with: what grantAccess returned. */
+/** The credentials a host logs in with: what the access grant returned. */
 function loginOf(info: ConnectionInfo): ChapCredentials {
   if (info.chapUser === undefined || info.chapSecret === undefined) throw new Error('grant returned no CHAP credentials');
   return { user: info.chapUser, secret: info.chapSecret };
@@ -247,7 +247,7 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     expect(accounts.filter((u) => u.startsWith(user))).toEqual([]);
   });
 
-  it('after a tgtd crash and restart, reconcileExports restores targets and ACLs and removes orphans', async () => {
+  it('after a tgtd crash and restart, the exports port restores targets and ACLs and removes orphans', async () => {
     process.kill(lab.tgtdPid, 'SIGKILL');
     await eventually(async () => (await runner.run('tgtadm', ['-C', String(lab.tgtdControlPort), '--op', 'show', '--mode', 'target'], { okExitCodes: [0, 107] })).exitCode !== 0, 'tgtd to die');
     const logFd = openSync(join(lab.runDir, 'tgtd-restarted.log'), 'a');
