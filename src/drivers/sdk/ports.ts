@@ -5,7 +5,7 @@ import type {
   ReconcileOptions, ReconcileReport,
 } from './types.js';
 
-/** Host access on the backend: ACLs, CHAP accounts, live sessions. */
+/** Host access on the backend: ACLs, CHAP accounts, live sessions (for local files: where the file is, see file-access.ts). */
 export interface AccessPort {
   /** Idempotent: granting an existing grant again returns the same connection info. */
   grant(handle: DriverHandle, grant: GrantRequest, signal: AbortSignal): Promise<ConnectionInfo>;
@@ -28,7 +28,7 @@ export interface RevertPort {
   revert(handle: DriverHandle, snapshotHandle: DriverHandle, signal: AbortSignal): Promise<void>;
 }
 
-/** A new volume from a snapshot or another volume, offloaded to the backend (constant time). */
+/** A new volume from a snapshot or another volume, made by the backend: in constant time when it reports `clone.offload`, else by its own copy. */
 export interface ClonePort {
   clone(source: DriverHandle, req: CreateVolume, signal: AbortSignal): Promise<DriverHandle>;
 }
@@ -52,9 +52,6 @@ export type PortName = 'access' | 'snapshots' | 'revert' | 'clones' | 'data' | '
 
 /** Every optional feature of a block driver, by the name the core asks for (the fields of BlockDriver). */
 export type DriverPorts = { readonly [K in PortName]: NonNullable<BlockDriver[K]> };
-
-/** Every port name, for checks that walk them all. */
-export const PORT_NAMES = ['access', 'snapshots', 'revert', 'clones', 'data', 'exports'] as const satisfies readonly PortName[];
 
 /** What each port lets a backend do, for the error that says it cannot. */
 const PORT_PURPOSE = {
