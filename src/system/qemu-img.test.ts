@@ -1,10 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { open, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SpawnCommandRunner } from './command-runner.js';
-import { parseQemuImgInfo, QemuImg } from './qemu-img.js';
+import { parseConvertProgress, parseQemuImgInfo, QemuImg } from './qemu-img.js';
 
 // Captured from qemu-img 7.2.22 (Debian 12): `qemu-img info -U -f qcow2 --output=json <overlay>`.
 const OVERLAY_INFO = `{
@@ -86,6 +86,37 @@ describe('parseQemuImgInfo', () => {
       await q.rebase(join(dir, 'vol-bbbbbbbbbbbbbbbbbbbb.qcow2'), undefined, signal);
       expect((await q.info(join(dir, 'vol-bbbbbbbbbbbbbbbbbbbb.qcow2'), 'qcow2', signal)).backingFile).toBeUndefined();
       await expect(q.info('relative.qcow2', 'qcow2', signal)).rejects.toMatchObject({ code: 'INTERNAL' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('QemuImg.convert (the one copier: dir driver copies and host copies)', () => {
+  it('reads the last progress figure of a chunk of `convert -p` output', () => {
+    expect(parseConvertProgress('    (0.00/100%)\r    (1.01/100%)\r')).toBeCloseTo(0.0101);
+    expect(parseConvertProgress('    (100.00/100%)\r')).toBe(1);
+    expect(parseConvertProgress('qemu-img: some warning')).toBeUndefined();
+  });
+
+  it('copies into an existing 0600 target (-n) with progress, keeping its mode', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'stowage-qemu-convert-'));
+    try {
+      const q = new QemuImg(new SpawnCommandRunner());
+      const signal = new AbortController().signal;
+      const src = join(dir, 'src.raw');
+      const dst = join(dir, 'dst.qcow2');
+      const data = Buffer.alloc(2 * 1024 * 1024, 0x5a);
+      await writeFile(src, data);
+      await (await open(dst, 'wx', 0o600)).close();
+      await q.create(dst, 'qcow2', data.length, signal);
+      const seen: number[] = [];
+      await q.convert(src, 'raw', dst, 'qcow2', signal, { targetExists: true, onProgress: (f) => { seen.push(f); } });
+      expect(seen.at(-1)).toBe(1);
+      expect((await stat(dst)).mode & 0o777).toBe(0o600);
+      const back = join(dir, 'back.raw');
+      await q.convert(dst, 'qcow2', back, 'raw', signal);
+      expect((await readFile(back)).equals(data)).toBe(true);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
