@@ -84,21 +84,21 @@ export async function composeControlPlane(config: Config, store: Store, logger: 
   });
   const secrets = SecretBox.fromKeyFile(config.secretKeyFile);
   const activity = new BackendActivity();
-  const backends = new BackendService(store, registry, drivers, engine, logger, activity);
-  const classes = new ClassService(store, engine);
-  const volumes = new VolumeService(store, engine);
-  const hosts = new HostService(store, engine);
-  const access = new AccessService(store, engine, volumes, hosts, secrets);
-  const snapshots = new SnapshotService(store, engine, volumes, drivers);
+  const backends = new BackendService(store, repos, registry, drivers, engine, logger, activity);
+  const classes = new ClassService(store, repos, engine);
+  const volumes = new VolumeService(store, repos, engine, classes);
+  const hosts = new HostService(store, repos, engine);
+  const access = new AccessService(store, repos, engine, volumes, hosts, secrets);
+  const snapshots = new SnapshotService(store, repos, engine, volumes, drivers);
   const timings = { connectTimeoutMs: config.connectTimeoutMs, disconnectTimeoutMs: config.disconnectTimeoutMs, hostDownAfterMs: config.hostDownAfterMs };
-  const attachments = new AttachmentService(store, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
-  const fencing = new FencingService(store, engine, hosts, attachments);
-  const migrations = new MigrationService(store, engine, hosts, attachments);
+  const attachments = new AttachmentService(store, repos, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
+  const fencing = new FencingService(store, repos, engine, hosts, attachments);
+  const migrations = new MigrationService(store, repos, engine, hosts, attachments);
   for (const h of operationHandlers({ store, drivers, secrets, runner, placementAttempts: config.placementAttempts, timings, migrations: () => migrations })) engine.register(h);
-  const exports = new ExportReconciler(store, drivers, secrets, logger, config.reconcileDriverTimeoutMs, activity);
+  const exports = new ExportReconciler(store, repos, drivers, secrets, logger, config.reconcileDriverTimeoutMs, activity);
   const staleStates = new StaleStateSweeper(store, logger);
-  const claimSweeper = new ClaimSweeper(store, logger);
-  const hostMonitor = new HostMonitor(store, config.hostDownAfterMs, logger);
+  const claimSweeper = new ClaimSweeper(store, repos, logger);
+  const hostMonitor = new HostMonitor(store, repos, config.hostDownAfterMs, logger);
   return Object.freeze({
     config, store, logger, repos, failpoints, runner, registry, drivers, secrets, activity, engine,
     backends, classes, volumes, hosts, access, snapshots, attachments, fencing, migrations,

@@ -13,6 +13,7 @@ import type { AttachmentService } from '../attachments/attachment-service.js';
 import type { FencingService } from '../attachments/fencing.js';
 import type { MigrationService } from '../attachments/migration-service.js';
 import type { SnapshotService } from '../snapshots/snapshot-service.js';
+import type { ClassService } from '../classes/class-service.js';
 import { Authenticator } from './auth.js';
 import { errorHandler } from './errors.js';
 import { registerIdempotency } from './idempotency.js';
@@ -33,6 +34,7 @@ export interface AppDeps {
   readonly engine: OperationEngine;
   readonly backends: BackendService;
   readonly volumes: VolumeService;
+  readonly classes: ClassService;
   readonly hosts: HostService;
   readonly access: AccessService;
   readonly snapshots: SnapshotService;

@@ -4,6 +4,7 @@ import { ClaimSweeper } from '../../src/reconcile/claim-sweeper.js';
 import { BackendRepository } from '../../src/store/backend-repository.js';
 import { ClaimRepository } from '../../src/store/claim-repository.js';
 import { OperationRepository } from '../../src/store/operation-repository.js';
+import { createRepositories } from '../../src/store/repositories.js';
 import type { Store } from '../../src/store/store.js';
 import { VolumeRepository } from '../../src/store/volume-repository.js';
 import { claimOnBackend, loadBackendViews } from '../../src/volumes/placement-view.js';
@@ -85,7 +86,7 @@ describe.each(DIALECTS)('capacity claims on %s', (dialect) => {
     const orphanExpired = await claims.hold(store.db, { backendId: b.id, resourceType: 'volume', resourceId: 'r3', operationId: 'op-gone', bytes: 4, ttlMs: -1000 });
     const orphanFresh = await claims.hold(store.db, { backendId: b.id, resourceType: 'volume', resourceId: 'r4', operationId: null, bytes: 8 });
 
-    const sweeper = new ClaimSweeper(store, pino({ level: 'silent' }));
+    const sweeper = new ClaimSweeper(store, createRepositories(), pino({ level: 'silent' }));
     expect(await sweeper.sweep()).toBe(2);
     const state = async (id: string) => (await claims.findById(store.db, id))?.state;
     expect(await state(ofFailed.id)).toBe('released');
