@@ -13,10 +13,12 @@ import { dirDriverFactory } from './drivers/dir/dir-driver.js';
 import { DriverRegistry } from './drivers/sdk/registry.js';
 import type { DriverFactory } from './drivers/sdk/types.js';
 import { tgtDriverFactory } from './drivers/tgt/tgt-driver.js';
+import { EventService } from './events/event-service.js';
 import { HostService } from './hosts/host-service.js';
 import { operationHandlers } from './operation-handlers.js';
 import { OperationEngine } from './operations/engine.js';
 import { Failpoints } from './operations/failpoints.js';
+import { OperationService } from './operations/operation-service.js';
 import { BackendActivity } from './reconcile/backend-activity.js';
 import { ClaimSweeper } from './reconcile/claim-sweeper.js';
 import { ExportReconciler } from './reconcile/export-reconciler.js';
@@ -27,6 +29,7 @@ import { createRepositories, type Repositories } from './store/repositories.js';
 import type { Store } from './store/store.js';
 import { SpawnCommandRunner, type CommandRunner } from './system/command-runner.js';
 import { SecretBox } from './system/secret-box.js';
+import { TenantService } from './tenants/tenant-service.js';
 import { VolumeService } from './volumes/volume-service.js';
 
 /** Every driver this build knows, by URI scheme. */
@@ -51,6 +54,9 @@ export interface ControlPlane {
   /** Which backends are busy with a driver call, so probes and reconciles do not pile onto them. */
   readonly activity: BackendActivity;
   readonly engine: OperationEngine;
+  readonly tenants: TenantService;
+  readonly operations: OperationService;
+  readonly events: EventService;
   readonly backends: BackendService;
   readonly classes: ClassService;
   readonly volumes: VolumeService;
@@ -84,6 +90,9 @@ export async function composeControlPlane(config: Config, store: Store, logger: 
   });
   const secrets = SecretBox.fromKeyFile(config.secretKeyFile);
   const activity = new BackendActivity();
+  const tenants = new TenantService(store, repos);
+  const operations = new OperationService(store, repos, engine);
+  const events = new EventService(store, repos);
   const backends = new BackendService(store, repos, registry, drivers, engine, logger, activity);
   const classes = new ClassService(store, repos, engine);
   const volumes = new VolumeService(store, repos, engine, classes);
@@ -100,7 +109,7 @@ export async function composeControlPlane(config: Config, store: Store, logger: 
   const claimSweeper = new ClaimSweeper(store, repos, logger);
   const hostMonitor = new HostMonitor(store, repos, config.hostDownAfterMs, logger);
   return Object.freeze({
-    config, store, logger, repos, failpoints, runner, registry, drivers, secrets, activity, engine,
+    config, store, logger, repos, failpoints, runner, registry, drivers, secrets, activity, engine, tenants, operations, events,
     backends, classes, volumes, hosts, access, snapshots, attachments, fencing, migrations,
     exports, staleStates, claimSweeper, hostMonitor,
   });

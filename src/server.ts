@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -7,7 +6,6 @@ import { buildApp } from './api/app.js';
 import type { BackendService } from './backends/backend-service.js';
 import { composeControlPlane, type ControlPlane } from './compose.js';
 import type { Config } from './config/config.js';
-import { DEFAULT_TENANT_ID, newId } from './core/ids.js';
 import type { OperationEngine } from './operations/engine.js';
 import type { DriverCache } from './backends/driver-cache.js';
 import { openStore, type Store } from './store/store.js';
@@ -44,7 +42,7 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   const { engine, drivers, backends } = plane;
 
   await bootstrap(plane);
-  const app = await buildApp({ ...plane, bodyLimitBytes: config.bodyLimitBytes, version: packageVersion() });
+  const app = await buildApp({ ...plane, idempotencyKeys: plane.repos.idempotency, bodyLimitBytes: config.bodyLimitBytes, version: packageVersion() });
   const address = await app.listen({ host: config.host, port: config.port });
   await plane.staleStates.sweep();
   engine.start();
@@ -97,18 +95,16 @@ async function drainAndClose(r: Running, drainMs: number, logger: Logger): Promi
 
 /** First start only: the default tenant, the admin token (printed once) and the `local` backend. */
 async function bootstrap(plane: ControlPlane): Promise<void> {
-  const { store, config, repos, backends, logger } = plane;
-  const tenants = repos.tenants;
-  await tenants.ensureDefaultTenant(store.db);
-  if ((await tenants.countTokens(store.db)) === 0) {
-    const token = `stw_${randomBytes(24).toString('base64url')}`;
-    await tenants.insertToken(store.db, { id: newId('token'), tenantId: DEFAULT_TENANT_ID, name: 'admin', token, role: 'admin' });
+  const { config, backends, logger } = plane;
+  await plane.tenants.ensureDefaultTenant();
+  const token = await plane.tenants.issueFirstAdminToken();
+  if (token !== null) {
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
     writeCliConfig(config.cliConfigPath, { url, token });
     // Printed once, on purpose: this is the only time the token exists outside its hash.
     process.stdout.write(`\nAdmin API token (shown once; also written to ${config.cliConfigPath}):\n  ${token}\n\n`);
   }
-  if (config.defaultBackend && (await repos.backends.listAll(store.db)).length === 0) {
+  if (config.defaultBackend && !(await backends.any())) {
     await createLocalBackend(backends, config, logger);
   }
 }

@@ -68,6 +68,11 @@ export class BackendService {
     return { ...backend, ...this.activity.of(backend.id) };
   }
 
+  /** Whether any backend is registered (the server creates the `local` one on a store with none). */
+  async any(): Promise<boolean> {
+    return (await this.repos.backends.listAll(this.store.db)).length > 0;
+  }
+
   async list(): Promise<Backend[]> {
     const [rows, usage] = await Promise.all([this.repos.backends.listAll(this.store.db), this.repos.backends.usage(this.store.db)]);
     return rows.map((r) => toBackend(r, usage.get(r.id)));
