@@ -105,7 +105,7 @@ export async function composeControlPlane(config: Config, store: Store, logger: 
   const migrations = new MigrationService(store, repos, engine, hosts, attachments);
   for (const h of operationHandlers({ store, drivers, secrets, runner, placementAttempts: config.placementAttempts, timings, migrations: () => migrations })) engine.register(h);
   const exports = new ExportReconciler(store, repos, drivers, secrets, logger, config.reconcileDriverTimeoutMs, activity);
-  const staleStates = new StaleStateSweeper(store, logger);
+  const staleStates = new StaleStateSweeper(store, repos, logger);
   const claimSweeper = new ClaimSweeper(store, repos, logger);
   const hostMonitor = new HostMonitor(store, repos, config.hostDownAfterMs, logger);
   return Object.freeze({

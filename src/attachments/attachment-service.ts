@@ -3,7 +3,6 @@ import type { VolumeId } from '../core/ids.js';
 import type { Transaction } from 'kysely';
 import type { Database } from '../store/schema.js';
 import { transition } from '../store/transition.js';
-import { LIVE_ATTACHMENT_STATES } from '../core/states.js';
 import { isId, newId } from '../core/ids.js';
 import type { AgentAnswer, AgentReport, Attachment, ConnectionInfoModel, DesiredAttachment, Operation } from '../core/models.js';
 import { assertValidName } from '../core/names.js';
@@ -167,9 +166,7 @@ export class AttachmentService {
 
   /** A cheap fingerprint of what a host should have connected (attachment and grant states). */
   private async wantedSignature(hostId: string): Promise<string> {
-    const rows = await this.store.db.selectFrom('attachments').leftJoin('grants', 'grants.id', 'attachments.grant_id')
-      .select(['attachments.id', 'attachments.state', 'grants.state as grant_state']).where('attachments.host_id', '=', hostId)
-      .where('attachments.state', 'in', [...LIVE_ATTACHMENT_STATES]).orderBy('attachments.id').execute();
+    const rows = await this.repos.attachments.listLiveWithGrantStateForHost(this.store.db, hostId);
     const h = await this.repos.hosts.findById(this.store.db, hostId);
     return `${h?.state ?? ''}|${rows.map((x) => `${x.id}:${x.state}:${x.grant_state ?? ''}`).join(',')}`;
   }

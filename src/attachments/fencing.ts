@@ -120,7 +120,7 @@ export class FencingService {
     if (h.state !== 'fenced') {
       throw new StowageError('HOST_NOT_FENCED', `host ${h.name} is not fenced; fence it first (stowage host fence ${h.name}) so it cannot write while its volumes move`, { host: h.name });
     }
-    const cut = await this.store.db.selectFrom('attachments').selectAll().where('host_id', '=', h.id).where('state', '=', 'gone').where('state_reason', '=', FENCED_REASON).execute();
+    const cut = await this.repos.attachments.listGoneForHost(this.store.db, h.id, FENCED_REASON);
     const ops: Operation[] = [];
     const seen = new Set<string>();
     for (const a of cut) {

@@ -189,7 +189,7 @@ export class BackendService {
       if (n > 0) {
         throw new StowageError('BACKEND_IN_USE', `backend ${row.name} still holds ${n} volume${n === 1 ? '' : 's'}; delete or move them first`, { backend: row.name, volumeCount: n });
       }
-      await trx.updateTable('volumes').set({ backend_id: null }).where('backend_id', '=', row.id).where('state', '=', 'deleted').execute();
+      await this.repos.volumes.releaseDeletedFromBackend(trx, row.id);
       await this.repos.backends.delete(trx, row.id);
       await this.repos.events.append(trx, {
         tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: 'delete',

@@ -84,7 +84,7 @@ export class HostService {
       if (live.length > 0) {
         throw new StowageError('HOST_IN_USE', `host ${row.name} still has access to ${live.length} volume${live.length === 1 ? '' : 's'}; revoke it first (stowage volume revoke VOL --host ${row.name})`, { grantCount: live.length });
       }
-      await trx.deleteFrom('grants').where('host_id', '=', row.id).execute();
+      await this.repos.grants.deleteAllForHost(trx, row.id);
       await this.repos.hosts.delete(trx, row.id);
       await this.repos.events.append(trx, { tenantId: row.tenant_id, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'delete', from: row.state, to: 'deleted', message: `host ${row.name} deleted` });
       await this.engine.record(trx, { kind: 'host.delete', tenantId: row.tenant_id, targetType: 'host', targetId: row.id, input: {}, actor }, {});

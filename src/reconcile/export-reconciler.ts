@@ -64,7 +64,7 @@ export class ExportReconciler {
         // Exports of volumes this backend does not want now may still belong to a volume being
         // created, or to another backend on the same target daemon: only unknown ones are orphans.
         const knownVolumes = async (ids: readonly string[]): Promise<ReadonlySet<string>> => new Set(
-          (await this.store.db.selectFrom('volumes').select('id').where('id', 'in', ids.filter((x) => isId('volume', x))).where('state', '<>', 'deleted').execute()).map((r) => r.id),
+          await this.repos.volumes.listExistingIds(this.store.db, ids.filter((x): x is VolumeId => isId('volume', x))),
         );
         const report = await exportsPort.reconcile(desired, this.callSignal(signal), { knownVolumes });
         // The desired set was read before the driver ran: a revoke (detach, migration, fence) that
@@ -86,8 +86,7 @@ export class ExportReconciler {
           const handle = v ? volumeHandle(v) : null;
           if (h && handle) await access.grant(handle, grantRequestOf(g, h, this.secrets), this.callSignal(signal));
         }
-        const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id', 'tenant_id']).where('state', '=', 'error')
-          .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['' as VolumeId]).execute();
+        const stale = await this.repos.grants.listErroredForVolumes(this.store.db, vols.map((v) => v.id));
         for (const g of stale) {
           const v = vols.find((x) => x.id === g.volume_id);
           await this.store.transaction((trx) => transition(trx, 'grant', {
