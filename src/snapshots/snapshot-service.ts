@@ -67,7 +67,7 @@ export class SnapshotService {
       }
       const row = await this.engine.enqueue(trx, { kind: 'snapshot.create', tenantId: ctx.tenantId, targetType: 'snapshot', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null, input: { volumeId: v.id } });
       if (consumesSpace) {
-        await claimOnBackend(trx, this.store.dialect, { backendId: backend.id, resourceType: 'snapshot', resourceId: id, operationId: row.id, bytes: Number(v.size_bytes) }, `a copied snapshot of ${v.name}`);
+        await claimOnBackend(trx, this.store.dialect, this.repos, { backendId: backend.id, resourceType: 'snapshot', resourceId: id, operationId: row.id, bytes: Number(v.size_bytes) }, `a copied snapshot of ${v.name}`);
       }
       await this.repos.events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'snapshot', resourceId: id, resourceName: name, action: 'create', from: null, to: 'creating', operationId: row.id, message: `snapshot ${name} of ${v.name} being taken` });
       return row;

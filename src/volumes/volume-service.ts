@@ -15,7 +15,8 @@ import type { Executor, Store } from '../store/store.js';
 import { transition } from '../store/transition.js';
 import type { Transaction } from 'kysely';
 import { toVolume } from '../store/volume-repository.js';
-import { claimOnBackend, loadBackendViews, lockPlacement } from './placement-view.js';
+import { lockPlacement } from '../store/placement-lock.js';
+import { claimOnBackend, loadBackendViews } from './placement-view.js';
 import type { Repositories } from '../store/repositories.js';
 
 /** A create request after API validation. */
@@ -97,7 +98,7 @@ export class VolumeService {
     validateCreate(input);
     const cls = await this.classes.constraintsFor(input.class);
     const request = placementRequest(input, [], cls, tenantId ?? null);
-    const views = await loadBackendViews(this.store.db);
+    const views = await loadBackendViews(this.store.db, this.repos.backends);
     const pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
     return decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
   }
@@ -205,7 +206,7 @@ export class VolumeService {
         kind: 'volume.resize', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { sizeBytes, previousSizeBytes: current },
       });
-      await claimOnBackend(trx, this.store.dialect, { backendId: v.backend_id, resourceType: 'volume', resourceId: v.id, operationId: row.id, bytes: delta }, `growing ${v.name}`);
+      await claimOnBackend(trx, this.store.dialect, this.repos, { backendId: v.backend_id, resourceType: 'volume', resourceId: v.id, operationId: row.id, bytes: delta }, `growing ${v.name}`);
       await transition(trx, 'volume', {
         id: v.id, tenantId: ctx.tenantId, to: 'resizing', patch: { state_reason: null },
         event: { actor: ctx.actor, action: 'resize', resourceName: v.name, operationId: row.id, message: `volume ${v.name} growing from ${formatSize(current)} to ${formatSize(sizeBytes)}` },

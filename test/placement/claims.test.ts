@@ -48,7 +48,7 @@ describe.each(DIALECTS)('capacity claims on %s', (dialect) => {
     });
     u = (await backends.usage(store.db)).get(b.id);
     expect(u).toEqual({ provisionedBytes: 10 * GiB, claimedBytes: 0, volumeCount: 1 });
-    const view = (await loadBackendViews(store.db)).find((x) => x.id === b.id);
+    const view = (await loadBackendViews(store.db, backends)).find((x) => x.id === b.id);
     expect(view).toMatchObject({ provisionedBytes: 10 * GiB, claimedBytes: 0 });
 
     // Committing again is a no-op; release after commit does nothing either.
@@ -68,7 +68,7 @@ describe.each(DIALECTS)('capacity claims on %s', (dialect) => {
   it('claimOnBackend refuses more than the usable capacity, counting earlier held claims', async () => {
     const b = backendRow({ name: 'a', total_bytes: 100 * GiB, reserved_percent: 10 });
     await backends.insert(store.db, b);
-    const claim = (bytes: number) => store.transaction((trx) => claimOnBackend(trx, store.dialect, { backendId: b.id, resourceType: 'volume', resourceId: 'vol-y', operationId: null, bytes }, 'test'));
+    const claim = (bytes: number) => store.transaction((trx) => claimOnBackend(trx, store.dialect, { backends, claims }, { backendId: b.id, resourceType: 'volume', resourceId: 'vol-y', operationId: null, bytes }, 'test'));
     await claim(60 * GiB);
     await expect(claim(31 * GiB)).rejects.toMatchObject({ code: 'NO_VALID_BACKEND' });
     await claim(30 * GiB);
