@@ -32,7 +32,7 @@ import { eventRoutes } from './routes/events.js';
 import { operationRoutes } from './routes/operations.js';
 import { volumeRoutes } from './routes/volumes.js';
 
-/** Everything the API needs; main.ts builds it, and tests build the same thing. */
+/** Everything the API needs: `startServer` passes the composed ControlPlane (src/compose.ts), and tests pass the same. */
 export interface AppDeps {
   readonly store: Store;
   readonly engine: OperationEngine;
