@@ -1,5 +1,4 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { CAPABILITIES } from '../drivers/sdk/types.js';
 import type { BackendId, VolumeId } from './ids.js';
 import { NAME_PATTERN } from './names.js';
 import {
@@ -19,7 +18,7 @@ const IdString = <T extends string>() => Type.Unsafe<T>(Type.String());
 
 export const Name = Type.String({ pattern: NAME_PATTERN, minLength: 1, maxLength: 63, description: 'letters, digits, ".", "_" or "-"; starts with a letter or digit' });
 export const Bytes = Type.Integer({ minimum: 0, description: 'bytes' });
-export const CapabilitySchema = literals(CAPABILITIES);
+export { CapabilitySchema } from './capabilities.js';
 
 export const CapacitySchema = Type.Object({
   totalBytes: Bytes,

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import type { CreateBackendBodyT, UpdateBackendBodyT } from '../../api/schemas.js';
 import type { Backend } from '../../core/models.js';
 import { BACKEND_ROLES, type BackendRole } from '../../core/states.js';
-import { CAPABILITIES, type Capability } from '../../drivers/sdk/types.js';
+import { CAPABILITIES, type Capability } from '../../core/capabilities.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { ago, emit, formatTime, list, outputOption, renderFields, renderTable, size, type OutputFormat } from '../output.js';

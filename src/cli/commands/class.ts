@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import type { CreateClassInput, StorageClass, UpdateClassInput } from '../../classes/class-schema.js';
 import { BACKEND_KINDS, type BackendKind } from '../../core/states.js';
-import { CAPABILITIES, type Capability } from '../../drivers/sdk/types.js';
+import { CAPABILITIES, type Capability } from '../../core/capabilities.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { emit, formatTime, list, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
