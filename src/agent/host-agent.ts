@@ -1,4 +1,4 @@
-import type { AgentAnswer, AgentReport, DesiredAttachment } from '../core/models.js';
+import type { AgentAnswer, AgentReport, DesiredAttachment } from '../attachments/attachment-schema.js';
 import { StowageError, toStowageError } from '../core/errors.js';
 import type { AgentLogger } from './agent-logger.js';
 import { selectConnector, type Connector } from './connectors/connector.js';

@@ -5,9 +5,10 @@ import type { Database } from '../store/schema.js';
 import { transition } from '../store/transition.js';
 import { LIVE_ATTACHMENT_STATES } from '../core/states.js';
 import { isId, newId } from '../core/ids.js';
-import type { AgentAnswer, AgentReport, Attachment, ConnectionInfoModel, DesiredAttachment, Operation } from '../core/models.js';
+import type { AttachRequest, AgentAnswer, AgentReport, Attachment, DesiredAttachment } from './attachment-schema.js';
+import type { ConnectionInfoModel } from '../access/access-schema.js';
+import type { Operation } from '../operations/operation-schema.js';
 import { assertValidName } from '../core/names.js';
-import type { AccessMode } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { validateHost, type HostService } from '../hosts/host-service.js';
 import { GrantRepository, HostRepository } from '../store/access-repository.js';
@@ -22,16 +23,6 @@ import type { SecretBox } from '../system/secret-box.js';
 import type { RequestContext, VolumeService } from '../volumes/volume-service.js';
 import { hostIsUp, type AttachTimings } from './attachment-steps.js';
 import { withChapSecret } from '../access/grant-secrets.js';
-
-/** Options of one attach request. */
-export interface AttachRequest {
-  readonly volume: string;
-  readonly host: string;
-  readonly instance: string;
-  readonly mode: AccessMode;
-  /** Set by live migration: the destination side may coexist with the source's rw attachment. */
-  readonly migrationId?: string;
-}
 
 /**
  * The rules of attachments: a volume connected into a VM on a host. Attach = grant on the backend,

@@ -1,6 +1,9 @@
 import { Option, type Command } from 'commander';
-import type { Attachment, ConnectionInfoModel, Grant, Operation } from '../../core/models.js';
-import type { AccessModeT, StowageClient } from '../client.js';
+import type { Attachment } from '../../attachments/attachment-schema.js';
+import type { ConnectionInfoModel, Grant } from '../../access/access-schema.js';
+import type { Operation } from '../../operations/operation-schema.js';
+import type { AccessMode } from '../../core/states.js';
+import type { StowageClient } from '../client.js';
 import type { CliContext } from '../context.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
 import { durationArg } from '../parse.js';
@@ -183,9 +186,9 @@ Examples:
   $ stowage volume grant db1 --host hv2 --mode ro
   $ stowage volume grant db1 --host hv1 -o json | jq -r .chapSecret
 `)
-    .action(async (vol: string, o: WaitFlags & { host: string; mode: AccessModeT }, cmd: Command) => {
+    .action(async (vol: string, o: WaitFlags & { host: string; mode: AccessMode }, cmd: Command) => {
       const client = ctx.client(cmd);
-      const res = await client.grantAccess(vol, o.host, o.mode);
+      const res = await client.grantAccess(vol, { host: o.host, mode: o.mode });
       if (!o.wait) {
         emit(ctx.stdout, o.output, res, () => `grant of ${res.grant.hostName} on ${res.grant.volumeName} is ${res.grant.state}; run this command again once it is active to print the connection info\n`);
         submittedNote(ctx, res.operation);
@@ -238,7 +241,7 @@ Examples:
   $ stowage volume attach db1 --host hv2 --instance vm7 --mode ro
   $ stowage volume attach db1 --host hv1 --instance vm1 -o json | jq -r .deviceId
 `)
-    .action(async (vol: string, o: WaitFlags & { host: string; instance: string; mode: AccessModeT }, cmd: Command) => {
+    .action(async (vol: string, o: WaitFlags & { host: string; instance: string; mode: AccessMode }, cmd: Command) => {
       const client = ctx.client(cmd);
       const res = await client.attachVolume(vol, { host: o.host, instance: o.instance, mode: o.mode });
       if (!o.wait) {

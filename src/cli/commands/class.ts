@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { CreateClassInput, StorageClass, UpdateClassInput } from '../../classes/class-schema.js';
+import { compact, nonEmpty } from '../../core/compact.js';
 import { BACKEND_KINDS, type BackendKind } from '../../core/states.js';
 import { CAPABILITIES, type Capability } from '../../core/capabilities.js';
 import type { CliContext } from '../context.js';
@@ -59,14 +60,10 @@ function body(o: ClassFlags): Omit<UpdateClassInput, 'zone'> & { zone?: string }
   const requireCapability = checkCapabilities(listFlag(o.requireCapability));
   const requireTag = listFlag(o.requireTag);
   const forbidTag = listFlag(o.forbidTag);
-  return {
-    ...(o.description !== undefined ? { description: o.description } : {}), ...(o.kind ? { kind: o.kind } : {}),
-    ...(o.zone !== undefined ? { zone: o.zone } : {}), ...(requireTag ? { requiredTags: requireTag } : {}),
-    ...(forbidTag ? { forbiddenTags: forbidTag } : {}),
-    ...(requireCapability ? { requiredCapabilities: requireCapability } : {}),
-    ...(o.policy ? { policy: o.policy } : {}), ...(o.default !== undefined ? { default: o.default } : {}),
-    ...(o.offload !== undefined ? { offload: o.offload } : {}),
-  };
+  return compact({
+    description: o.description, kind: o.kind, zone: o.zone, requiredTags: requireTag, forbiddenTags: forbidTag,
+    requiredCapabilities: requireCapability, policy: o.policy, default: o.default, offload: o.offload,
+  });
 }
 
 /** The class list table. */
@@ -111,13 +108,8 @@ Examples:
 `)
     .action(async (name: string, o: ClassFlags, cmd: Command) => {
       const b = body(o);
-      const req: CreateClassInput = {
-        name, ...(b.description !== undefined ? { description: b.description } : {}), ...(b.kind ? { kind: b.kind } : {}),
-        ...(b.zone ? { zone: b.zone } : {}), ...(b.requiredTags ? { requiredTags: b.requiredTags } : {}),
-        ...(b.forbiddenTags ? { forbiddenTags: b.forbiddenTags } : {}), ...(b.requiredCapabilities ? { requiredCapabilities: b.requiredCapabilities } : {}),
-        ...(b.policy ? { policy: b.policy } : {}), ...(b.default !== undefined ? { default: b.default } : {}),
-        ...(b.offload !== undefined ? { offload: b.offload } : {}),
-      };
+      // A create has no zone to clear: an empty --zone means none.
+      const req: CreateClassInput = compact({ name, ...b, zone: nonEmpty(b.zone) });
       const c = await ctx.client(cmd).request<StorageClass>('POST', '/classes', { body: req });
       emit(ctx.stdout, o.output, c, () => classFields(c));
     });
