@@ -2,6 +2,7 @@ import type { ConnectionInfoModel, Grant, GrantAnswerT, GrantRequest, RevokeAnsw
 import type { Attachment, AttachmentListFilter, AttachmentWithOperationT, AttachBodyT } from '../attachments/attachment-schema.js';
 import type { Migration, MigrationKeyT, MigrationWithOperationT } from '../attachments/migration-schema.js';
 import type { Backend, BackendWithOperationT, CreateBackendInput, UpdateBackendInput } from '../backends/backend-schema.js';
+import type { CreateClassInput, StorageClass, UpdateClassInput } from '../classes/class-schema.js';
 import type { PageOf } from '../core/models.js';
 import type { EventListFilter, StowageEvent } from '../events/event-schema.js';
 import type { CreateHostInput, Host, UpdateHostInput } from '../hosts/host-schema.js';
@@ -146,6 +147,31 @@ export class StowageClient {
   /** Deletes a backend that holds no volumes. */
   async deleteBackend(ref: string): Promise<void> {
     await this.request<undefined>('DELETE', `/backends/${seg(ref)}`);
+  }
+
+  /** Every storage class (all pages). */
+  listClasses(): Promise<StorageClass[]> {
+    return this.allPages<StorageClass>('/classes', {});
+  }
+
+  /** One storage class by name or id. */
+  getClass(ref: string): Promise<StorageClass> {
+    return this.request('GET', `/classes/${seg(ref)}`);
+  }
+
+  /** Creates a storage class. */
+  createClass(body: CreateClassInput): Promise<StorageClass> {
+    return this.request('POST', '/classes', { body });
+  }
+
+  /** Changes a storage class (later placements only). */
+  updateClass(ref: string, body: UpdateClassInput): Promise<StorageClass> {
+    return this.request('PATCH', `/classes/${seg(ref)}`, { body });
+  }
+
+  /** Deletes a storage class no volume uses. */
+  async deleteClass(ref: string): Promise<void> {
+    await this.request<undefined>('DELETE', `/classes/${seg(ref)}`);
   }
 
   /** Every volume (all pages), optionally filtered by backend and state. */
