@@ -2,15 +2,12 @@ import { Option, type Command } from 'commander';
 import type { Attachment } from '../../attachments/attachment-schema.js';
 import type { ConnectionInfoModel, Grant } from '../../access/access-schema.js';
 import type { Operation } from '../../operations/operation-schema.js';
-import type { AccessMode } from '../../core/states.js';
+import { ACCESS_MODES, type AccessMode } from '../../core/states.js';
 import type { StowageClient } from '../client.js';
 import type { CliContext } from '../context.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
 import { durationArg } from '../parse.js';
 import { DEFAULT_WAIT_TIMEOUT_MS, assertSucceeded, waitForOperation } from '../wait.js';
-
-/** Access modes of grants and attachments. */
-const MODES = ['rw', 'ro'] as const;
 
 /** The flags of every command that submits an operation. */
 export interface WaitFlags {
@@ -29,7 +26,7 @@ export function addWaitFlags(cmd: Command): Command {
 
 /** The `--mode rw|ro` option (default rw). */
 export function modeOption(what: string): Option {
-  return new Option('--mode <mode>', `${what}: rw (read-write, one host) or ro (read-only, any number of hosts)`).choices(MODES).default('rw');
+  return new Option('--mode <mode>', `${what}: rw (read-write, one host) or ro (read-only, any number of hosts)`).choices(ACCESS_MODES).default('rw');
 }
 
 /** Prints (on stderr) where a submitted operation can be followed, for --no-wait. */
