@@ -1,7 +1,6 @@
 import { StowageError } from '../core/errors.js';
 import type { PageOf, PageQueryT } from '../core/models.js';
 
-
 /** How a list is ordered: by a key (a name or a timestamp), ties broken by id. */
 export interface PageOrder<T> {
   readonly key: (item: T) => string;

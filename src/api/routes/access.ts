@@ -6,7 +6,6 @@ import { errorResponses } from '../errors.js';
 import { RefParams, WaitQuery } from '../schemas.js';
 import { maybeWait } from './wait.js';
 
-
 /** /v1/volumes/:ref/grants: host access to a volume on its backend. */
 export function accessRoutes(deps: AppDeps): FastifyPluginAsync {
   return async (plain) => {

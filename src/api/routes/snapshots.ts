@@ -9,7 +9,6 @@ import { errorResponses } from '../errors.js';
 import { RefParams, WaitQuery } from '../schemas.js';
 import { maybeWait } from './wait.js';
 
-
 /** /v1/snapshots and /v1/volumes/:ref/revert. */
 export function snapshotRoutes(deps: AppDeps): FastifyPluginAsync {
   return async (plain) => {
