@@ -1,7 +1,7 @@
 import { StowageError } from '../core/errors.js';
 import type { GrantState } from '../core/states.js';
 import { transition, type PatchOf } from '../store/transition.js';
-import type { ConnectionInfoModel } from '../core/models.js';
+import type { ConnectionInfoModel } from './access-schema.js';
 import type { DriverHandle } from '../drivers/sdk/types.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import { hostIdentity } from '../hosts/host-service.js';

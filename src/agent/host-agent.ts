@@ -1,4 +1,5 @@
-import type { AgentAnswer, AgentReport, DesiredAttachment } from '../core/models.js';
+import type { AgentAnswer, AgentReport, DesiredAttachment } from '../attachments/attachment-schema.js';
+import { compact, nonEmpty } from '../core/compact.js';
 import { StowageError, toStowageError } from '../core/errors.js';
 import type { AgentLogger } from './agent-logger.js';
 import { selectConnector, type Connector } from './connectors/connector.js';
@@ -129,13 +130,13 @@ export class HostAgent {
   }
 
   private reportOf(vms: Map<string, QemuVm>, actual: Map<string, { volumeId: string; instance: string; state: string; deviceId: string | undefined }>): AgentReport {
-    return {
-      ...(this.o.initiatorName ? { initiatorName: this.o.initiatorName } : {}),
+    return compact({
+      initiatorName: nonEmpty(this.o.initiatorName),
       addresses: [...this.o.addresses],
       connectors: this.o.connectors.map((c) => c.protocol),
       instances: [...vms.keys()],
       connected: [...actual.values()].filter((a) => a.state === 'attached' && a.deviceId).map((a) => ({ volumeId: a.volumeId, instance: a.instance, deviceId: a.deviceId ?? '' })),
-    };
+    });
   }
 
   /** Every volume of ours plugged (fully or partly) into each VM, keyed `volumeId/instance`. */

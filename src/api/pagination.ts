@@ -1,13 +1,5 @@
-import { Type, type Static } from '@sinclair/typebox';
 import { StowageError } from '../core/errors.js';
-import type { PageOf } from '../core/models.js';
-
-/** `limit` and `cursor` of every list route (the same bounds as volumes). */
-export const PageQuery = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: 'nextCursor of the previous page' })),
-});
-export type PageQueryT = Static<typeof PageQuery>;
+import type { PageOf, PageQueryT } from '../core/models.js';
 
 /** How a list is ordered: by a key (a name or a timestamp), ties broken by id. */
 export interface PageOrder<T> {

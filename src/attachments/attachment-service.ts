@@ -4,9 +4,10 @@ import type { Transaction } from 'kysely';
 import type { Database } from '../store/schema.js';
 import { transition } from '../store/transition.js';
 import { isId, newId } from '../core/ids.js';
-import type { AgentAnswer, AgentReport, Attachment, ConnectionInfoModel, DesiredAttachment, Operation } from '../core/models.js';
+import type { AttachRequest, AgentAnswer, AgentReport, Attachment, DesiredAttachment } from './attachment-schema.js';
+import type { ConnectionInfoModel } from '../access/access-schema.js';
+import type { Operation } from '../operations/operation-schema.js';
 import { assertValidName } from '../core/names.js';
-import type { AccessMode } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { validateHost, type HostService } from '../hosts/host-service.js';
 import { toAttachment } from '../store/attachment-repository.js';
@@ -19,16 +20,6 @@ import type { RequestContext, VolumeService } from '../volumes/volume-service.js
 import { hostIsUp, type AttachTimings } from './attachment-steps.js';
 import { withChapSecret } from '../access/grant-secrets.js';
 import type { Repositories } from '../store/repositories.js';
-
-/** Options of one attach request. */
-export interface AttachRequest {
-  readonly volume: string;
-  readonly host: string;
-  readonly instance: string;
-  readonly mode: AccessMode;
-  /** Set by live migration: the destination side may coexist with the source's rw attachment. */
-  readonly migrationId?: string;
-}
 
 /**
  * The rules of attachments: a volume connected into a VM on a host. Attach = grant on the backend,

@@ -1,6 +1,7 @@
 import { StowageError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import type { Migration, Operation } from '../core/models.js';
+import type { Migration } from './migration-schema.js';
+import type { Operation } from '../operations/operation-schema.js';
 import { assertValidName } from '../core/names.js';
 import type { HostService } from '../hosts/host-service.js';
 import type { OperationEngine } from '../operations/engine.js';

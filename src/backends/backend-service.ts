@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import { StowageError, toStowageError } from '../core/errors.js';
 import { DEFAULT_TENANT_ID, isId, newId } from '../core/ids.js';
-import type { Backend } from '../core/models.js';
+import type { Backend, CreateBackendInput, UpdateBackendInput } from './backend-schema.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
-import type { BackendKind, BackendRole, BackendState } from '../core/states.js';
-import { CAPABILITIES, type BackendReport } from '../drivers/sdk/types.js';
+import type { BackendKind, BackendState } from '../core/states.js';
+import { CAPABILITIES } from '../core/capabilities.js';
+import type { BackendReport } from '../drivers/sdk/types.js';
 import type { DriverRegistry } from '../drivers/sdk/registry.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { backendJson, toBackend, type CapabilityOverrides } from '../store/backend-repository.js';
@@ -15,24 +16,6 @@ import { assertNoOverlap, filesystemOf, shareOf, type BackendDir } from './backe
 import type { DriverCache } from './driver-cache.js';
 import { BackendActivity, type BackendActivityView } from '../reconcile/backend-activity.js';
 import type { Repositories } from '../store/repositories.js';
-
-/** Fields an operator sets when registering a backend. */
-export interface CreateBackendInput {
-  readonly name: string;
-  readonly driver: string;
-  readonly role?: BackendRole;
-  readonly cost?: number;
-  readonly tags?: readonly string[];
-  readonly zone?: string;
-  readonly overcommitRatio?: number;
-  readonly reservedPercent?: number;
-  readonly options?: Readonly<Record<string, string>>;
-  readonly capabilityOverrides?: CapabilityOverrides;
-  readonly enabled?: boolean;
-}
-
-/** Fields an operator may change later (the driver URI is fixed: volumes live behind it). */
-export type UpdateBackendInput = Partial<Pick<CreateBackendInput, 'role' | 'cost' | 'tags' | 'zone' | 'overcommitRatio' | 'reservedPercent' | 'capabilityOverrides'>>;
 
 const PROBE_TIMEOUT_MS = 15_000;
 

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { CapabilitySchema, Name, literals } from '../core/models.js';
+import { CapabilitySchema } from '../core/capabilities.js';
+import { Name, literals } from '../core/models.js';
 import { BACKEND_KINDS } from '../core/states.js';
 import { PLACEMENT_POLICIES } from '../placement/placement.js';
 

@@ -2,7 +2,7 @@ import { StowageError } from '../core/errors.js';
 import { DEFAULT_TENANT_ID, isId, newId } from '../core/ids.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
 import type { BackendKind } from '../core/states.js';
-import { CAPABILITIES } from '../drivers/sdk/types.js';
+import { CAPABILITIES } from '../core/capabilities.js';
 import type { OperationEngine } from '../operations/engine.js';
 import type { PlacementPolicy } from '../placement/placement.js';
 import { nowIso, readJson, writeJson, isUniqueViolation } from '../store/json.js';

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { compact } from '../core/compact.js';
 import { usageError } from './errors.js';
 
 /** Where the CLI talks to: the API's base URL and the bearer token (absent when none is configured). */
@@ -37,7 +38,8 @@ function readConfigFile(path: string): { url?: string; token?: string } {
   }
   if (typeof raw !== 'object' || raw === null) return {};
   const { url, token } = raw as Record<string, unknown>;
-  return { ...(typeof url === 'string' && url ? { url } : {}), ...(typeof token === 'string' && token ? { token } : {}) };
+  const nonBlank = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+  return compact({ url: nonBlank(url), token: nonBlank(token) });
 }
 
 /**

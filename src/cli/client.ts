@@ -1,40 +1,30 @@
-import type { Static } from '@sinclair/typebox';
-import type {
-  BackendWithOperation, CreateBackendBodyT, CreateVolumeBodyT, DryRunResponse, UpdateBackendBodyT, VolumeWithOperation,
-} from '../api/schemas.js';
-import type {
-  Attachment, Backend, ConnectionInfoModel, Grant, Host, Migration, Operation, PageOf, Snapshot, StowageEvent, Volume,
-} from '../core/models.js';
+import type { ConnectionInfoModel, Grant, GrantAnswerT, GrantRequest, RevokeAnswerT } from '../access/access-schema.js';
+import type { Attachment, AttachmentListFilter, AttachmentWithOperationT, AttachBodyT } from '../attachments/attachment-schema.js';
+import type { Migration, MigrationKeyT, MigrationWithOperationT } from '../attachments/migration-schema.js';
+import type { Backend, BackendWithOperationT, CreateBackendInput, UpdateBackendInput } from '../backends/backend-schema.js';
+import type { CreateClassInput, StorageClass, UpdateClassInput } from '../classes/class-schema.js';
+import type { PageOf } from '../core/models.js';
+import type { EventListFilter, StowageEvent } from '../events/event-schema.js';
+import type { CreateHostInput, Host, UpdateHostInput } from '../hosts/host-schema.js';
+import type { Operation, OperationListFilter } from '../operations/operation-schema.js';
+import type { DryRun } from '../placement/placement-schema.js';
+import type { Snapshot, SnapshotListFilter, SnapshotWithOperationT } from '../snapshots/snapshot-schema.js';
+import type { CreateVolumeRequest, Volume, VolumeListFilter, VolumeWithOperationT } from '../volumes/volume-schema.js';
 import type { ClientConfig } from './client-config.js';
 import { ApiError, CliError } from './errors.js';
 
-/** `POST /v1/backends` answer: the backend and its (already finished) registration operation. */
-export type BackendWithOperationT = Static<typeof BackendWithOperation>;
-/** Answer of every volume mutation: the volume and the operation doing the work. */
-export type VolumeWithOperationT = Static<typeof VolumeWithOperation>;
+/*
+ * Every request and answer type below is the Static<> of the schema the route validates and
+ * serializes with, so a wire shape is written once (in src/<resource>/<resource>-schema.ts) and the
+ * CLI cannot drift from the API.
+ */
+export type { VolumeWithOperationT };
 /** `POST /v1/placements/dry-run` answer: every backend's verdict and the winner. */
-export type DryRunResponseT = Static<typeof DryRunResponse>;
-
-/** Access mode of a grant or an attachment. */
-export type AccessModeT = 'rw' | 'ro';
-/** `POST /v1/hosts` body. */
-export interface CreateHostBodyT { name: string; initiatorName?: string; addresses?: string[]; zone?: string }
-/** `PATCH /v1/hosts/:ref` body (`initiatorName: null` clears it, `zone: ""` clears it). */
-export interface UpdateHostBodyT { initiatorName?: string | null; addresses?: string[]; zone?: string }
-/** Answer of a grant: the grant, its operation, and the connection info (CHAP secret included) once active. */
-export interface GrantAnswerT { grant: Grant; operation: Operation; connection: ConnectionInfoModel | null }
-/** Answer of a revoke: the grant and the operation revoking it. */
-export interface RevokeAnswerT { grant: Grant; operation: Operation }
-/** Answer of snapshot create/delete. */
-export interface SnapshotWithOperationT { snapshot: Snapshot; operation: Operation }
-/** Answer of an attach or of one detached attachment. */
-export interface AttachmentWithOperationT { attachment: Attachment; operation: Operation }
-/** Answer of migration start/complete/abort. */
-export interface MigrationWithOperationT { migration: Migration; operation: Operation }
-/** An instance moving between two hosts (body of migration start and find). */
-export interface MigrationKeyT { instance: string; from: string; to: string }
+export type DryRunResponseT = DryRun;
 
 type Query = Readonly<Record<string, string | number | boolean | undefined>>;
+/** Filters of a list: optional fields may also be passed as undefined (commander leaves absent flags undefined). */
+type Filter<T> = { [K in keyof T]?: T[K] | undefined };
 type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
 /** Longest a single request may take (waits are done with many short requests), in ms. */
@@ -57,7 +47,7 @@ export class StowageClient {
   }
 
   /** Sends one request and returns the parsed JSON body (undefined for 204). */
-  async request<T>(method: Method, path: string, opts: { query?: Query; body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
+  async request<T>(method: Method, path: string, opts: { query?: Query; body?: unknown; signal?: AbortSignal | undefined } = {}): Promise<T> {
     const url = new URL(`${this.config.url}/v1${path}`);
     for (const [k, v] of Object.entries(opts.query ?? {})) {
       if (v !== undefined) url.searchParams.set(k, String(v));
@@ -70,7 +60,7 @@ export class StowageClient {
     try {
       res = await this.fetchFn(url, {
         method, headers,
-        ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
+        body: opts.body === undefined ? null : JSON.stringify(opts.body),
         signal: opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout,
       });
     } catch (err) {
@@ -122,7 +112,7 @@ export class StowageClient {
     const out: T[] = [];
     let cursor: string | undefined;
     do {
-      const page: PageOf<T> = await this.request<PageOf<T>>('GET', path, { query: { ...query, limit: PAGE_LIMIT, cursor }, ...(signal ? { signal } : {}) });
+      const page: PageOf<T> = await this.request<PageOf<T>>('GET', path, { query: { ...query, limit: PAGE_LIMIT, cursor }, signal });
       out.push(...page.items);
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
@@ -140,12 +130,12 @@ export class StowageClient {
   }
 
   /** Registers a backend (probed at once by the server). */
-  createBackend(body: CreateBackendBodyT): Promise<BackendWithOperationT> {
+  createBackend(body: CreateBackendInput): Promise<BackendWithOperationT> {
     return this.request('POST', '/backends', { body });
   }
 
   /** Changes a backend's placement settings. */
-  updateBackend(ref: string, body: UpdateBackendBodyT): Promise<Backend> {
+  updateBackend(ref: string, body: UpdateBackendInput): Promise<Backend> {
     return this.request('PATCH', `/backends/${seg(ref)}`, { body });
   }
 
@@ -159,8 +149,33 @@ export class StowageClient {
     await this.request<undefined>('DELETE', `/backends/${seg(ref)}`);
   }
 
+  /** Every storage class (all pages). */
+  listClasses(): Promise<StorageClass[]> {
+    return this.allPages<StorageClass>('/classes', {});
+  }
+
+  /** One storage class by name or id. */
+  getClass(ref: string): Promise<StorageClass> {
+    return this.request('GET', `/classes/${seg(ref)}`);
+  }
+
+  /** Creates a storage class. */
+  createClass(body: CreateClassInput): Promise<StorageClass> {
+    return this.request('POST', '/classes', { body });
+  }
+
+  /** Changes a storage class (later placements only). */
+  updateClass(ref: string, body: UpdateClassInput): Promise<StorageClass> {
+    return this.request('PATCH', `/classes/${seg(ref)}`, { body });
+  }
+
+  /** Deletes a storage class no volume uses. */
+  async deleteClass(ref: string): Promise<void> {
+    await this.request<undefined>('DELETE', `/classes/${seg(ref)}`);
+  }
+
   /** Every volume (all pages), optionally filtered by backend and state. */
-  listVolumes(filter: { backend?: string | undefined; state?: string | undefined } = {}): Promise<Volume[]> {
+  listVolumes(filter: Filter<VolumeListFilter> = {}): Promise<Volume[]> {
     return this.allPages<Volume>('/volumes', filter);
   }
 
@@ -170,12 +185,12 @@ export class StowageClient {
   }
 
   /** Submits a volume create; the returned operation provisions it. */
-  createVolume(body: CreateVolumeBodyT): Promise<VolumeWithOperationT> {
+  createVolume(body: CreateVolumeRequest): Promise<VolumeWithOperationT> {
     return this.request('POST', '/volumes', { body });
   }
 
   /** Every backend's verdict for a volume request, changing nothing. */
-  dryRun(body: CreateVolumeBodyT): Promise<DryRunResponseT> {
+  dryRun(body: CreateVolumeRequest): Promise<DryRunResponseT> {
     return this.request('POST', '/placements/dry-run', { body });
   }
 
@@ -190,18 +205,18 @@ export class StowageClient {
   }
 
   /** Operations, newest first (one page of at most `limit`). */
-  async listOperations(filter: { state?: string | undefined; target?: string | undefined; limit: number }): Promise<Operation[]> {
+  async listOperations(filter: Filter<OperationListFilter> & { limit: number }): Promise<Operation[]> {
     return (await this.request<PageOf<Operation>>('GET', '/operations', { query: filter })).items;
   }
 
   /** One operation; with `waitMs` > 0 the server answers once it finished or that time passed. */
   getOperation(id: string, waitMs = 0, signal?: AbortSignal): Promise<Operation> {
-    return this.request('GET', `/operations/${seg(id)}`, { query: { waitMs: waitMs > 0 ? waitMs : undefined }, ...(signal ? { signal } : {}) });
+    return this.request('GET', `/operations/${seg(id)}`, { query: { waitMs: waitMs > 0 ? waitMs : undefined }, signal });
   }
 
   /** A page of events: newest first, or oldest first after a sequence number (`after`). */
-  listEvents(filter: { limit: number; after?: number | undefined; resource?: string | undefined; type?: string | undefined }, signal?: AbortSignal): Promise<PageOf<StowageEvent>> {
-    return this.request('GET', '/events', { query: filter, ...(signal ? { signal } : {}) });
+  listEvents(filter: Filter<EventListFilter> & { limit: number }, signal?: AbortSignal): Promise<PageOf<StowageEvent>> {
+    return this.request('GET', '/events', { query: filter, signal });
   }
 
   /** Every registered host. */
@@ -215,12 +230,12 @@ export class StowageClient {
   }
 
   /** Registers a host. */
-  createHost(body: CreateHostBodyT): Promise<Host> {
+  createHost(body: CreateHostInput): Promise<Host> {
     return this.request('POST', '/hosts', { body });
   }
 
   /** Changes a host's initiator name, addresses or zone. */
-  updateHost(ref: string, body: UpdateHostBodyT): Promise<Host> {
+  updateHost(ref: string, body: UpdateHostInput): Promise<Host> {
     return this.request('PATCH', `/hosts/${seg(ref)}`, { body });
   }
 
@@ -245,8 +260,8 @@ export class StowageClient {
   }
 
   /** Submits granting a host access to a volume. */
-  grantAccess(volume: string, host: string, mode: AccessModeT): Promise<GrantAnswerT> {
-    return this.request('POST', `/volumes/${seg(volume)}/grants`, { body: { host, mode } });
+  grantAccess(volume: string, body: GrantRequest): Promise<GrantAnswerT> {
+    return this.request('POST', `/volumes/${seg(volume)}/grants`, { body });
   }
 
   /** Live grants of a volume (no secrets). */
@@ -270,7 +285,7 @@ export class StowageClient {
   }
 
   /** Snapshots, optionally of one volume. */
-  listSnapshots(filter: { volume?: string | undefined } = {}): Promise<Snapshot[]> {
+  listSnapshots(filter: Filter<SnapshotListFilter> = {}): Promise<Snapshot[]> {
     return this.allPages<Snapshot>('/snapshots', filter);
   }
 
@@ -290,7 +305,7 @@ export class StowageClient {
   }
 
   /** Submits attaching a volume to an instance on a host. */
-  attachVolume(volume: string, body: { host: string; instance: string; mode: AccessModeT }): Promise<AttachmentWithOperationT> {
+  attachVolume(volume: string, body: AttachBodyT): Promise<AttachmentWithOperationT> {
     return this.request('POST', `/volumes/${seg(volume)}/attachments`, { body });
   }
 
@@ -300,7 +315,7 @@ export class StowageClient {
   }
 
   /** Attachments, optionally of one volume or host; `all` includes gone ones. */
-  listAttachments(filter: { volume?: string | undefined; host?: string | undefined; all?: boolean | undefined } = {}): Promise<Attachment[]> {
+  listAttachments(filter: Filter<AttachmentListFilter> = {}): Promise<Attachment[]> {
     return this.allPages<Attachment>('/attachments', filter);
   }
 

@@ -1,4 +1,4 @@
-import type { PlacementSummary } from '../core/models.js';
+import type { PlacementSummary } from '../placement/placement-schema.js';
 import { formatScore, size } from './output.js';
 
 /**

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { StowageError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
-import type { Host } from '../core/models.js';
+import type { CreateHostInput, Host, UpdateHostInput } from './host-schema.js';
 import { assertValidInitiatorName, assertValidName } from '../core/names.js';
 import type { HostIdentity } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
@@ -11,13 +11,8 @@ import type { HostRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { Repositories } from '../store/repositories.js';
 
-/** What an operator (or an agent) says about a host. */
-export interface HostInput {
-  readonly name: string;
-  readonly initiatorName?: string | null;
-  readonly addresses?: readonly string[];
-  readonly zone?: string;
-}
+/** What an operator (or an agent) says about a host: a create, or an update with its name. */
+export type HostInput = CreateHostInput | (UpdateHostInput & { readonly name: string });
 
 /** The rules of hosts: identity used by grants (addresses, initiator name), zone, state. */
 export class HostService {
@@ -37,7 +32,7 @@ export class HostService {
     return (await this.repos.hosts.list(this.store.db)).map(toHost);
   }
 
-  async create(input: HostInput, actor: string, tenantId: string): Promise<Host> {
+  async create(input: CreateHostInput, actor: string, tenantId: string): Promise<Host> {
     validateHost(input);
     const at = nowIso();
     const row: HostRow = {
@@ -59,7 +54,7 @@ export class HostService {
     return toHost(row);
   }
 
-  async update(ref: string, patch: Omit<HostInput, 'name'>, actor: string): Promise<Host> {
+  async update(ref: string, patch: UpdateHostInput, actor: string): Promise<Host> {
     validateHost({ name: 'x', ...patch });
     const row = await this.resolve(ref);
     await this.store.transaction(async (trx) => {

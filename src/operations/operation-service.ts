@@ -1,5 +1,6 @@
 import { StowageError } from '../core/errors.js';
-import type { Operation, PageOf } from '../core/models.js';
+import type { Operation } from './operation-schema.js';
+import type { PageOf } from '../core/models.js';
 import { toOperation, type OperationQuery } from '../store/operation-repository.js';
 import type { Repositories } from '../store/repositories.js';
 import type { Store } from '../store/store.js';

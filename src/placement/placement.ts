@@ -1,5 +1,5 @@
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
-import type { PlacementSummary } from '../core/models.js';
+import type { PlacementSummary } from './placement-schema.js';
 import { usableBytes } from '../core/capacity.js';
 
 /** A backend as placement sees it: a plain, in-memory snapshot. */

@@ -1,6 +1,8 @@
 import { StowageError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
-import type { Operation, Snapshot, Volume } from '../core/models.js';
+import type { Operation } from '../operations/operation-schema.js';
+import type { Snapshot } from './snapshot-schema.js';
+import type { Volume } from '../volumes/volume-schema.js';
 import { assertValidName } from '../core/names.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import type { OperationEngine } from '../operations/engine.js';

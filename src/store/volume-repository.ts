@@ -1,4 +1,6 @@
-import type { PageOf, PlacementSummary, Volume } from '../core/models.js';
+import type { PageOf } from '../core/models.js';
+import type { PlacementSummary } from '../placement/placement-schema.js';
+import type { Volume } from '../volumes/volume-schema.js';
 import { ACTIVE_OPERATION_STATES, TRANSITIONAL_VOLUME_STATES, type VolumeState } from '../core/states.js';
 import type { BackendId, VolumeId } from '../core/ids.js';
 import type { DriverHandle } from '../drivers/sdk/types.js';

@@ -1,6 +1,6 @@
 import { StowageError, toStowageError } from '../core/errors.js';
 import { idOf, type BackendId, type VolumeId } from '../core/ids.js';
-import type { PlacementSummary } from '../core/models.js';
+import type { PlacementSummary } from '../placement/placement-schema.js';
 import { formatSize } from '../core/sizes.js';
 import type { BlockDriver, DriverHandle } from '../drivers/sdk/types.js';
 import type { VolumeState } from '../core/states.js';

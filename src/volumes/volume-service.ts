@@ -1,12 +1,15 @@
 import { StowageError } from '../core/errors.js';
 import { DEFAULT_TENANT_ID, idOf, isId, newId, type BackendId, type VolumeId } from '../core/ids.js';
-import type { Operation, PageOf, PlacementSummary, Volume } from '../core/models.js';
+import type { Operation } from '../operations/operation-schema.js';
+import type { PageOf } from '../core/models.js';
+import type { PlacementSummary } from '../placement/placement-schema.js';
+import type { CreateVolumeInput, Volume } from './volume-schema.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
 import { assertValidSize, formatSize } from '../core/sizes.js';
 import { VOLUME_MACHINE, type VolumeFormat, type VolumeState } from '../core/states.js';
 import { ClassService, type ClassConstraints } from '../classes/class-service.js';
 import type { OperationEngine } from '../operations/engine.js';
-import { decide, type PlacementDecision, type PlacementPolicy, type PlacementRequest } from '../placement/placement.js';
+import { decide, type PlacementDecision, type PlacementRequest } from '../placement/placement.js';
 import { backendCapabilities } from '../store/backend-repository.js';
 import { nowIso, writeJson } from '../store/json.js';
 import { toOperation } from '../store/operation-repository.js';
@@ -18,28 +21,6 @@ import { toVolume } from '../store/volume-repository.js';
 import { lockPlacement } from '../store/placement-lock.js';
 import { claimOnBackend, loadBackendViews } from './placement-view.js';
 import type { Repositories } from '../store/repositories.js';
-
-/** A create request after API validation. */
-export interface CreateVolumeInput {
-  readonly name: string;
-  readonly sizeBytes: number;
-  readonly format?: VolumeFormat;
-  /** Backend name or id to pin the volume to. */
-  readonly backend?: string;
-  readonly requiredTags?: readonly string[];
-  readonly zone?: string;
-  readonly policy?: PlacementPolicy;
-  /** Storage class name or id; absent = the default class, if any. */
-  readonly class?: string;
-  /** Clone of this snapshot (name or id): made on the snapshot's backend. */
-  readonly fromSnapshot?: string;
-  /** Clone of this volume (name or id): offloaded on its backend when it can, else copied on the host. */
-  readonly fromVolume?: string;
-  /** False forces the host copy even where the backend could offload. Default true. */
-  readonly offload?: boolean;
-  /** Several hosts may attach it read-write at once (needs a backend with the multiattach capability). */
-  readonly multiattach?: boolean;
-}
 
 /** Where a clone's data comes from and how it is made; recorded in the create operation. */
 export interface CloneSource {

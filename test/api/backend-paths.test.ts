@@ -1,7 +1,7 @@
 import { mkdirSync, statfsSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend } from '../../src/core/models.js';
+import type { Backend } from '../../src/backends/backend-schema.js';
 import { makeTempDir, removeTempDir, startInProcessServer, type InProcessServer } from '../helpers/server.js';
 
 interface Answer { readonly backend: Backend }

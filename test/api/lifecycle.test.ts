@@ -1,7 +1,10 @@
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend, Operation, StowageEvent, Volume } from '../../src/core/models.js';
+import type { Backend } from '../../src/backends/backend-schema.js';
+import type { Operation } from '../../src/operations/operation-schema.js';
+import type { StowageEvent } from '../../src/events/event-schema.js';
+import type { Volume } from '../../src/volumes/volume-schema.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
 import { pollUntil, startInProcessServer, type InProcessServer } from '../helpers/server.js';
 import { expectError, snapshotWorld } from './api-kit.js';

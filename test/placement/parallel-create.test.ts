@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend, Volume } from '../../src/core/models.js';
+import type { Backend } from '../../src/backends/backend-schema.js';
+import type { Volume } from '../../src/volumes/volume-schema.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
 import {
   ApiClient, cliConfigPathOf, ensureBuilt, killAllSpawned, makeTempDir, pollUntil, readToken, removeTempDir, spawnServer, startInProcessServer,

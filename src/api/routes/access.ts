@@ -1,15 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
-import { ConnectionInfoSchema, GrantSchema, OperationSchema } from '../../core/models.js';
+import { ConnectionInfoSchema, GrantAnswer, GrantBody, GrantList, GrantParams, RevokeAnswer } from '../../access/access-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { RefParams, WaitQuery } from '../schemas.js';
 import { maybeWait } from './wait.js';
-
-const GrantBody = Type.Object({ host: Type.String({ minLength: 1, maxLength: 128 }), mode: Type.Union([Type.Literal('rw'), Type.Literal('ro')], { default: 'rw' }) }, { additionalProperties: false });
-const GrantParams = Type.Object({ ref: Type.String({ minLength: 1, maxLength: 128 }), host: Type.String({ minLength: 1, maxLength: 128 }) });
-const GrantAnswer = Type.Object({ grant: GrantSchema, operation: OperationSchema, connection: Type.Union([ConnectionInfoSchema, Type.Null()], { description: 'with the CHAP secret, once the grant is active' }) });
 
 /** /v1/volumes/:ref/grants: host access to a volume on its backend. */
 export function accessRoutes(deps: AppDeps): FastifyPluginAsync {
@@ -26,10 +21,10 @@ export function accessRoutes(deps: AppDeps): FastifyPluginAsync {
       const grant = (await deps.access.listForVolume(req.params.ref, ctx.tenantId)).find((g) => g.id === s.grant.id) ?? s.grant;
       return reply.status(finished ? 200 : 202).send({ grant, operation: op, connection });
     });
-    app.get('/volumes/:ref/grants', { schema: { tags, summary: 'Hosts with access to a volume (no secrets)', params: RefParams, response: { 200: Type.Object({ items: Type.Array(GrantSchema), nextCursor: Type.Null() }), ...errorResponses('VOLUME_NOT_FOUND') } } }, async (req) => ({ items: await deps.access.listForVolume(req.params.ref, req.principal.tenantId), nextCursor: null }));
+    app.get('/volumes/:ref/grants', { schema: { tags, summary: 'Hosts with access to a volume (no secrets)', params: RefParams, response: { 200: GrantList, ...errorResponses('VOLUME_NOT_FOUND') } } }, async (req) => ({ items: await deps.access.listForVolume(req.params.ref, req.principal.tenantId), nextCursor: null }));
     app.get('/volumes/:ref/grants/:host/connection', { schema: { tags, summary: 'Connection info of an active grant, CHAP secret included (audited)', params: GrantParams, response: { 200: ConnectionInfoSchema, ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'NOT_FOUND') } } }, async (req) => deps.access.connection(req.params.ref, req.params.host, { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: undefined }));
     app.delete('/volumes/:ref/grants/:host', {
-      schema: { tags, summary: 'Revoke a host\'s access and drop its live sessions', params: GrantParams, querystring: WaitQuery, response: { 200: Type.Object({ grant: GrantSchema, operation: OperationSchema }), 202: Type.Object({ grant: GrantSchema, operation: OperationSchema }), ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'NOT_FOUND', 'INVALID_STATE') } },
+      schema: { tags, summary: 'Revoke a host\'s access and drop its live sessions', params: GrantParams, querystring: WaitQuery, response: { 200: RevokeAnswer, 202: RevokeAnswer, ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'NOT_FOUND', 'INVALID_STATE') } },
     }, async (req, reply) => {
       const s = await deps.access.revoke(req.params.ref, req.params.host, { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: undefined });
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);

@@ -1,17 +1,19 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { AgentAnswerSchema, AgentReportSchema, AttachmentSchema, MigrationSchema, Name, OperationSchema, Page } from '../../core/models.js';
-import { NEWEST_FIRST, OLDEST_FIRST, PageQuery, pageOf } from '../pagination.js';
+import {
+  AgentAnswerSchema, AgentReportQuery, AgentReportSchema, AttachBody, AttachmentListQuery, AttachmentSchema, AttachmentWithOperation,
+  AttachmentWithOperationList, DetachVolumeBody, EvacuateBody,
+} from '../../attachments/attachment-schema.js';
+import { MigrationBody, MigrationSchema, MigrationWithOperation } from '../../attachments/migration-schema.js';
+import { compact, nonEmpty } from '../../core/compact.js';
+import { Page, PlainListQuery } from '../../core/models.js';
+import { OperationList, OperationSchema, type Operation } from '../../operations/operation-schema.js';
+import { NEWEST_FIRST, OLDEST_FIRST, pageOf } from '../pagination.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
-import { IdParams, RefParams, WaitQuery } from '../schemas.js';
+import { IdParams, RefParams, WaitQuery, type WaitQueryT } from '../schemas.js';
 import { maybeWait } from './wait.js';
-
-const AttachBody = Type.Object({ host: Type.String({ minLength: 1, maxLength: 128 }), instance: Name, mode: Type.Union([Type.Literal('rw'), Type.Literal('ro')], { default: 'rw' }) }, { additionalProperties: false });
-const AttachmentAnswer = Type.Object({ attachment: AttachmentSchema, operation: OperationSchema });
-const MigrationAnswer = Type.Object({ migration: MigrationSchema, operation: OperationSchema });
-const MigrationBody = Type.Object({ instance: Name, from: Type.String({ minLength: 1, maxLength: 128 }), to: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false });
 
 function ctxOf(req: FastifyRequest) {
   return { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: undefined };
@@ -22,14 +24,14 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
   return async (plain) => {
     const app = plain.withTypeProvider<TypeBoxTypeProvider>();
 
-    const answerAttachment = async (req: FastifyRequest, s: { attachment: { id: string }; operation: import('../../core/models.js').Operation }, q: { wait: boolean; timeoutMs: number }) => {
+    const answerAttachment = async (req: FastifyRequest, s: { attachment: { id: string }; operation: Operation }, q: WaitQueryT) => {
       const { op, finished } = await maybeWait(deps.engine, s.operation, q.wait, q.timeoutMs);
       const attachment = await deps.attachments.present(await deps.attachments.resolve(s.attachment.id, req.principal.tenantId));
       return { finished, body: { attachment, operation: op } };
     };
 
     app.post('/volumes/:ref/attachments', {
-      schema: { tags: ['attachments'], summary: 'Attach a volume to an instance on a host: grant, the agent connects and hot-plugs, attached', params: RefParams, body: AttachBody, querystring: WaitQuery, response: { 200: AttachmentAnswer, 202: AttachmentAnswer, ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'INVALID_STATE', 'VOLUME_IN_USE', 'HOST_NOT_FENCED', 'TIMEOUT') } },
+      schema: { tags: ['attachments'], summary: 'Attach a volume to an instance on a host: grant, the agent connects and hot-plugs, attached', params: RefParams, body: AttachBody, querystring: WaitQuery, response: { 200: AttachmentWithOperation, 202: AttachmentWithOperation, ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'INVALID_STATE', 'VOLUME_IN_USE', 'HOST_NOT_FENCED', 'TIMEOUT') } },
     }, async (req, reply) => {
       const s = await deps.attachments.attach({ volume: req.params.ref, host: req.body.host, instance: req.body.instance, mode: req.body.mode }, ctxOf(req));
       const { finished, body } = await answerAttachment(req, s, req.query);
@@ -37,7 +39,7 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/volumes/:ref/detach', {
-      schema: { tags: ['attachments'], summary: 'Detach a volume everywhere (or from one host): unplug, disconnect, revoke — the revoke happens even if the host is down', params: RefParams, body: Type.Object({ host: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })) }, { additionalProperties: false }), querystring: WaitQuery, response: { 200: Type.Object({ items: Type.Array(AttachmentAnswer) }), 202: Type.Object({ items: Type.Array(AttachmentAnswer) }), ...errorResponses('VOLUME_NOT_FOUND', 'ATTACHMENT_NOT_FOUND', 'INVALID_STATE') } },
+      schema: { tags: ['attachments'], summary: 'Detach a volume everywhere (or from one host): unplug, disconnect, revoke — the revoke happens even if the host is down', params: RefParams, body: DetachVolumeBody, querystring: WaitQuery, response: { 200: AttachmentWithOperationList, 202: AttachmentWithOperationList, ...errorResponses('VOLUME_NOT_FOUND', 'ATTACHMENT_NOT_FOUND', 'INVALID_STATE') } },
     }, async (req, reply) => {
       const all = await deps.attachments.detachVolume(req.params.ref, ctxOf(req), req.body.host);
       const items = [];
@@ -51,13 +53,13 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.get('/attachments', {
-      schema: { tags: ['attachments'], summary: 'List attachments (oldest first; paginated)', querystring: Type.Composite([PageQuery, Type.Object({ volume: Type.Optional(Type.String({ maxLength: 128 })), host: Type.Optional(Type.String({ maxLength: 128 })), all: Type.Boolean({ default: false, description: 'include gone ones' }) })], { additionalProperties: false }), response: { 200: Page(AttachmentSchema), ...errorResponses() } },
-    }, async (req) => pageOf(await deps.attachments.list(req.principal.tenantId, { ...(req.query.volume ? { volume: req.query.volume } : {}), ...(req.query.host ? { host: req.query.host } : {}), all: req.query.all }), req.query, OLDEST_FIRST));
+      schema: { tags: ['attachments'], summary: 'List attachments (oldest first; paginated)', querystring: AttachmentListQuery, response: { 200: Page(AttachmentSchema), ...errorResponses() } },
+    }, async (req) => pageOf(await deps.attachments.list(req.principal.tenantId, compact({ volume: nonEmpty(req.query.volume), host: nonEmpty(req.query.host), all: req.query.all })), req.query, OLDEST_FIRST));
 
     app.get('/attachments/:id', { schema: { tags: ['attachments'], summary: 'Show an attachment', params: IdParams, response: { 200: AttachmentSchema, ...errorResponses('ATTACHMENT_NOT_FOUND') } } }, async (req) => deps.attachments.present(await deps.attachments.resolve(req.params.id, req.principal.tenantId)));
 
     app.post('/attachments/:id/detach', {
-      schema: { tags: ['attachments'], summary: 'Detach one attachment', params: IdParams, querystring: WaitQuery, response: { 200: AttachmentAnswer, 202: AttachmentAnswer, ...errorResponses('ATTACHMENT_NOT_FOUND', 'INVALID_STATE') } },
+      schema: { tags: ['attachments'], summary: 'Detach one attachment', params: IdParams, querystring: WaitQuery, response: { 200: AttachmentWithOperation, 202: AttachmentWithOperation, ...errorResponses('ATTACHMENT_NOT_FOUND', 'INVALID_STATE') } },
     }, async (req, reply) => {
       const s = await deps.attachments.detach(req.params.id, ctxOf(req));
       const { finished, body } = await answerAttachment(req, s, req.query);
@@ -65,7 +67,7 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/agents/:ref/report', {
-      schema: { tags: ['agents'], summary: 'An agent\'s heartbeat: what is really connected on its host; answers with what should be (CHAP included). With waitMs, holds the answer until that changes', params: RefParams, body: AgentReportSchema, querystring: Type.Object({ waitMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 0 }) }, { additionalProperties: false }), response: { 200: AgentAnswerSchema, ...errorResponses('INVALID_NAME') } },
+      schema: { tags: ['agents'], summary: 'An agent\'s heartbeat: what is really connected on its host; answers with what should be (CHAP included). With waitMs, holds the answer until that changes', params: RefParams, body: AgentReportSchema, querystring: AgentReportQuery, response: { 200: AgentAnswerSchema, ...errorResponses('INVALID_NAME') } },
     }, async (req) => deps.attachments.report(req.params.ref, req.body, req.principal.actor, req.principal.tenantId, req.query.waitMs));
 
     app.post('/hosts/:ref/fence', {
@@ -80,7 +82,7 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
       return reply.status(204).send(null);
     });
     app.post('/hosts/:ref/evacuate', {
-      schema: { tags: ['hosts'], summary: 'Attach every volume of a fenced host to the same-named instances on another host', params: RefParams, body: Type.Object({ to: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false }), querystring: WaitQuery, response: { 200: Type.Object({ items: Type.Array(OperationSchema) }), 202: Type.Object({ items: Type.Array(OperationSchema) }), ...errorResponses('HOST_NOT_FOUND', 'HOST_NOT_FENCED') } },
+      schema: { tags: ['hosts'], summary: 'Attach every volume of a fenced host to the same-named instances on another host', params: RefParams, body: EvacuateBody, querystring: WaitQuery, response: { 200: OperationList, 202: OperationList, ...errorResponses('HOST_NOT_FOUND', 'HOST_NOT_FENCED') } },
     }, async (req, reply) => {
       const ops = await deps.fencing.evacuate(req.params.ref, req.body.to, ctxOf(req));
       const items = [];
@@ -94,17 +96,17 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/migrations', {
-      schema: { tags: ['migrations'], summary: 'Start a live migration\'s storage handoff: grant and connect on the destination', body: MigrationBody, querystring: WaitQuery, response: { 200: MigrationAnswer, 202: MigrationAnswer, ...errorResponses('HOST_NOT_FOUND', 'ATTACHMENT_NOT_FOUND', 'INVALID_STATE') } },
+      schema: { tags: ['migrations'], summary: 'Start a live migration\'s storage handoff: grant and connect on the destination', body: MigrationBody, querystring: WaitQuery, response: { 200: MigrationWithOperation, 202: MigrationWithOperation, ...errorResponses('HOST_NOT_FOUND', 'ATTACHMENT_NOT_FOUND', 'INVALID_STATE') } },
     }, async (req, reply) => {
       const s = await deps.migrations.start(req.body.instance, req.body.from, req.body.to, ctxOf(req));
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);
       return reply.status(finished ? 200 : 202).send({ migration: await deps.migrations.get(s.migration.id, req.principal.tenantId), operation: op });
     });
-    app.get('/migrations', { schema: { tags: ['migrations'], summary: 'List migrations (newest first; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(MigrationSchema), ...errorResponses() } } }, async (req) => pageOf(await deps.migrations.list(req.principal.tenantId), req.query, NEWEST_FIRST));
+    app.get('/migrations', { schema: { tags: ['migrations'], summary: 'List migrations (newest first; paginated)', querystring: PlainListQuery, response: { 200: Page(MigrationSchema), ...errorResponses() } } }, async (req) => pageOf(await deps.migrations.list(req.principal.tenantId), req.query, NEWEST_FIRST));
     app.post('/migrations/find', { schema: { tags: ['migrations'], summary: 'The open migration of an instance between two hosts', body: MigrationBody, response: { 200: MigrationSchema, ...errorResponses('NOT_FOUND') } } }, async (req) => deps.migrations.get(await deps.migrations.findOpen(req.body.instance, req.body.from, req.body.to, req.principal.tenantId), req.principal.tenantId));
     for (const verb of ['complete', 'abort'] as const) {
       app.post(`/migrations/:id/${verb}`, {
-        schema: { tags: ['migrations'], summary: verb === 'complete' ? 'Finish a migration: disconnect and revoke on the source' : 'Abort a migration: undo the destination side', params: IdParams, querystring: WaitQuery, response: { 200: MigrationAnswer, 202: MigrationAnswer, ...errorResponses('NOT_FOUND', 'INVALID_STATE') } },
+        schema: { tags: ['migrations'], summary: verb === 'complete' ? 'Finish a migration: disconnect and revoke on the source' : 'Abort a migration: undo the destination side', params: IdParams, querystring: WaitQuery, response: { 200: MigrationWithOperation, 202: MigrationWithOperation, ...errorResponses('NOT_FOUND', 'INVALID_STATE') } },
       }, async (req, reply) => {
         const s = verb === 'complete' ? await deps.migrations.complete(req.params.id, ctxOf(req)) : await deps.migrations.abort(req.params.id, ctxOf(req));
         const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);

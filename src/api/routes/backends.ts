@@ -1,12 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { BackendSchema, Page } from '../../core/models.js';
-import { BY_NAME, PageQuery, pageOf } from '../pagination.js';
+import { BackendSchema, BackendWithOperation, CreateBackendBody, UpdateBackendBody } from '../../backends/backend-schema.js';
+import { Page, PlainListQuery } from '../../core/models.js';
+import { BY_NAME, pageOf } from '../pagination.js';
 import { BackendActivitySchema } from '../../reconcile/backend-activity.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
-import { BackendWithOperation, CreateBackendBody, RefParams, UpdateBackendBody } from '../schemas.js';
+import { RefParams } from '../schemas.js';
 
 /** /v1/backends: register, list, show, update, enable, disable, refresh, delete. */
 export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
@@ -26,7 +27,7 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.get('/backends', {
-      schema: { tags, summary: 'List backends with state and capacity (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(BackendSchema), ...errorResponses() } },
+      schema: { tags, summary: 'List backends with state and capacity (by name; paginated)', querystring: PlainListQuery, response: { 200: Page(BackendSchema), ...errorResponses() } },
     }, async (req) => pageOf(await deps.backends.list(), req.query, BY_NAME));
 
     app.get('/backends/:ref', {
@@ -38,16 +39,7 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.patch('/backends/:ref', {
       schema: { tags, summary: 'Change role, cost, tags, zone, overcommit, reserve or capability overrides', params: RefParams, body: UpdateBackendBody, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },
-    }, async (req) => {
-      const b = req.body;
-      return deps.backends.update(req.params.ref, {
-        ...(b.role !== undefined ? { role: b.role } : {}), ...(b.cost !== undefined ? { cost: b.cost } : {}),
-        ...(b.tags !== undefined ? { tags: b.tags } : {}), ...(b.zone !== undefined ? { zone: b.zone } : {}),
-        ...(b.overcommitRatio !== undefined ? { overcommitRatio: b.overcommitRatio } : {}),
-        ...(b.reservedPercent !== undefined ? { reservedPercent: b.reservedPercent } : {}),
-        ...(b.capabilityOverrides !== undefined ? { capabilityOverrides: b.capabilityOverrides } : {}),
-      }, req.principal.actor);
-    });
+    }, async (req) => deps.backends.update(req.params.ref, req.body, req.principal.actor));
 
     for (const verb of ['enable', 'disable'] as const) {
       app.post(`/backends/:ref/${verb}`, {

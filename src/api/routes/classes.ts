@@ -2,9 +2,9 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { CreateClassBody, StorageClassSchema, UpdateClassBody } from '../../classes/class-schema.js';
-import { Page } from '../../core/models.js';
+import { Page, PlainListQuery } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
-import { BY_NAME, PageQuery, pageOf } from '../pagination.js';
+import { BY_NAME, pageOf } from '../pagination.js';
 import { errorResponses } from '../errors.js';
 import { RefParams } from '../schemas.js';
 
@@ -23,7 +23,7 @@ export function classRoutes(deps: AppDeps): FastifyPluginAsync {
     }, async (req, reply) => reply.status(201).send(await classes.create(req.body, req.principal.actor)));
 
     app.get('/classes', {
-      schema: { tags, summary: 'List storage classes (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(StorageClassSchema), ...errorResponses() } },
+      schema: { tags, summary: 'List storage classes (by name; paginated)', querystring: PlainListQuery, response: { 200: Page(StorageClassSchema), ...errorResponses() } },
     }, async (req) => pageOf(await classes.list(), req.query, BY_NAME));
 
     app.get('/classes/:ref', {

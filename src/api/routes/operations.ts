@@ -1,10 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
-import { OperationSchema, Page } from '../../core/models.js';
+import { compact, nonEmpty } from '../../core/compact.js';
+import { OperationGetQuery, OperationListQuery, OperationSchema } from '../../operations/operation-schema.js';
+import { Page } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
-import { IdParams, OperationListQuery } from '../schemas.js';
+import { IdParams } from '../schemas.js';
 
 /** /v1/operations: the journal of every mutating request. */
 export function operationRoutes(deps: AppDeps): FastifyPluginAsync {
@@ -15,16 +16,16 @@ export function operationRoutes(deps: AppDeps): FastifyPluginAsync {
     app.get('/operations', {
       schema: { tags, summary: 'List operations, newest first', querystring: OperationListQuery, response: { 200: Page(OperationSchema), ...errorResponses() } },
     }, async (req) => {
-      return deps.operations.list({
+      return deps.operations.list(compact({
         tenantId: req.principal.tenantId, limit: req.query.limit,
-        ...(req.query.state ? { state: req.query.state } : {}), ...(req.query.target ? { targetId: req.query.target } : {}), ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
-      });
+        state: req.query.state, targetId: nonEmpty(req.query.target), cursor: nonEmpty(req.query.cursor),
+      }));
     });
 
     app.get('/operations/:id', {
       schema: {
         tags, summary: 'Show an operation; with ?waitMs=N, answer once it finished or N ms passed', params: IdParams,
-        querystring: Type.Object({ waitMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 0 }) }, { additionalProperties: false }),
+        querystring: OperationGetQuery,
         response: { 200: OperationSchema, ...errorResponses('OPERATION_NOT_FOUND') },
       },
     }, async (req) => deps.operations.get(req.params.id, req.principal.tenantId, req.query.waitMs));

@@ -1,29 +1,18 @@
-import { StowageError } from '../../core/errors.js';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Page, VolumeSchema } from '../../core/models.js';
-import type { CreateVolumeInput, RequestContext } from '../../volumes/volume-service.js';
+import { compact, nonEmpty } from '../../core/compact.js';
+import { Page } from '../../core/models.js';
+import { DryRunResponse } from '../../placement/placement-schema.js';
+import type { RequestContext } from '../../volumes/volume-service.js';
+import { CreateVolumeBody, ResizeVolumeBody, VolumeListQuery, VolumeSchema, VolumeWithOperation, createVolumeInput } from '../../volumes/volume-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { IdempotencyHeaders } from '../idempotency.js';
-import { CreateVolumeBody, DryRunResponse, RefParams, ResizeVolumeBody, VolumeListQuery, VolumeWithOperation, WaitQuery, type CreateVolumeBodyT } from '../schemas.js';
+import { RefParams, WaitQuery } from '../schemas.js';
 import { maybeWait } from './wait.js';
-
 
 function requestContext(req: FastifyRequest, key: string | undefined): RequestContext {
   return { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: key };
-}
-
-function createInput(b: CreateVolumeBodyT): CreateVolumeInput {
-  if (b.sizeBytes === undefined && !b.fromSnapshot && !b.fromVolume) {
-    throw new StowageError('VALIDATION_FAILED', 'invalid body: sizeBytes is required (unless the volume is a clone: fromSnapshot or fromVolume)', { field: 'sizeBytes' });
-  }
-  return {
-    name: b.name, sizeBytes: b.sizeBytes ?? 0,
-    ...(b.fromSnapshot ? { fromSnapshot: b.fromSnapshot } : {}), ...(b.fromVolume ? { fromVolume: b.fromVolume } : {}), ...(b.offload !== undefined ? { offload: b.offload } : {}), ...(b.multiattach !== undefined ? { multiattach: b.multiattach } : {}),
-    ...(b.format ? { format: b.format } : {}), ...(b.backend ? { backend: b.backend } : {}),
-    ...(b.requiredTags ? { requiredTags: b.requiredTags } : {}), ...(b.zone ? { zone: b.zone } : {}), ...(b.policy ? { policy: b.policy } : {}), ...(b.class ? { class: b.class } : {}),
-  };
 }
 
 /** /v1/volumes and /v1/placements/dry-run. */
@@ -40,7 +29,7 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
         response: { ...submitted, ...errorResponses('INVALID_NAME', 'INVALID_SIZE', 'NAME_TAKEN', 'BACKEND_NOT_FOUND', 'CLASS_NOT_FOUND', 'NO_VALID_BACKEND', 'IDEMPOTENCY_CONFLICT', 'DRIVER_FAILED', 'BACKEND_UNAVAILABLE', 'PAYLOAD_TOO_LARGE') },
       },
     }, async (req, reply) => {
-      const s = await deps.volumes.create(createInput(req.body), requestContext(req, req.headers['idempotency-key']));
+      const s = await deps.volumes.create(createVolumeInput(req.body), requestContext(req, req.headers['idempotency-key']));
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);
       const volume = finished ? await deps.volumes.get(s.resource.id, req.principal.tenantId) : s.resource;
       return reply.status(finished ? 200 : 202).send({ volume, operation: op });
@@ -52,16 +41,16 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
         body: CreateVolumeBody, response: { 200: DryRunResponse, ...errorResponses('INVALID_NAME', 'INVALID_SIZE', 'BACKEND_NOT_FOUND', 'CLASS_NOT_FOUND') },
       },
     }, async (req) => {
-      const d = await deps.volumes.dryRun(createInput(req.body), req.principal.tenantId);
+      const d = await deps.volumes.dryRun(createVolumeInput(req.body), req.principal.tenantId);
       return { winner: d.winner?.name ?? null, reason: d.summary.reason, verdicts: d.verdicts, summary: d.summary };
     });
 
     app.get('/volumes', {
       schema: { tags, summary: 'List volumes (by name; paginated)', querystring: VolumeListQuery, response: { 200: Page(VolumeSchema), ...errorResponses('BACKEND_NOT_FOUND') } },
-    }, async (req) => deps.volumes.list({
+    }, async (req) => deps.volumes.list(compact({
       tenantId: req.principal.tenantId, limit: req.query.limit,
-      ...(req.query.cursor ? { cursor: req.query.cursor } : {}), ...(req.query.backend ? { backend: req.query.backend } : {}), ...(req.query.state ? { state: req.query.state } : {}),
-    }));
+      cursor: nonEmpty(req.query.cursor), backend: nonEmpty(req.query.backend), state: req.query.state,
+    })));
 
     app.get('/volumes/:ref', {
       schema: { tags, summary: 'Show a volume with its placement decision', params: RefParams, response: { 200: VolumeSchema, ...errorResponses('VOLUME_NOT_FOUND') } },

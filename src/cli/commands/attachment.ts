@@ -1,13 +1,13 @@
 import { Option, type Command } from 'commander';
-import type { Attachment, ConnectionInfoModel, Grant, Operation } from '../../core/models.js';
-import type { AccessModeT, StowageClient } from '../client.js';
+import type { Attachment } from '../../attachments/attachment-schema.js';
+import type { ConnectionInfoModel, Grant } from '../../access/access-schema.js';
+import type { Operation } from '../../operations/operation-schema.js';
+import { ACCESS_MODES, type AccessMode } from '../../core/states.js';
+import type { StowageClient } from '../client.js';
 import type { CliContext } from '../context.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
 import { durationArg } from '../parse.js';
 import { DEFAULT_WAIT_TIMEOUT_MS, assertSucceeded, waitForOperation } from '../wait.js';
-
-/** Access modes of grants and attachments. */
-const MODES = ['rw', 'ro'] as const;
 
 /** The flags of every command that submits an operation. */
 export interface WaitFlags {
@@ -26,7 +26,7 @@ export function addWaitFlags(cmd: Command): Command {
 
 /** The `--mode rw|ro` option (default rw). */
 export function modeOption(what: string): Option {
-  return new Option('--mode <mode>', `${what}: rw (read-write, one host) or ro (read-only, any number of hosts)`).choices(MODES).default('rw');
+  return new Option('--mode <mode>', `${what}: rw (read-write, one host) or ro (read-only, any number of hosts)`).choices(ACCESS_MODES).default('rw');
 }
 
 /** Prints (on stderr) where a submitted operation can be followed, for --no-wait. */
@@ -183,9 +183,9 @@ Examples:
   $ stowage volume grant db1 --host hv2 --mode ro
   $ stowage volume grant db1 --host hv1 -o json | jq -r .chapSecret
 `)
-    .action(async (vol: string, o: WaitFlags & { host: string; mode: AccessModeT }, cmd: Command) => {
+    .action(async (vol: string, o: WaitFlags & { host: string; mode: AccessMode }, cmd: Command) => {
       const client = ctx.client(cmd);
-      const res = await client.grantAccess(vol, o.host, o.mode);
+      const res = await client.grantAccess(vol, { host: o.host, mode: o.mode });
       if (!o.wait) {
         emit(ctx.stdout, o.output, res, () => `grant of ${res.grant.hostName} on ${res.grant.volumeName} is ${res.grant.state}; run this command again once it is active to print the connection info\n`);
         submittedNote(ctx, res.operation);
@@ -238,7 +238,7 @@ Examples:
   $ stowage volume attach db1 --host hv2 --instance vm7 --mode ro
   $ stowage volume attach db1 --host hv1 --instance vm1 -o json | jq -r .deviceId
 `)
-    .action(async (vol: string, o: WaitFlags & { host: string; instance: string; mode: AccessModeT }, cmd: Command) => {
+    .action(async (vol: string, o: WaitFlags & { host: string; instance: string; mode: AccessMode }, cmd: Command) => {
       const client = ctx.client(cmd);
       const res = await client.attachVolume(vol, { host: o.host, instance: o.instance, mode: o.mode });
       if (!o.wait) {

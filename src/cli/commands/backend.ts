@@ -1,8 +1,8 @@
 import { Option, type Command } from 'commander';
-import type { CreateBackendBodyT, UpdateBackendBodyT } from '../../api/schemas.js';
-import type { Backend } from '../../core/models.js';
+import type { Backend, CreateBackendInput, UpdateBackendInput } from '../../backends/backend-schema.js';
+import { compact } from '../../core/compact.js';
 import { BACKEND_ROLES, type BackendRole } from '../../core/states.js';
-import { CAPABILITIES, type Capability } from '../../drivers/sdk/types.js';
+import { CAPABILITIES, type Capability } from '../../core/capabilities.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { ago, emit, formatTime, list, outputOption, renderFields, renderTable, size, type OutputFormat } from '../output.js';
@@ -60,17 +60,16 @@ function overrides(edits: CapabilityEdits | undefined): { add: Capability[]; rem
   return { add: check(edits.add), remove: check(edits.remove) };
 }
 
-function placementBody(o: PlacementFlags): UpdateBackendBodyT {
-  const caps = overrides(o.capability);
-  return {
-    ...(o.role !== undefined ? { role: o.role } : {}),
-    ...(o.cost !== undefined ? { cost: o.cost } : {}),
-    ...(o.tag !== undefined ? { tags: [...new Set(o.tag)] } : {}),
-    ...(o.zone !== undefined ? { zone: o.zone } : {}),
-    ...(o.overcommit !== undefined ? { overcommitRatio: o.overcommit } : {}),
-    ...(o.reservedPercent !== undefined ? { reservedPercent: o.reservedPercent } : {}),
-    ...(caps ? { capabilityOverrides: caps } : {}),
-  };
+function placementBody(o: PlacementFlags): UpdateBackendInput {
+  return compact({
+    role: o.role,
+    cost: o.cost,
+    tags: o.tag && [...new Set(o.tag)],
+    zone: o.zone,
+    overcommitRatio: o.overcommit,
+    reservedPercent: o.reservedPercent,
+    capabilityOverrides: overrides(o.capability),
+  });
 }
 
 /** The backend list table. */
@@ -132,11 +131,11 @@ Examples:
 `)
     .action(async (name: string, o: CreateFlags, cmd: Command) => {
       const client = ctx.client(cmd);
-      const body: CreateBackendBodyT = {
+      const body: CreateBackendInput = compact({
         name, driver: o.driver, ...placementBody(o),
-        ...(o.option ? { options: o.option } : {}),
-        ...(o.disabled ? { enabled: false } : {}),
-      };
+        options: o.option,
+        enabled: o.disabled ? false : undefined,
+      });
       const res = await client.createBackend(body);
       if (o.wait && res.operation && !isFinished(res.operation)) {
         assertSucceeded(await waitForOperation(ctx, client, res.operation, { timeoutMs: DEFAULT_WAIT_TIMEOUT_MS }));

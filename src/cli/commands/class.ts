@@ -1,29 +1,21 @@
 import { Option, type Command } from 'commander';
 import type { CreateClassInput, StorageClass, UpdateClassInput } from '../../classes/class-schema.js';
-import { BACKEND_KINDS, type BackendKind } from '../../core/states.js';
-import { CAPABILITIES, type Capability } from '../../drivers/sdk/types.js';
+import { compact, nonEmpty } from '../../core/compact.js';
+import { BACKEND_KINDS } from '../../core/states.js';
+import { PLACEMENT_POLICIES } from '../../placement/placement.js';
+import { CAPABILITIES, type Capability } from '../../core/capabilities.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { emit, formatTime, list, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
 import { collect } from '../parse.js';
 
-const POLICIES = ['cheapest', 'spread', 'pack'] as const;
-type Policy = (typeof POLICIES)[number];
-
-interface ClassFlags {
-  description?: string;
-  kind?: BackendKind;
-  zone?: string;
+/** The class flags: the request's fields where the flag carries them as is, plus the list flags. */
+type ClassFlags = Pick<CreateClassInput, 'description' | 'kind' | 'zone' | 'policy' | 'default' | 'offload'> & {
   requireTag?: string[];
   forbidTag?: string[];
   requireCapability?: string[];
-  policy?: Policy;
-  default?: boolean;
-  offload?: boolean;
   output: OutputFormat;
-}
-
-const seg = (ref: string): string => encodeURIComponent(ref);
+};
 
 function addClassFlags(cmd: Command, update: boolean): Command {
   const replaces = update ? ' (on update, replaces the list; pass "" to clear)' : '';
@@ -34,7 +26,7 @@ function addClassFlags(cmd: Command, update: boolean): Command {
     .option('--require-tag <tag>', `only backends carrying this tag (repeatable)${replaces}`, collect)
     .option('--forbid-tag <tag>', `never backends carrying this tag (repeatable)${replaces}`, collect)
     .option('--require-capability <cap>', `only backends with this capability (repeatable)${replaces}; one of: ${CAPABILITIES.join(', ')}`, collect)
-    .addOption(new Option('--policy <policy>', 'cheapest (lowest cost, then most free), spread (most free), pack (least free that fits)').choices(POLICIES))
+    .addOption(new Option('--policy <policy>', 'cheapest (lowest cost, then most free), spread (most free), pack (least free that fits)').choices(PLACEMENT_POLICIES))
     .option('--offload', 'clones may be offloaded to the backend (the default)')
     .option('--no-offload', 'clones are always copied on the host, even where the backend could offload')
     .addOption(outputOption());
@@ -59,14 +51,10 @@ function body(o: ClassFlags): Omit<UpdateClassInput, 'zone'> & { zone?: string }
   const requireCapability = checkCapabilities(listFlag(o.requireCapability));
   const requireTag = listFlag(o.requireTag);
   const forbidTag = listFlag(o.forbidTag);
-  return {
-    ...(o.description !== undefined ? { description: o.description } : {}), ...(o.kind ? { kind: o.kind } : {}),
-    ...(o.zone !== undefined ? { zone: o.zone } : {}), ...(requireTag ? { requiredTags: requireTag } : {}),
-    ...(forbidTag ? { forbiddenTags: forbidTag } : {}),
-    ...(requireCapability ? { requiredCapabilities: requireCapability } : {}),
-    ...(o.policy ? { policy: o.policy } : {}), ...(o.default !== undefined ? { default: o.default } : {}),
-    ...(o.offload !== undefined ? { offload: o.offload } : {}),
-  };
+  return compact({
+    description: o.description, kind: o.kind, zone: o.zone, requiredTags: requireTag, forbiddenTags: forbidTag,
+    requiredCapabilities: requireCapability, policy: o.policy, default: o.default, offload: o.offload,
+  });
 }
 
 /** The class list table. */
@@ -111,14 +99,9 @@ Examples:
 `)
     .action(async (name: string, o: ClassFlags, cmd: Command) => {
       const b = body(o);
-      const req: CreateClassInput = {
-        name, ...(b.description !== undefined ? { description: b.description } : {}), ...(b.kind ? { kind: b.kind } : {}),
-        ...(b.zone ? { zone: b.zone } : {}), ...(b.requiredTags ? { requiredTags: b.requiredTags } : {}),
-        ...(b.forbiddenTags ? { forbiddenTags: b.forbiddenTags } : {}), ...(b.requiredCapabilities ? { requiredCapabilities: b.requiredCapabilities } : {}),
-        ...(b.policy ? { policy: b.policy } : {}), ...(b.default !== undefined ? { default: b.default } : {}),
-        ...(b.offload !== undefined ? { offload: b.offload } : {}),
-      };
-      const c = await ctx.client(cmd).request<StorageClass>('POST', '/classes', { body: req });
+      // A create has no zone to clear: an empty --zone means none.
+      const req: CreateClassInput = compact({ name, ...b, zone: nonEmpty(b.zone) });
+      const c = await ctx.client(cmd).createClass(req);
       emit(ctx.stdout, o.output, c, () => classFields(c));
     });
 
@@ -127,8 +110,8 @@ Examples:
     .description('List storage classes')
     .addOption(outputOption())
     .action(async (o: { output: OutputFormat }, cmd: Command) => {
-      const page = await ctx.client(cmd).request<{ items: StorageClass[] }>('GET', '/classes');
-      emit(ctx.stdout, o.output, page.items, () => (page.items.length ? classTable(page.items) : 'no storage classes\n'));
+      const items = await ctx.client(cmd).listClasses();
+      emit(ctx.stdout, o.output, items, () => (items.length ? classTable(items) : 'no storage classes\n'));
     });
 
   cls.command('show')
@@ -136,7 +119,7 @@ Examples:
     .argument('<name>', 'class name or id')
     .addOption(outputOption())
     .action(async (name: string, o: { output: OutputFormat }, cmd: Command) => {
-      const c = await ctx.client(cmd).request<StorageClass>('GET', `/classes/${seg(name)}`);
+      const c = await ctx.client(cmd).getClass(name);
       emit(ctx.stdout, o.output, c, () => classFields(c));
     });
 
@@ -154,7 +137,7 @@ Examples:
     .action(async (name: string, o: ClassFlags, cmd: Command) => {
       const b = body(o);
       if (Object.keys(b).length === 0) throw usageError('VALIDATION_FAILED', 'nothing to change', ['pass at least one of the flags shown by --help']);
-      const c = await ctx.client(cmd).request<StorageClass>('PATCH', `/classes/${seg(name)}`, { body: b });
+      const c = await ctx.client(cmd).updateClass(name, b);
       emit(ctx.stdout, o.output, c, () => classFields(c));
     });
 
@@ -167,7 +150,7 @@ Examples:
       if (!o.yes && !(await ctx.confirm(`Delete storage class ${name}?`))) {
         throw usageError('VALIDATION_FAILED', `not deleting class ${name} without confirmation`, ['pass --yes to delete without asking']);
       }
-      await ctx.client(cmd).request<undefined>('DELETE', `/classes/${seg(name)}`);
+      await ctx.client(cmd).deleteClass(name);
       ctx.stdout.write(`storage class ${name} deleted\n`);
     });
 }

@@ -1,6 +1,10 @@
 import type { Command } from 'commander';
-import type { Attachment, Grant, Host } from '../../core/models.js';
-import type { StowageClient, UpdateHostBodyT } from '../client.js';
+import type { Attachment } from '../../attachments/attachment-schema.js';
+import type { Grant } from '../../access/access-schema.js';
+import type { Host } from '../../hosts/host-schema.js';
+import type { UpdateHostInput } from '../../hosts/host-schema.js';
+import { compact, nonEmpty } from '../../core/compact.js';
+import type { StowageClient } from '../client.js';
 import type { CliContext } from '../context.js';
 import { ApiError, usageError } from '../errors.js';
 import { ago, emit, formatTime, list, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
@@ -95,10 +99,10 @@ Examples:
   $ stowage host create hv2 --address 10.0.0.12 --address fd00::12
 `)
     .action(async (name: string, o: CreateFlags, cmd: Command) => {
-      const h = await ctx.client(cmd).createHost({
-        name, ...(o.initiatorName ? { initiatorName: o.initiatorName } : {}),
-        ...(o.address ? { addresses: [...new Set(o.address)] } : {}), ...(o.zone ? { zone: o.zone } : {}),
-      });
+      const h = await ctx.client(cmd).createHost(compact({
+        name, initiatorName: nonEmpty(o.initiatorName),
+        addresses: o.address && [...new Set(o.address)], zone: nonEmpty(o.zone),
+      }));
       show(o.output, h);
     });
 
@@ -147,10 +151,10 @@ Examples:
 `)
     .action(async (name: string, o: UpdateFlags, cmd: Command) => {
       if (o.initiatorName !== undefined && o.clearInitiatorName) throw usageError('VALIDATION_FAILED', 'pass --initiator-name or --clear-initiator-name, not both');
-      const body: UpdateHostBodyT = {
-        ...(o.initiatorName !== undefined ? { initiatorName: o.initiatorName } : {}), ...(o.clearInitiatorName ? { initiatorName: null } : {}),
-        ...(o.address ? { addresses: [...new Set(o.address)] } : {}), ...(o.zone !== undefined ? { zone: o.zone } : {}),
-      };
+      const body: UpdateHostInput = compact({
+        initiatorName: o.clearInitiatorName ? null : o.initiatorName,
+        addresses: o.address && [...new Set(o.address)], zone: o.zone,
+      });
       if (Object.keys(body).length === 0) throw usageError('VALIDATION_FAILED', 'nothing to change; pass at least one of --initiator-name, --clear-initiator-name, --address, --zone');
       show(o.output, await ctx.client(cmd).updateHost(name, body));
     });

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
-import type { Attachment, Migration } from '../../core/models.js';
-import type { MigrationKeyT, MigrationWithOperationT, StowageClient } from '../client.js';
+import type { Attachment } from '../../attachments/attachment-schema.js';
+import type { Migration } from '../../attachments/migration-schema.js';
+import type { MigrationKeyT, MigrationWithOperationT } from '../../attachments/migration-schema.js';
+import type { StowageClient } from '../client.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';

@@ -1,7 +1,9 @@
 import { Option, type Command } from 'commander';
-import type { CreateVolumeBodyT } from '../../api/schemas.js';
-import type { Operation, Volume } from '../../core/models.js';
-import { VOLUME_FORMATS, VOLUME_STATES, type VolumeFormat, type VolumeState } from '../../core/states.js';
+import { compact, nonEmpty } from '../../core/compact.js';
+import type { Operation } from '../../operations/operation-schema.js';
+import { isClone, sizeIsMissing, type CreateVolumeRequest, type Volume, type VolumeListFilter } from '../../volumes/volume-schema.js';
+import { PLACEMENT_POLICIES } from '../../placement/placement.js';
+import { VOLUME_FORMATS, VOLUME_STATES } from '../../core/states.js';
 import type { DryRunResponseT, StowageClient, VolumeWithOperationT } from '../client.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
@@ -12,34 +14,24 @@ import { DEFAULT_WAIT_TIMEOUT_MS, assertSucceeded, waitForOperation } from '../w
 import { attachmentShortTable, grantTable, registerVolumeAccess, stepNote, withoutSecret } from './attachment.js';
 import { registerVolumeRevert } from './snapshot.js';
 
-const POLICIES = ['cheapest', 'spread', 'pack'] as const;
-
 interface WaitFlags {
   wait: boolean;
   timeout: number;
   output: OutputFormat;
 }
 
-interface CreateFlags extends WaitFlags {
+/**
+ * The create flags: the request's fields under their flag names (commander's camelCase), so their
+ * types come from the schema; only the flags whose name or type differs are spelled out.
+ */
+type CreateFlags = WaitFlags & Pick<CreateVolumeRequest, 'fromSnapshot' | 'fromVolume' | 'multiattach' | 'backend' | 'format' | 'zone' | 'policy' | 'class'> & {
   size?: number;
-  fromSnapshot?: string;
-  fromVolume?: string;
   offload: boolean;
-  multiattach?: boolean;
-  backend?: string;
-  format?: VolumeFormat;
   tag?: string[];
-  zone?: string;
-  policy?: (typeof POLICIES)[number];
   dryRun?: boolean;
-  class?: string;
-}
+};
 
-interface ListFlags {
-  backend?: string;
-  state?: VolumeState;
-  output: OutputFormat;
-}
+type ListFlags = VolumeListFilter & { output: OutputFormat };
 
 function addWaitFlags(cmd: Command): Command {
   return cmd
@@ -112,7 +104,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--tag <tag>', 'require backends with this tag (repeatable)', collect)
     .option('--zone <zone>', 'require backends in this zone')
     .option('--class <class>', 'storage class (name or id); default: the default class, if any')
-    .addOption(new Option('--policy <policy>', 'how to pick among backends that pass every filter').choices(POLICIES))
+    .addOption(new Option('--policy <policy>', 'how to pick among backends that pass every filter').choices(PLACEMENT_POLICIES))
     .option('--dry-run', 'show every backend\'s verdict and the winner, changing nothing'))
     .addHelpText('after', `
 Prints the volume once it is available (with -o json: the volume object; with --no-wait: the API's
@@ -132,17 +124,17 @@ by the backend or on the host; the output says which path it took ("Clone path:"
 `)
     .action(async (name: string, o: CreateFlags, cmd: Command) => {
       if (o.fromSnapshot && o.fromVolume) throw usageError('VALIDATION_FAILED', 'pass --from-snapshot or --from-volume, not both');
-      const clone = o.fromSnapshot ?? o.fromVolume;
-      if (o.size === undefined && !clone) throw usageError('VALIDATION_FAILED', '--size is required (unless the volume is a clone: --from-snapshot or --from-volume)');
+      const body: CreateVolumeRequest = compact({
+        name, sizeBytes: o.size,
+        fromSnapshot: nonEmpty(o.fromSnapshot), fromVolume: nonEmpty(o.fromVolume), offload: o.offload ? undefined : false, multiattach: o.multiattach ? true : undefined,
+        format: o.format, backend: nonEmpty(o.backend),
+        requiredTags: o.tag && [...new Set(o.tag)], zone: nonEmpty(o.zone), policy: o.policy,
+        class: nonEmpty(o.class),
+      });
+      const clone = isClone(body);
+      if (sizeIsMissing(body)) throw usageError('VALIDATION_FAILED', '--size is required (unless the volume is a clone: --from-snapshot or --from-volume)');
       if (!o.offload && !clone) throw usageError('VALIDATION_FAILED', '--no-offload applies to clones only (--from-snapshot or --from-volume)');
       const client = ctx.client(cmd);
-      const body: CreateVolumeBodyT = {
-        name, ...(o.size !== undefined ? { sizeBytes: o.size } : {}),
-        ...(o.fromSnapshot ? { fromSnapshot: o.fromSnapshot } : {}), ...(o.fromVolume ? { fromVolume: o.fromVolume } : {}), ...(o.offload ? {} : { offload: false }), ...(o.multiattach ? { multiattach: true } : {}),
-        ...(o.format ? { format: o.format } : {}), ...(o.backend ? { backend: o.backend } : {}),
-        ...(o.tag ? { requiredTags: [...new Set(o.tag)] } : {}), ...(o.zone ? { zone: o.zone } : {}), ...(o.policy ? { policy: o.policy } : {}),
-        ...(o.class ? { class: o.class } : {}),
-      };
       if (o.dryRun) {
         const d = await client.dryRun(body);
         emit(ctx.stdout, o.output, d, () => dryRunText(d));

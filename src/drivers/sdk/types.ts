@@ -1,26 +1,10 @@
 import type { CommandRunner } from '../../system/command-runner.js';
+import type { Capability } from '../../core/capabilities.js';
 import type { AccessMode, BackendKind, VolumeFormat } from '../../core/states.js';
 import type { AccessPort, ClonePort, DataPort, ExportPort, RevertPort, SnapshotPort } from './ports.js';
 
-/** Capability names a driver may report. Admin overrides use the same names. */
-export const CAPABILITIES = [
-  'thin',
-  'resize',
-  'resize.online',
-  'snapshot',
-  'snapshot.offload',
-  'clone',
-  'clone.offload',
-  'revert',
-  'access.initiator',
-  'access.chap',
-  'access.address',
-  'multiattach',
-  'quota',
-  'format.raw',
-  'format.qcow2',
-] as const;
-export type Capability = (typeof CAPABILITIES)[number];
+/** Capability names a driver may report (defined in core, the domain; re-exported for drivers). */
+export { CAPABILITIES, type Capability } from '../../core/capabilities.js';
 
 /** Opaque JSON the driver returns at create and gets back on every later call. */
 export type DriverHandle = Readonly<Record<string, unknown>>;
