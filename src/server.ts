@@ -20,6 +20,7 @@ import { ClaimSweeper } from './reconcile/claim-sweeper.js';
 import { StaleStateSweeper } from './reconcile/stale-state-sweeper.js';
 import { BackendRepository } from './store/backend-repository.js';
 import { TenantRepository } from './store/tenant-repository.js';
+import { createRepositories } from './store/repositories.js';
 import { openStore, type Store } from './store/store.js';
 import { SpawnCommandRunner } from './system/command-runner.js';
 import { ensurePrivateDir } from './system/private-files.js';
@@ -82,7 +83,7 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   const attachments = new AttachmentService(store, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
   const fencing = new FencingService(store, engine, hosts, attachments);
   const migrations = new MigrationService(store, engine, hosts, attachments);
-  for (const h of operationHandlers({ store, drivers, secrets, runner, placementAttempts: config.placementAttempts, timings, migrations: () => migrations })) engine.register(h);
+  for (const h of operationHandlers({ store, repos: createRepositories(), drivers, secrets, runner, placementAttempts: config.placementAttempts, timings, migrations: () => migrations })) engine.register(h);
   const hostMonitor = new HostMonitor(store, config.hostDownAfterMs, logger);
   const sweeper = new StaleStateSweeper(store, logger);
 
