@@ -37,8 +37,11 @@ type Registered = ReturnType<(typeof OPERATIONS)[number]>;
 /** One of the operation kinds the server runs (an inline kind is an `InlineKind` instead). */
 export type OperationKind = Registered['kind'];
 
+/** `T` with every array and object read-only: what a service passes in is never changed by the enqueue. */
+type Frozen<T> = T extends readonly (infer E)[] ? readonly Frozen<E>[] : T extends object ? { readonly [P in keyof T]: Frozen<T[P]> } : T;
+
 /** The input each registered kind is enqueued with, as its schema says. */
-export type OperationInputs = { readonly [D in Registered as D['kind']]: Static<D['input']> };
+export type OperationInputs = { readonly [D in Registered as D['kind']]: Frozen<Static<D['input']>> };
 
 /** The handlers of every registered kind, bound to `deps`. */
 export function operationHandlers(deps: OperationHandlerDeps): OperationHandler[] {

@@ -85,7 +85,7 @@ export class MigrationService {
     return m.id;
   }
 
-  private async finish(id: string, kind: string, to: MigrationState, from: readonly MigrationState[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
+  private async finish(id: string, kind: 'migration.complete' | 'migration.abort', to: MigrationState, from: readonly MigrationState[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
     const op = await this.store.transaction(async (trx) => {
       const m = await attachments.findMigration(trx, id);
       if (m?.tenant_id !== ctx.tenantId) throw new StowageError('NOT_FOUND', `migration ${id} does not exist`, {});
