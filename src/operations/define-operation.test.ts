@@ -12,7 +12,7 @@ import { Failpoints } from './failpoints.js';
 
 const FAST: EngineOptions = { leaseMs: 500, pollMs: 20, concurrency: 1, stepAttempts: 2, retryBaseMs: 1 };
 const ResizeLike = Type.Object({ sizeBytes: Type.Integer({ minimum: 1 }), mode: oneOf(['rw', 'ro']), seen: Type.Optional(Type.Array(Type.String())) });
-interface Kinds { 'test.resize': { sizeBytes: number; mode: 'rw' | 'ro'; seen?: string[] } }
+type Kinds = Record<'test.resize', { sizeBytes: number; mode: 'rw' | 'ro'; seen?: string[] }>;
 
 describe('defineOperation: an operation\'s input is checked against its schema when written and when read back', () => {
   let store: Store;
