@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { defineOperation } from '../../operations/define-operation.js';
 import type { OperationDeps } from '../../operations/operation-deps.js';
-import { loadGrantParts, moveGrant, revokeOnBackend } from './grant-steps.js';
+import { loadGrant, moveGrant, revokeOnBackend } from './grant-steps.js';
 
 /** grant.revoke's input: the volume and host of the grant (kept for the journal). */
 export const GrantRevokeInput = Type.Object({ volumeId: Type.String(), hostId: Type.String() });
@@ -15,21 +15,21 @@ export function grantRevoke(deps: OperationDeps) {
       {
         name: 'unbind',
         run: async (ctx) => {
-          const p = await loadGrantParts(deps, ctx, ctx.operation.target_id);
-          await revokeOnBackend(deps, ctx, p.grant, p.host);
+          const { grant, host } = await loadGrant(deps, ctx.operation.target_id);
+          if ((await revokeOnBackend(deps, ctx, grant, host)) === 'nothing-to-revoke') ctx.note('the volume\'s backend no longer exists: nothing left to revoke on');
         },
       },
       {
         name: 'finalize',
         run: async (ctx) => {
-          const p = await loadGrantParts(deps, ctx, ctx.operation.target_id);
+          const p = await loadGrant(deps, ctx.operation.target_id);
           if (p.grant.state === 'revoked') return;
           await moveGrant(ctx, p.grant, p.host, p.volume, 'revoked', `host ${p.host.name} no longer has access to ${p.volume.name}`, { state_reason: null });
         },
       },
     ],
     compensate: async (ctx, error) => {
-      const p = await loadGrantParts(deps, ctx, ctx.operation.target_id);
+      const p = await loadGrant(deps, ctx.operation.target_id);
       if (p.grant.state === 'revoked') return;
       // The access may still be bound: keep the grant visible as error so nobody forgets it; the reconciler retries.
       await moveGrant(ctx, p.grant, p.host, p.volume, 'error', `revoking ${p.host.name} from ${p.volume.name} failed: ${error.message}`, { state_reason: `revoke failed: ${error.message}; run the revoke again once the backend is back` });

@@ -35,7 +35,7 @@ export function hostFence(deps: OperationDeps) {
               revoking: `fencing ${h.name}: revoking its access to ${subject.name}`,
               revoked: `host ${h.name} fenced: no access to ${subject.name} left`,
               reason: FENCED_REASON,
-            }, 'nothing-to-revoke');
+            });
           }
           ctx.note(`revoked ${live.length} grant(s)`);
         },
