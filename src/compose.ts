@@ -87,7 +87,7 @@ export async function composeControlPlane(config: Config, store: Store, logger: 
   const engine = new OperationEngine(store, logger, failpoints, {
     leaseMs: config.operationLeaseMs, pollMs: config.operationPollMs, concurrency: config.operationConcurrency,
     stepAttempts: config.stepAttempts, retryBaseMs: config.retryBaseMs,
-  });
+  }, repos.operations);
   const secrets = SecretBox.fromKeyFile(config.secretKeyFile);
   const activity = new BackendActivity();
   const tenants = new TenantService(store, repos);
@@ -103,7 +103,7 @@ export async function composeControlPlane(config: Config, store: Store, logger: 
   const attachments = new AttachmentService(store, repos, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
   const fencing = new FencingService(store, repos, engine, hosts, attachments);
   const migrations = new MigrationService(store, repos, engine, hosts, attachments);
-  for (const h of operationHandlers({ store, drivers, secrets, runner, placementAttempts: config.placementAttempts, timings, migrations: () => migrations })) engine.register(h);
+  for (const h of operationHandlers({ store, repos, drivers, secrets, runner, placementAttempts: config.placementAttempts, timings, migrations: () => migrations })) engine.register(h);
   const exports = new ExportReconciler(store, repos, drivers, secrets, logger, config.reconcileDriverTimeoutMs, activity);
   const staleStates = new StaleStateSweeper(store, repos, logger);
   const claimSweeper = new ClaimSweeper(store, repos, logger);

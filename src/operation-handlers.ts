@@ -1,49 +1,49 @@
-import type { DriverCache } from './backends/driver-cache.js';
-import { grantCreateHandler, grantRevokeHandler } from './access/access-operations.js';
-import { attachHandler, detachHandler } from './attachments/attachment-operations.js';
-import type { AttachTimings } from './attachments/attachment-steps.js';
-import { fenceHandler } from './attachments/fencing.js';
-import { migrationHandlers, type MigrationService } from './attachments/migration-service.js';
+import type { Static } from '@sinclair/typebox';
+import { grantCreate } from './access/operations/grant-create.js';
+import { grantRevoke } from './access/operations/grant-revoke.js';
+import { attachmentAttach } from './attachments/operations/attachment-attach.js';
+import { attachmentDetach } from './attachments/operations/attachment-detach.js';
+import { hostFence } from './attachments/operations/host-fence.js';
+import { migrationAbort } from './attachments/operations/migration-abort.js';
+import { migrationComplete } from './attachments/operations/migration-complete.js';
+import { migrationStart } from './attachments/operations/migration-start.js';
 import type { OperationHandler } from './operations/handler.js';
-import { snapshotCreateHandler, snapshotDeleteHandler, volumeRevertHandler } from './snapshots/snapshot-operations.js';
-import type { Store } from './store/store.js';
-import type { CommandRunner } from './system/command-runner.js';
-import type { SecretBox } from './system/secret-box.js';
-import { volumeCreateHandler, volumeDeleteHandler, volumeResizeHandler } from './volumes/volume-operations.js';
+import type { OperationDeps } from './operations/operation-deps.js';
+import { snapshotCreate } from './snapshots/operations/snapshot-create.js';
+import { snapshotDelete } from './snapshots/operations/snapshot-delete.js';
+import { volumeRevert } from './snapshots/operations/volume-revert.js';
+import { volumeCreate } from './volumes/operations/volume-create.js';
+import { volumeDelete } from './volumes/operations/volume-delete.js';
+import { volumeResize } from './volumes/operations/volume-resize.js';
 
 /** What the operation handlers need to run their steps. */
-export interface OperationHandlerDeps {
-  readonly store: Store;
-  readonly drivers: DriverCache;
-  readonly secrets: SecretBox;
-  readonly runner: CommandRunner;
-  readonly placementAttempts: number;
-  readonly timings: AttachTimings;
-  /** The migration service, created after the handlers (it needs the engine they are registered with). */
-  readonly migrations: () => MigrationService;
-}
+export type OperationHandlerDeps = OperationDeps;
 
 /**
  * Every operation kind the server runs, in one list: the server registers exactly these, and the
  * crash-recovery matrix enumerates their kinds and steps from here, so a new kind joins the matrix
  * (and fails its coverage test until it has a scenario) by being added here.
  */
+const OPERATIONS = [
+  volumeCreate, volumeResize, volumeDelete,
+  grantCreate, grantRevoke,
+  snapshotCreate, snapshotDelete, volumeRevert,
+  attachmentAttach, attachmentDetach, hostFence,
+  migrationStart, migrationComplete, migrationAbort,
+] as const;
+
+type Registered = ReturnType<(typeof OPERATIONS)[number]>;
+
+/** One of the operation kinds the server runs (an inline kind is an `InlineKind` instead). */
+export type OperationKind = Registered['kind'];
+
+/** `T` with every array and object read-only: what a service passes in is never changed by the enqueue. */
+type Frozen<T> = T extends readonly (infer E)[] ? readonly Frozen<E>[] : T extends object ? { readonly [P in keyof T]: Frozen<T[P]> } : T;
+
+/** The input each registered kind is enqueued with, as its schema says. */
+export type OperationInputs = { readonly [D in Registered as D['kind']]: Frozen<Static<D['input']>> };
+
+/** The handlers of every registered kind, bound to `deps`. */
 export function operationHandlers(deps: OperationHandlerDeps): OperationHandler[] {
-  const { store, drivers, secrets } = deps;
-  const volumeDeps = { store, drivers, placementAttempts: deps.placementAttempts, runner: deps.runner };
-  const attachDeps = { store, drivers, secrets, timings: deps.timings };
-  return [
-    volumeCreateHandler(volumeDeps),
-    volumeResizeHandler(volumeDeps),
-    volumeDeleteHandler(volumeDeps),
-    grantCreateHandler({ store, drivers, secrets }),
-    grantRevokeHandler({ store, drivers, secrets }),
-    snapshotCreateHandler({ store, drivers }),
-    snapshotDeleteHandler({ store, drivers }),
-    volumeRevertHandler({ store, drivers }),
-    attachHandler(attachDeps),
-    detachHandler(attachDeps),
-    fenceHandler(attachDeps),
-    ...migrationHandlers(attachDeps, deps.migrations),
-  ];
+  return OPERATIONS.map((define) => define(deps));
 }

@@ -12,7 +12,8 @@ import type { SecretBox } from '../system/secret-box.js';
 import type { HostService } from '../hosts/host-service.js';
 import type { RequestContext } from '../volumes/volume-service.js';
 import type { VolumeService } from '../volumes/volume-service.js';
-import { newGrantRow, withChapSecret } from './grant-secrets.js';
+import { exclusivityConflicts } from './access-rules.js';
+import { insertGrant, withChapSecret } from './grant-secrets.js';
 import type { Repositories } from '../store/repositories.js';
 
 /**
@@ -52,13 +53,12 @@ export class AccessService {
         throw new StowageError('INVALID_STATE', `the grant of ${host.name} on ${v.name} is ${existing.state}; wait for it or revoke it`, { state: existing.state });
       }
       const others = (await this.repos.grants.listLiveForVolume(trx, v.id)).filter((g) => g.host_id !== host.id);
-      const conflict = v.multiattach === 1 ? undefined : others.find((g) => mode === 'rw' || g.mode === 'rw');
+      const [conflict] = exclusivityConflicts(others, mode, v.multiattach === 1);
       if (conflict) {
         const other = await this.repos.hosts.findById(trx, conflict.host_id);
         throw new StowageError('VOLUME_IN_USE', `volume ${v.name} is granted ${conflict.mode} to host ${other?.name ?? conflict.host_id}; a read-write grant excludes every other host (revoke it, or grant read-only)`, { host: other?.name ?? conflict.host_id, mode: conflict.mode });
       }
-      const row = newGrantRow({ tenantId: ctx.tenantId, volumeId: v.id, host, mode }, this.secrets);
-      await this.repos.grants.insert(trx, row);
+      const row = await insertGrant(trx, this.repos.grants, { tenantId: ctx.tenantId, volumeId: v.id, host, mode }, this.secrets);
       const op = await this.engine.enqueue(trx, {
         kind: 'grant.create', tenantId: ctx.tenantId, targetType: 'grant', targetId: row.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { volumeId: v.id, hostId: host.id, mode },

@@ -7,6 +7,8 @@ import { hostIdentity } from '../hosts/host-service.js';
 import { nowIso } from '../store/json.js';
 import type { GrantRow, HostRow } from '../store/schema.js';
 import type { SecretBox } from '../system/secret-box.js';
+import type { GrantRepository } from '../store/access-repository.js';
+import type { Executor } from '../store/store.js';
 
 /**
  * The one place grant rows get their CHAP credentials and the one place they are opened again:
@@ -31,4 +33,11 @@ export function grantRequestOf(g: GrantRow, host: HostRow, secrets: SecretBox): 
 export function withChapSecret(g: GrantRow, info: ConnectionInfoModel, secrets: SecretBox): ConnectionInfoModel {
   if (!info.chapUser || !g.chap_secret_sealed) return info;
   return { ...info, chapSecret: secrets.decrypt(g.chap_secret_sealed) };
+}
+
+/** The one way a grant row is created: fresh CHAP credentials (see `newGrantRow`), inserted in `db`. */
+export async function insertGrant(db: Executor, grants: GrantRepository, g: Parameters<typeof newGrantRow>[0], secrets: SecretBox): Promise<GrantRow> {
+  const row = newGrantRow(g, secrets);
+  await grants.insert(db, row);
+  return row;
 }

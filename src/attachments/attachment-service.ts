@@ -20,6 +20,7 @@ import type { RequestContext, VolumeService } from '../volumes/volume-service.js
 import { hostIsUp, type AttachTimings } from './attachment-steps.js';
 import { withChapSecret } from '../access/grant-secrets.js';
 import type { Repositories } from '../store/repositories.js';
+import { exclusivityConflicts } from '../access/access-rules.js';
 
 /**
  * The rules of attachments: a volume connected into a VM on a host. Attach = grant on the backend,
@@ -216,9 +217,11 @@ export class AttachmentService {
     if (multiattach) return;
     const others = (await this.repos.attachments.listLiveForVolume(trx, volumeId)).filter((o) => o.host_id !== h.id || o.instance !== req.instance);
     const otherGrants = (await this.repos.grants.listLiveForVolume(trx, volumeId)).filter((g) => g.host_id !== h.id);
+    // A live migration's destination may coexist with the same instance's source side (and its grant).
+    const migrating = (instance: string): boolean => req.migrationId !== undefined && instance === req.instance;
     const conflicts = [
-      ...others.filter((o) => (req.mode === 'rw' || o.mode === 'rw') && !(req.migrationId && o.instance === req.instance)).map((o) => o.host_id),
-      ...otherGrants.filter((g) => (req.mode === 'rw' || g.mode === 'rw') && !(req.migrationId && others.some((o) => o.host_id === g.host_id && o.instance === req.instance))).map((g) => g.host_id),
+      ...exclusivityConflicts(others.filter((o) => !migrating(o.instance)), req.mode, multiattach).map((o) => o.host_id),
+      ...exclusivityConflicts(otherGrants.filter((g) => !others.some((o) => o.host_id === g.host_id && migrating(o.instance))), req.mode, multiattach).map((g) => g.host_id),
     ];
     const first = conflicts[0];
     if (first === undefined) return;

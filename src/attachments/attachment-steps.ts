@@ -1,21 +1,13 @@
 import { StowageError } from '../core/errors.js';
-import type { VolumeId } from '../core/ids.js';
-import type { DriverCache } from '../backends/driver-cache.js';
-import { applyGrant } from '../access/access-operations.js';
-import { hostIdentity } from '../hosts/host-service.js';
-import { GrantRepository, HostRepository } from '../store/access-repository.js';
-import { AttachmentRepository } from '../store/attachment-repository.js';
-import { LIVE_ATTACHMENT_STATES, type AttachmentState, type GrantState } from '../core/states.js';
-import { transition, type PatchOf } from '../store/transition.js';
-import { BackendRepository } from '../store/backend-repository.js';
+import { ATTACHMENT_STATES, LIVE_ATTACHMENT_STATES, type AttachmentState } from '../core/states.js';
+import { insertGrant } from '../access/grant-secrets.js';
+import { bindGrant, accessOf, moveGrant, revokeGrant } from '../access/operations/grant-steps.js';
+import type { StepContext } from '../operations/handler.js';
+import type { OperationDeps } from '../operations/operation-deps.js';
 import { nowIso, writeJson } from '../store/json.js';
 import type { AttachmentRow, GrantRow, HostRow } from '../store/schema.js';
-import type { Store } from '../store/store.js';
-import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
-import type { SecretBox } from '../system/secret-box.js';
-import { newGrantRow } from '../access/grant-secrets.js';
-import type { StepContext } from '../operations/handler.js';
-import { requirePort } from '../drivers/sdk/ports.js';
+import { transition, type PatchOf } from '../store/transition.js';
+import { loadVolume } from '../volumes/operations/volume-driver.js';
 
 /** Timing of the host side, all in milliseconds. */
 export interface AttachTimings {
@@ -28,18 +20,7 @@ export interface AttachTimings {
 }
 
 /** What the attachment steps need. */
-export interface AttachDeps {
-  readonly store: Store;
-  readonly drivers: DriverCache;
-  readonly secrets: SecretBox;
-  readonly timings: AttachTimings;
-}
-
-const attachments = new AttachmentRepository();
-const grants = new GrantRepository();
-const hosts = new HostRepository();
-const volumes = new VolumeRepository();
-const backends = new BackendRepository();
+export type AttachDeps = Pick<OperationDeps, 'store' | 'repos' | 'drivers' | 'secrets' | 'timings'>;
 
 /** True when the host's agent has reported recently enough to be trusted as alive. */
 export function hostIsUp(host: HostRow, hostDownAfterMs: number, now = Date.now()): boolean {
@@ -47,39 +28,20 @@ export function hostIsUp(host: HostRow, hostDownAfterMs: number, now = Date.now(
   return now - Date.parse(host.agent_heartbeat_at) < hostDownAfterMs;
 }
 
+/** The attachment row; ATTACHMENT_NOT_FOUND when it is gone. */
 export async function loadAttachment(deps: AttachDeps, id: string): Promise<AttachmentRow> {
-  const a = await attachments.findById(deps.store.db, id);
+  const a = await deps.repos.attachments.findById(deps.store.db, id);
   if (!a) throw new StowageError('ATTACHMENT_NOT_FOUND', `attachment ${id} vanished`, {});
   return a;
 }
 
-/** Moves an attachment to `to` and records the event (no-op when already there). */
-export async function setAttachmentState(deps: AttachDeps, a: AttachmentRow, to: AttachmentState, actor: string, message: string, patch: PatchOf<'attachment'>, ctx: StepContext): Promise<void> {
-  const operationId = ctx.operation.id;
-  await ctx.write(async (trx) => {
-    const cur = await attachments.findById(trx, a.id);
-    if (!cur || (cur.state === to && Object.keys(patch).length === 0)) return;
-    await transition(trx, 'attachment', {
-      id: a.id, tenantId: a.tenant_id, to, patch,
-      event: { actor, action: to, message, operationId, resourceName: a.instance, details: { volumeId: a.volume_id, hostId: a.host_id, instance: a.instance } },
-    });
-  });
-}
-
-/** The volume's driver and handle; the driver guarded by the operation's lease (a stale worker makes no driver call). */
-async function driverParts(deps: AttachDeps, ctx: StepContext, volumeId: VolumeId) {
-  const v = await volumes.findById(deps.store.db, volumeId);
-  if (!v?.backend_id) throw new StowageError('VOLUME_NOT_FOUND', `volume ${volumeId} vanished`, {});
-  const b = await backends.findById(deps.store.db, v.backend_id);
-  if (!b) throw new StowageError('BACKEND_NOT_FOUND', `backend ${v.backend_id} no longer exists`, {});
-  return { volume: v, access: requirePort(ctx.guard(deps.drivers.get(b)), 'access', b.name), handle: volumeHandle(v) ?? { id: v.id, format: v.format } };
-}
-
-/** Moves a grant to `to` with its event, filed under its volume like every grant event; under the operation's lease. */
-export async function moveGrant(ctx: StepContext, g: GrantRow, volume: { id: string; name: string }, to: GrantState, message: string, patch: PatchOf<'grant'> = {}): Promise<void> {
-  await ctx.write((trx) => transition(trx, 'grant', {
-    id: g.id, tenantId: g.tenant_id, to, patch,
-    event: { actor: ctx.operation.actor, action: `grant-${to}`, message, operationId: ctx.operation.id, details: { hostId: g.host_id, mode: g.mode }, subject: { type: 'volume', id: volume.id, name: volume.name } },
+/** Moves an attachment to `to` and records the event under the operation's actor (no-op when already there with nothing to change). */
+export async function setAttachmentState(ctx: StepContext<object>, a: AttachmentRow, to: AttachmentState, message: string, patch: PatchOf<'attachment'> = {}): Promise<void> {
+  const { actor, id: operationId } = ctx.operation;
+  const onlyFrom = Object.keys(patch).length === 0 ? ATTACHMENT_STATES.filter((s) => s !== to) : undefined;
+  await ctx.write((trx) => transition(trx, 'attachment', {
+    id: a.id, tenantId: a.tenant_id, to, patch, ...(onlyFrom ? { onlyFrom } : {}),
+    event: { actor, action: to, message, operationId, resourceName: a.instance, details: { volumeId: a.volume_id, hostId: a.host_id, instance: a.instance } },
   }));
 }
 
@@ -87,26 +49,21 @@ export async function moveGrant(ctx: StepContext, g: GrantRow, volume: { id: str
  * Makes sure the attachment's host holds an active grant on the backend (creating one, with its own
  * CHAP secret, if needed) and links it. Idempotent: re-binding an active grant is harmless.
  */
-export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, ctx: StepContext): Promise<GrantRow> {
-  const host = await hosts.findById(deps.store.db, a.host_id);
+export async function ensureGrant(deps: AttachDeps, a: AttachmentRow, ctx: StepContext<object>): Promise<GrantRow> {
+  const host = await deps.repos.hosts.findById(deps.store.db, a.host_id);
   if (!host) throw new StowageError('HOST_NOT_FOUND', `host ${a.host_id} vanished`, {});
   if (host.state === 'fenced') throw new StowageError('INVALID_STATE', `host ${host.name} is fenced`, { host: host.name });
-  let g = await grants.findLive(deps.store.db, a.volume_id, a.host_id);
-  if (g && g.state !== 'active' && g.state !== 'granting') {
-    throw new StowageError('INVALID_STATE', `the grant of host ${host.name} is ${g.state}; wait for it to settle`, { state: g.state });
+  const live = await deps.repos.grants.findLive(deps.store.db, a.volume_id, a.host_id);
+  if (live && live.state !== 'active' && live.state !== 'granting') {
+    throw new StowageError('INVALID_STATE', `the grant of host ${host.name} is ${live.state}; wait for it to settle`, { state: live.state });
   }
-  if (!g) {
-    g = newGrantRow({ tenantId: a.tenant_id, volumeId: a.volume_id, host, mode: a.mode }, deps.secrets);
-    const row = g;
-    await ctx.write((trx) => grants.insert(trx, row));
-  }
-  const parts = await driverParts(deps, ctx, a.volume_id);
-  const info = await applyGrant({ store: deps.store, drivers: deps.drivers, secrets: deps.secrets }, { grant: g, host, volume: parts.volume, access: parts.access, handle: parts.handle }, ctx.signal);
-  const grant = g;
-  if (grant.state === 'active') await ctx.write((trx) => grants.update(trx, grant.id, { connection: writeJson(info), updated_at: nowIso() }));
-  else await moveGrant(ctx, grant, parts.volume, 'active', `host ${host.name} has ${grant.mode} access to ${parts.volume.name}`, { connection: writeJson(info) });
-  await ctx.write((trx) => attachments.update(trx, a.id, { grant_id: grant.id, updated_at: nowIso() }));
-  return { ...g, state: 'active', connection: writeJson(info) };
+  const grant = live ?? await ctx.write((trx) => insertGrant(trx, deps.repos.grants, { tenantId: a.tenant_id, volumeId: a.volume_id, host, mode: a.mode }, deps.secrets));
+  const volume = await loadVolume(deps, a.volume_id);
+  const info = await bindGrant(deps, { grant, host, volume, ...(await accessOf(deps, ctx, volume)) }, ctx.signal);
+  if (grant.state === 'active') await ctx.write((trx) => deps.repos.grants.update(trx, grant.id, { connection: writeJson(info), updated_at: nowIso() }));
+  else await moveGrant(ctx, grant, host, volume, 'active', `host ${host.name} has ${grant.mode} access to ${volume.name}`, { connection: writeJson(info) });
+  await ctx.write((trx) => deps.repos.attachments.update(trx, a.id, { grant_id: grant.id, updated_at: nowIso() }));
+  return { ...grant, state: 'active', connection: writeJson(info) };
 }
 
 /** Waits until the agent reports the attachment connected; throws TIMEOUT or INVALID_STATE otherwise. */
@@ -115,7 +72,7 @@ export async function waitConnected(deps: AttachDeps, id: string, signal: AbortS
   for (;;) {
     const a = await loadAttachment(deps, id);
     if (a.reported_at && a.device_id) return a;
-    const host = await hosts.findById(deps.store.db, a.host_id);
+    const host = await deps.repos.hosts.findById(deps.store.db, a.host_id);
     if (host?.state === 'fenced') throw new StowageError('INVALID_STATE', `host ${host.name} was fenced while attaching`, {});
     if (Date.now() > deadline) {
       const why = host && hostIsUp(host, deps.timings.hostDownAfterMs) ? 'its agent did not report the disk connected' : 'its agent is not reporting (is `stowage agent` running there?)';
@@ -136,7 +93,7 @@ export async function waitDisconnected(deps: AttachDeps, id: string, signal: Abo
   for (;;) {
     const a = await loadAttachment(deps, id);
     if (!a.reported_at) return 'disconnected';
-    const host = await hosts.findById(deps.store.db, a.host_id);
+    const host = await deps.repos.hosts.findById(deps.store.db, a.host_id);
     if (!host || !hostIsUp(host, deps.timings.hostDownAfterMs)) return 'host-down';
     if (Date.now() > deadline || signal.aborted) return 'timed-out';
     await new Promise((r) => setTimeout(r, 50));
@@ -147,17 +104,18 @@ export async function waitDisconnected(deps: AttachDeps, id: string, signal: Abo
  * Revokes the host's grant on the backend (dropping live sessions) unless another live attachment of
  * the same volume on the same host still needs it. Idempotent.
  */
-export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, ctx: StepContext): Promise<boolean> {
-  const others = (await attachments.listLiveForVolume(deps.store.db, a.volume_id)).filter((o) => o.id !== a.id && o.host_id === a.host_id && LIVE_ATTACHMENT_STATES.includes(o.state));
+export async function revokeIfUnused(deps: AttachDeps, a: AttachmentRow, ctx: StepContext<object>): Promise<boolean> {
+  const others = (await deps.repos.attachments.listLiveForVolume(deps.store.db, a.volume_id)).filter((o) => o.id !== a.id && o.host_id === a.host_id && LIVE_ATTACHMENT_STATES.includes(o.state));
   if (others.length > 0) return false;
-  const g = await grants.findLive(deps.store.db, a.volume_id, a.host_id);
+  const g = await deps.repos.grants.findLive(deps.store.db, a.volume_id, a.host_id);
   if (!g) return true;
-  const host = await hosts.findById(deps.store.db, a.host_id);
+  const host = await deps.repos.hosts.findById(deps.store.db, a.host_id);
   if (!host) return true;
-  const parts = await driverParts(deps, ctx, a.volume_id);
-  // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
-  if (g.state !== 'revoking') await moveGrant(ctx, g, parts.volume, 'revoking', `revoking ${host.name}'s access to ${parts.volume.name}: attachment ${a.id} detaching`);
-  await parts.access.revoke(parts.handle, hostIdentity(host), ctx.signal);
-  await moveGrant(ctx, g, parts.volume, 'revoked', `host ${host.name} no longer has access to ${parts.volume.name}`, { state_reason: `attachment ${a.id} detached` });
+  const volume = await loadVolume(deps, a.volume_id);
+  await revokeGrant(deps, ctx, g, host, volume, {
+    revoking: `revoking ${host.name}'s access to ${volume.name}: attachment ${a.id} detaching`,
+    revoked: `host ${host.name} no longer has access to ${volume.name}`,
+    reason: `attachment ${a.id} detached`,
+  });
   return true;
 }

@@ -1,86 +1,17 @@
 import { StowageError } from '../core/errors.js';
 import { transition } from '../store/transition.js';
 import type { Operation } from '../operations/operation-schema.js';
-import { hostIdentity, type HostService } from '../hosts/host-service.js';
+import type { HostService } from '../hosts/host-service.js';
 import type { OperationEngine } from '../operations/engine.js';
-import type { OperationHandler } from '../operations/handler.js';
-import { GrantRepository, HostRepository } from '../store/access-repository.js';
-import { AttachmentRepository } from '../store/attachment-repository.js';
-import { BackendRepository } from '../store/backend-repository.js';
-import { EventRepository } from '../store/event-repository.js';
 import { toOperation } from '../store/operation-repository.js';
 import type { Store } from '../store/store.js';
-import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { RequestContext } from '../volumes/volume-service.js';
 import type { AttachmentService } from './attachment-service.js';
-import { moveGrant, type AttachDeps } from './attachment-steps.js';
-import { requirePort } from '../drivers/sdk/ports.js';
 import type { Repositories } from '../store/repositories.js';
+import { FENCED_REASON } from './operations/host-fence.js';
 
-const hosts = new HostRepository();
-const grants = new GrantRepository();
-const attachments = new AttachmentRepository();
-const volumes = new VolumeRepository();
-const backends = new BackendRepository();
-const events = new EventRepository();
 
-/** The reason recorded on attachments cut by a fence; evacuation looks for it. */
-export const FENCED_REASON = 'host fenced';
-
-/**
- * host.fence: revoke every grant of the host on its backends and drop its live sessions, mark its
- * attachments gone, and only then mark the host fenced. Until this finished, the host's read-write
- * volumes cannot be attached anywhere else.
- */
-export function fenceHandler(deps: AttachDeps): OperationHandler {
-  return {
-    kind: 'host.fence',
-    steps: [
-      {
-        name: 'revoke',
-        run: async (ctx) => {
-          const h = await hosts.findById(deps.store.db, ctx.operation.target_id);
-          if (!h) throw new StowageError('HOST_NOT_FOUND', 'host vanished', {});
-          const live = await grants.listLiveForHost(deps.store.db, h.id);
-          for (const g of live) {
-            const v = await volumes.findById(deps.store.db, g.volume_id);
-            const b = v?.backend_id ? await backends.findById(deps.store.db, v.backend_id) : undefined;
-            // Out of the desired set before the backend is touched, so an export reconcile pass cannot re-bind it.
-            const subject = { id: g.volume_id, name: v?.name ?? g.volume_id };
-            if (g.state !== 'revoking') await moveGrant(ctx, g, subject, 'revoking', `fencing ${h.name}: revoking its access to ${subject.name}`);
-            if (v && b) await requirePort(ctx.guard(deps.drivers.get(b)), 'access', b.name).revoke(volumeHandle(v) ?? { id: v.id, format: v.format }, hostIdentity(h), ctx.signal);
-            await moveGrant(ctx, g, subject, 'revoked', `host ${h.name} fenced: no access to ${subject.name} left`, { state_reason: FENCED_REASON });
-          }
-          ctx.note(`revoked ${live.length} grant(s)`);
-        },
-      },
-      {
-        name: 'mark',
-        run: async (ctx) => {
-          const h = await hosts.findById(deps.store.db, ctx.operation.target_id);
-          if (!h) throw new StowageError('HOST_NOT_FOUND', 'host vanished', {});
-          await ctx.write(async (trx) => {
-            for (const a of await attachments.listLiveForHost(trx, h.id)) {
-              await transition(trx, 'attachment', {
-                id: a.id, tenantId: a.tenant_id, to: 'gone', patch: { state_reason: FENCED_REASON, reported_at: null },
-                event: { actor: ctx.operation.actor, action: 'fenced', resourceName: a.instance, message: `attachment cut: host ${h.name} fenced`, operationId: ctx.operation.id },
-              });
-            }
-            await transition(trx, 'host', {
-              id: h.id, tenantId: h.tenant_id, to: 'fenced',
-              event: { actor: ctx.operation.actor, action: 'fence', resourceName: h.name, message: `host ${h.name} fenced: no access to any volume left`, operationId: ctx.operation.id },
-            });
-          });
-        },
-      },
-    ],
-    compensate: async (ctx, error) => {
-      const h = await hosts.findById(deps.store.db, ctx.operation.target_id);
-      if (!h) return;
-      await ctx.write((trx) => events.append(trx, { tenantId: h.tenant_id, actor: ctx.operation.actor, resourceType: 'host', resourceId: h.id, resourceName: h.name, action: 'fence-failed', from: h.state, to: h.state, message: `fencing ${h.name} failed: ${error.message}; run it again`, operationId: ctx.operation.id }));
-    },
-  };
-}
+export { FENCED_REASON };
 
 /** Fence, unfence and evacuate: the failover side of hosts. */
 export class FencingService {

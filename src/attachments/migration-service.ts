@@ -5,9 +5,9 @@ import type { Operation } from '../operations/operation-schema.js';
 import { assertValidName } from '../core/names.js';
 import type { HostService } from '../hosts/host-service.js';
 import type { OperationEngine } from '../operations/engine.js';
-import type { OperationHandler, StepContext } from '../operations/handler.js';
-import { AttachmentRepository, toMigration } from '../store/attachment-repository.js';
-import { LIVE_ATTACHMENT_STATES, MIGRATION_MACHINE, type MigrationState } from '../core/states.js';
+import type { StepContext } from '../operations/handler.js';
+import { toMigration } from '../store/attachment-repository.js';
+import { MIGRATION_MACHINE, type MigrationState } from '../core/states.js';
 import { transition } from '../store/transition.js';
 import { nowIso } from '../store/json.js';
 import { toOperation } from '../store/operation-repository.js';
@@ -15,10 +15,8 @@ import type { AttachmentRow, MigrationRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import type { RequestContext } from '../volumes/volume-service.js';
 import type { AttachmentService } from './attachment-service.js';
-import { ensureGrant, loadAttachment, revokeIfUnused, setAttachmentState, waitConnected, waitDisconnected, type AttachDeps } from './attachment-steps.js';
 import type { Repositories } from '../store/repositories.js';
 
-const attachments = new AttachmentRepository();
 
 /**
  * Live migration as dual-grant, switch, revoke: `start` grants and connects every volume of the
@@ -83,7 +81,7 @@ export class MigrationService {
     return m.id;
   }
 
-  private async finish(id: string, kind: string, to: MigrationState, from: readonly MigrationState[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
+  private async finish(id: string, kind: 'migration.complete' | 'migration.abort', to: MigrationState, from: readonly MigrationState[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
     const op = await this.store.transaction(async (trx) => {
       const m = await this.repos.attachments.findMigration(trx, id);
       if (m?.tenant_id !== ctx.tenantId) throw new StowageError('NOT_FOUND', `migration ${id} does not exist`, {});
@@ -105,7 +103,7 @@ export class MigrationService {
   }
 
   /** Creates (idempotently) the destination attachments of a migration. */
-  async ensureDestination(m: MigrationRow, ctx: StepContext): Promise<AttachmentRow[]> {
+  async ensureDestination(m: MigrationRow, ctx: StepContext<object>): Promise<AttachmentRow[]> {
     const src = await this.repos.attachments.listForHostInstance(this.store.db, m.from_host_id, m.instance, ['attached']);
     const out: AttachmentRow[] = [];
     for (const s of src) {
@@ -124,76 +122,6 @@ export class MigrationService {
     }
     return out;
   }
-}
-
-async function loadMigration(deps: AttachDeps, id: string): Promise<MigrationRow> {
-  const m = await attachments.findMigration(deps.store.db, id);
-  if (!m) throw new StowageError('NOT_FOUND', `migration ${id} vanished`, {});
-  return m;
-}
-
-async function setMigration(ctx: StepContext, m: MigrationRow, to: MigrationState, reason: string | null): Promise<void> {
-  await ctx.write((trx) => transition(trx, 'migration', {
-    id: m.id, tenantId: m.tenant_id, to, patch: { state_reason: reason },
-    event: { actor: ctx.operation.actor, action: to, resourceName: m.instance, operationId: ctx.operation.id, message: `migration of ${m.instance}: ${to}${reason ? ` (${reason})` : ''}` },
-  }));
-}
-
-/** Detaches every live attachment of the instance on one host (disconnect, revoke, gone), inline. */
-async function detachSide(deps: AttachDeps, ctx: StepContext, hostId: string, instance: string): Promise<void> {
-  for (const a of await attachments.listForHostInstance(deps.store.db, hostId, instance, [...LIVE_ATTACHMENT_STATES])) {
-    if (a.state !== 'disconnecting' && a.state !== 'revoking') await setAttachmentState(deps, a, 'disconnecting', ctx.operation.actor, 'migration: detaching', {}, ctx);
-    const outcome = await waitDisconnected(deps, a.id, ctx.signal);
-    await setAttachmentState(deps, await loadAttachment(deps, a.id), 'revoking', ctx.operation.actor, `migration: ${outcome}; revoking`, {}, ctx);
-    await revokeIfUnused(deps, await loadAttachment(deps, a.id), ctx);
-    await setAttachmentState(deps, await loadAttachment(deps, a.id), 'gone', ctx.operation.actor, 'migration: detached', { device_id: null }, ctx);
-  }
-}
-
-/** The three migration phases as operation handlers. */
-export function migrationHandlers(deps: AttachDeps, service: () => MigrationService): OperationHandler[] {
-  const start: OperationHandler = {
-    kind: 'migration.start',
-    steps: [
-      {
-        name: 'attach-destination',
-        run: async (ctx) => {
-          const m = await loadMigration(deps, ctx.operation.target_id);
-          const dest = await service().ensureDestination(m, ctx);
-          for (const a of dest) {
-            if (a.state === 'attached') continue;
-            await ensureGrant(deps, a, ctx);
-            await setAttachmentState(deps, a, 'connecting', ctx.operation.actor, 'migration: access granted on the destination', {}, ctx);
-            const connected = await waitConnected(deps, a.id, ctx.signal);
-            await setAttachmentState(deps, connected, 'attached', ctx.operation.actor, `migration: attached on the destination as ${connected.device_id ?? '?'}`, {}, ctx);
-          }
-        },
-      },
-      { name: 'ready', run: async (ctx) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'ready', null); } },
-    ],
-    compensate: async (ctx, error) => {
-      const m = await loadMigration(deps, ctx.operation.target_id);
-      await detachSide(deps, ctx, m.to_host_id, m.instance);
-      await setMigration(ctx, m, 'aborted', `start failed: ${error.message}`);
-    },
-  };
-  const complete: OperationHandler = {
-    kind: 'migration.complete',
-    steps: [
-      { name: 'detach-source', run: async (ctx) => { const m = await loadMigration(deps, ctx.operation.target_id); await detachSide(deps, ctx, m.from_host_id, m.instance); } },
-      { name: 'finalize', run: async (ctx) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'completed', null); } },
-    ],
-    compensate: async (ctx, error) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'error', `complete failed: ${error.message}; run complete again`); },
-  };
-  const abort: OperationHandler = {
-    kind: 'migration.abort',
-    steps: [
-      { name: 'detach-destination', run: async (ctx) => { const m = await loadMigration(deps, ctx.operation.target_id); await detachSide(deps, ctx, m.to_host_id, m.instance); } },
-      { name: 'finalize', run: async (ctx) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'aborted', null); } },
-    ],
-    compensate: async (ctx, error) => { await setMigration(ctx, await loadMigration(deps, ctx.operation.target_id), 'error', `abort failed: ${error.message}; run abort again`); },
-  };
-  return [start, complete, abort];
 }
 
 export type { AttachmentService };

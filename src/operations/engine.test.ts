@@ -18,10 +18,12 @@ import { isLeaseLost, LeaseLostError } from './lease-lost-error.js';
 // Unit timings so lease expiry and retries happen in milliseconds; the engine on the shipped lease and poll: test/defaults/replica-lease.ts.
 const FAST: EngineOptions = { leaseMs: 500, pollMs: 20, concurrency: 2, stepAttempts: 3, retryBaseMs: 1 };
 const logger = pino({ level: 'silent' });
+/** These tests run kinds of their own ('k', …) with free-form input. */
+type AnyKinds = Record<string, Record<string, unknown>>;
 
 describe('OperationEngine', () => {
   let store: Store;
-  const engines: OperationEngine[] = [];
+  const engines: OperationEngine<AnyKinds>[] = [];
 
   beforeEach(async () => {
     store = await openStore('sqlite::memory:');
@@ -32,14 +34,14 @@ describe('OperationEngine', () => {
     await store.close();
   });
 
-  function engine(handler: OperationHandler, options = FAST): OperationEngine {
-    const e = new OperationEngine(store, logger, Failpoints.none(), options);
+  function engine(handler: OperationHandler, options = FAST): OperationEngine<AnyKinds> {
+    const e = new OperationEngine<AnyKinds>(store, logger, Failpoints.none(), options, new OperationRepository());
     e.register(handler);
     engines.push(e);
     return e;
   }
 
-  async function submit(e: OperationEngine, kind: string): Promise<string> {
+  async function submit(e: OperationEngine<AnyKinds>, kind: string): Promise<string> {
     const row = await e.enqueue(store.db, { kind, tenantId: DEFAULT_TENANT_ID, targetType: 't', targetId: 't-1', input: {}, actor: 'test' });
     e.start();
     return row.id;
@@ -49,7 +51,7 @@ describe('OperationEngine', () => {
     const dir = mkdtempSync(join(tmpdir(), 'stowage-inline-fp-'));
     try {
       const reached = join(dir, 'reached');
-      const e = new OperationEngine(store, logger, new Failpoints('host.update/record:before=sleep:1,host.update/record:after=sleep:1', reached), FAST);
+      const e = new OperationEngine(store, logger, new Failpoints('host.update/record:before=sleep:1,host.update/record:after=sleep:1', reached), FAST, new OperationRepository());
       const seenAtBefore: string[] = [];
       await store.transaction(async (trx) => {
         const row = await e.record(trx, { kind: 'host.update', tenantId: DEFAULT_TENANT_ID, targetType: 'host', targetId: 'h-1', input: {}, actor: 'test' }, {});
@@ -111,7 +113,7 @@ describe('OperationEngine', () => {
       compensate: async () => undefined,
     };
     const repo = new OperationRepository();
-    const dead = new OperationEngine(store, logger, Failpoints.none(), FAST);
+    const dead = new OperationEngine<AnyKinds>(store, logger, Failpoints.none(), FAST, new OperationRepository());
     dead.register(handler);
     const row = await dead.enqueue(store.db, { kind: 'k', tenantId: DEFAULT_TENANT_ID, targetType: 't', targetId: 't-1', input: {}, actor: 'test' });
     // A worker that claimed it, finished step a, and died with its lease still running.
@@ -167,7 +169,7 @@ function freeze(ms: number): void {
 // driver call of the worker it replaced, and a lost lease is never treated as a step failure.
 describe('OperationEngine lease fencing', () => {
   let store: Store;
-  let engine: OperationEngine;
+  let engine: OperationEngine<AnyKinds>;
 
   beforeEach(async () => {
     store = await openStore('sqlite::memory:');
@@ -179,7 +181,7 @@ describe('OperationEngine lease fencing', () => {
   });
 
   async function run(handler: OperationHandler): Promise<OperationRow> {
-    engine = new OperationEngine(store, logger, Failpoints.none(), FAST);
+    engine = new OperationEngine<AnyKinds>(store, logger, Failpoints.none(), FAST, new OperationRepository());
     engine.register(handler);
     const row = await engine.enqueue(store.db, { kind: handler.kind, tenantId: DEFAULT_TENANT_ID, targetType: 't', targetId: 't-1', input: { keep: 1 }, actor: 'test' });
     engine.start();
@@ -336,6 +338,6 @@ describe('OperationEngine lease fencing', () => {
 });
 
 /** True while the engine still runs an operation (its private map, read for the test only). */
-function engineBusy(e: OperationEngine): boolean {
+function engineBusy(e: OperationEngine<AnyKinds>): boolean {
   return (e as unknown as { running: Map<string, unknown> }).running.size > 0;
 }

@@ -5,13 +5,14 @@ import { StowageError, toStowageError, type ErrorCode } from '../core/errors.js'
 import { newId } from '../core/ids.js';
 import type { Operation } from './operation-schema.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
-import { OperationRepository, toOperation, type StepRecord } from '../store/operation-repository.js';
+import { toOperation, type OperationRepository, type StepRecord } from '../store/operation-repository.js';
 import type { OperationRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import { CommandFailedError } from '../system/command-runner.js';
 import type { Failpoints } from './failpoints.js';
 import { inlineFailpoint, type InlineKind } from './inline-kinds.js';
 import type { OperationHandler, StepContext } from './handler.js';
+import type { OperationInputs } from '../operation-handlers.js';
 import { isLeaseLost, LeaseLostError } from './lease-lost-error.js';
 import { OperationLease } from './operation-lease.js';
 
@@ -29,20 +30,25 @@ export interface EngineOptions {
   readonly retryBaseMs: number;
 }
 
-/** What a service passes to submit an operation inside its own transaction. */
-export interface NewOperation {
-  readonly kind: string;
+/** The kinds an engine runs and the input each is enqueued with (the server's: every registered kind). */
+export type KindInputs = Readonly<Record<string, object>>;
+
+/** What every journal entry says besides its kind and input. */
+export interface OperationHeader {
   readonly tenantId: string;
   readonly targetType: string;
   readonly targetId: string;
-  readonly input: Record<string, unknown>;
   readonly actor: string;
   readonly idempotencyKey?: string | null;
 }
 
+/** What a service passes to submit an operation inside its own transaction: a registered kind with its input. */
+export type NewOperation<M extends KindInputs = OperationInputs> = { [K in keyof M & string]: OperationHeader & { readonly kind: K; readonly input: M[K] } }[keyof M & string];
+
 /** An inline mutation's journal entry: like `NewOperation`, but only of a kind listed in INLINE_KINDS. */
-export interface NewInlineOperation extends Omit<NewOperation, 'kind'> {
+export interface NewInlineOperation extends OperationHeader {
   readonly kind: InlineKind;
+  readonly input: Record<string, unknown>;
 }
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['BACKEND_UNAVAILABLE', 'TIMEOUT']);
@@ -55,9 +61,8 @@ const FAILURE_KEY = '__failure';
  * compensation. A process killed at any point leaves a running operation whose lease expires, and any
  * worker (this process after restart, or another replica) resumes it from the unfinished step.
  */
-export class OperationEngine {
+export class OperationEngine<M extends KindInputs = OperationInputs> {
   private readonly handlers = new Map<string, OperationHandler>();
-  private readonly repo = new OperationRepository();
   private readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   private readonly running = new Map<string, Promise<void>>();
   private readonly abort = new AbortController();
@@ -71,6 +76,8 @@ export class OperationEngine {
     private readonly logger: Logger,
     private readonly failpoints: Failpoints,
     private readonly options: EngineOptions,
+    /** The journal's repository, from the composition root's bundle. */
+    private readonly repo: OperationRepository,
   ) {}
 
   register(handler: OperationHandler): void {
@@ -78,9 +85,12 @@ export class OperationEngine {
   }
 
   /** Inserts a queued operation; call inside the transaction that changes the target. */
-  async enqueue(db: Executor, op: NewOperation): Promise<OperationRow> {
+  async enqueue(db: Executor, op: NewOperation<M>): Promise<OperationRow> {
     const handler = this.handlers.get(op.kind);
     if (!handler) throw new StowageError('INTERNAL', `no handler for operation kind ${op.kind}`);
+    // A service that writes an input its kind cannot run on is a bug: refused before anything is written.
+    const problem = handler.inputProblem?.(op.input) ?? null;
+    if (problem !== null) throw new StowageError('INTERNAL', `operation ${op.kind} submitted with an input that does not fit its schema: ${problem}`, { kind: op.kind });
     const at = nowIso();
     const row: OperationRow = {
       id: newId('operation'),
@@ -212,6 +222,15 @@ export class OperationEngine {
       const handler = this.handlers.get(row.kind);
       if (!handler) {
         await this.repo.finish(this.store.db, row.id, lease.lease, 'failed', null, { code: 'INTERNAL', message: `no handler for ${row.kind}`, details: {} });
+        return;
+      }
+      // A row whose input does not fit its kind's schema (written by an older version, or edited by
+      // hand) fails at once with what is wrong: no step and no compensation runs on it.
+      const problem = handler.inputProblem?.(readJson<unknown>(row.input, null)) ?? null;
+      if (problem !== null) {
+        const error = { code: 'INTERNAL' as const, message: `operation ${row.id} (${row.kind}) has an input that does not fit its schema: ${problem}; nothing was run`, details: { kind: row.kind } };
+        this.logger.error({ operationId: row.id, kind: row.kind, problem }, 'operation input does not fit its schema');
+        if (!(await this.repo.finish(this.store.db, row.id, lease.lease, 'failed', null, error))) throw new LeaseLostError(row.id, 'another worker took the operation over');
         return;
       }
       await this.runSteps(row, handler, lease);

@@ -7,9 +7,10 @@ import type { Database, OperationRow } from '../store/schema.js';
  * and the worker's lease. A step writes rows only through `write` and calls drivers only through
  * `guard`, so that once the lease is lost (another worker took over) nothing it does lands.
  */
-export interface StepContext {
+export interface StepContext<I extends object = Record<string, unknown>> {
   readonly operation: OperationRow;
-  readonly input: Readonly<Record<string, unknown>>;
+  /** The operation's input, checked against its kind's schema (see `defineOperation`). */
+  readonly input: Readonly<I>;
   /** The lease epoch this attempt runs under: unique per attempt, e.g. to name private temp files. */
   readonly epoch: number;
   /** Aborted the moment the lease is lost (commands are killed) or the engine shuts down. */
@@ -17,7 +18,7 @@ export interface StepContext {
   /** Reports progress 0..1 (throttled writes). */
   progress(fraction: number): void;
   /** Merges values into the operation's input so later steps, and a resumed run, see them. */
-  remember(patch: Record<string, unknown>): Promise<void>;
+  remember(patch: Partial<I>): Promise<void>;
   /** A short note recorded with this step in the journal (e.g. which copy path was taken). */
   note(text: string): void;
   /**
@@ -35,9 +36,18 @@ export interface OperationStep {
   run(ctx: StepContext): Promise<void>;
 }
 
-/** An operation kind: ordered steps, a rollback for permanent failure, and its result. */
+/**
+ * An operation kind as the engine runs it: ordered steps, a rollback for permanent failure, and its
+ * result. Operation kinds are written with `defineOperation`, which adds the typed input and its check.
+ */
 export interface OperationHandler {
   readonly kind: string;
+  /**
+   * What is wrong with `input` for this kind, or null when it fits its schema. The engine asks at
+   * enqueue (a service's bug is refused before anything is written) and when a worker reads the row
+   * back (a row that does not fit fails instead of running on garbage). Absent: any input goes.
+   */
+  inputProblem?(input: unknown): string | null;
   readonly steps: readonly OperationStep[];
   /**
    * Undoes what the steps may have done and leaves the target in a final state (e.g. volume

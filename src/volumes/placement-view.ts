@@ -11,7 +11,6 @@ import type { ClaimRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 
 /** The placement lock, re-exported for the placement steps that import it from here. */
-export { lockPlacement };
 
 /** Loads every backend with its current usage (provisioned volumes, held claims) as placement views. */
 export async function loadBackendViews(db: Executor, repo: BackendRepository): Promise<BackendView[]> {

@@ -5,6 +5,7 @@ import { DriverCache } from '../../src/backends/driver-cache.js';
 import { DriverRegistry } from '../../src/drivers/sdk/registry.js';
 import { operationHandlers } from '../../src/operation-handlers.js';
 import { DRIVER_FACTORIES } from '../../src/server.js';
+import { createRepositories } from '../../src/store/repositories.js';
 import { openStore } from '../../src/store/store.js';
 import { SpawnCommandRunner } from '../../src/system/command-runner.js';
 import { SecretBox } from '../../src/system/secret-box.js';
@@ -37,7 +38,7 @@ export async function registeredOperations(): Promise<RegisteredOperation[]> {
   try {
     const runner = new SpawnCommandRunner();
     const handlers = operationHandlers({
-      store, runner, placementAttempts: 1,
+      store, repos: createRepositories(), runner, placementAttempts: 1,
       drivers: new DriverCache(new DriverRegistry(DRIVER_FACTORIES), { runner, dataDir: dir }),
       secrets: SecretBox.fromKeyFile(join(dir, 'secret.key')),
       timings: { connectTimeoutMs: 1, disconnectTimeoutMs: 1, hostDownAfterMs: 1 },
