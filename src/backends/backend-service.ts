@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { StowageError, toStowageError } from '../core/errors.js';
-import { DEFAULT_TENANT_ID, isId, newId } from '../core/ids.js';
+import { DEFAULT_TENANT_ID, idOf, isId, newId } from '../core/ids.js';
 import type { Backend } from '../core/models.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
 import type { BackendKind, BackendRole, BackendState } from '../core/states.js';
@@ -78,8 +78,13 @@ export class BackendService {
     return rows.map((r) => toBackend(r, usage.get(r.id)));
   }
 
-  /** Validates, probes once, and records the backend (offline with the reason if the probe fails). */
-  async create(input: CreateBackendInput, actor: string): Promise<{ backend: Backend; operationId: string }> {
+  /**
+   * Validates, probes once, and records the backend (offline with the reason if the probe fails).
+   * With an Idempotency-Key whose backend.create already committed (the process died before it
+   * answered), answers that backend and operation instead of NAME_TAKEN: the idempotency layer has
+   * already checked that this is the same request.
+   */
+  async create(input: CreateBackendInput, actor: string, idempotencyKey?: string): Promise<{ backend: Backend; operationId: string }> {
     assertValidName(input.name, 'backend name');
     assertValidTags(input.tags ?? []);
     validateNumbers(input);
@@ -90,6 +95,8 @@ export class BackendService {
     const driverUri = this.registry.canonicalUri(input.driver);
     const options = input.options ?? {};
     const localDir = this.drivers.validate(driverUri, options).localDir;
+    const first = await this.createdBy(idempotencyKey);
+    if (first) return first;
     if (await this.repos.backends.findByName(this.store.db, input.name)) {
       throw new StowageError('NAME_TAKEN', `a backend named "${input.name}" already exists`, { name: input.name });
     }
@@ -123,10 +130,20 @@ export class BackendService {
         tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'backend', resourceId: id, resourceName: row.name, action: 'create',
         from: null, to: row.state, message: `backend ${row.name} registered (${row.driver_uri})${row.state_reason ? `: ${row.state_reason}` : ''}`,
       });
-      return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor }, { backendId: id, state: row.state });
+      return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor, idempotencyKey: idempotencyKey ?? null }, { backendId: id, state: row.state });
     });
     await this.engine.recorded('backend.create');
     if (localDir) await this.reprobeSharers(localDir, id); // their share of the filesystem just shrank
+    return { backend: await this.get(id), operationId: op.id };
+  }
+
+  /** What an earlier backend.create with this key answered, if its backend still exists (backends are journaled under the default tenant). */
+  private async createdBy(key: string | undefined): Promise<{ backend: Backend; operationId: string } | undefined> {
+    if (key === undefined) return undefined;
+    const op = await this.repos.operations.findByIdempotencyKey(this.store.db, DEFAULT_TENANT_ID, key);
+    if (op?.kind !== 'backend.create' || op.target_type !== 'backend') return undefined;
+    const id = idOf('backend', op.target_id);
+    if (!(await this.repos.backends.findById(this.store.db, id))) return undefined;
     return { backend: await this.get(id), operationId: op.id };
   }
 

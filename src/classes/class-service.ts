@@ -52,9 +52,16 @@ export class ClassService {
     return Promise.all(rows.map(async (r) => toStorageClass(r, await this.repos.classes.countVolumes(this.store.db, r.id))));
   }
 
-  async create(input: CreateClassInput, actor: string): Promise<StorageClass> {
+  /**
+   * Creates a class. With an Idempotency-Key whose class.create already committed (the process died
+   * before it answered), answers that class instead of NAME_TAKEN: the idempotency layer has already
+   * checked that this is the same request.
+   */
+  async create(input: CreateClassInput, actor: string, idempotencyKey?: string): Promise<StorageClass> {
     assertValidName(input.name, 'class name');
     validateConstraints(input);
+    const first = await this.createdBy(idempotencyKey);
+    if (first) return this.get(first);
     const id = newId('class');
     const at = nowIso();
     await this.store.transaction(async (trx) => {
@@ -73,7 +80,7 @@ export class ClassService {
         if (isUniqueViolation(err)) throw new StowageError('NAME_TAKEN', `a storage class named "${input.name}" already exists`, { name: input.name });
         throw err;
       }
-      await this.journal(trx, actor, id, input.name, 'create', `storage class ${input.name} created${input.default === true ? ' (default)' : ''}`, { ...input });
+      await this.journal(trx, actor, id, input.name, 'create', `storage class ${input.name} created${input.default === true ? ' (default)' : ''}`, { ...input }, idempotencyKey);
     });
     await this.engine.recorded('class.create');
     return this.get(id);
@@ -115,9 +122,18 @@ export class ClassService {
     await this.engine.recorded('class.delete');
   }
 
-  private async journal(trx: Executor, actor: string, id: string, name: string, action: 'create' | 'update' | 'delete', message: string, input: Record<string, unknown>): Promise<void> {
+  /** The id of the class an earlier class.create with this key created, if it still exists (classes are journaled under the default tenant). */
+  private async createdBy(key: string | undefined): Promise<string | undefined> {
+    if (key === undefined) return undefined;
+    const op = await this.repos.operations.findByIdempotencyKey(this.store.db, DEFAULT_TENANT_ID, key);
+    if (op?.kind !== 'class.create' || op.target_type !== 'class') return undefined;
+    return (await this.repos.classes.findById(this.store.db, op.target_id))?.id;
+  }
+
+  /** Only a create carries the request's key: the journal holds one operation per key, and that is the one a retry looks for. */
+  private async journal(trx: Executor, actor: string, id: string, name: string, action: 'create' | 'update' | 'delete', message: string, input: Record<string, unknown>, idempotencyKey?: string): Promise<void> {
     await this.repos.events.append(trx, { tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'class', resourceId: id, resourceName: name, action, message });
-    await this.engine.record(trx, { kind: `class.${action}`, tenantId: DEFAULT_TENANT_ID, targetType: 'class', targetId: id, input, actor }, { classId: id });
+    await this.engine.record(trx, { kind: `class.${action}`, tenantId: DEFAULT_TENANT_ID, targetType: 'class', targetId: id, input, actor, idempotencyKey: idempotencyKey ?? null }, { classId: id });
   }
 }
 

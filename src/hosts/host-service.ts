@@ -37,8 +37,15 @@ export class HostService {
     return (await this.repos.hosts.list(this.store.db)).map(toHost);
   }
 
-  async create(input: HostInput, actor: string, tenantId: string): Promise<Host> {
+  /**
+   * Registers a host. With an Idempotency-Key whose host.create already committed (the process died
+   * before it answered), answers that host instead of NAME_TAKEN: the idempotency layer has already
+   * checked that this is the same request.
+   */
+  async create(input: HostInput, actor: string, tenantId: string, idempotencyKey?: string): Promise<Host> {
     validateHost(input);
+    const first = await this.createdBy(tenantId, idempotencyKey);
+    if (first) return toHost(first);
     const at = nowIso();
     const row: HostRow = {
       id: newId('host'), tenant_id: tenantId, name: input.name, initiator_name: input.initiatorName ?? null,
@@ -53,10 +60,18 @@ export class HostService {
         throw err;
       }
       await this.repos.events.append(trx, { tenantId, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'create', from: null, to: row.state, message: `host ${row.name} registered` });
-      await this.engine.record(trx, { kind: 'host.create', tenantId, targetType: 'host', targetId: row.id, input: { ...input }, actor }, {});
+      await this.engine.record(trx, { kind: 'host.create', tenantId, targetType: 'host', targetId: row.id, input: { ...input }, actor, idempotencyKey: idempotencyKey ?? null }, {});
     });
     await this.engine.recorded('host.create');
     return toHost(row);
+  }
+
+  /** The host an earlier host.create with this key created (same tenant), if it still exists. */
+  private async createdBy(tenantId: string, key: string | undefined): Promise<HostRow | undefined> {
+    if (key === undefined) return undefined;
+    const op = await this.repos.operations.findByIdempotencyKey(this.store.db, tenantId, key);
+    if (op?.kind !== 'host.create' || op.target_type !== 'host') return undefined;
+    return this.repos.hosts.findById(this.store.db, op.target_id);
   }
 
   async update(ref: string, patch: Omit<HostInput, 'name'>, actor: string): Promise<Host> {

@@ -20,7 +20,7 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
         response: { 201: BackendWithOperation, ...errorResponses('INVALID_NAME', 'INVALID_DRIVER_URI', 'UNKNOWN_DRIVER', 'NAME_TAKEN') },
       },
     }, async (req, reply) => {
-      const { backend, operationId } = await deps.backends.create(req.body, req.principal.actor);
+      const { backend, operationId } = await deps.backends.create(req.body, req.principal.actor, req.idempotencyClaim?.key);
       const operation = await deps.engine.waitFor(operationId, 0);
       return reply.status(201).send({ backend, operation });
     });

@@ -20,7 +20,7 @@ export function classRoutes(deps: AppDeps): FastifyPluginAsync {
         tags, summary: 'Create a storage class: required/forbidden tags, required capabilities, zone, kind and placement policy',
         body: CreateClassBody, response: { 201: StorageClassSchema, ...errorResponses('INVALID_NAME', 'NAME_TAKEN', 'VALIDATION_FAILED') },
       },
-    }, async (req, reply) => reply.status(201).send(await classes.create(req.body, req.principal.actor)));
+    }, async (req, reply) => reply.status(201).send(await classes.create(req.body, req.principal.actor, req.idempotencyClaim?.key)));
 
     app.get('/classes', {
       schema: { tags, summary: 'List storage classes (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(StorageClassSchema), ...errorResponses() } },

@@ -20,7 +20,7 @@ export function hostRoutes(deps: AppDeps): FastifyPluginAsync {
     const tags = ['hosts'];
     app.post('/hosts', { schema: { tags, summary: 'Register a host (name, initiator name, addresses, zone)', body: CreateHostBody, response: { 201: HostSchema, ...errorResponses('INVALID_NAME', 'NAME_TAKEN') } } }, async (req, reply) => {
       const b = req.body;
-      const host = await deps.hosts.create({ name: b.name, ...(b.initiatorName ? { initiatorName: b.initiatorName } : {}), ...(b.addresses ? { addresses: b.addresses } : {}), ...(b.zone ? { zone: b.zone } : {}) }, req.principal.actor, req.principal.tenantId);
+      const host = await deps.hosts.create({ name: b.name, ...(b.initiatorName ? { initiatorName: b.initiatorName } : {}), ...(b.addresses ? { addresses: b.addresses } : {}), ...(b.zone ? { zone: b.zone } : {}) }, req.principal.actor, req.principal.tenantId, req.idempotencyClaim?.key);
       return reply.status(201).send(host);
     });
     app.get('/hosts', { schema: { tags, summary: 'List hosts (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(HostSchema), ...errorResponses() } } }, async (req) => pageOf(await deps.hosts.list(), req.query, BY_NAME));
