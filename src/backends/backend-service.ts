@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { StowageError, toStowageError } from '../core/errors.js';
 import { DEFAULT_TENANT_ID, idOf, isId, newId } from '../core/ids.js';
-import type { Backend } from '../core/models.js';
+import type { Backend, PageOf } from '../core/models.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
 import type { BackendKind, BackendRole, BackendState } from '../core/states.js';
 import { CAPABILITIES, type BackendReport } from '../drivers/sdk/types.js';
@@ -9,6 +9,7 @@ import type { DriverRegistry } from '../drivers/sdk/registry.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { backendJson, toBackend, type CapabilityOverrides } from '../store/backend-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
+import type { PageRequest } from '../store/keyset-page.js';
 import type { BackendRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import { assertNoOverlap, filesystemOf, shareOf, type BackendDir } from './backend-paths.js';
@@ -73,9 +74,11 @@ export class BackendService {
     return (await this.repos.backends.listAll(this.store.db)).length > 0;
   }
 
-  async list(): Promise<Backend[]> {
-    const [rows, usage] = await Promise.all([this.repos.backends.listAll(this.store.db), this.repos.backends.usage(this.store.db)]);
-    return rows.map((r) => toBackend(r, usage.get(r.id)));
+  /** One page of backends by name, each with its usage. */
+  async list(page: PageRequest): Promise<PageOf<Backend>> {
+    const { rows, nextCursor } = await this.repos.backends.page(this.store.db, page);
+    const usage = await this.repos.backends.usage(this.store.db, rows.map((r) => r.id));
+    return { items: rows.map((r) => toBackend(r, usage.get(r.id))), nextCursor };
   }
 
   /**

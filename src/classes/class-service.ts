@@ -6,6 +6,8 @@ import { CAPABILITIES } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import type { PlacementPolicy } from '../placement/placement.js';
 import { nowIso, readJson, writeJson, isUniqueViolation } from '../store/json.js';
+import type { PageOf } from '../core/models.js';
+import type { PageRequest } from '../store/keyset-page.js';
 import type { ClassRow, ClassUpdate } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { CreateClassInput, StorageClass, UpdateClassInput } from './class-schema.js';
@@ -47,9 +49,10 @@ export class ClassService {
     return toStorageClass(row, await this.repos.classes.countVolumes(this.store.db, row.id));
   }
 
-  async list(): Promise<StorageClass[]> {
-    const rows = await this.repos.classes.listAll(this.store.db);
-    return Promise.all(rows.map(async (r) => toStorageClass(r, await this.repos.classes.countVolumes(this.store.db, r.id))));
+  /** One page of classes by name, each with how many volumes use it. */
+  async list(page: PageRequest): Promise<PageOf<StorageClass>> {
+    const { rows, nextCursor } = await this.repos.classes.page(this.store.db, page);
+    return { items: await Promise.all(rows.map(async (r) => toStorageClass(r, await this.repos.classes.countVolumes(this.store.db, r.id)))), nextCursor };
   }
 
   /**

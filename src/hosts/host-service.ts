@@ -1,12 +1,13 @@
 import { isIP } from 'node:net';
 import { StowageError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
-import type { Host } from '../core/models.js';
+import type { Host, PageOf } from '../core/models.js';
 import { assertValidInitiatorName, assertValidName } from '../core/names.js';
 import type { HostIdentity } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { toHost } from '../store/access-repository.js';
 import { isUniqueViolation, nowIso, readJson, writeJson } from '../store/json.js';
+import type { PageRequest } from '../store/keyset-page.js';
 import type { HostRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { Repositories } from '../store/repositories.js';
@@ -33,8 +34,10 @@ export class HostService {
     return toHost(await this.resolve(ref));
   }
 
-  async list(): Promise<Host[]> {
-    return (await this.repos.hosts.list(this.store.db)).map(toHost);
+  /** One page of hosts by name. */
+  async list(page: PageRequest): Promise<PageOf<Host>> {
+    const { rows, nextCursor } = await this.repos.hosts.page(this.store.db, page);
+    return { items: rows.map(toHost), nextCursor };
   }
 
   /**

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { AgentAnswerSchema, AgentReportSchema, AttachmentSchema, MigrationSchema, Name, OperationSchema, Page } from '../../core/models.js';
-import { NEWEST_FIRST, OLDEST_FIRST, PageQuery, pageOf } from '../pagination.js';
+import { PageQuery } from '../pagination.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { IdParams, RefParams, WaitQuery } from '../schemas.js';
@@ -52,7 +52,7 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.get('/attachments', {
       schema: { tags: ['attachments'], summary: 'List attachments (oldest first; paginated)', querystring: Type.Composite([PageQuery, Type.Object({ volume: Type.Optional(Type.String({ maxLength: 128 })), host: Type.Optional(Type.String({ maxLength: 128 })), all: Type.Boolean({ default: false, description: 'include gone ones' }) })], { additionalProperties: false }), response: { 200: Page(AttachmentSchema), ...errorResponses() } },
-    }, async (req) => pageOf(await deps.attachments.list(req.principal.tenantId, { ...(req.query.volume ? { volume: req.query.volume } : {}), ...(req.query.host ? { host: req.query.host } : {}), all: req.query.all }), req.query, OLDEST_FIRST));
+    }, async (req) => deps.attachments.list(req.principal.tenantId, { ...(req.query.volume ? { volume: req.query.volume } : {}), ...(req.query.host ? { host: req.query.host } : {}), all: req.query.all }, req.query));
 
     app.get('/attachments/:id', { schema: { tags: ['attachments'], summary: 'Show an attachment', params: IdParams, response: { 200: AttachmentSchema, ...errorResponses('ATTACHMENT_NOT_FOUND') } } }, async (req) => deps.attachments.present(await deps.attachments.resolve(req.params.id, req.principal.tenantId)));
 
@@ -100,7 +100,7 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);
       return reply.status(finished ? 200 : 202).send({ migration: await deps.migrations.get(s.migration.id, req.principal.tenantId), operation: op });
     });
-    app.get('/migrations', { schema: { tags: ['migrations'], summary: 'List migrations (newest first; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(MigrationSchema), ...errorResponses() } } }, async (req) => pageOf(await deps.migrations.list(req.principal.tenantId), req.query, NEWEST_FIRST));
+    app.get('/migrations', { schema: { tags: ['migrations'], summary: 'List migrations (newest first; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(MigrationSchema), ...errorResponses() } } }, async (req) => deps.migrations.list(req.principal.tenantId, req.query));
     app.post('/migrations/find', { schema: { tags: ['migrations'], summary: 'The open migration of an instance between two hosts', body: MigrationBody, response: { 200: MigrationSchema, ...errorResponses('NOT_FOUND') } } }, async (req) => deps.migrations.get(await deps.migrations.findOpen(req.body.instance, req.body.from, req.body.to, req.principal.tenantId), req.principal.tenantId));
     for (const verb of ['complete', 'abort'] as const) {
       app.post(`/migrations/:id/${verb}`, {

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { BackendSchema, Page } from '../../core/models.js';
-import { BY_NAME, PageQuery, pageOf } from '../pagination.js';
+import { PageQuery } from '../pagination.js';
 import { BackendActivitySchema } from '../../reconcile/backend-activity.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
@@ -27,7 +27,7 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.get('/backends', {
       schema: { tags, summary: 'List backends with state and capacity (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(BackendSchema), ...errorResponses() } },
-    }, async (req) => pageOf(await deps.backends.list(), req.query, BY_NAME));
+    }, async (req) => deps.backends.list(req.query));
 
     app.get('/backends/:ref', {
       schema: {

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import { CreateClassBody, StorageClassSchema, UpdateClassBody } from '../../classes/class-schema.js';
 import { Page } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
-import { BY_NAME, PageQuery, pageOf } from '../pagination.js';
+import { PageQuery } from '../pagination.js';
 import { errorResponses } from '../errors.js';
 import { RefParams } from '../schemas.js';
 
@@ -24,7 +24,7 @@ export function classRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.get('/classes', {
       schema: { tags, summary: 'List storage classes (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(StorageClassSchema), ...errorResponses() } },
-    }, async (req) => pageOf(await classes.list(), req.query, BY_NAME));
+    }, async (req) => classes.list(req.query));
 
     app.get('/classes/:ref', {
       schema: { tags, summary: 'Show one storage class', params: RefParams, response: { 200: StorageClassSchema, ...errorResponses('CLASS_NOT_FOUND') } },

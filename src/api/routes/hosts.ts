@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { HostSchema, Name, Page } from '../../core/models.js';
-import { BY_NAME, PageQuery, pageOf } from '../pagination.js';
+import { PageQuery } from '../pagination.js';
 import { INITIATOR_NAME_PATTERN } from '../../core/names.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
@@ -23,7 +23,7 @@ export function hostRoutes(deps: AppDeps): FastifyPluginAsync {
       const host = await deps.hosts.create({ name: b.name, ...(b.initiatorName ? { initiatorName: b.initiatorName } : {}), ...(b.addresses ? { addresses: b.addresses } : {}), ...(b.zone ? { zone: b.zone } : {}) }, req.principal.actor, req.principal.tenantId, req.idempotencyClaim?.key);
       return reply.status(201).send(host);
     });
-    app.get('/hosts', { schema: { tags, summary: 'List hosts (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(HostSchema), ...errorResponses() } } }, async (req) => pageOf(await deps.hosts.list(), req.query, BY_NAME));
+    app.get('/hosts', { schema: { tags, summary: 'List hosts (by name; paginated)', querystring: Type.Composite([PageQuery], { additionalProperties: false }), response: { 200: Page(HostSchema), ...errorResponses() } } }, async (req) => deps.hosts.list(req.query));
     app.get('/hosts/:ref', { schema: { tags, summary: 'Show a host', params: RefParams, response: { 200: HostSchema, ...errorResponses('HOST_NOT_FOUND') } } }, async (req) => deps.hosts.get(req.params.ref));
     app.patch('/hosts/:ref', { schema: { tags, summary: 'Change a host\'s initiator name, addresses or zone', params: RefParams, body: UpdateHostBody, response: { 200: HostSchema, ...errorResponses('HOST_NOT_FOUND') } } }, async (req) => {
       const b = req.body;
