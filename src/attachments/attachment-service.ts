@@ -7,12 +7,14 @@ import { isId, newId } from '../core/ids.js';
 import type { AttachRequest, AgentAnswer, AgentReport, Attachment, DesiredAttachment } from './attachment-schema.js';
 import type { ConnectionInfoModel } from '../access/access-schema.js';
 import type { Operation } from '../operations/operation-schema.js';
+import type { PageOf } from '../core/models.js';
 import { assertValidName } from '../core/names.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { validateHost, type HostService } from '../hosts/host-service.js';
 import { toAttachment } from '../store/attachment-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import { toOperation } from '../store/operation-repository.js';
+import type { PageRequest } from '../store/keyset-page.js';
 import type { AttachmentRow, HostRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { SecretBox } from '../system/secret-box.js';
@@ -52,11 +54,12 @@ export class AttachmentService {
     return toAttachment(a, v?.name ?? a.volume_id, h?.name ?? a.host_id);
   }
 
-  async list(tenantId: string, filter: { volume?: string; host?: string; all?: boolean }): Promise<Attachment[]> {
+  /** One page of a tenant's attachments (of one volume or host if given; gone ones only with `all`), oldest first. */
+  async list(tenantId: string, filter: { volume?: string; host?: string; all?: boolean }, page: PageRequest): Promise<PageOf<Attachment>> {
     const volumeId = filter.volume ? (await this.volumes.resolve(filter.volume, tenantId)).id : undefined;
     const hostId = filter.host ? (await this.hostService.resolve(filter.host)).id : undefined;
-    const rows = await this.repos.attachments.list(this.store.db, tenantId, { ...(volumeId ? { volumeId } : {}), ...(hostId ? { hostId } : {}), includeGone: filter.all === true });
-    return Promise.all(rows.map((r) => this.present(r)));
+    const { rows, nextCursor } = await this.repos.attachments.page(this.store.db, tenantId, { ...(volumeId ? { volumeId } : {}), ...(hostId ? { hostId } : {}), includeGone: filter.all === true }, page);
+    return { items: await Promise.all(rows.map((r) => this.present(r))), nextCursor };
   }
 
   /** Validates and records an attachment and its operation; an identical live attachment is returned as is. */

@@ -2,6 +2,7 @@ import { StowageError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Migration } from './migration-schema.js';
 import type { Operation } from '../operations/operation-schema.js';
+import type { PageOf } from '../core/models.js';
 import { assertValidName } from '../core/names.js';
 import type { HostService } from '../hosts/host-service.js';
 import type { OperationEngine } from '../operations/engine.js';
@@ -11,6 +12,7 @@ import { MIGRATION_MACHINE, type MigrationState } from '../core/states.js';
 import { transition } from '../store/transition.js';
 import { nowIso } from '../store/json.js';
 import { toOperation } from '../store/operation-repository.js';
+import type { PageRequest } from '../store/keyset-page.js';
 import type { AttachmentRow, MigrationRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import type { RequestContext } from '../volumes/volume-service.js';
@@ -33,8 +35,10 @@ export class MigrationService {
     return this.present(m);
   }
 
-  async list(tenantId: string): Promise<Migration[]> {
-    return Promise.all((await this.repos.attachments.listMigrations(this.store.db, tenantId)).map((m) => this.present(m)));
+  /** One page of a tenant's migrations, newest first. */
+  async list(tenantId: string, page: PageRequest): Promise<PageOf<Migration>> {
+    const { rows, nextCursor } = await this.repos.attachments.pageMigrations(this.store.db, tenantId, page);
+    return { items: await Promise.all(rows.map((m) => this.present(m))), nextCursor };
   }
 
   async start(instance: string, fromRef: string, toRef: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { StowageError, toStowageError } from '../core/errors.js';
-import { DEFAULT_TENANT_ID, isId, newId } from '../core/ids.js';
+import { DEFAULT_TENANT_ID, idOf, isId, newId } from '../core/ids.js';
 import type { Backend, CreateBackendInput, UpdateBackendInput } from './backend-schema.js';
+import type { PageOf } from '../core/models.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
 import type { BackendKind, BackendState } from '../core/states.js';
 import { CAPABILITIES } from '../core/capabilities.js';
@@ -10,6 +11,7 @@ import type { DriverRegistry } from '../drivers/sdk/registry.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { backendJson, toBackend, type CapabilityOverrides } from '../store/backend-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
+import type { PageRequest } from '../store/keyset-page.js';
 import type { BackendRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import { assertNoOverlap, filesystemOf, shareOf, type BackendDir } from './backend-paths.js';
@@ -56,13 +58,20 @@ export class BackendService {
     return (await this.repos.backends.listAll(this.store.db)).length > 0;
   }
 
-  async list(): Promise<Backend[]> {
-    const [rows, usage] = await Promise.all([this.repos.backends.listAll(this.store.db), this.repos.backends.usage(this.store.db)]);
-    return rows.map((r) => toBackend(r, usage.get(r.id)));
+  /** One page of backends by name, each with its usage. */
+  async list(page: PageRequest): Promise<PageOf<Backend>> {
+    const { rows, nextCursor } = await this.repos.backends.page(this.store.db, page);
+    const usage = await this.repos.backends.usage(this.store.db, rows.map((r) => r.id));
+    return { items: rows.map((r) => toBackend(r, usage.get(r.id))), nextCursor };
   }
 
-  /** Validates, probes once, and records the backend (offline with the reason if the probe fails). */
-  async create(input: CreateBackendInput, actor: string): Promise<{ backend: Backend; operationId: string }> {
+  /**
+   * Validates, probes once, and records the backend (offline with the reason if the probe fails).
+   * With an Idempotency-Key whose backend.create already committed (the process died before it
+   * answered), answers that backend and operation instead of NAME_TAKEN: the idempotency layer has
+   * already checked that this is the same request.
+   */
+  async create(input: CreateBackendInput, actor: string, idempotencyKey?: string): Promise<{ backend: Backend; operationId: string }> {
     assertValidName(input.name, 'backend name');
     assertValidTags(input.tags ?? []);
     validateNumbers(input);
@@ -73,6 +82,8 @@ export class BackendService {
     const driverUri = this.registry.canonicalUri(input.driver);
     const options = input.options ?? {};
     const localDir = this.drivers.validate(driverUri, options).localDir;
+    const first = await this.createdBy(idempotencyKey);
+    if (first) return first;
     if (await this.repos.backends.findByName(this.store.db, input.name)) {
       throw new StowageError('NAME_TAKEN', `a backend named "${input.name}" already exists`, { name: input.name });
     }
@@ -106,10 +117,20 @@ export class BackendService {
         tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'backend', resourceId: id, resourceName: row.name, action: 'create',
         from: null, to: row.state, message: `backend ${row.name} registered (${row.driver_uri})${row.state_reason ? `: ${row.state_reason}` : ''}`,
       });
-      return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor }, { backendId: id, state: row.state });
+      return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor, idempotencyKey: idempotencyKey ?? null }, { backendId: id, state: row.state });
     });
     await this.engine.recorded('backend.create');
     if (localDir) await this.reprobeSharers(localDir, id); // their share of the filesystem just shrank
+    return { backend: await this.get(id), operationId: op.id };
+  }
+
+  /** What an earlier backend.create with this key answered, if its backend still exists (backends are journaled under the default tenant). */
+  private async createdBy(key: string | undefined): Promise<{ backend: Backend; operationId: string } | undefined> {
+    if (key === undefined) return undefined;
+    const op = await this.repos.operations.findByIdempotencyKey(this.store.db, DEFAULT_TENANT_ID, key);
+    if (op?.kind !== 'backend.create' || op.target_type !== 'backend') return undefined;
+    const id = idOf('backend', op.target_id);
+    if (!(await this.repos.backends.findById(this.store.db, id))) return undefined;
     return { backend: await this.get(id), operationId: op.id };
   }
 

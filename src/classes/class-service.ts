@@ -6,6 +6,8 @@ import { CAPABILITIES } from '../core/capabilities.js';
 import type { OperationEngine } from '../operations/engine.js';
 import type { PlacementPolicy } from '../placement/placement.js';
 import { nowIso, readJson, writeJson, isUniqueViolation } from '../store/json.js';
+import type { PageOf } from '../core/models.js';
+import type { PageRequest } from '../store/keyset-page.js';
 import type { ClassRow, ClassUpdate } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { CreateClassInput, StorageClass, UpdateClassInput } from './class-schema.js';
@@ -47,14 +49,22 @@ export class ClassService {
     return toStorageClass(row, await this.repos.classes.countVolumes(this.store.db, row.id));
   }
 
-  async list(): Promise<StorageClass[]> {
-    const rows = await this.repos.classes.listAll(this.store.db);
-    return Promise.all(rows.map(async (r) => toStorageClass(r, await this.repos.classes.countVolumes(this.store.db, r.id))));
+  /** One page of classes by name, each with how many volumes use it. */
+  async list(page: PageRequest): Promise<PageOf<StorageClass>> {
+    const { rows, nextCursor } = await this.repos.classes.page(this.store.db, page);
+    return { items: await Promise.all(rows.map(async (r) => toStorageClass(r, await this.repos.classes.countVolumes(this.store.db, r.id)))), nextCursor };
   }
 
-  async create(input: CreateClassInput, actor: string): Promise<StorageClass> {
+  /**
+   * Creates a class. With an Idempotency-Key whose class.create already committed (the process died
+   * before it answered), answers that class instead of NAME_TAKEN: the idempotency layer has already
+   * checked that this is the same request.
+   */
+  async create(input: CreateClassInput, actor: string, idempotencyKey?: string): Promise<StorageClass> {
     assertValidName(input.name, 'class name');
     validateConstraints(input);
+    const first = await this.createdBy(idempotencyKey);
+    if (first) return this.get(first);
     const id = newId('class');
     const at = nowIso();
     await this.store.transaction(async (trx) => {
@@ -73,7 +83,7 @@ export class ClassService {
         if (isUniqueViolation(err)) throw new StowageError('NAME_TAKEN', `a storage class named "${input.name}" already exists`, { name: input.name });
         throw err;
       }
-      await this.journal(trx, actor, id, input.name, 'create', `storage class ${input.name} created${input.default === true ? ' (default)' : ''}`, { ...input });
+      await this.journal(trx, actor, id, input.name, 'create', `storage class ${input.name} created${input.default === true ? ' (default)' : ''}`, { ...input }, idempotencyKey);
     });
     await this.engine.recorded('class.create');
     return this.get(id);
@@ -115,9 +125,18 @@ export class ClassService {
     await this.engine.recorded('class.delete');
   }
 
-  private async journal(trx: Executor, actor: string, id: string, name: string, action: 'create' | 'update' | 'delete', message: string, input: Record<string, unknown>): Promise<void> {
+  /** The id of the class an earlier class.create with this key created, if it still exists (classes are journaled under the default tenant). */
+  private async createdBy(key: string | undefined): Promise<string | undefined> {
+    if (key === undefined) return undefined;
+    const op = await this.repos.operations.findByIdempotencyKey(this.store.db, DEFAULT_TENANT_ID, key);
+    if (op?.kind !== 'class.create' || op.target_type !== 'class') return undefined;
+    return (await this.repos.classes.findById(this.store.db, op.target_id))?.id;
+  }
+
+  /** Only a create carries the request's key: the journal holds one operation per key, and that is the one a retry looks for. */
+  private async journal(trx: Executor, actor: string, id: string, name: string, action: 'create' | 'update' | 'delete', message: string, input: Record<string, unknown>, idempotencyKey?: string): Promise<void> {
     await this.repos.events.append(trx, { tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'class', resourceId: id, resourceName: name, action, message });
-    await this.engine.record(trx, { kind: `class.${action}`, tenantId: DEFAULT_TENANT_ID, targetType: 'class', targetId: id, input, actor }, { classId: id });
+    await this.engine.record(trx, { kind: `class.${action}`, tenantId: DEFAULT_TENANT_ID, targetType: 'class', targetId: id, input, actor, idempotencyKey: idempotencyKey ?? null }, { classId: id });
   }
 }
 

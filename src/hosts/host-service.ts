@@ -2,11 +2,13 @@ import { isIP } from 'node:net';
 import { StowageError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
 import type { CreateHostInput, Host, UpdateHostInput } from './host-schema.js';
+import type { PageOf } from '../core/models.js';
 import { assertValidInitiatorName, assertValidName } from '../core/names.js';
 import type { HostIdentity } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { toHost } from '../store/access-repository.js';
 import { isUniqueViolation, nowIso, readJson, writeJson } from '../store/json.js';
+import type { PageRequest } from '../store/keyset-page.js';
 import type { HostRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { Repositories } from '../store/repositories.js';
@@ -28,12 +30,21 @@ export class HostService {
     return toHost(await this.resolve(ref));
   }
 
-  async list(): Promise<Host[]> {
-    return (await this.repos.hosts.list(this.store.db)).map(toHost);
+  /** One page of hosts by name. */
+  async list(page: PageRequest): Promise<PageOf<Host>> {
+    const { rows, nextCursor } = await this.repos.hosts.page(this.store.db, page);
+    return { items: rows.map(toHost), nextCursor };
   }
 
-  async create(input: CreateHostInput, actor: string, tenantId: string): Promise<Host> {
+  /**
+   * Registers a host. With an Idempotency-Key whose host.create already committed (the process died
+   * before it answered), answers that host instead of NAME_TAKEN: the idempotency layer has already
+   * checked that this is the same request.
+   */
+  async create(input: CreateHostInput, actor: string, tenantId: string, idempotencyKey?: string): Promise<Host> {
     validateHost(input);
+    const first = await this.createdBy(tenantId, idempotencyKey);
+    if (first) return toHost(first);
     const at = nowIso();
     const row: HostRow = {
       id: newId('host'), tenant_id: tenantId, name: input.name, initiator_name: input.initiatorName ?? null,
@@ -48,10 +59,18 @@ export class HostService {
         throw err;
       }
       await this.repos.events.append(trx, { tenantId, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'create', from: null, to: row.state, message: `host ${row.name} registered` });
-      await this.engine.record(trx, { kind: 'host.create', tenantId, targetType: 'host', targetId: row.id, input: { ...input }, actor }, {});
+      await this.engine.record(trx, { kind: 'host.create', tenantId, targetType: 'host', targetId: row.id, input: { ...input }, actor, idempotencyKey: idempotencyKey ?? null }, {});
     });
     await this.engine.recorded('host.create');
     return toHost(row);
+  }
+
+  /** The host an earlier host.create with this key created (same tenant), if it still exists. */
+  private async createdBy(tenantId: string, key: string | undefined): Promise<HostRow | undefined> {
+    if (key === undefined) return undefined;
+    const op = await this.repos.operations.findByIdempotencyKey(this.store.db, tenantId, key);
+    if (op?.kind !== 'host.create' || op.target_type !== 'host') return undefined;
+    return this.repos.hosts.findById(this.store.db, op.target_id);
   }
 
   async update(ref: string, patch: UpdateHostInput, actor: string): Promise<Host> {

@@ -3,6 +3,7 @@ import { isId, newId } from '../core/ids.js';
 import type { Operation } from '../operations/operation-schema.js';
 import type { Snapshot } from './snapshot-schema.js';
 import type { Volume } from '../volumes/volume-schema.js';
+import type { PageOf } from '../core/models.js';
 import { assertValidName } from '../core/names.js';
 import type { DriverCache } from '../backends/driver-cache.js';
 import type { OperationEngine } from '../operations/engine.js';
@@ -12,6 +13,7 @@ import { claimOnBackend } from '../volumes/placement-view.js';
 import { isUniqueViolation, nowIso } from '../store/json.js';
 import { transition } from '../store/transition.js';
 import { toOperation } from '../store/operation-repository.js';
+import type { PageRequest } from '../store/keyset-page.js';
 import type { SnapshotRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { RequestContext, VolumeService } from '../volumes/volume-service.js';
@@ -35,12 +37,13 @@ export class SnapshotService {
     return toSnapshot(s, (await this.repos.volumes.findById(this.store.db, s.volume_id))?.name ?? null);
   }
 
-  async list(tenantId: string, volumeRef?: string): Promise<Snapshot[]> {
+  /** One page of a tenant's snapshots (of one volume if given), oldest first. */
+  async list(tenantId: string, volumeRef: string | undefined, page: PageRequest): Promise<PageOf<Snapshot>> {
     const volumeId = volumeRef ? (await this.volumes.resolve(volumeRef, tenantId)).id : undefined;
-    const rows = await this.repos.snapshots.list(this.store.db, tenantId, volumeId);
+    const { rows, nextCursor } = await this.repos.snapshots.page(this.store.db, tenantId, volumeId, page);
     const names = new Map<string, string>();
     for (const r of rows) if (!names.has(r.volume_id)) names.set(r.volume_id, (await this.repos.volumes.findById(this.store.db, r.volume_id))?.name ?? r.volume_id);
-    return rows.map((r) => toSnapshot(r, names.get(r.volume_id) ?? null));
+    return { items: rows.map((r) => toSnapshot(r, names.get(r.volume_id) ?? null)), nextCursor };
   }
 
   /** Takes a snapshot of an available volume on its own backend. */

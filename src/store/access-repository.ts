@@ -5,6 +5,7 @@ import type { VolumeId } from '../core/ids.js';
 import { readJson } from './json.js';
 import type { GrantRow, HostRow, SnapshotRow } from './schema.js';
 import type { Executor } from './store.js';
+import { keysetPage, type PageRequest, type RowPage } from './keyset-page.js';
 import { DESIRED_GRANT_STATES, LIVE_GRANT_STATES } from '../core/states.js';
 
 
@@ -24,6 +25,11 @@ export class HostRepository {
 
   async list(db: Executor): Promise<HostRow[]> {
     return db.selectFrom('hosts').selectAll().orderBy('name').execute();
+  }
+
+  /** One page of hosts by name. */
+  async page(db: Executor, page: PageRequest): Promise<RowPage<HostRow>> {
+    return keysetPage(db.selectFrom('hosts').selectAll(), 'name', page);
   }
 
   async update(db: Executor, id: string, patch: Partial<Omit<HostRow, 'id'>>): Promise<void> {
@@ -94,10 +100,11 @@ export class SnapshotRepository {
     return db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('name', '=', name).where('state', '<>', 'deleted').executeTakeFirst();
   }
 
-  async list(db: Executor, tenantId: string, volumeId?: VolumeId): Promise<SnapshotRow[]> {
+  /** One page of a tenant's snapshots (of one volume if given), oldest first. */
+  async page(db: Executor, tenantId: string, volumeId: VolumeId | undefined, page: PageRequest): Promise<RowPage<SnapshotRow>> {
     let q = db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('state', '<>', 'deleted');
     if (volumeId) q = q.where('volume_id', '=', volumeId);
-    return q.orderBy('created_at').execute();
+    return keysetPage(q, 'created_at', page);
   }
 
   async countLiveForVolume(db: Executor, volumeId: VolumeId): Promise<number> {

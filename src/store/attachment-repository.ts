@@ -3,6 +3,7 @@ import type { Migration } from '../attachments/migration-schema.js';
 import type { VolumeId } from '../core/ids.js';
 import type { AttachmentRow, MigrationRow } from './schema.js';
 import type { Executor } from './store.js';
+import { keysetPage, type PageRequest, type RowPage } from './keyset-page.js';
 import { LIVE_ATTACHMENT_STATES, OPEN_MIGRATION_STATES, WANTED_ATTACHMENT_STATES, type AttachmentState, type GrantState } from '../core/states.js';
 
 
@@ -42,12 +43,13 @@ export class AttachmentRepository {
     return db.selectFrom('attachments').selectAll().where('host_id', '=', hostId).where('instance', '=', instance).where('state', 'in', [...states]).execute();
   }
 
-  async list(db: Executor, tenantId: string, filter: { volumeId?: VolumeId; hostId?: string; includeGone?: boolean }): Promise<AttachmentRow[]> {
+  /** One page of a tenant's attachments (filtered), oldest first. */
+  async page(db: Executor, tenantId: string, filter: { volumeId?: VolumeId; hostId?: string; includeGone?: boolean }, page: PageRequest): Promise<RowPage<AttachmentRow>> {
     let q = db.selectFrom('attachments').selectAll().where('tenant_id', '=', tenantId);
     if (!filter.includeGone) q = q.where('state', '<>', 'gone');
     if (filter.volumeId) q = q.where('volume_id', '=', filter.volumeId);
     if (filter.hostId) q = q.where('host_id', '=', filter.hostId);
-    return q.orderBy('created_at').execute();
+    return keysetPage(q, 'created_at', page);
   }
 
   async update(db: Executor, id: string, patch: Partial<Omit<AttachmentRow, 'id'>>): Promise<void> {
@@ -79,8 +81,9 @@ export class AttachmentRepository {
       .where('state', 'in', [...OPEN_MIGRATION_STATES]).orderBy('created_at', 'desc').executeTakeFirst();
   }
 
-  async listMigrations(db: Executor, tenantId: string): Promise<MigrationRow[]> {
-    return db.selectFrom('migrations').selectAll().where('tenant_id', '=', tenantId).orderBy('created_at', 'desc').execute();
+  /** One page of a tenant's migrations, newest first. */
+  async pageMigrations(db: Executor, tenantId: string, page: PageRequest): Promise<RowPage<MigrationRow>> {
+    return keysetPage(db.selectFrom('migrations').selectAll().where('tenant_id', '=', tenantId), 'created_at', page, true);
   }
 
   async updateMigration(db: Executor, id: string, patch: Partial<Omit<MigrationRow, 'id'>>): Promise<void> {

@@ -7,6 +7,7 @@ import { readJson, writeJson } from './json.js';
 import type { BackendId } from '../core/ids.js';
 import type { BackendRow, BackendUpdate, NewBackendRow } from './schema.js';
 import type { Executor } from './store.js';
+import { keysetPage, type PageRequest, type RowPage } from './keyset-page.js';
 
 /** Per-backend usage the capacity model needs besides the row itself. */
 export interface BackendUsage {
@@ -37,6 +38,11 @@ export class BackendRepository {
 
   async listAll(db: Executor): Promise<BackendRow[]> {
     return db.selectFrom('backends').selectAll().orderBy('name').execute();
+  }
+
+  /** One page of backends by name. */
+  async page(db: Executor, page: PageRequest): Promise<RowPage<BackendRow>> {
+    return keysetPage(db.selectFrom('backends').selectAll(), 'name', page);
   }
 
   async update(db: Executor, id: BackendId, patch: BackendUpdate): Promise<void> {

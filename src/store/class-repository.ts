@@ -1,5 +1,6 @@
 import type { ClassRow, ClassUpdate, NewClassRow } from './schema.js';
 import type { Executor } from './store.js';
+import { keysetPage, type PageRequest, type RowPage } from './keyset-page.js';
 
 /** Storage classes. */
 export class ClassRepository {
@@ -22,6 +23,11 @@ export class ClassRepository {
 
   async listAll(db: Executor): Promise<ClassRow[]> {
     return db.selectFrom('classes').selectAll().orderBy('name').execute();
+  }
+
+  /** One page of classes by name. */
+  async page(db: Executor, page: PageRequest): Promise<RowPage<ClassRow>> {
+    return keysetPage(db.selectFrom('classes').selectAll(), 'name', page);
   }
 
   async update(db: Executor, id: string, patch: ClassUpdate): Promise<void> {

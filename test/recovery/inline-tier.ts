@@ -34,6 +34,11 @@ interface InlineScenario {
   request(name: string, scratchDir: string): { method: string; path: string; body?: unknown; status: number };
   /** Whether the request's change is in the store. */
   applied(db: Kysely<Database>, name: string): Promise<boolean>;
+  /** Creates only: the id of the resource named `name` in the store, and the id its answer names. */
+  created?: {
+    stored(db: Kysely<Database>, name: string): Promise<string | undefined>;
+    answered(body: unknown): unknown;
+  };
 }
 
 const backendRow = (db: Kysely<Database>, name: string) => db.selectFrom('backends').selectAll().where('name', '=', name).executeTakeFirst();
@@ -62,6 +67,7 @@ const SCENARIOS: readonly InlineScenario[] = [
     kind: 'backend.create', resourceType: 'backend', action: 'create', prepare: none,
     request: (name, scratch) => ({ method: 'POST', path: '/v1/backends', body: { name, driver: `dir://${backendDir(scratch, name)}` }, status: 201 }),
     applied: async (db, name) => (await backendRow(db, name)) !== undefined,
+    created: { stored: async (db, name) => (await backendRow(db, name))?.id, answered: (b) => (b as { backend?: { id?: unknown } }).backend?.id },
   },
   {
     kind: 'backend.update', resourceType: 'backend', action: 'update', prepare: makeBackend,
@@ -88,6 +94,7 @@ const SCENARIOS: readonly InlineScenario[] = [
     kind: 'host.create', resourceType: 'host', action: 'create', prepare: none,
     request: (name) => ({ method: 'POST', path: '/v1/hosts', body: { name }, status: 201 }),
     applied: async (db, name) => (await hostRow(db, name)) !== undefined,
+    created: { stored: async (db, name) => (await hostRow(db, name))?.id, answered: (b) => (b as { id?: unknown }).id },
   },
   {
     kind: 'host.update', resourceType: 'host', action: 'update', prepare: makeHost,
@@ -110,6 +117,7 @@ const SCENARIOS: readonly InlineScenario[] = [
     kind: 'class.create', resourceType: 'class', action: 'create', prepare: none,
     request: (name) => ({ method: 'POST', path: '/v1/classes', body: { name }, status: 201 }),
     applied: async (db, name) => (await classRow(db, name)) !== undefined,
+    created: { stored: async (db, name) => (await classRow(db, name))?.id, answered: (b) => (b as { id?: unknown }).id },
   },
   {
     kind: 'class.update', resourceType: 'class', action: 'update',
@@ -137,7 +145,9 @@ export function inlineCells(): InlineCell[] {
  * Runs inline cells one server at a time: a paused `:before` cell holds its transaction open (on
  * SQLite, the write lock), so no two cells share a killed process. Each cell: prepare on the clean
  * server, stop it, start one with the cell's failpoint paused, send the request, kill -9 once it
- * sits there, restart clean and read the store.
+ * sits there, restart clean and read the store. The request carries an Idempotency-Key, and the
+ * client's retry after the restart sends the same key (the retry waits for the dead process's claim
+ * on it to expire, then takes it over).
  */
 export class InlineRun {
   private readonly root = makeTempDir('stowage-inline-');
@@ -186,8 +196,9 @@ export class InlineRun {
     rmSync(failpointsReachedPath(this.dataDir), { force: true });
     const doomed = await this.start(`${cell.failpoint}=pause`);
     const req = scenario.request(name, this.scratchDir);
+    const send = (api: ApiClient) => api.request(req.method, req.path, { headers: { 'idempotency-key': `key-${name}` }, ...(req.body !== undefined ? { body: req.body } : {}) });
     // Never answers: the server is killed while the request sits at the failpoint.
-    const pending = clientFor(doomed).request(req.method, req.path, { ...(req.body !== undefined ? { body: req.body } : {}) }).catch(() => undefined);
+    const pending = send(clientFor(doomed)).catch(() => undefined);
     await pollUntil(`${name} at ${cell.failpoint}`, () => Promise.resolve(reachedFailpoints(this.dataDir).includes(cell.failpoint) ? true : undefined), 60_000);
     expect(doomed.hasExited(), doomed.output()).toBe(false);
     expect((await doomed.kill9()).signal).toBe('SIGKILL');
@@ -206,13 +217,32 @@ export class InlineRun {
     });
     if (cell.position === 'before') {
       // The client never got an answer, so it sends the request again: it now completes, once.
-      const res = await clientFor(clean).request(req.method, req.path, { ...(req.body !== undefined ? { body: req.body } : {}) });
+      const res = await send(clientFor(clean));
       expect(res.status, `${name}: the retry after the restart: ${res.text}`).toBe(req.status);
       await this.withStore(async (db) => {
         const done = await this.journalOf(db, scenario, name);
         expect(await scenario.applied(db, name), `${name}: applied by the retry`).toBe(true);
         expect(done.operations - before.operations, `${name}: the retry journals one operation`).toBe(1);
         expect(done.events - before.events, `${name}: the retry tells one event`).toBe(1);
+      });
+    } else if (scenario.created) {
+      // The create committed but its answer was lost: the retry with the same key gets the first
+      // answer (the resource it created, its status), not NAME_TAKEN, and changes nothing more.
+      const { created } = scenario;
+      const first = await this.withStore(async (db) => {
+        const id = await created.stored(db, name);
+        const op = await db.selectFrom('operations').select(['id', 'target_id']).where('kind', '=', cell.kind).where('idempotency_key', '=', `key-${name}`).executeTakeFirst();
+        expect(op?.target_id, `${name}: the ${cell.kind} operation carries the request's key`).toBe(id);
+        return { id, operationId: op?.id };
+      });
+      const res = await send(clientFor(clean));
+      expect(res.status, `${name}: the retry with the same key: ${res.text}`).toBe(req.status);
+      expect(created.answered(res.body), `${name}: the retry answers the resource the first request created`).toBe(first.id);
+      if (cell.kind === 'backend.create') expect((res.body as { operation?: { id?: unknown } }).operation?.id, `${name}: and its operation`).toBe(first.operationId);
+      await this.withStore(async (db) => {
+        const done = await this.journalOf(db, scenario, name);
+        expect(done.operations - before.operations, `${name}: the retry journals nothing more`).toBe(1);
+        expect(done.events - before.events, `${name}: the retry tells no more events`).toBe(1);
       });
     }
   }

@@ -9,7 +9,6 @@ import { MigrationBody, MigrationSchema, MigrationWithOperation } from '../../at
 import { compact, nonEmpty } from '../../core/compact.js';
 import { Page, PlainListQuery } from '../../core/models.js';
 import { OperationList, OperationSchema, type Operation } from '../../operations/operation-schema.js';
-import { NEWEST_FIRST, OLDEST_FIRST, pageOf } from '../pagination.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { IdParams, RefParams, WaitQuery, type WaitQueryT } from '../schemas.js';
@@ -54,7 +53,7 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.get('/attachments', {
       schema: { tags: ['attachments'], summary: 'List attachments (oldest first; paginated)', querystring: AttachmentListQuery, response: { 200: Page(AttachmentSchema), ...errorResponses() } },
-    }, async (req) => pageOf(await deps.attachments.list(req.principal.tenantId, compact({ volume: nonEmpty(req.query.volume), host: nonEmpty(req.query.host), all: req.query.all })), req.query, OLDEST_FIRST));
+    }, async (req) => deps.attachments.list(req.principal.tenantId, compact({ volume: nonEmpty(req.query.volume), host: nonEmpty(req.query.host), all: req.query.all }), req.query));
 
     app.get('/attachments/:id', { schema: { tags: ['attachments'], summary: 'Show an attachment', params: IdParams, response: { 200: AttachmentSchema, ...errorResponses('ATTACHMENT_NOT_FOUND') } } }, async (req) => deps.attachments.present(await deps.attachments.resolve(req.params.id, req.principal.tenantId)));
 
@@ -102,7 +101,7 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);
       return reply.status(finished ? 200 : 202).send({ migration: await deps.migrations.get(s.migration.id, req.principal.tenantId), operation: op });
     });
-    app.get('/migrations', { schema: { tags: ['migrations'], summary: 'List migrations (newest first; paginated)', querystring: PlainListQuery, response: { 200: Page(MigrationSchema), ...errorResponses() } } }, async (req) => pageOf(await deps.migrations.list(req.principal.tenantId), req.query, NEWEST_FIRST));
+    app.get('/migrations', { schema: { tags: ['migrations'], summary: 'List migrations (newest first; paginated)', querystring: PlainListQuery, response: { 200: Page(MigrationSchema), ...errorResponses() } } }, async (req) => deps.migrations.list(req.principal.tenantId, req.query));
     app.post('/migrations/find', { schema: { tags: ['migrations'], summary: 'The open migration of an instance between two hosts', body: MigrationBody, response: { 200: MigrationSchema, ...errorResponses('NOT_FOUND') } } }, async (req) => deps.migrations.get(await deps.migrations.findOpen(req.body.instance, req.body.from, req.body.to, req.principal.tenantId), req.principal.tenantId));
     for (const verb of ['complete', 'abort'] as const) {
       app.post(`/migrations/:id/${verb}`, {

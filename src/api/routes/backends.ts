@@ -3,7 +3,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { BackendSchema, BackendWithOperation, CreateBackendBody, UpdateBackendBody } from '../../backends/backend-schema.js';
 import { Page, PlainListQuery } from '../../core/models.js';
-import { BY_NAME, pageOf } from '../pagination.js';
 import { BackendActivitySchema } from '../../reconcile/backend-activity.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
@@ -21,14 +20,14 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
         response: { 201: BackendWithOperation, ...errorResponses('INVALID_NAME', 'INVALID_DRIVER_URI', 'UNKNOWN_DRIVER', 'NAME_TAKEN') },
       },
     }, async (req, reply) => {
-      const { backend, operationId } = await deps.backends.create(req.body, req.principal.actor);
+      const { backend, operationId } = await deps.backends.create(req.body, req.principal.actor, req.idempotencyClaim?.key);
       const operation = await deps.engine.waitFor(operationId, 0);
       return reply.status(201).send({ backend, operation });
     });
 
     app.get('/backends', {
       schema: { tags, summary: 'List backends with state and capacity (by name; paginated)', querystring: PlainListQuery, response: { 200: Page(BackendSchema), ...errorResponses() } },
-    }, async (req) => pageOf(await deps.backends.list(), req.query, BY_NAME));
+    }, async (req) => deps.backends.list(req.query));
 
     app.get('/backends/:ref', {
       schema: {

@@ -4,7 +4,6 @@ import { Type } from '@sinclair/typebox';
 import { CreateClassBody, StorageClassSchema, UpdateClassBody } from '../../classes/class-schema.js';
 import { Page, PlainListQuery } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
-import { BY_NAME, pageOf } from '../pagination.js';
 import { errorResponses } from '../errors.js';
 import { RefParams } from '../schemas.js';
 
@@ -20,11 +19,11 @@ export function classRoutes(deps: AppDeps): FastifyPluginAsync {
         tags, summary: 'Create a storage class: required/forbidden tags, required capabilities, zone, kind and placement policy',
         body: CreateClassBody, response: { 201: StorageClassSchema, ...errorResponses('INVALID_NAME', 'NAME_TAKEN', 'VALIDATION_FAILED') },
       },
-    }, async (req, reply) => reply.status(201).send(await classes.create(req.body, req.principal.actor)));
+    }, async (req, reply) => reply.status(201).send(await classes.create(req.body, req.principal.actor, req.idempotencyClaim?.key)));
 
     app.get('/classes', {
       schema: { tags, summary: 'List storage classes (by name; paginated)', querystring: PlainListQuery, response: { 200: Page(StorageClassSchema), ...errorResponses() } },
-    }, async (req) => pageOf(await classes.list(), req.query, BY_NAME));
+    }, async (req) => classes.list(req.query));
 
     app.get('/classes/:ref', {
       schema: { tags, summary: 'Show one storage class', params: RefParams, response: { 200: StorageClassSchema, ...errorResponses('CLASS_NOT_FOUND') } },

@@ -3,7 +3,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Page } from '../../core/models.js';
 import { CreateSnapshotBody, RevertVolumeBody, SnapshotListQuery, SnapshotSchema, SnapshotWithOperation } from '../../snapshots/snapshot-schema.js';
 import { VolumeWithOperation } from '../../volumes/volume-schema.js';
-import { OLDEST_FIRST, pageOf } from '../pagination.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { RefParams, WaitQuery } from '../schemas.js';
@@ -22,7 +21,7 @@ export function snapshotRoutes(deps: AppDeps): FastifyPluginAsync {
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);
       return reply.status(finished ? 200 : 202).send({ snapshot: finished ? await deps.snapshots.get(s.snapshot.id, req.principal.tenantId) : s.snapshot, operation: op });
     });
-    app.get('/snapshots', { schema: { tags, summary: 'List snapshots (oldest first; paginated)', querystring: SnapshotListQuery, response: { 200: Page(SnapshotSchema), ...errorResponses('VOLUME_NOT_FOUND') } } }, async (req) => pageOf(await deps.snapshots.list(req.principal.tenantId, req.query.volume), req.query, OLDEST_FIRST));
+    app.get('/snapshots', { schema: { tags, summary: 'List snapshots (oldest first; paginated)', querystring: SnapshotListQuery, response: { 200: Page(SnapshotSchema), ...errorResponses('VOLUME_NOT_FOUND') } } }, async (req) => deps.snapshots.list(req.principal.tenantId, req.query.volume, req.query));
     app.get('/snapshots/:ref', { schema: { tags, summary: 'Show a snapshot', params: RefParams, response: { 200: SnapshotSchema, ...errorResponses('SNAPSHOT_NOT_FOUND') } } }, async (req) => deps.snapshots.get(req.params.ref, req.principal.tenantId));
     app.delete('/snapshots/:ref', { schema: { tags, summary: 'Delete a snapshot', params: RefParams, querystring: WaitQuery, response: { 200: SnapshotWithOperation, 202: SnapshotWithOperation, ...errorResponses('SNAPSHOT_NOT_FOUND', 'INVALID_STATE') } } }, async (req, reply) => {
       const s = await deps.snapshots.delete(req.params.ref, ctxOf(req.principal));
