@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, Operation, StowageEvent, Volume } from '../../src/core/models.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
-import { pollUntil, startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { pollUntil } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 import { expectError, snapshotWorld } from './api-kit.js';
 
 const MiB = 1024 ** 2;
@@ -12,11 +13,11 @@ interface Submitted { volume: Volume; operation: Operation }
 interface Page<T> { items: T[]; nextCursor: string | null }
 
 describe('volume and backend lifecycle over HTTP', () => {
-  let s: InProcessServer;
+  let s: InjectServer;
   let localDir: string;
 
   beforeAll(async () => {
-    s = await startInProcessServer();
+    s = await startInjectServer();
     localDir = join(s.dataDir, 'volumes');
   });
   afterAll(async () => {
@@ -152,10 +153,10 @@ describe('volume and backend lifecycle over HTTP', () => {
 
 // Client retries racing each other: on PostgreSQL the requests really run in parallel (a pool).
 describe.each(['sqlite', 'postgres'] as const)('Idempotency-Key under concurrent retries on %s', (dialect) => {
-  let srv: InProcessServer;
+  let srv: InjectServer;
 
   beforeAll(async () => {
-    srv = await startInProcessServer(dialect === 'postgres' ? { databaseUrl: await freshPostgresUrl('api') } : {});
+    srv = await startInjectServer(dialect === 'postgres' ? { databaseUrl: await freshPostgresUrl('api') } : {});
   });
   afterAll(async () => {
     await srv.close();
