@@ -8,13 +8,15 @@ import { BackendService } from '../../src/backends/backend-service.js';
 import { DriverCache } from '../../src/backends/driver-cache.js';
 import { ClassService } from '../../src/classes/class-service.js';
 import type { Config } from '../../src/config/config.js';
+import { btrfsDriverFactory } from '../../src/drivers/btrfs/btrfs-driver.js';
+import { dirDriverFactory } from '../../src/drivers/dir/dir-driver.js';
 import { DriverRegistry } from '../../src/drivers/sdk/registry.js';
+import { tgtDriverFactory } from '../../src/drivers/tgt/tgt-driver.js';
 import { HostService } from '../../src/hosts/host-service.js';
 import { operationHandlers } from '../../src/operation-handlers.js';
 import { OperationEngine } from '../../src/operations/engine.js';
 import { Failpoints } from '../../src/operations/failpoints.js';
 import { BackendActivity } from '../../src/reconcile/backend-activity.js';
-import { DRIVER_FACTORIES } from '../../src/server.js';
 import { SnapshotService } from '../../src/snapshots/snapshot-service.js';
 import { createRepositories, type Repositories } from '../../src/store/repositories.js';
 import type { Store } from '../../src/store/store.js';
@@ -47,7 +49,8 @@ export interface ControlPlane {
 export function composeControlPlane(config: Config, store: Store, logger: Logger): ControlPlane {
   const repos = createRepositories();
   const failpoints = config.failpoints ? new Failpoints(config.failpoints, join(config.dataDir, 'failpoints.reached')) : Failpoints.none();
-  const registry = new DriverRegistry(DRIVER_FACTORIES);
+  // The list of src/server.ts's DRIVER_FACTORIES, not imported from there: that would load Fastify and every route.
+  const registry = new DriverRegistry([dirDriverFactory, btrfsDriverFactory, tgtDriverFactory]);
   const runner = new SpawnCommandRunner();
   const drivers = new DriverCache(registry, { runner, dataDir: config.dataDir });
   const engine = new OperationEngine(store, logger, failpoints, {

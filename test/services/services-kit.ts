@@ -1,4 +1,5 @@
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { pino } from 'pino';
@@ -10,7 +11,6 @@ import type { Backend, Operation } from '../../src/core/models.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import type { CreateBackendInput } from '../../src/backends/backend-service.js';
 import type { RequestContext } from '../../src/volumes/volume-service.js';
-import { makeTempDir, removeTempDir } from '../helpers/server.js';
 import { composeControlPlane, type ControlPlane } from './compose-stand-in.js';
 
 /** 1 MiB. */
@@ -33,6 +33,8 @@ export interface ServiceWorld {
   addDirBackend(name: string, extra?: Partial<CreateBackendInput>): Promise<{ backend: Backend; dir: string }>;
   /** Runs the engine's workers until `op` has finished (succeeded or failed) and returns it. */
   finish(op: Pick<Operation, 'id'>): Promise<Operation>;
+  /** Stops the workers (after what they are running) until the next `finish`: what is submitted meanwhile stays queued. */
+  holdWorkers(): Promise<void>;
   /** Every row of every table of the store, plus every file under the scratch dir (with its size): what a refused input must leave as it was. */
   world(): Promise<Record<string, unknown[]>>;
   close(): Promise<void>;
@@ -40,8 +42,9 @@ export interface ServiceWorld {
 
 /** Opens a world; `overrides` tune the config (defaults: silent, a 20 ms poll, 20 ms retries). */
 export async function openServiceWorld(overrides: Partial<Config> = {}): Promise<ServiceWorld> {
-  const dataDir = makeTempDir('stowage-svc-');
-  const scratchDir = makeTempDir('stowage-svc-backends-');
+  // Not helpers/server.ts's makeTempDir: importing it would load startServer, Fastify and every route.
+  const dataDir = mkdtempSync(join(tmpdir(), `stowage-svc-${String(process.pid)}-`));
+  const scratchDir = mkdtempSync(join(tmpdir(), `stowage-svc-backends-${String(process.pid)}-`));
   const config = loadConfig(undefined, {}, { dataDir, logLevel: 'silent', operationPollMs: 20, retryBaseMs: 20, ...overrides });
   const store = await openStore(config.databaseUrl);
   const cp = composeControlPlane(config, store, pino({ level: 'silent' }));
@@ -68,6 +71,10 @@ export async function openServiceWorld(overrides: Partial<Config> = {}): Promise
       if (done.state !== 'succeeded' && done.state !== 'failed') throw new Error(`operation ${op.id} still ${done.state} after 60 s`);
       return done;
     },
+    holdWorkers: async () => {
+      await cp.engine.stop();
+      started = false;
+    },
     world: async () => {
       const tables = await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`.execute(store.db);
       const out: Record<string, unknown[]> = {};
@@ -83,8 +90,8 @@ export async function openServiceWorld(overrides: Partial<Config> = {}): Promise
       await cp.engine.stop();
       await cp.drivers.closeAll();
       await store.close();
-      removeTempDir(dataDir);
-      removeTempDir(scratchDir);
+      rmSync(dataDir, { recursive: true, force: true });
+      rmSync(scratchDir, { recursive: true, force: true });
     },
   };
 }
