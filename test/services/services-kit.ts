@@ -128,3 +128,17 @@ export async function expectRefusedChangingNothing(w: ServiceWorld, cases: reado
     expect(await w.world(), `a refused call (${code}) changed something`).toEqual(before);
   }
 }
+
+/**
+ * Calls `probe` until it returns something other than undefined (as helpers/server.ts's pollUntil,
+ * which is not imported here: that module loads startServer, Fastify and every route).
+ */
+export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${String(timeoutMs)} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
