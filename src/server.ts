@@ -1,44 +1,20 @@
-import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { buildApp } from './api/app.js';
-import { BackendService } from './backends/backend-service.js';
-import { DriverCache } from './backends/driver-cache.js';
+import type { BackendService } from './backends/backend-service.js';
+import { composeControlPlane, type ControlPlane } from './compose.js';
 import type { Config } from './config/config.js';
-import { DEFAULT_TENANT_ID, newId } from './core/ids.js';
-import { btrfsDriverFactory } from './drivers/btrfs/btrfs-driver.js';
-import { dirDriverFactory } from './drivers/dir/dir-driver.js';
-import { tgtDriverFactory } from './drivers/tgt/tgt-driver.js';
-import { DriverRegistry } from './drivers/sdk/registry.js';
-import type { DriverFactory } from './drivers/sdk/types.js';
-import { OperationEngine } from './operations/engine.js';
-import { operationHandlers } from './operation-handlers.js';
-import { Failpoints } from './operations/failpoints.js';
-import { ClaimSweeper } from './reconcile/claim-sweeper.js';
-import { StaleStateSweeper } from './reconcile/stale-state-sweeper.js';
-import { BackendRepository } from './store/backend-repository.js';
-import { TenantRepository } from './store/tenant-repository.js';
+import type { OperationEngine } from './operations/engine.js';
+import type { DriverCache } from './backends/driver-cache.js';
 import { openStore, type Store } from './store/store.js';
-import { SpawnCommandRunner } from './system/command-runner.js';
 import { ensurePrivateDir } from './system/private-files.js';
-import { VolumeService } from './volumes/volume-service.js';
-import { AccessService } from './access/access-service.js';
-import { HostService } from './hosts/host-service.js';
-import { ExportReconciler } from './reconcile/export-reconciler.js';
-import { SnapshotService } from './snapshots/snapshot-service.js';
-import { SecretBox } from './system/secret-box.js';
-import { AttachmentService } from './attachments/attachment-service.js';
-import { FencingService } from './attachments/fencing.js';
-import { MigrationService } from './attachments/migration-service.js';
-import { HostMonitor } from './reconcile/host-monitor.js';
 import { backgroundLoops } from './reconcile/background-loops.js';
 import { settlesWithin, type BackgroundLoop } from './system/background-loop.js';
-import { BackendActivity } from './reconcile/backend-activity.js';
 
-/** Every driver this build knows, by URI scheme. */
-export const DRIVER_FACTORIES: readonly DriverFactory[] = [dirDriverFactory, btrfsDriverFactory, tgtDriverFactory];
+/** Every driver this build knows, by URI scheme (defined with the composition root). */
+export { DRIVER_FACTORIES } from './compose.js';
 
 /** The package version, for /healthz and OpenAPI. */
 export function packageVersion(): string {
@@ -62,37 +38,15 @@ export interface RunningServer {
 export async function startServer(config: Config, logger: Logger = pino({ level: config.logLevel })): Promise<RunningServer> {
   ensurePrivateDir(config.dataDir);
   const store = await openStore(config.databaseUrl);
-  const failpoints = config.failpoints ? new Failpoints(config.failpoints, join(config.dataDir, 'failpoints.reached')) : Failpoints.none();
-  const registry = new DriverRegistry(DRIVER_FACTORIES);
-  const runner = new SpawnCommandRunner();
-  const drivers = new DriverCache(registry, { runner, dataDir: config.dataDir });
-  const engine = new OperationEngine(store, logger, failpoints, {
-    leaseMs: config.operationLeaseMs, pollMs: config.operationPollMs, concurrency: config.operationConcurrency,
-    stepAttempts: config.stepAttempts, retryBaseMs: config.retryBaseMs,
-  });
-  const secrets = SecretBox.fromKeyFile(config.secretKeyFile);
-  const activity = new BackendActivity();
-  const backends = new BackendService(store, registry, drivers, engine, logger, activity);
-  const volumes = new VolumeService(store, engine);
-  const hosts = new HostService(store, engine);
-  const access = new AccessService(store, engine, volumes, hosts, secrets);
-  const snapshots = new SnapshotService(store, engine, volumes, drivers);
-  const exports = new ExportReconciler(store, drivers, secrets, logger, config.reconcileDriverTimeoutMs, activity);
-  const timings = { connectTimeoutMs: config.connectTimeoutMs, disconnectTimeoutMs: config.disconnectTimeoutMs, hostDownAfterMs: config.hostDownAfterMs };
-  const attachments = new AttachmentService(store, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
-  const fencing = new FencingService(store, engine, hosts, attachments);
-  const migrations = new MigrationService(store, engine, hosts, attachments);
-  for (const h of operationHandlers({ store, drivers, secrets, runner, placementAttempts: config.placementAttempts, timings, migrations: () => migrations })) engine.register(h);
-  const hostMonitor = new HostMonitor(store, config.hostDownAfterMs, logger);
-  const sweeper = new StaleStateSweeper(store, logger);
+  const plane = await composeControlPlane(config, store, logger);
+  const { engine, drivers, backends } = plane;
 
-  await bootstrap(store, config, backends, logger);
-  const app = await buildApp({ store, engine, backends, volumes, hosts, access, snapshots, attachments, fencing, migrations, logger, bodyLimitBytes: config.bodyLimitBytes, version: packageVersion() });
+  await bootstrap(plane);
+  const app = await buildApp({ ...plane, idempotencyKeys: plane.repos.idempotency, bodyLimitBytes: config.bodyLimitBytes, version: packageVersion() });
   const address = await app.listen({ host: config.host, port: config.port });
-  await sweeper.sweep();
+  await plane.staleStates.sweep();
   engine.start();
-  const claimSweeper = new ClaimSweeper(store, logger);
-  const loops = backgroundLoops({ backends, exports, staleStates: sweeper, claims: claimSweeper, hostMonitor }, config, failpoints, logger);
+  const loops = backgroundLoops({ backends, exports: plane.exports, staleStates: plane.staleStates, claims: plane.claimSweeper, hostMonitor: plane.hostMonitor }, config, plane.failpoints, logger);
   for (const l of loops) l.start();
   logger.info({ url: address, store: store.dialect, dataDir: config.dataDir }, 'stowage is serving');
 
@@ -139,23 +93,27 @@ async function drainAndClose(r: Running, drainMs: number, logger: Logger): Promi
   logger.info({ awaited: passes.filter((p) => p.wasRunning).map((p) => p.name) }, 'stopped; the store is closed');
 }
 
-async function bootstrap(store: Store, config: Config, backends: BackendService, logger: Logger): Promise<void> {
-  const tenants = new TenantRepository();
-  await tenants.ensureDefaultTenant(store.db);
-  if ((await tenants.countTokens(store.db)) === 0) {
-    const token = `stw_${randomBytes(24).toString('base64url')}`;
-    await tenants.insertToken(store.db, { id: newId('token'), tenantId: DEFAULT_TENANT_ID, name: 'admin', token, role: 'admin' });
+/** First start only: the default tenant, the admin token (printed once) and the `local` backend. */
+async function bootstrap(plane: ControlPlane): Promise<void> {
+  const { config, backends, logger } = plane;
+  await plane.tenants.ensureDefaultTenant();
+  const token = await plane.tenants.issueFirstAdminToken();
+  if (token !== null) {
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
     writeCliConfig(config.cliConfigPath, { url, token });
     // Printed once, on purpose: this is the only time the token exists outside its hash.
     process.stdout.write(`\nAdmin API token (shown once; also written to ${config.cliConfigPath}):\n  ${token}\n\n`);
   }
-  if (config.defaultBackend && (await new BackendRepository().listAll(store.db)).length === 0) {
-    const dir = join(config.dataDir, 'volumes');
-    ensurePrivateDir(dir);
-    const { backend } = await backends.create({ name: 'local', driver: `dir://${dir}` }, 'system');
-    logger.info({ backend: backend.name, state: backend.state }, 'created the default local backend');
+  if (config.defaultBackend && !(await backends.any())) {
+    await createLocalBackend(backends, config, logger);
   }
+}
+
+async function createLocalBackend(backends: BackendService, config: Config, logger: ControlPlane['logger']): Promise<void> {
+  const dir = join(config.dataDir, 'volumes');
+  ensurePrivateDir(dir);
+  const { backend } = await backends.create({ name: 'local', driver: `dir://${dir}` }, 'system');
+  logger.info({ backend: backend.name, state: backend.state }, 'created the default local backend');
 }
 
 /** Writes the CLI's config (API URL and token) readable only by this user. */

@@ -13,6 +13,11 @@ import type { AttachmentService } from '../attachments/attachment-service.js';
 import type { FencingService } from '../attachments/fencing.js';
 import type { MigrationService } from '../attachments/migration-service.js';
 import type { SnapshotService } from '../snapshots/snapshot-service.js';
+import type { ClassService } from '../classes/class-service.js';
+import type { EventService } from '../events/event-service.js';
+import type { OperationService } from '../operations/operation-service.js';
+import type { IdempotencyRepository } from '../store/idempotency-repository.js';
+import type { TenantService } from '../tenants/tenant-service.js';
 import { Authenticator } from './auth.js';
 import { errorHandler } from './errors.js';
 import { registerIdempotency } from './idempotency.js';
@@ -27,18 +32,24 @@ import { eventRoutes } from './routes/events.js';
 import { operationRoutes } from './routes/operations.js';
 import { volumeRoutes } from './routes/volumes.js';
 
-/** Everything the API needs; main.ts builds it, and tests build the same thing. */
+/** Everything the API needs: `startServer` passes the composed ControlPlane (src/compose.ts), and tests pass the same. */
 export interface AppDeps {
   readonly store: Store;
   readonly engine: OperationEngine;
   readonly backends: BackendService;
   readonly volumes: VolumeService;
+  readonly classes: ClassService;
   readonly hosts: HostService;
   readonly access: AccessService;
   readonly snapshots: SnapshotService;
   readonly attachments: AttachmentService;
   readonly fencing: FencingService;
   readonly migrations: MigrationService;
+  readonly operations: OperationService;
+  readonly events: EventService;
+  readonly tenants: TenantService;
+  /** The keys behind `Idempotency-Key`, an HTTP concern with no service of its own. */
+  readonly idempotencyKeys: IdempotencyRepository;
   readonly logger: Logger;
   readonly bodyLimitBytes: number;
   readonly version: string;
@@ -83,12 +94,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true, version: deps.version }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const auth = new Authenticator(deps.store);
+  const auth = new Authenticator(deps.tenants);
   await app.register(async (v1) => {
     v1.addHook('onRequest', async (req) => {
       req.principal = await auth.authenticate(req);
     });
-    registerIdempotency(v1, deps.store);
+    registerIdempotency(v1, deps.store, deps.idempotencyKeys);
     await v1.register(backendRoutes(deps));
     await v1.register(volumeRoutes(deps));
     await v1.register(classRoutes(deps));

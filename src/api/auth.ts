@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { StowageError } from '../core/errors.js';
-import { TenantRepository, hashToken } from '../store/tenant-repository.js';
-import type { Store } from '../store/store.js';
+import { hashToken } from '../store/tenant-repository.js';
+import type { TenantService } from '../tenants/tenant-service.js';
 
 /** Who made a request: the token's name (the actor in events), tenant and role. */
 export interface Principal {
@@ -18,10 +18,9 @@ declare module 'fastify' {
 
 /** Checks bearer tokens against their stored hashes (cached per hash for a minute). */
 export class Authenticator {
-  private readonly repo = new TenantRepository();
   private readonly cache = new Map<string, { p: Principal; until: number }>();
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly tenants: TenantService) {}
 
   async authenticate(req: FastifyRequest): Promise<Principal> {
     const header = req.headers.authorization;
@@ -32,9 +31,9 @@ export class Authenticator {
     const h = hashToken(m[1]);
     const hit = this.cache.get(h);
     if (hit && hit.until > Date.now()) return hit.p;
-    const row = await this.repo.findTokenByHash(this.store.db, h);
-    if (!row) throw new StowageError('UNAUTHORIZED', 'invalid API token', {});
-    const p: Principal = { actor: row.name, tenantId: row.tenant_id, role: row.role };
+    const holder = await this.tenants.holderOf(h);
+    if (!holder) throw new StowageError('UNAUTHORIZED', 'invalid API token', {});
+    const p: Principal = { actor: holder.actor, tenantId: holder.tenantId, role: holder.role };
     this.cache.set(h, { p, until: Date.now() + 60_000 });
     return p;
   }

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import { Type } from '@sinclair/typebox';
 import { StowageError } from '../core/errors.js';
 import { ErrorBodySchema } from '../core/models.js';
-import { IdempotencyRepository } from '../store/idempotency-repository.js';
+import type { IdempotencyRepository } from '../store/idempotency-repository.js';
 import { nowIso } from '../store/json.js';
 import type { Store } from '../store/store.js';
 
@@ -47,9 +47,7 @@ function fingerprint(req: FastifyRequest): string {
 }
 
 /** Adds the header (and the 409) to every mutating route of `scope` registered after this call, and the hooks that enforce it. */
-export function registerIdempotency(scope: FastifyInstance, store: Store): void {
-  const repo = new IdempotencyRepository();
-
+export function registerIdempotency(scope: FastifyInstance, store: Store, repo: IdempotencyRepository): void {
   scope.addHook('onRoute', (route: RouteOptions) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     if (!methods.some((m) => MUTATING.has(m))) return;

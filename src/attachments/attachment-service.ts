@@ -3,25 +3,22 @@ import type { VolumeId } from '../core/ids.js';
 import type { Transaction } from 'kysely';
 import type { Database } from '../store/schema.js';
 import { transition } from '../store/transition.js';
-import { LIVE_ATTACHMENT_STATES } from '../core/states.js';
 import { isId, newId } from '../core/ids.js';
 import type { AgentAnswer, AgentReport, Attachment, ConnectionInfoModel, DesiredAttachment, Operation } from '../core/models.js';
 import { assertValidName } from '../core/names.js';
 import type { AccessMode } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { validateHost, type HostService } from '../hosts/host-service.js';
-import { GrantRepository, HostRepository } from '../store/access-repository.js';
-import { AttachmentRepository, toAttachment } from '../store/attachment-repository.js';
-import { EventRepository } from '../store/event-repository.js';
+import { toAttachment } from '../store/attachment-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
-import { OperationRepository, toOperation } from '../store/operation-repository.js';
+import { toOperation } from '../store/operation-repository.js';
 import type { AttachmentRow, HostRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
-import { VolumeRepository } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import type { RequestContext, VolumeService } from '../volumes/volume-service.js';
 import { hostIsUp, type AttachTimings } from './attachment-steps.js';
 import { withChapSecret } from '../access/grant-secrets.js';
+import type { Repositories } from '../store/repositories.js';
 
 /** Options of one attach request. */
 export interface AttachRequest {
@@ -41,15 +38,9 @@ export interface AttachRequest {
  * read-write volumes may be attached elsewhere.
  */
 export class AttachmentService {
-  private readonly attachments = new AttachmentRepository();
-  private readonly hosts = new HostRepository();
-  private readonly grants = new GrantRepository();
-  private readonly volumesRepo = new VolumeRepository();
-  private readonly operations = new OperationRepository();
-  private readonly events = new EventRepository();
-
   constructor(
     private readonly store: Store,
+    private readonly repos: Repositories,
     private readonly engine: OperationEngine,
     private readonly volumes: VolumeService,
     private readonly hostService: HostService,
@@ -58,21 +49,21 @@ export class AttachmentService {
   ) {}
 
   async resolve(id: string, tenantId: string): Promise<AttachmentRow> {
-    const a = isId('attachment', id) ? await this.attachments.findById(this.store.db, id) : undefined;
+    const a = isId('attachment', id) ? await this.repos.attachments.findById(this.store.db, id) : undefined;
     if (a?.tenant_id !== tenantId) throw new StowageError('ATTACHMENT_NOT_FOUND', `attachment "${id}" does not exist; see \`stowage attachment list\``, { attachment: id });
     return a;
   }
 
   async present(a: AttachmentRow, db: Executor = this.store.db): Promise<Attachment> {
-    const v = await this.volumesRepo.findById(db, a.volume_id);
-    const h = await this.hosts.findById(db, a.host_id);
+    const v = await this.repos.volumes.findById(db, a.volume_id);
+    const h = await this.repos.hosts.findById(db, a.host_id);
     return toAttachment(a, v?.name ?? a.volume_id, h?.name ?? a.host_id);
   }
 
   async list(tenantId: string, filter: { volume?: string; host?: string; all?: boolean }): Promise<Attachment[]> {
     const volumeId = filter.volume ? (await this.volumes.resolve(filter.volume, tenantId)).id : undefined;
     const hostId = filter.host ? (await this.hostService.resolve(filter.host)).id : undefined;
-    const rows = await this.attachments.list(this.store.db, tenantId, { ...(volumeId ? { volumeId } : {}), ...(hostId ? { hostId } : {}), includeGone: filter.all === true });
+    const rows = await this.repos.attachments.list(this.store.db, tenantId, { ...(volumeId ? { volumeId } : {}), ...(hostId ? { hostId } : {}), includeGone: filter.all === true });
     return Promise.all(rows.map((r) => this.present(r)));
   }
 
@@ -84,13 +75,13 @@ export class AttachmentService {
     const out = await this.store.transaction(async (trx) => {
       const v = await this.volumes.resolve(vol.id, ctx.tenantId, trx);
       if (v.state !== 'available') throw new StowageError('INVALID_STATE', `volume ${v.name} is ${v.state}; it can be attached once available`, { state: v.state });
-      const h = await this.hosts.findById(trx, host.id);
+      const h = await this.repos.hosts.findById(trx, host.id);
       if (!h) throw new StowageError('HOST_NOT_FOUND', `host ${req.host} vanished`, {});
       if (h.state === 'fenced') throw new StowageError('INVALID_STATE', `host ${h.name} is fenced; unfence it before attaching to it`, { host: h.name });
-      const same = await this.attachments.findLive(trx, v.id, h.id, req.instance);
+      const same = await this.repos.attachments.findLive(trx, v.id, h.id, req.instance);
       if (same) {
         if (same.mode !== req.mode) throw new StowageError('INVALID_STATE', `volume ${v.name} is already attached ${same.mode} to ${h.name}/${req.instance}; detach it first to change the mode`, {});
-        const op = await this.operations.findActiveForTarget(trx, same.id);
+        const op = await this.repos.operations.findActiveForTarget(trx, same.id);
         return { row: same, op: op ?? (await this.lastOperation(trx, same.id)) };
       }
       await this.checkExclusive(trx, v.id, v.name, v.multiattach === 1, h, req);
@@ -99,12 +90,12 @@ export class AttachmentService {
         id: newId('attachment'), tenant_id: ctx.tenantId, volume_id: v.id, host_id: h.id, instance: req.instance, mode: req.mode, state: 'granting',
         state_reason: null, grant_id: null, device_id: null, migration_id: req.migrationId ?? null, reported_at: null, created_at: at, updated_at: at,
       };
-      await this.attachments.insert(trx, row);
+      await this.repos.attachments.insert(trx, row);
       const op = await this.engine.enqueue(trx, {
         kind: 'attachment.attach', tenantId: ctx.tenantId, targetType: 'attachment', targetId: row.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { volumeId: v.id, hostId: h.id, instance: req.instance, mode: req.mode },
       });
-      await this.events.append(trx, {
+      await this.repos.events.append(trx, {
         tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'attachment', resourceId: row.id, resourceName: req.instance, action: 'attach',
         from: null, to: 'granting', operationId: op.id, message: `attaching ${v.name} (${req.mode}) to ${h.name}/${req.instance}`, details: { volumeId: v.id, host: h.name },
       });
@@ -120,14 +111,14 @@ export class AttachmentService {
     const a = await this.resolve(id, ctx.tenantId);
     const op = await this.store.transaction(async (trx) => this.submitDetach(trx, a.id, ctx));
     this.engine.wake();
-    return { attachment: await this.present((await this.attachments.findById(this.store.db, a.id)) ?? a), operation: toOperation(op) };
+    return { attachment: await this.present((await this.repos.attachments.findById(this.store.db, a.id)) ?? a), operation: toOperation(op) };
   }
 
   /** Detaches every live attachment of a volume (the CLI's `volume detach VOL`). */
   async detachVolume(volumeRef: string, ctx: RequestContext, hostRef?: string): Promise<{ attachment: Attachment; operation: Operation }[]> {
     const v = await this.volumes.resolve(volumeRef, ctx.tenantId);
     const hostId = hostRef ? (await this.hostService.resolve(hostRef)).id : undefined;
-    const live = (await this.attachments.listLiveForVolume(this.store.db, v.id)).filter((a) => !hostId || a.host_id === hostId);
+    const live = (await this.repos.attachments.listLiveForVolume(this.store.db, v.id)).filter((a) => !hostId || a.host_id === hostId);
     if (live.length === 0) throw new StowageError('ATTACHMENT_NOT_FOUND', `volume ${v.name} is not attached${hostRef ? ` to ${hostRef}` : ''}`, {});
     const out: { attachment: Attachment; operation: Operation }[] = [];
     for (const a of live) out.push(await this.detach(a.id, ctx));
@@ -136,9 +127,9 @@ export class AttachmentService {
 
   /** Inserts the detach operation for an attachment inside `trx` (used by detach, migrations and evacuations). */
   async submitDetach(trx: Transaction<Database>, id: string, ctx: RequestContext): Promise<import('../store/schema.js').OperationRow> {
-    const a = await this.attachments.findById(trx, id);
+    const a = await this.repos.attachments.findById(trx, id);
     if (!a) throw new StowageError('ATTACHMENT_NOT_FOUND', `attachment ${id} does not exist`, {});
-    const active = await this.operations.findActiveForTarget(trx, a.id);
+    const active = await this.repos.operations.findActiveForTarget(trx, a.id);
     if (active?.kind === 'attachment.detach') return active;
     if (active) throw new StowageError('INVALID_STATE', `attachment ${a.id} is busy with operation ${active.id} (${active.kind}); wait for it first`, { operationId: active.id });
     if (a.state === 'gone') throw new StowageError('INVALID_STATE', `attachment ${a.id} is already gone`, {});
@@ -162,23 +153,21 @@ export class AttachmentService {
     // Long poll: hold the answer until this host's wanted set changes (or waitMs passes), so an
     // attach or detach reaches the agent in a fraction of a second instead of a heartbeat later.
     const deadline = Date.now() + waitMs;
-    const host = await this.hosts.findByName(this.store.db, hostName);
+    const host = await this.repos.hosts.findByName(this.store.db, hostName);
     if (!host) return first;
     const before = await this.wantedSignature(host.id);
     while (Date.now() < deadline && !signal?.aborted) {
       await new Promise((res) => setTimeout(res, 50));
       if ((await this.wantedSignature(host.id)) !== before) break;
     }
-    const h = await this.hosts.findById(this.store.db, host.id);
+    const h = await this.repos.hosts.findById(this.store.db, host.id);
     return h ? { hostState: h.state === 'fenced' ? 'fenced' : 'up', heartbeatIntervalMs: this.timings.heartbeatIntervalMs, desired: h.state === 'fenced' ? [] : await this.desired(h) } : first;
   }
 
   /** A cheap fingerprint of what a host should have connected (attachment and grant states). */
   private async wantedSignature(hostId: string): Promise<string> {
-    const rows = await this.store.db.selectFrom('attachments').leftJoin('grants', 'grants.id', 'attachments.grant_id')
-      .select(['attachments.id', 'attachments.state', 'grants.state as grant_state']).where('attachments.host_id', '=', hostId)
-      .where('attachments.state', 'in', [...LIVE_ATTACHMENT_STATES]).orderBy('attachments.id').execute();
-    const h = await this.hosts.findById(this.store.db, hostId);
+    const rows = await this.repos.attachments.listLiveWithGrantStateForHost(this.store.db, hostId);
+    const h = await this.repos.hosts.findById(this.store.db, hostId);
     return `${h?.state ?? ''}|${rows.map((x) => `${x.id}:${x.state}:${x.grant_state ?? ''}`).join(',')}`;
   }
 
@@ -187,14 +176,14 @@ export class AttachmentService {
     // could not (addresses like "not-an-ip;rm -rf /").
     validateHost({ name: hostName, addresses: r.addresses, ...(r.initiatorName ? { initiatorName: r.initiatorName } : {}) });
     // Only a registered host may report: an agent cannot bring a host into service by itself.
-    const h = await this.hosts.findByName(this.store.db, hostName);
+    const h = await this.repos.hosts.findByName(this.store.db, hostName);
     if (h?.tenant_id !== tenantId) {
       throw new StowageError('HOST_NOT_FOUND', `host ${hostName} is not registered; register it first (stowage host create ${hostName})`, { host: hostName });
     }
     const at = nowIso();
     const wasUp = hostIsUp(h, this.timings.hostDownAfterMs);
     await this.store.transaction(async (trx) => {
-      await this.hosts.update(trx, h.id, {
+      await this.repos.hosts.update(trx, h.id, {
         addresses: writeJson(r.addresses.length > 0 ? r.addresses : readJson<string[]>(h.addresses, [])),
         ...(r.initiatorName ? { initiator_name: r.initiatorName } : {}),
         connectors: writeJson(r.connectors), instances: writeJson(r.instances), agent_heartbeat_at: at, updated_at: at,
@@ -208,21 +197,21 @@ export class AttachmentService {
         });
       }
       const connected = new Map(r.connected.map((c) => [`${c.volumeId}/${c.instance}`, c.deviceId]));
-      for (const a of await this.attachments.listLiveForHost(trx, h.id)) {
+      for (const a of await this.repos.attachments.listLiveForHost(trx, h.id)) {
         const device = connected.get(`${a.volume_id}/${a.instance}`);
-        if (device !== undefined) await this.attachments.update(trx, a.id, { device_id: device, reported_at: at });
-        else if (a.reported_at !== null) await this.attachments.update(trx, a.id, { reported_at: null });
+        if (device !== undefined) await this.repos.attachments.update(trx, a.id, { device_id: device, reported_at: at });
+        else if (a.reported_at !== null) await this.repos.attachments.update(trx, a.id, { reported_at: null });
       }
     });
-    const now = await this.hosts.findById(this.store.db, h.id) ?? h;
+    const now = await this.repos.hosts.findById(this.store.db, h.id) ?? h;
     return { hostState: now.state === 'fenced' ? 'fenced' : 'up', heartbeatIntervalMs: this.timings.heartbeatIntervalMs, desired: now.state === 'fenced' ? [] : await this.desired(now) };
   }
 
   /** The attachments the host should have connected, with full connection info (CHAP included) for its agent. */
   private async desired(h: HostRow): Promise<DesiredAttachment[]> {
     const out: DesiredAttachment[] = [];
-    for (const a of await this.attachments.listWantedForHost(this.store.db, h.id)) {
-      const g = a.grant_id ? await this.grants.findById(this.store.db, a.grant_id) : undefined;
+    for (const a of await this.repos.attachments.listWantedForHost(this.store.db, h.id)) {
+      const g = a.grant_id ? await this.repos.grants.findById(this.store.db, a.grant_id) : undefined;
       if (g?.state !== 'active') continue;
       const info = readJson<ConnectionInfoModel | null>(g.connection, null);
       if (!info) continue;
@@ -234,15 +223,15 @@ export class AttachmentService {
 
   private async checkExclusive(trx: Executor, volumeId: VolumeId, volumeName: string, multiattach: boolean, h: HostRow, req: AttachRequest): Promise<void> {
     if (multiattach) return;
-    const others = (await this.attachments.listLiveForVolume(trx, volumeId)).filter((o) => o.host_id !== h.id || o.instance !== req.instance);
-    const otherGrants = (await this.grants.listLiveForVolume(trx, volumeId)).filter((g) => g.host_id !== h.id);
+    const others = (await this.repos.attachments.listLiveForVolume(trx, volumeId)).filter((o) => o.host_id !== h.id || o.instance !== req.instance);
+    const otherGrants = (await this.repos.grants.listLiveForVolume(trx, volumeId)).filter((g) => g.host_id !== h.id);
     const conflicts = [
       ...others.filter((o) => (req.mode === 'rw' || o.mode === 'rw') && !(req.migrationId && o.instance === req.instance)).map((o) => o.host_id),
       ...otherGrants.filter((g) => (req.mode === 'rw' || g.mode === 'rw') && !(req.migrationId && others.some((o) => o.host_id === g.host_id && o.instance === req.instance))).map((g) => g.host_id),
     ];
     const first = conflicts[0];
     if (first === undefined) return;
-    const holder = await this.hosts.findById(trx, first);
+    const holder = await this.repos.hosts.findById(trx, first);
     const name = holder?.name ?? first;
     if (holder && holder.state !== 'fenced' && !hostIsUp(holder, this.timings.hostDownAfterMs) && holder.agent_heartbeat_at !== null) {
       throw new StowageError('HOST_NOT_FENCED', `volume ${volumeName} is attached read-write to host ${name}, which is down; fence it first (stowage host fence ${name}) so it cannot write any more`, { host: name });
@@ -251,8 +240,8 @@ export class AttachmentService {
   }
 
   private async lastOperation(db: Executor, targetId: string) {
-    const a = await this.attachments.findById(db, targetId);
-    const { rows } = await this.operations.list(db, { tenantId: a?.tenant_id ?? '', targetId, limit: 1 });
+    const a = await this.repos.attachments.findById(db, targetId);
+    const { rows } = await this.repos.operations.list(db, { tenantId: a?.tenant_id ?? '', targetId, limit: 1 });
     return rows[0];
   }
 }

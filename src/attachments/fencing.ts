@@ -8,13 +8,14 @@ import { GrantRepository, HostRepository } from '../store/access-repository.js';
 import { AttachmentRepository } from '../store/attachment-repository.js';
 import { BackendRepository } from '../store/backend-repository.js';
 import { EventRepository } from '../store/event-repository.js';
-import { OperationRepository, toOperation } from '../store/operation-repository.js';
+import { toOperation } from '../store/operation-repository.js';
 import type { Store } from '../store/store.js';
 import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
 import type { RequestContext } from '../volumes/volume-service.js';
 import type { AttachmentService } from './attachment-service.js';
 import { moveGrant, type AttachDeps } from './attachment-steps.js';
 import { requirePort } from '../drivers/sdk/ports.js';
+import type { Repositories } from '../store/repositories.js';
 
 const hosts = new HostRepository();
 const grants = new GrantRepository();
@@ -22,7 +23,6 @@ const attachments = new AttachmentRepository();
 const volumes = new VolumeRepository();
 const backends = new BackendRepository();
 const events = new EventRepository();
-const operations = new OperationRepository();
 
 /** The reason recorded on attachments cut by a fence; evacuation looks for it. */
 export const FENCED_REASON = 'host fenced';
@@ -84,15 +84,15 @@ export function fenceHandler(deps: AttachDeps): OperationHandler {
 
 /** Fence, unfence and evacuate: the failover side of hosts. */
 export class FencingService {
-  constructor(private readonly store: Store, private readonly engine: OperationEngine, private readonly hostService: HostService, private readonly attachmentsService: AttachmentService) {}
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine, private readonly hostService: HostService, private readonly attachmentsService: AttachmentService) {}
 
   async fence(hostRef: string, ctx: RequestContext): Promise<Operation> {
     const h = await this.hostService.resolve(hostRef);
     const op = await this.store.transaction(async (trx) => {
-      const active = await operations.findActiveForTarget(trx, h.id);
+      const active = await this.repos.operations.findActiveForTarget(trx, h.id);
       if (active?.kind === 'host.fence') return active;
       const row = await this.engine.enqueue(trx, { kind: 'host.fence', tenantId: ctx.tenantId, targetType: 'host', targetId: h.id, actor: ctx.actor, idempotencyKey: null, input: {} });
-      await events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'host', resourceId: h.id, resourceName: h.name, action: 'fencing', from: h.state, to: h.state, message: `fencing host ${h.name}`, operationId: row.id });
+      await this.repos.events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'host', resourceId: h.id, resourceName: h.name, action: 'fencing', from: h.state, to: h.state, message: `fencing host ${h.name}`, operationId: row.id });
       return row;
     });
     this.engine.wake();
@@ -120,16 +120,16 @@ export class FencingService {
     if (h.state !== 'fenced') {
       throw new StowageError('HOST_NOT_FENCED', `host ${h.name} is not fenced; fence it first (stowage host fence ${h.name}) so it cannot write while its volumes move`, { host: h.name });
     }
-    const cut = await this.store.db.selectFrom('attachments').selectAll().where('host_id', '=', h.id).where('state', '=', 'gone').where('state_reason', '=', FENCED_REASON).execute();
+    const cut = await this.repos.attachments.listGoneForHost(this.store.db, h.id, FENCED_REASON);
     const ops: Operation[] = [];
     const seen = new Set<string>();
     for (const a of cut) {
       const key = `${a.volume_id}/${a.instance}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      const v = await volumes.findById(this.store.db, a.volume_id);
+      const v = await this.repos.volumes.findById(this.store.db, a.volume_id);
       if (v?.state !== 'available') continue;
-      const already = await attachments.findLive(this.store.db, a.volume_id, to.id, a.instance);
+      const already = await this.repos.attachments.findLive(this.store.db, a.volume_id, to.id, a.instance);
       if (already) continue;
       const r = await this.attachmentsService.attach({ volume: a.volume_id, host: to.id, instance: a.instance, mode: a.mode }, ctx);
       ops.push(r.operation);

@@ -5,23 +5,19 @@ import { assertValidName } from '../core/names.js';
 import type { HostService } from '../hosts/host-service.js';
 import type { OperationEngine } from '../operations/engine.js';
 import type { OperationHandler, StepContext } from '../operations/handler.js';
-import { HostRepository } from '../store/access-repository.js';
 import { AttachmentRepository, toMigration } from '../store/attachment-repository.js';
 import { LIVE_ATTACHMENT_STATES, MIGRATION_MACHINE, type MigrationState } from '../core/states.js';
 import { transition } from '../store/transition.js';
-import { EventRepository } from '../store/event-repository.js';
 import { nowIso } from '../store/json.js';
-import { OperationRepository, toOperation } from '../store/operation-repository.js';
+import { toOperation } from '../store/operation-repository.js';
 import type { AttachmentRow, MigrationRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import type { RequestContext } from '../volumes/volume-service.js';
 import type { AttachmentService } from './attachment-service.js';
 import { ensureGrant, loadAttachment, revokeIfUnused, setAttachmentState, waitConnected, waitDisconnected, type AttachDeps } from './attachment-steps.js';
+import type { Repositories } from '../store/repositories.js';
 
 const attachments = new AttachmentRepository();
-const hosts = new HostRepository();
-const events = new EventRepository();
-const operations = new OperationRepository();
 
 /**
  * Live migration as dual-grant, switch, revoke: `start` grants and connects every volume of the
@@ -30,16 +26,16 @@ const operations = new OperationRepository();
  * `abort` undoes the destination side. Each phase is a durable operation.
  */
 export class MigrationService {
-  constructor(private readonly store: Store, private readonly engine: OperationEngine, private readonly hostService: HostService, private readonly attachmentService: AttachmentService) {}
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine, private readonly hostService: HostService, private readonly attachmentService: AttachmentService) {}
 
   async get(id: string, tenantId: string): Promise<Migration> {
-    const m = await attachments.findMigration(this.store.db, id);
+    const m = await this.repos.attachments.findMigration(this.store.db, id);
     if (m?.tenant_id !== tenantId) throw new StowageError('NOT_FOUND', `migration ${id} does not exist`, {});
     return this.present(m);
   }
 
   async list(tenantId: string): Promise<Migration[]> {
-    return Promise.all((await attachments.listMigrations(this.store.db, tenantId)).map((m) => this.present(m)));
+    return Promise.all((await this.repos.attachments.listMigrations(this.store.db, tenantId)).map((m) => this.present(m)));
   }
 
   async start(instance: string, fromRef: string, toRef: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
@@ -48,11 +44,11 @@ export class MigrationService {
     const to = await this.hostService.resolve(toRef);
     if (from.id === to.id) throw new StowageError('VALIDATION_FAILED', 'source and destination are the same host', {});
     if (to.state === 'fenced') throw new StowageError('INVALID_STATE', `destination ${to.name} is fenced`, {});
-    const source = (await attachments.listForHostInstance(this.store.db, from.id, instance, ['attached']));
+    const source = (await this.repos.attachments.listForHostInstance(this.store.db, from.id, instance, ['attached']));
     if (source.length === 0) throw new StowageError('ATTACHMENT_NOT_FOUND', `instance ${instance} on ${from.name} has no attached volumes to migrate`, {});
-    const existing = await attachments.findOpenMigration(this.store.db, instance, from.id, to.id);
+    const existing = await this.repos.attachments.findOpenMigration(this.store.db, instance, from.id, to.id);
     if (existing) {
-      const op = await operations.findActiveForTarget(this.store.db, existing.id);
+      const op = await this.repos.operations.findActiveForTarget(this.store.db, existing.id);
       if (op) return { migration: await this.present(existing), operation: toOperation(op) };
       throw new StowageError('INVALID_STATE', `migration ${existing.id} of ${instance} is already ${existing.state}; complete or abort it`, { migrationId: existing.id });
     }
@@ -60,9 +56,9 @@ export class MigrationService {
     const op = await this.store.transaction(async (trx) => {
       const at = nowIso();
       const m: MigrationRow = { id, tenant_id: ctx.tenantId, instance, from_host_id: from.id, to_host_id: to.id, state: 'starting', state_reason: null, created_at: at, updated_at: at };
-      await attachments.insertMigration(trx, m);
+      await this.repos.attachments.insertMigration(trx, m);
       const row = await this.engine.enqueue(trx, { kind: 'migration.start', tenantId: ctx.tenantId, targetType: 'migration', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null, input: {} });
-      await events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'migration', resourceId: id, resourceName: instance, action: 'start', from: null, to: 'starting', operationId: row.id, message: `migrating ${instance}'s storage from ${from.name} to ${to.name}` });
+      await this.repos.events.append(trx, { tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'migration', resourceId: id, resourceName: instance, action: 'start', from: null, to: 'starting', operationId: row.id, message: `migrating ${instance}'s storage from ${from.name} to ${to.name}` });
       return row;
     });
     this.engine.wake();
@@ -81,16 +77,16 @@ export class MigrationService {
   async findOpen(instance: string, fromRef: string, toRef: string, tenantId: string): Promise<string> {
     const from = await this.hostService.resolve(fromRef);
     const to = await this.hostService.resolve(toRef);
-    const m = await attachments.findOpenMigration(this.store.db, instance, from.id, to.id);
+    const m = await this.repos.attachments.findOpenMigration(this.store.db, instance, from.id, to.id);
     if (m?.tenant_id !== tenantId) throw new StowageError('NOT_FOUND', `no open migration of ${instance} from ${from.name} to ${to.name}`, {});
     return m.id;
   }
 
   private async finish(id: string, kind: string, to: MigrationState, from: readonly MigrationState[], ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
     const op = await this.store.transaction(async (trx) => {
-      const m = await attachments.findMigration(trx, id);
+      const m = await this.repos.attachments.findMigration(trx, id);
       if (m?.tenant_id !== ctx.tenantId) throw new StowageError('NOT_FOUND', `migration ${id} does not exist`, {});
-      const active = await operations.findActiveForTarget(trx, m.id);
+      const active = await this.repos.operations.findActiveForTarget(trx, m.id);
       if (active?.kind === kind) return active;
       if (active) throw new StowageError('INVALID_STATE', `migration ${m.id} is busy with ${active.kind} (${active.id})`, { operationId: active.id });
       if (!from.includes(m.state)) throw new StowageError('INVALID_STATE', `migration ${m.id} is ${m.state}; it must be ${from.join(' or ')}`, { state: m.state });
@@ -103,16 +99,16 @@ export class MigrationService {
   }
 
   private async present(m: MigrationRow): Promise<Migration> {
-    const [f, t] = await Promise.all([hosts.findById(this.store.db, m.from_host_id), hosts.findById(this.store.db, m.to_host_id)]);
+    const [f, t] = await Promise.all([this.repos.hosts.findById(this.store.db, m.from_host_id), this.repos.hosts.findById(this.store.db, m.to_host_id)]);
     return toMigration(m, f?.name ?? m.from_host_id, t?.name ?? m.to_host_id);
   }
 
   /** Creates (idempotently) the destination attachments of a migration. */
   async ensureDestination(m: MigrationRow, ctx: StepContext): Promise<AttachmentRow[]> {
-    const src = await attachments.listForHostInstance(this.store.db, m.from_host_id, m.instance, ['attached']);
+    const src = await this.repos.attachments.listForHostInstance(this.store.db, m.from_host_id, m.instance, ['attached']);
     const out: AttachmentRow[] = [];
     for (const s of src) {
-      const existing = await attachments.findLive(this.store.db, s.volume_id, m.to_host_id, m.instance);
+      const existing = await this.repos.attachments.findLive(this.store.db, s.volume_id, m.to_host_id, m.instance);
       if (existing) { out.push(existing); continue; }
       const at = nowIso();
       const row: AttachmentRow = {
@@ -120,8 +116,8 @@ export class MigrationService {
         state: 'granting', state_reason: null, grant_id: null, device_id: null, migration_id: m.id, reported_at: null, created_at: at, updated_at: at,
       };
       await ctx.write(async (trx) => {
-        await attachments.insert(trx, row);
-        await events.append(trx, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'attachment', resourceId: row.id, resourceName: m.instance, action: 'attach', from: null, to: 'granting', operationId: ctx.operation.id, message: `migration ${m.id}: attaching on the destination` });
+        await this.repos.attachments.insert(trx, row);
+        await this.repos.events.append(trx, { tenantId: m.tenant_id, actor: ctx.operation.actor, resourceType: 'attachment', resourceId: row.id, resourceName: m.instance, action: 'attach', from: null, to: 'granting', operationId: ctx.operation.id, message: `migration ${m.id}: attaching on the destination` });
       });
       out.push(row);
     }

@@ -7,14 +7,14 @@ import type { BackendKind, BackendRole, BackendState } from '../core/states.js';
 import { CAPABILITIES, type BackendReport } from '../drivers/sdk/types.js';
 import type { DriverRegistry } from '../drivers/sdk/registry.js';
 import type { OperationEngine } from '../operations/engine.js';
-import { BackendRepository, backendJson, toBackend, type CapabilityOverrides } from '../store/backend-repository.js';
-import { EventRepository } from '../store/event-repository.js';
+import { backendJson, toBackend, type CapabilityOverrides } from '../store/backend-repository.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import type { BackendRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import { assertNoOverlap, filesystemOf, shareOf, type BackendDir } from './backend-paths.js';
 import type { DriverCache } from './driver-cache.js';
 import { BackendActivity, type BackendActivityView } from '../reconcile/backend-activity.js';
+import type { Repositories } from '../store/repositories.js';
 
 /** Fields an operator sets when registering a backend. */
 export interface CreateBackendInput {
@@ -38,11 +38,9 @@ const PROBE_TIMEOUT_MS = 15_000;
 
 /** The rules of backends: registration, updates, probes and state, deletion. */
 export class BackendService {
-  private readonly repo = new BackendRepository();
-  private readonly events = new EventRepository();
-
   constructor(
     private readonly store: Store,
+    private readonly repos: Repositories,
     private readonly registry: DriverRegistry,
     private readonly drivers: DriverCache,
     private readonly engine: OperationEngine,
@@ -53,14 +51,14 @@ export class BackendService {
 
   /** Finds a backend by id or name, or throws BACKEND_NOT_FOUND. */
   async resolve(ref: string, db: Executor = this.store.db): Promise<BackendRow> {
-    const row = isId('backend', ref) ? await this.repo.findById(db, ref) : await this.repo.findByName(db, ref);
+    const row = isId('backend', ref) ? await this.repos.backends.findById(db, ref) : await this.repos.backends.findByName(db, ref);
     if (!row) throw new StowageError('BACKEND_NOT_FOUND', `backend "${ref}" does not exist; see \`stowage backend list\``, { backend: ref });
     return row;
   }
 
   async get(ref: string): Promise<Backend> {
     const row = await this.resolve(ref);
-    const usage = await this.repo.usage(this.store.db, [row.id]);
+    const usage = await this.repos.backends.usage(this.store.db, [row.id]);
     return toBackend(row, usage.get(row.id));
   }
 
@@ -70,8 +68,13 @@ export class BackendService {
     return { ...backend, ...this.activity.of(backend.id) };
   }
 
+  /** Whether any backend is registered (the server creates the `local` one on a store with none). */
+  async any(): Promise<boolean> {
+    return (await this.repos.backends.listAll(this.store.db)).length > 0;
+  }
+
   async list(): Promise<Backend[]> {
-    const [rows, usage] = await Promise.all([this.repo.listAll(this.store.db), this.repo.usage(this.store.db)]);
+    const [rows, usage] = await Promise.all([this.repos.backends.listAll(this.store.db), this.repos.backends.usage(this.store.db)]);
     return rows.map((r) => toBackend(r, usage.get(r.id)));
   }
 
@@ -87,11 +90,11 @@ export class BackendService {
     const driverUri = this.registry.canonicalUri(input.driver);
     const options = input.options ?? {};
     const localDir = this.drivers.validate(driverUri, options).localDir;
-    if (await this.repo.findByName(this.store.db, input.name)) {
+    if (await this.repos.backends.findByName(this.store.db, input.name)) {
       throw new StowageError('NAME_TAKEN', `a backend named "${input.name}" already exists`, { name: input.name });
     }
     // Checked before the probe too, which may create the directory (btrfs): refused input changes nothing.
-    if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(await this.repo.listAll(this.store.db)), this.drivers.dataDir);
+    if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(await this.repos.backends.listAll(this.store.db)), this.drivers.dataDir);
     const id = newId('backend');
     const at = nowIso();
     const adminState = input.enabled === false ? 'disabled' : 'enabled';
@@ -107,16 +110,16 @@ export class BackendService {
     const report = await this.probeDriver(row);
     applyReport(row, report);
     const op = await this.store.transaction(async (trx) => {
-      if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(await this.repo.listAll(trx)), this.drivers.dataDir);
+      if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(await this.repos.backends.listAll(trx)), this.drivers.dataDir);
       try {
-        await this.repo.insert(trx, row);
+        await this.repos.backends.insert(trx, row);
       } catch (err) {
-        if ((await this.repo.findByName(trx, input.name).catch(() => undefined))) {
+        if ((await this.repos.backends.findByName(trx, input.name).catch(() => undefined))) {
           throw new StowageError('NAME_TAKEN', `a backend named "${input.name}" already exists`, { name: input.name });
         }
         throw err;
       }
-      await this.events.append(trx, {
+      await this.repos.events.append(trx, {
         tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'backend', resourceId: id, resourceName: row.name, action: 'create',
         from: null, to: row.state, message: `backend ${row.name} registered (${row.driver_uri})${row.state_reason ? `: ${row.state_reason}` : ''}`,
       });
@@ -134,7 +137,7 @@ export class BackendService {
     validateOverrides(patch.capabilityOverrides);
     const row = await this.resolve(ref);
     await this.store.transaction(async (trx) => {
-      await this.repo.update(trx, row.id, {
+      await this.repos.backends.update(trx, row.id, {
         ...(patch.role !== undefined ? { role: patch.role } : {}),
         ...(patch.cost !== undefined ? { cost: patch.cost } : {}),
         ...(patch.tags !== undefined ? { tags: backendJson.tags(patch.tags) } : {}),
@@ -144,7 +147,7 @@ export class BackendService {
         ...(patch.capabilityOverrides !== undefined ? { capabilities_overrides: writeJson(patch.capabilityOverrides) } : {}),
         updated_at: nowIso(),
       });
-      await this.events.append(trx, {
+      await this.repos.events.append(trx, {
         tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: 'update',
         from: row.state, to: row.state, message: `backend ${row.name} updated: ${Object.keys(patch).join(', ')}`, details: { changed: Object.keys(patch) },
       });
@@ -160,8 +163,8 @@ export class BackendService {
     const adminState = enabled ? 'enabled' : 'disabled';
     await this.store.transaction(async (trx) => {
       const state: BackendState = enabled ? (row.state === 'disabled' ? 'offline' : row.state) : 'disabled';
-      await this.repo.update(trx, row.id, { admin_state: adminState, state, state_reason: enabled ? 'waiting for the next probe' : 'disabled by an operator', updated_at: nowIso() });
-      await this.events.append(trx, {
+      await this.repos.backends.update(trx, row.id, { admin_state: adminState, state, state_reason: enabled ? 'waiting for the next probe' : 'disabled by an operator', updated_at: nowIso() });
+      await this.repos.events.append(trx, {
         tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: enabled ? 'enable' : 'disable',
         from: row.state, to: state, message: `backend ${row.name} ${adminState}`,
       });
@@ -182,13 +185,13 @@ export class BackendService {
       localDir = undefined; // a row whose URI no longer parses shares nothing we can find
     }
     await this.store.transaction(async (trx) => {
-      const n = await this.repo.countVolumes(trx, row.id);
+      const n = await this.repos.backends.countVolumes(trx, row.id);
       if (n > 0) {
         throw new StowageError('BACKEND_IN_USE', `backend ${row.name} still holds ${n} volume${n === 1 ? '' : 's'}; delete or move them first`, { backend: row.name, volumeCount: n });
       }
-      await trx.updateTable('volumes').set({ backend_id: null }).where('backend_id', '=', row.id).where('state', '=', 'deleted').execute();
-      await this.repo.delete(trx, row.id);
-      await this.events.append(trx, {
+      await this.repos.volumes.releaseDeletedFromBackend(trx, row.id);
+      await this.repos.backends.delete(trx, row.id);
+      await this.repos.events.append(trx, {
         tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: 'delete',
         from: row.state, to: 'deleted', message: `backend ${row.name} deleted`,
       });
@@ -204,16 +207,16 @@ export class BackendService {
     const row = await this.resolve(ref);
     const report = await this.probeDriver(row);
     await this.store.transaction(async (trx) => {
-      const current = await this.repo.findById(trx, row.id);
+      const current = await this.repos.backends.findById(trx, row.id);
       if (!current) return;
       const next = { ...current };
       applyReport(next, report);
-      await this.repo.update(trx, row.id, {
+      await this.repos.backends.update(trx, row.id, {
         state: next.state, state_reason: next.state_reason, total_bytes: next.total_bytes, free_bytes: next.free_bytes,
         used_bytes: next.used_bytes, capabilities_reported: next.capabilities_reported, last_probe_at: next.last_probe_at,
       });
       if (next.state !== current.state) {
-        await this.events.append(trx, {
+        await this.repos.events.append(trx, {
           tenantId: row.tenant_id, actor, resourceType: 'backend', resourceId: row.id, resourceName: row.name, action: 'probe',
           from: current.state, to: next.state, message: `backend ${row.name} is ${next.state}${next.state_reason ? `: ${next.state_reason}` : ''}`,
         });
@@ -226,7 +229,7 @@ export class BackendService {
 
   /** One probe pass over every backend (the server's `backend-probe` loop runs it periodically). */
   async probeAll(): Promise<void> {
-    const rows = await this.repo.listAll(this.store.db);
+    const rows = await this.repos.backends.listAll(this.store.db);
     await Promise.allSettled(rows.map((r) => this.refresh(r.id)));
   }
 
@@ -251,7 +254,7 @@ export class BackendService {
     const fs = await filesystemOf(dir);
     if (fs === undefined) return [];
     const out: BackendDir[] = [];
-    for (const o of this.backendDirs(await this.repo.listAll(this.store.db), exceptId)) {
+    for (const o of this.backendDirs(await this.repos.backends.listAll(this.store.db), exceptId)) {
       if ((await filesystemOf(o.dir)) === fs) out.push(o);
     }
     return out;

@@ -5,12 +5,11 @@ import type { BackendKind } from '../core/states.js';
 import { CAPABILITIES } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import type { PlacementPolicy } from '../placement/placement.js';
-import { ClassRepository } from '../store/class-repository.js';
-import { EventRepository } from '../store/event-repository.js';
 import { nowIso, readJson, writeJson, isUniqueViolation } from '../store/json.js';
 import type { ClassRow, ClassUpdate } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { CreateClassInput, StorageClass, UpdateClassInput } from './class-schema.js';
+import type { Repositories } from '../store/repositories.js';
 
 /** The placement constraints a class adds to a request. */
 export interface ClassConstraints {
@@ -28,32 +27,29 @@ export interface ClassConstraints {
 
 /** The rules of storage classes: validation, one default at most, no deleting a class in use. */
 export class ClassService {
-  private readonly repo = new ClassRepository();
-  private readonly events = new EventRepository();
-
-  constructor(private readonly store: Store, private readonly engine: OperationEngine) {}
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine) {}
 
   /** Finds a class by id or name, or throws CLASS_NOT_FOUND. */
   async resolve(ref: string, db: Executor = this.store.db): Promise<ClassRow> {
-    const row = isId('class', ref) ? await this.repo.findById(db, ref) : await this.repo.findByName(db, ref);
+    const row = isId('class', ref) ? await this.repos.classes.findById(db, ref) : await this.repos.classes.findByName(db, ref);
     if (!row) throw new StowageError('CLASS_NOT_FOUND', `storage class "${ref}" does not exist; see \`stowage class list\``, { class: ref });
     return row;
   }
 
   /** The constraints of the named class, or of the default class when `ref` is absent (null when there is none). */
   async constraintsFor(ref: string | undefined, db: Executor = this.store.db): Promise<ClassConstraints | null> {
-    const row = ref !== undefined ? await this.resolve(ref, db) : await this.repo.findDefault(db);
+    const row = ref !== undefined ? await this.resolve(ref, db) : await this.repos.classes.findDefault(db);
     return row ? toConstraints(row) : null;
   }
 
   async get(ref: string): Promise<StorageClass> {
     const row = await this.resolve(ref);
-    return toStorageClass(row, await this.repo.countVolumes(this.store.db, row.id));
+    return toStorageClass(row, await this.repos.classes.countVolumes(this.store.db, row.id));
   }
 
   async list(): Promise<StorageClass[]> {
-    const rows = await this.repo.listAll(this.store.db);
-    return Promise.all(rows.map(async (r) => toStorageClass(r, await this.repo.countVolumes(this.store.db, r.id))));
+    const rows = await this.repos.classes.listAll(this.store.db);
+    return Promise.all(rows.map(async (r) => toStorageClass(r, await this.repos.classes.countVolumes(this.store.db, r.id))));
   }
 
   async create(input: CreateClassInput, actor: string): Promise<StorageClass> {
@@ -62,12 +58,12 @@ export class ClassService {
     const id = newId('class');
     const at = nowIso();
     await this.store.transaction(async (trx) => {
-      if (await this.repo.findByName(trx, input.name)) {
+      if (await this.repos.classes.findByName(trx, input.name)) {
         throw new StowageError('NAME_TAKEN', `a storage class named "${input.name}" already exists`, { name: input.name });
       }
-      if (input.default === true) await this.repo.clearDefault(trx);
+      if (input.default === true) await this.repos.classes.clearDefault(trx);
       try {
-        await this.repo.insert(trx, {
+        await this.repos.classes.insert(trx, {
           id, name: input.name, description: input.description ?? '', kind: input.kind ?? 'block', zone: input.zone ?? null,
           required_tags: writeJson(input.requiredTags ?? []), forbidden_tags: writeJson(input.forbiddenTags ?? []),
           required_capabilities: writeJson(input.requiredCapabilities ?? []), policy: input.policy ?? 'cheapest',
@@ -87,7 +83,7 @@ export class ClassService {
     validateConstraints({ ...patch, zone: patch.zone ?? undefined });
     const row = await this.resolve(ref);
     await this.store.transaction(async (trx) => {
-      if (patch.default === true) await this.repo.clearDefault(trx);
+      if (patch.default === true) await this.repos.classes.clearDefault(trx);
       const set: ClassUpdate = { updated_at: nowIso() };
       if (patch.description !== undefined) set.description = patch.description;
       if (patch.kind !== undefined) set.kind = patch.kind;
@@ -98,7 +94,7 @@ export class ClassService {
       if (patch.policy !== undefined) set.policy = patch.policy;
       if (patch.default !== undefined) set.is_default = patch.default ? 1 : 0;
       if (patch.offload !== undefined) set.offload = patch.offload ? 1 : 0;
-      await this.repo.update(trx, row.id, set);
+      await this.repos.classes.update(trx, row.id, set);
       await this.journal(trx, actor, row.id, row.name, 'update', `storage class ${row.name} updated: ${Object.keys(patch).join(', ')}`, { ...patch });
     });
     await this.engine.recorded('class.update');
@@ -109,18 +105,18 @@ export class ClassService {
   async delete(ref: string, actor: string): Promise<void> {
     const row = await this.resolve(ref);
     await this.store.transaction(async (trx) => {
-      const n = await this.repo.countVolumes(trx, row.id);
+      const n = await this.repos.classes.countVolumes(trx, row.id);
       if (n > 0) {
         throw new StowageError('CLASS_IN_USE', `storage class ${row.name} is used by ${n} volume${n === 1 ? '' : 's'}; delete them first`, { class: row.name, volumeCount: n });
       }
-      await this.repo.delete(trx, row.id);
+      await this.repos.classes.delete(trx, row.id);
       await this.journal(trx, actor, row.id, row.name, 'delete', `storage class ${row.name} deleted`, {});
     });
     await this.engine.recorded('class.delete');
   }
 
   private async journal(trx: Executor, actor: string, id: string, name: string, action: 'create' | 'update' | 'delete', message: string, input: Record<string, unknown>): Promise<void> {
-    await this.events.append(trx, { tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'class', resourceId: id, resourceName: name, action, message });
+    await this.repos.events.append(trx, { tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'class', resourceId: id, resourceName: name, action, message });
     await this.engine.record(trx, { kind: `class.${action}`, tenantId: DEFAULT_TENANT_ID, targetType: 'class', targetId: id, input, actor }, { classId: id });
   }
 }

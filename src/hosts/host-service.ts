@@ -5,11 +5,11 @@ import type { Host } from '../core/models.js';
 import { assertValidInitiatorName, assertValidName } from '../core/names.js';
 import type { HostIdentity } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
-import { GrantRepository, HostRepository, toHost } from '../store/access-repository.js';
-import { EventRepository } from '../store/event-repository.js';
+import { toHost } from '../store/access-repository.js';
 import { isUniqueViolation, nowIso, readJson, writeJson } from '../store/json.js';
 import type { HostRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
+import type { Repositories } from '../store/repositories.js';
 
 /** What an operator (or an agent) says about a host. */
 export interface HostInput {
@@ -21,14 +21,10 @@ export interface HostInput {
 
 /** The rules of hosts: identity used by grants (addresses, initiator name), zone, state. */
 export class HostService {
-  private readonly hosts = new HostRepository();
-  private readonly grants = new GrantRepository();
-  private readonly events = new EventRepository();
-
-  constructor(private readonly store: Store, private readonly engine: OperationEngine) {}
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine) {}
 
   async resolve(ref: string, db: Executor = this.store.db): Promise<HostRow> {
-    const row = isId('host', ref) ? await this.hosts.findById(db, ref) : await this.hosts.findByName(db, ref);
+    const row = isId('host', ref) ? await this.repos.hosts.findById(db, ref) : await this.repos.hosts.findByName(db, ref);
     if (!row) throw new StowageError('HOST_NOT_FOUND', `host "${ref}" does not exist; see \`stowage host list\``, { host: ref });
     return row;
   }
@@ -38,7 +34,7 @@ export class HostService {
   }
 
   async list(): Promise<Host[]> {
-    return (await this.hosts.list(this.store.db)).map(toHost);
+    return (await this.repos.hosts.list(this.store.db)).map(toHost);
   }
 
   async create(input: HostInput, actor: string, tenantId: string): Promise<Host> {
@@ -51,12 +47,12 @@ export class HostService {
     };
     await this.store.transaction(async (trx) => {
       try {
-        await this.hosts.insert(trx, row);
+        await this.repos.hosts.insert(trx, row);
       } catch (err) {
         if (isUniqueViolation(err)) throw new StowageError('NAME_TAKEN', `a host named "${input.name}" already exists`, { name: input.name });
         throw err;
       }
-      await this.events.append(trx, { tenantId, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'create', from: null, to: row.state, message: `host ${row.name} registered` });
+      await this.repos.events.append(trx, { tenantId, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'create', from: null, to: row.state, message: `host ${row.name} registered` });
       await this.engine.record(trx, { kind: 'host.create', tenantId, targetType: 'host', targetId: row.id, input: { ...input }, actor }, {});
     });
     await this.engine.recorded('host.create');
@@ -67,13 +63,13 @@ export class HostService {
     validateHost({ name: 'x', ...patch });
     const row = await this.resolve(ref);
     await this.store.transaction(async (trx) => {
-      await this.hosts.update(trx, row.id, {
+      await this.repos.hosts.update(trx, row.id, {
         ...(patch.initiatorName !== undefined ? { initiator_name: patch.initiatorName } : {}),
         ...(patch.addresses !== undefined ? { addresses: writeJson(patch.addresses) } : {}),
         ...(patch.zone !== undefined ? { zone: patch.zone } : {}),
         updated_at: nowIso(),
       });
-      await this.events.append(trx, { tenantId: row.tenant_id, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'update', from: row.state, to: row.state, message: `host ${row.name} updated: ${Object.keys(patch).join(', ')}` });
+      await this.repos.events.append(trx, { tenantId: row.tenant_id, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'update', from: row.state, to: row.state, message: `host ${row.name} updated: ${Object.keys(patch).join(', ')}` });
       await this.engine.record(trx, { kind: 'host.update', tenantId: row.tenant_id, targetType: 'host', targetId: row.id, input: { ...patch }, actor }, {});
     });
     await this.engine.recorded('host.update');
@@ -84,13 +80,13 @@ export class HostService {
   async delete(ref: string, actor: string): Promise<void> {
     const row = await this.resolve(ref);
     await this.store.transaction(async (trx) => {
-      const live = await this.grants.listLiveForHost(trx, row.id);
+      const live = await this.repos.grants.listLiveForHost(trx, row.id);
       if (live.length > 0) {
         throw new StowageError('HOST_IN_USE', `host ${row.name} still has access to ${live.length} volume${live.length === 1 ? '' : 's'}; revoke it first (stowage volume revoke VOL --host ${row.name})`, { grantCount: live.length });
       }
-      await trx.deleteFrom('grants').where('host_id', '=', row.id).execute();
-      await this.hosts.delete(trx, row.id);
-      await this.events.append(trx, { tenantId: row.tenant_id, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'delete', from: row.state, to: 'deleted', message: `host ${row.name} deleted` });
+      await this.repos.grants.deleteAllForHost(trx, row.id);
+      await this.repos.hosts.delete(trx, row.id);
+      await this.repos.events.append(trx, { tenantId: row.tenant_id, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'delete', from: row.state, to: 'deleted', message: `host ${row.name} deleted` });
       await this.engine.record(trx, { kind: 'host.delete', tenantId: row.tenant_id, targetType: 'host', targetId: row.id, input: {}, actor }, {});
     });
     await this.engine.recorded('host.delete');

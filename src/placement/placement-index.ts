@@ -1,4 +1,4 @@
-import { usableBytes } from './capacity.js';
+import { usableBytes } from '../core/capacity.js';
 import { firstRejection, type BackendView, type PlacementRequest } from './placement.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };

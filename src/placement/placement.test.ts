@@ -1,6 +1,6 @@
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import { describe, expect, it } from 'vitest';
-import { usableBytes } from './capacity.js';
+import { usableBytes } from '../core/capacity.js';
 import { compareCandidates, decide, FILTERS, type BackendView, type PlacementRequest } from './placement.js';
 
 const GiB = 1024 ** 3;

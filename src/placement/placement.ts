@@ -1,6 +1,6 @@
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import type { PlacementSummary } from '../core/models.js';
-import { usableBytes } from './capacity.js';
+import { usableBytes } from '../core/capacity.js';
 
 /** A backend as placement sees it: a plain, in-memory snapshot. */
 export interface BackendView {

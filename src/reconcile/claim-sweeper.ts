@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import { formatSize } from '../core/sizes.js';
-import { ClaimRepository } from '../store/claim-repository.js';
-import { EventRepository } from '../store/event-repository.js';
 import type { Store } from '../store/store.js';
+import type { Repositories } from '../store/repositories.js';
 
 /** Finished claims are kept this long for inspection, then deleted. */
 const FINISHED_CLAIM_RETENTION_MS = 24 * 3_600_000;
@@ -15,19 +14,16 @@ const FINISHED_CLAIM_RETENTION_MS = 24 * 3_600_000;
  * engine resumes that operation, which commits or releases it. Also purges old finished claims.
  */
 export class ClaimSweeper {
-  private readonly claims = new ClaimRepository();
-  private readonly events = new EventRepository();
-
-  constructor(private readonly store: Store, private readonly logger: Logger) {}
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly logger: Logger) {}
 
   /** One pass; returns how many claims it released. */
   async sweep(now: Date = new Date()): Promise<number> {
-    const stale = await this.claims.listStale(this.store.db, now.toISOString());
+    const stale = await this.repos.claims.listStale(this.store.db, now.toISOString());
     let released = 0;
     for (const c of stale) {
       const done = await this.store.transaction(async (trx) => {
-        if (!(await this.claims.releaseById(trx, c.id))) return false;
-        await this.events.append(trx, {
+        if (!(await this.repos.claims.releaseById(trx, c.id))) return false;
+        await this.repos.events.append(trx, {
           tenantId: DEFAULT_TENANT_ID, actor: 'system', resourceType: c.resource_type, resourceId: c.resource_id, action: 'claim-released',
           message: `released a stale claim of ${formatSize(Number(c.bytes))} on backend ${c.backend_id} (operation ${c.operation_id ?? 'none'} is not running)`,
           details: { claimId: c.id, backendId: c.backend_id, bytes: Number(c.bytes) }, operationId: c.operation_id,
@@ -39,7 +35,7 @@ export class ClaimSweeper {
         this.logger.warn({ claim: c.id, backend: c.backend_id, resource: c.resource_id, operation: c.operation_id }, 'released a stale capacity claim');
       }
     }
-    await this.claims.purgeFinished(this.store.db, new Date(now.getTime() - FINISHED_CLAIM_RETENTION_MS).toISOString());
+    await this.repos.claims.purgeFinished(this.store.db, new Date(now.getTime() - FINISHED_CLAIM_RETENTION_MS).toISOString());
     return released;
   }
 }

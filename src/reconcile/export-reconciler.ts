@@ -6,16 +6,14 @@ import type { DriverCache } from '../backends/driver-cache.js';
 import { StowageError } from '../core/errors.js';
 import type { DriverHandle, GrantRequest, ReconcileReport } from '../drivers/sdk/types.js';
 import { hostIdentity } from '../hosts/host-service.js';
-import { GrantRepository, HostRepository } from '../store/access-repository.js';
-import { BackendRepository } from '../store/backend-repository.js';
-import { EventRepository } from '../store/event-repository.js';
 import type { BackendRow } from '../store/schema.js';
 import type { Store } from '../store/store.js';
-import { VolumeRepository, volumeHandle } from '../store/volume-repository.js';
+import { volumeHandle } from '../store/volume-repository.js';
 import type { SecretBox } from '../system/secret-box.js';
 import { grantRequestOf } from '../access/grant-secrets.js';
 import type { BackendActivity } from './backend-activity.js';
 import { portOf, requirePort } from '../drivers/sdk/ports.js';
+import type { Repositories } from '../store/repositories.js';
 
 
 /**
@@ -26,14 +24,9 @@ import { portOf, requirePort } from '../drivers/sdk/ports.js';
  */
 export class ExportReconciler {
   private running: Promise<void> | null = null;
-  private readonly backends = new BackendRepository();
-  private readonly volumes = new VolumeRepository();
-  private readonly grants = new GrantRepository();
-  private readonly hosts = new HostRepository();
-  private readonly events = new EventRepository();
 
   /** `driverTimeoutMs` bounds each driver call of a pass (reconcile, revoke, grant); `activity` counts finished passes per backend. */
-  constructor(private readonly store: Store, private readonly drivers: DriverCache, private readonly secrets: SecretBox, private readonly logger: Logger, private readonly driverTimeoutMs: number, private readonly activity?: BackendActivity) {}
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly drivers: DriverCache, private readonly secrets: SecretBox, private readonly logger: Logger, private readonly driverTimeoutMs: number, private readonly activity?: BackendActivity) {}
 
   /** One pass over every backend; concurrent calls share the pass. `signal` (the loop's) cuts driver calls short. */
   reconcile(signal?: AbortSignal): Promise<void> {
@@ -48,7 +41,7 @@ export class ExportReconciler {
   }
 
   private async pass(signal?: AbortSignal): Promise<void> {
-    for (const b of await this.backends.listAll(this.store.db)) {
+    for (const b of await this.repos.backends.listAll(this.store.db)) {
       if (b.state === 'offline') continue;
       let driver;
       try { driver = this.drivers.get(b); } catch { continue; }
@@ -56,9 +49,9 @@ export class ExportReconciler {
       if (!exportsPort) continue;
       const access = requirePort(driver, 'access', b.name);
       try {
-        const vols = await this.volumes.listByBackend(this.store.db, b.id, [...EXPORTED_VOLUME_STATES]);
-        const grantRows = await this.grants.listDesiredForVolumes(this.store.db, vols.map((v) => v.id));
-        const hostRows = new Map((await this.hosts.list(this.store.db)).map((h) => [h.id, h]));
+        const vols = await this.repos.volumes.listByBackend(this.store.db, b.id, [...EXPORTED_VOLUME_STATES]);
+        const grantRows = await this.repos.grants.listDesiredForVolumes(this.store.db, vols.map((v) => v.id));
+        const hostRows = new Map((await this.repos.hosts.list(this.store.db)).map((h) => [h.id, h]));
         const desired = vols.flatMap((v) => {
           const handle: DriverHandle | null = volumeHandle(v);
           if (!handle) return [];
@@ -71,13 +64,13 @@ export class ExportReconciler {
         // Exports of volumes this backend does not want now may still belong to a volume being
         // created, or to another backend on the same target daemon: only unknown ones are orphans.
         const knownVolumes = async (ids: readonly string[]): Promise<ReadonlySet<string>> => new Set(
-          (await this.store.db.selectFrom('volumes').select('id').where('id', 'in', ids.filter((x) => isId('volume', x))).where('state', '<>', 'deleted').execute()).map((r) => r.id),
+          await this.repos.volumes.listExistingIds(this.store.db, ids.filter((x): x is VolumeId => isId('volume', x))),
         );
         const report = await exportsPort.reconcile(desired, this.callSignal(signal), { knownVolumes });
         // The desired set was read before the driver ran: a revoke (detach, migration, fence) that
         // finished in between was just undone by this pass, and a grant made in between may just
         // have been unbound as unwanted. Redo both at once, from the desired set as it is now.
-        const nowDesired = await this.grants.listDesiredForVolumes(this.store.db, vols.map((v) => v.id));
+        const nowDesired = await this.repos.grants.listDesiredForVolumes(this.store.db, vols.map((v) => v.id));
         const key = (g: { volume_id: string; host_id: string }): string => `${g.volume_id}/${g.host_id}`;
         const still = new Set(nowDesired.map(key));
         const before = new Set(grantRows.map(key));
@@ -89,12 +82,11 @@ export class ExportReconciler {
         }
         for (const g of nowDesired.filter((x) => !before.has(key(x)))) {
           const v = vols.find((x) => x.id === g.volume_id);
-          const h = hostRows.get(g.host_id) ?? await this.hosts.findById(this.store.db, g.host_id);
+          const h = hostRows.get(g.host_id) ?? await this.repos.hosts.findById(this.store.db, g.host_id);
           const handle = v ? volumeHandle(v) : null;
           if (h && handle) await access.grant(handle, grantRequestOf(g, h, this.secrets), this.callSignal(signal));
         }
-        const stale = await this.store.db.selectFrom('grants').select(['id', 'volume_id', 'tenant_id']).where('state', '=', 'error')
-          .where('volume_id', 'in', vols.length > 0 ? vols.map((v) => v.id) : ['' as VolumeId]).execute();
+        const stale = await this.repos.grants.listErroredForVolumes(this.store.db, vols.map((v) => v.id));
         for (const g of stale) {
           const v = vols.find((x) => x.id === g.volume_id);
           await this.store.transaction((trx) => transition(trx, 'grant', {
@@ -118,7 +110,7 @@ export class ExportReconciler {
   /** Appends a `reconcile` event (and a log line) when a pass changed anything on the backend. */
   private async record(b: BackendRow, report: ReconcileReport, suffix: string): Promise<void> {
     if (report.restored.length === 0 && report.removed.length === 0) return;
-    await this.events.append(this.store.db, {
+    await this.repos.events.append(this.store.db, {
       tenantId: b.tenant_id, actor: 'reconciler', resourceType: 'backend', resourceId: b.id, resourceName: b.name, action: 'reconcile',
       from: null, to: null, message: `backend ${b.name}: restored ${report.restored.length}, removed ${report.removed.length} orphan export(s)${suffix}`,
       details: { restored: [...report.restored], removed: [...report.removed] },

@@ -1,17 +1,15 @@
 import type { Logger } from 'pino';
 import { transition } from '../store/transition.js';
 import { hostIsUp } from '../attachments/attachment-steps.js';
-import { HostRepository } from '../store/access-repository.js';
 import type { Store } from '../store/store.js';
+import type { Repositories } from '../store/repositories.js';
 
 /** Marks hosts `down` when their agent stops reporting (fenced hosts stay fenced). */
 export class HostMonitor {
-  private readonly hosts = new HostRepository();
-
-  constructor(private readonly store: Store, private readonly hostDownAfterMs: number, private readonly logger: Logger) {}
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly hostDownAfterMs: number, private readonly logger: Logger) {}
 
   async check(): Promise<void> {
-    for (const h of await this.hosts.list(this.store.db)) {
+    for (const h of await this.repos.hosts.list(this.store.db)) {
       if (h.state !== 'up' || hostIsUp(h, this.hostDownAfterMs)) continue;
       await this.store.transaction(async (trx) => {
         await transition(trx, 'host', {

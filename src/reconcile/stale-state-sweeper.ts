@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { ACTIVE_OPERATION_STATES, TRANSITIONAL_VOLUME_STATES, VOLUME_STATE_TABLE } from '../core/states.js';
+import { VOLUME_STATE_TABLE } from '../core/states.js';
+import type { Repositories } from '../store/repositories.js';
 import { transition } from '../store/transition.js';
 import type { Store } from '../store/store.js';
 
@@ -10,16 +11,10 @@ import type { Store } from '../store/store.js';
  * to its table's orphan state (`error`) with the reason, never silently to `available`.
  */
 export class StaleStateSweeper {
-  constructor(private readonly store: Store, private readonly logger: Logger) {}
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly logger: Logger) {}
 
   async sweep(): Promise<number> {
-    const orphans = await this.store.db.selectFrom('volumes').select(['id', 'name', 'state', 'tenant_id'])
-      .where('state', 'in', [...TRANSITIONAL_VOLUME_STATES])
-      .where((eb) => eb.not(eb.exists(
-        eb.selectFrom('operations').select('operations.id')
-          .whereRef('operations.target_id', '=', 'volumes.id').where('operations.state', 'in', [...ACTIVE_OPERATION_STATES]),
-      )))
-      .execute();
+    const orphans = await this.repos.volumes.listTransitionalWithoutOperation(this.store.db);
     for (const v of orphans) {
       await this.store.transaction(async (trx) => {
         const orphan = VOLUME_STATE_TABLE[v.state].resume?.orphan ?? 'error';

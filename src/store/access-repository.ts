@@ -56,6 +56,17 @@ export class GrantRepository {
     return db.selectFrom('grants').selectAll().where('host_id', '=', hostId).where('state', 'in', [...LIVE_GRANT_STATES]).execute();
   }
 
+  /** Removes every grant row of a host, whatever its state (the host itself is being deleted). */
+  async deleteAllForHost(db: Executor, hostId: string): Promise<void> {
+    await db.deleteFrom('grants').where('host_id', '=', hostId).execute();
+  }
+
+  /** Grants of these volumes whose revoke failed (`error`), for the reconciler to finish; ids, volume and tenant only. */
+  async listErroredForVolumes(db: Executor, volumeIds: readonly VolumeId[]): Promise<Pick<GrantRow, 'id' | 'volume_id' | 'tenant_id'>[]> {
+    return db.selectFrom('grants').select(['id', 'volume_id', 'tenant_id']).where('state', '=', 'error')
+      .where('volume_id', 'in', volumeIds.length > 0 ? [...volumeIds] : ['' as VolumeId]).execute();
+  }
+
   /** Grants that should exist on the backend right now (granting or active), for reconcilers. */
   async listDesiredForVolumes(db: Executor, volumeIds: readonly VolumeId[]): Promise<GrantRow[]> {
     if (volumeIds.length === 0) return [];

@@ -2,7 +2,7 @@ import type { Attachment, Migration } from '../core/models.js';
 import type { VolumeId } from '../core/ids.js';
 import type { AttachmentRow, MigrationRow } from './schema.js';
 import type { Executor } from './store.js';
-import { LIVE_ATTACHMENT_STATES, OPEN_MIGRATION_STATES, WANTED_ATTACHMENT_STATES, type AttachmentState } from '../core/states.js';
+import { LIVE_ATTACHMENT_STATES, OPEN_MIGRATION_STATES, WANTED_ATTACHMENT_STATES, type AttachmentState, type GrantState } from '../core/states.js';
 
 
 /** Attachments and live migrations. */
@@ -55,6 +55,18 @@ export class AttachmentRepository {
 
   async insertMigration(db: Executor, row: MigrationRow): Promise<void> {
     await db.insertInto('migrations').values(row).execute();
+  }
+
+  /** A host's attachments that ended `gone` with this reason (those fencing cut, for evacuation). */
+  async listGoneForHost(db: Executor, hostId: string, reason: string): Promise<AttachmentRow[]> {
+    return db.selectFrom('attachments').selectAll().where('host_id', '=', hostId).where('state', '=', 'gone').where('state_reason', '=', reason).execute();
+  }
+
+  /** State of each live attachment of a host with the state of its grant, in id order (what its agent should have connected). */
+  async listLiveWithGrantStateForHost(db: Executor, hostId: string): Promise<{ id: string; state: AttachmentState; grant_state: GrantState | null }[]> {
+    return db.selectFrom('attachments').leftJoin('grants', 'grants.id', 'attachments.grant_id')
+      .select(['attachments.id', 'attachments.state', 'grants.state as grant_state']).where('attachments.host_id', '=', hostId)
+      .where('attachments.state', 'in', [...LIVE_ATTACHMENT_STATES]).orderBy('attachments.id').execute();
   }
 
   async findMigration(db: Executor, id: string): Promise<MigrationRow | undefined> {

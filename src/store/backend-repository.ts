@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Backend } from '../core/models.js';
 import { statesWhere } from '../core/state-machine.js';
 import { BACKEND_OCCUPYING_SNAPSHOT_STATES, CLAIM_STATE_TABLE, LIVE_VOLUME_STATES, PROVISIONED_VOLUME_STATES } from '../core/states.js';
-import { usableBytes } from '../placement/capacity.js';
+import { usableBytes } from '../core/capacity.js';
 import { readJson, writeJson } from './json.js';
 import type { BackendId } from '../core/ids.js';
 import type { BackendRow, BackendUpdate, NewBackendRow } from './schema.js';

@@ -30,24 +30,32 @@ export interface EventQuery {
   readonly after?: number;
 }
 
+/**
+ * Appends one event. A function as well as a method so `transition()`, which lives in the store
+ * and writes a move's event in the move's transaction, needs no repository instance of its own.
+ */
+export async function appendEvent(db: Executor, e: EventInput): Promise<void> {
+  await db.insertInto('events').values({
+    id: newId('event'),
+    tenant_id: e.tenantId,
+    at: nowIso(),
+    actor: e.actor,
+    resource_type: e.resourceType,
+    resource_id: e.resourceId,
+    resource_name: e.resourceName ?? null,
+    action: e.action,
+    from_state: e.from ?? null,
+    to_state: e.to ?? null,
+    message: e.message,
+    details: writeJson(e.details ?? {}),
+    operation_id: e.operationId ?? null,
+  }).execute();
+}
+
 /** Append-only audit log of every state change. */
 export class EventRepository {
   async append(db: Executor, e: EventInput): Promise<void> {
-    await db.insertInto('events').values({
-      id: newId('event'),
-      tenant_id: e.tenantId,
-      at: nowIso(),
-      actor: e.actor,
-      resource_type: e.resourceType,
-      resource_id: e.resourceId,
-      resource_name: e.resourceName ?? null,
-      action: e.action,
-      from_state: e.from ?? null,
-      to_state: e.to ?? null,
-      message: e.message,
-      details: writeJson(e.details ?? {}),
-      operation_id: e.operationId ?? null,
-    }).execute();
+    await appendEvent(db, e);
   }
 
   async list(db: Executor, q: EventQuery): Promise<PageOf<StowageEvent>> {

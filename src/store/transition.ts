@@ -5,7 +5,7 @@ import {
   ATTACHMENT_MACHINE, GRANT_MACHINE, HOST_MACHINE, MIGRATION_MACHINE, SNAPSHOT_MACHINE, VOLUME_MACHINE,
   type AttachmentState, type GrantState, type HostState, type MigrationState, type SnapshotState, type VolumeState,
 } from '../core/states.js';
-import { EventRepository } from './event-repository.js';
+import { appendEvent } from './event-repository.js';
 import { nowIso } from './json.js';
 import type { VolumeId } from '../core/ids.js';
 import type { AttachmentTable, Database, GrantTable, HostTable, MigrationTable, SnapshotTable, VolumeTable } from './schema.js';
@@ -60,8 +60,6 @@ const MACHINES: { readonly [R in StatefulResource]: StateMachine<StateOf<R>> } =
   volume: VOLUME_MACHINE, snapshot: SNAPSHOT_MACHINE, grant: GRANT_MACHINE, attachment: ATTACHMENT_MACHINE, migration: MIGRATION_MACHINE, host: HOST_MACHINE,
 };
 
-const events = new EventRepository();
-
 /** Reads the current state of a row (undefined when it does not exist). */
 async function currentState<R extends StatefulResource>(trx: Transaction<Database>, resource: R, id: Resources[R]['id']): Promise<StateOf<R> | undefined> {
   const r = await (async () => {
@@ -112,7 +110,7 @@ export async function transition<R extends StatefulResource>(trx: Transaction<Da
     throw new StowageError('INVALID_STATE', `${resource} ${req.id} changed state while moving ${from} → ${req.to}; retry`, { resource, id: req.id, from, to: req.to });
   }
   const e = req.event;
-  await events.append(trx, {
+  await appendEvent(trx, {
     tenantId: req.tenantId, actor: e.actor, action: e.action, message: e.message, operationId: e.operationId ?? null, details: e.details ?? {},
     resourceType: e.subject?.type ?? resource, resourceId: e.subject?.id ?? req.id, resourceName: e.subject ? e.subject.name : (e.resourceName ?? null),
     from, to: req.to,

@@ -1,5 +1,5 @@
 import type { PageOf, PlacementSummary, Volume } from '../core/models.js';
-import type { VolumeState } from '../core/states.js';
+import { ACTIVE_OPERATION_STATES, TRANSITIONAL_VOLUME_STATES, type VolumeState } from '../core/states.js';
 import type { BackendId, VolumeId } from '../core/ids.js';
 import type { DriverHandle } from '../drivers/sdk/types.js';
 import { readJson } from './json.js';
@@ -52,6 +52,30 @@ export class VolumeRepository {
 
   async listInStates(db: Executor, states: readonly VolumeState[]): Promise<VolumeRow[]> {
     return db.selectFrom('volumes').selectAll().where('state', 'in', [...states]).execute();
+  }
+
+  /**
+   * Volumes in a transitional state that no unfinished operation targets: left behind by a bug or a
+   * manual edit, for the stale-state sweeper. Id, name, state and tenant only.
+   */
+  async listTransitionalWithoutOperation(db: Executor): Promise<Pick<VolumeRow, 'id' | 'name' | 'state' | 'tenant_id'>[]> {
+    return db.selectFrom('volumes').select(['id', 'name', 'state', 'tenant_id'])
+      .where('state', 'in', [...TRANSITIONAL_VOLUME_STATES])
+      .where((eb) => eb.not(eb.exists(
+        eb.selectFrom('operations').select('operations.id')
+          .whereRef('operations.target_id', '=', 'volumes.id').where('operations.state', 'in', [...ACTIVE_OPERATION_STATES]),
+      )))
+      .execute();
+  }
+
+  /** Which of these volume ids name a volume that exists and is not deleted. */
+  async listExistingIds(db: Executor, ids: readonly VolumeId[]): Promise<VolumeId[]> {
+    return (await db.selectFrom('volumes').select('id').where('id', 'in', [...ids]).where('state', '<>', 'deleted').execute()).map((r) => r.id);
+  }
+
+  /** Lets go of a backend's deleted volumes (their rows stay, for history) so the backend row can be deleted. */
+  async releaseDeletedFromBackend(db: Executor, backendId: BackendId): Promise<void> {
+    await db.updateTable('volumes').set({ backend_id: null }).where('backend_id', '=', backendId).where('state', '=', 'deleted').execute();
   }
 
   async update(db: Executor, id: VolumeId, patch: Partial<Omit<NewVolumeRow, 'id'>>): Promise<void> {

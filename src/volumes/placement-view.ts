@@ -1,26 +1,20 @@
-import { sql } from 'kysely';
 import { StowageError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
-import { usableBytes } from '../placement/capacity.js';
+import { usableBytes } from '../core/capacity.js';
 import type { BackendView } from '../placement/placement.js';
-import { BackendRepository, backendCapabilities } from '../store/backend-repository.js';
-import { ClaimRepository, type NewClaim } from '../store/claim-repository.js';
+import { backendCapabilities, type BackendRepository } from '../store/backend-repository.js';
+import type { NewClaim } from '../store/claim-repository.js';
+import { lockPlacement } from '../store/placement-lock.js';
+import type { Repositories } from '../store/repositories.js';
 import { readJson } from '../store/json.js';
 import type { ClaimRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 
-const PLACEMENT_LOCK_KEY = 0x5704a70;
-
-/**
- * Serializes placement decisions across replicas for the rest of the transaction: on PostgreSQL an
- * advisory transaction lock; SQLite transactions already run one at a time.
- */
-export async function lockPlacement(db: Executor, dialect: Store['dialect']): Promise<void> {
-  if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(${PLACEMENT_LOCK_KEY})`.execute(db);
-}
+/** The placement lock, re-exported for the placement steps that import it from here. */
+export { lockPlacement };
 
 /** Loads every backend with its current usage (provisioned volumes, held claims) as placement views. */
-export async function loadBackendViews(db: Executor, repo = new BackendRepository()): Promise<BackendView[]> {
+export async function loadBackendViews(db: Executor, repo: BackendRepository): Promise<BackendView[]> {
   const [rows, usage] = await Promise.all([repo.listAll(db), repo.usage(db)]);
   return rows.map((r) => {
     const u = usage.get(r.id);
@@ -51,14 +45,14 @@ export async function loadBackendViews(db: Executor, repo = new BackendRepositor
  * function placement uses, and records a held claim, all in the caller's transaction. Throws
  * NO_VALID_BACKEND when the backend cannot take it. Commit or release the claim when the driver returns.
  */
-export async function claimOnBackend(trx: Executor, dialect: Store['dialect'], claim: NewClaim, what: string): Promise<ClaimRow> {
+export async function claimOnBackend(trx: Executor, dialect: Store['dialect'], repos: Pick<Repositories, 'backends' | 'claims'>, claim: NewClaim, what: string): Promise<ClaimRow> {
   await lockPlacement(trx, dialect);
-  const view = (await loadBackendViews(trx)).find((b) => b.id === claim.backendId);
+  const view = (await loadBackendViews(trx, repos.backends)).find((b) => b.id === claim.backendId);
   const usable = view ? usableBytes(view) : 0;
   if (!view || usable < claim.bytes) {
     throw new StowageError('NO_VALID_BACKEND', `backend ${view?.name ?? claim.backendId} has ${formatSize(Math.max(0, usable))} usable; ${what} needs ${formatSize(claim.bytes)} more`, {
       backend: view?.name ?? claim.backendId, needBytes: claim.bytes, usableBytes: Math.max(0, usable),
     });
   }
-  return new ClaimRepository().hold(trx, claim);
+  return repos.claims.hold(trx, claim);
 }

@@ -7,18 +7,17 @@ import { VOLUME_MACHINE, type VolumeFormat, type VolumeState } from '../core/sta
 import { ClassService, type ClassConstraints } from '../classes/class-service.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { decide, type PlacementDecision, type PlacementPolicy, type PlacementRequest } from '../placement/placement.js';
-import { BackendRepository, backendCapabilities } from '../store/backend-repository.js';
-import { GrantRepository, SnapshotRepository } from '../store/access-repository.js';
-import { ClaimRepository } from '../store/claim-repository.js';
-import { EventRepository } from '../store/event-repository.js';
+import { backendCapabilities } from '../store/backend-repository.js';
 import { nowIso, writeJson } from '../store/json.js';
-import { OperationRepository, toOperation } from '../store/operation-repository.js';
+import { toOperation } from '../store/operation-repository.js';
 import type { Database, VolumeRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import { transition } from '../store/transition.js';
 import type { Transaction } from 'kysely';
-import { VolumeRepository, toVolume } from '../store/volume-repository.js';
-import { claimOnBackend, loadBackendViews, lockPlacement } from './placement-view.js';
+import { toVolume } from '../store/volume-repository.js';
+import { lockPlacement } from '../store/placement-lock.js';
+import { claimOnBackend, loadBackendViews } from './placement-view.js';
+import type { Repositories } from '../store/repositories.js';
 
 /** A create request after API validation. */
 export interface CreateVolumeInput {
@@ -69,21 +68,11 @@ export interface Submitted<T> {
 
 /** The rules of volumes: validation, placement at submit, and the operations that do the work. */
 export class VolumeService {
-  private readonly volumes = new VolumeRepository();
-  private readonly backends = new BackendRepository();
-  private readonly operations = new OperationRepository();
-  private readonly events = new EventRepository();
-  private readonly claims = new ClaimRepository();
-  private readonly snapshots = new SnapshotRepository();
-  private readonly classes: ClassService;
-
-  constructor(private readonly store: Store, private readonly engine: OperationEngine) {
-    this.classes = new ClassService(store, engine);
-  }
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine, private readonly classes: ClassService) {}
 
   /** Finds a live volume by id or name, or throws VOLUME_NOT_FOUND. */
   async resolve(ref: string, tenantId: string, db: Executor = this.store.db): Promise<VolumeRow> {
-    const row = isId('volume', ref) ? await this.volumes.findById(db, ref) : await this.volumes.findLiveByName(db, tenantId, ref);
+    const row = isId('volume', ref) ? await this.repos.volumes.findById(db, ref) : await this.repos.volumes.findLiveByName(db, tenantId, ref);
     if (!row || row.tenant_id !== tenantId || (row.state === 'deleted' && !isId('volume', ref))) {
       throw new StowageError('VOLUME_NOT_FOUND', `volume "${ref}" does not exist; see \`stowage volume list\``, { volume: ref });
     }
@@ -96,11 +85,11 @@ export class VolumeService {
 
   async list(q: { tenantId: string; backend?: string; state?: VolumeState; limit: number; cursor?: string }): Promise<PageOf<Volume>> {
     const backendId = q.backend ? (await this.resolveBackendId(q.backend)) : undefined;
-    const { rows, nextCursor } = await this.volumes.list(this.store.db, {
+    const { rows, nextCursor } = await this.repos.volumes.list(this.store.db, {
       tenantId: q.tenantId, limit: q.limit,
       ...(backendId ? { backendId } : {}), ...(q.state ? { state: q.state } : {}), ...(q.cursor ? { cursor: q.cursor } : {}),
     });
-    const names = new Map((await this.backends.listAll(this.store.db)).map((b) => [b.id, b.name]));
+    const names = new Map((await this.repos.backends.listAll(this.store.db)).map((b) => [b.id, b.name]));
     return { items: rows.map((r) => toVolume(r, r.backend_id ? names.get(r.backend_id) ?? null : null)), nextCursor };
   }
 
@@ -109,7 +98,7 @@ export class VolumeService {
     validateCreate(input);
     const cls = await this.classes.constraintsFor(input.class);
     const request = placementRequest(input, [], cls, tenantId ?? null);
-    const views = await loadBackendViews(this.store.db);
+    const views = await loadBackendViews(this.store.db, this.repos.backends);
     const pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
     return decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
   }
@@ -147,11 +136,11 @@ export class VolumeService {
     const request = placementRequest(input, [], cls, ctx.tenantId);
     const id = newId('volume');
     const op = await this.store.transaction(async (trx) => {
-      if (await this.volumes.findLiveByName(trx, ctx.tenantId, input.name)) {
+      if (await this.repos.volumes.findLiveByName(trx, ctx.tenantId, input.name)) {
         throw new StowageError('NAME_TAKEN', `a volume named "${input.name}" already exists`, { name: input.name });
       }
       await lockPlacement(trx, this.store.dialect);
-      const views = await loadBackendViews(trx, this.backends);
+      const views = await loadBackendViews(trx, this.repos.backends);
       let decision = decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
       if (source?.path === 'offload' && !input.backend && !decision.winner) {
         // The source's backend cannot take the clone: copy it on the host to wherever fits.
@@ -167,7 +156,7 @@ export class VolumeService {
       }
       const summary: PlacementSummary = { ...decision.summary, pinned: pinned !== null };
       const at = nowIso();
-      await this.volumes.insert(trx, {
+      await this.repos.volumes.insert(trx, {
         id, tenant_id: ctx.tenantId, name: input.name, backend_id: idOf('backend', decision.winner.id), state: 'creating', state_reason: null,
         size_bytes: input.sizeBytes, format: input.format ?? 'raw', driver_handle: null, placement: writeJson(summary),
         created_at: at, updated_at: at, deleted_at: null, class_id: cls?.id ?? null, multiattach: input.multiattach === true ? 1 : 0,
@@ -176,8 +165,8 @@ export class VolumeService {
         kind: 'volume.create', tenantId: ctx.tenantId, targetType: 'volume', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { name: input.name, sizeBytes: input.sizeBytes, format: input.format ?? 'raw', request, pinned: pinned !== null, ...(source ? { source } : {}) },
       });
-      await this.claims.hold(trx, { backendId: idOf('backend', decision.winner.id), resourceType: 'volume', resourceId: id, operationId: row.id, bytes: input.sizeBytes });
-      await this.events.append(trx, {
+      await this.repos.claims.hold(trx, { backendId: idOf('backend', decision.winner.id), resourceType: 'volume', resourceId: id, operationId: row.id, bytes: input.sizeBytes });
+      await this.repos.events.append(trx, {
         tenantId: ctx.tenantId, actor: ctx.actor, resourceType: 'volume', resourceId: id, resourceName: input.name, action: 'create',
         from: null, to: 'creating', operationId: row.id,
         message: `volume ${input.name} (${formatSize(input.sizeBytes)}) placed on ${decision.winner.name}: ${summary.reason}${source ? `; clone of ${source.type} ${source.name} by ${source.path}` : ''}`,
@@ -217,7 +206,7 @@ export class VolumeService {
         kind: 'volume.resize', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { sizeBytes, previousSizeBytes: current },
       });
-      await claimOnBackend(trx, this.store.dialect, { backendId: v.backend_id, resourceType: 'volume', resourceId: v.id, operationId: row.id, bytes: delta }, `growing ${v.name}`);
+      await claimOnBackend(trx, this.store.dialect, this.repos, { backendId: v.backend_id, resourceType: 'volume', resourceId: v.id, operationId: row.id, bytes: delta }, `growing ${v.name}`);
       await transition(trx, 'volume', {
         id: v.id, tenantId: ctx.tenantId, to: 'resizing', patch: { state_reason: null },
         event: { actor: ctx.actor, action: 'resize', resourceName: v.name, operationId: row.id, message: `volume ${v.name} growing from ${formatSize(current)} to ${formatSize(sizeBytes)}` },
@@ -239,11 +228,11 @@ export class VolumeService {
     const vol = await this.resolve(ref, ctx.tenantId);
     const op = await this.store.transaction(async (trx) => {
       const v = await this.lockVolume(trx, vol.id, VOLUME_MACHINE.sourcesOf('deleting'), 'delete');
-      const grants = await new GrantRepository().listLiveForVolume(trx, v.id);
+      const grants = await this.repos.grants.listLiveForVolume(trx, v.id);
       if (grants.length > 0) {
         throw new StowageError('VOLUME_IN_USE', `volume ${v.name} is still accessible to ${grants.length} host(s); detach or revoke first (stowage volume detach ${v.name})`, { grantCount: grants.length });
       }
-      const snaps = await this.snapshots.countLiveForVolume(trx, v.id);
+      const snaps = await this.repos.snapshots.countLiveForVolume(trx, v.id);
       if (snaps > 0) {
         throw new StowageError('VOLUME_IN_USE', `volume ${v.name} has ${snaps} snapshot(s); delete them first (stowage snapshot list --volume ${v.name})`, { snapshotCount: snaps });
       }
@@ -266,10 +255,10 @@ export class VolumeService {
     if (input.fromSnapshot && input.fromVolume) throw new StowageError('VALIDATION_FAILED', 'give either fromSnapshot or fromVolume, not both', {});
     if (input.fromSnapshot) {
       const ref = input.fromSnapshot;
-      const s = isId('snapshot', ref) ? await this.snapshots.findById(this.store.db, ref) : await this.snapshots.findLiveByName(this.store.db, tenantId, ref);
+      const s = isId('snapshot', ref) ? await this.repos.snapshots.findById(this.store.db, ref) : await this.repos.snapshots.findLiveByName(this.store.db, tenantId, ref);
       if (s?.tenant_id !== tenantId || s.state === 'deleted') throw new StowageError('SNAPSHOT_NOT_FOUND', `snapshot "${ref}" does not exist; see \`stowage snapshot list\``, { snapshot: ref });
       if (s.state !== 'available') throw new StowageError('INVALID_STATE', `snapshot ${s.name} is ${s.state}`, { state: s.state });
-      const src = await this.volumes.findById(this.store.db, s.volume_id);
+      const src = await this.repos.volumes.findById(this.store.db, s.volume_id);
       const caps = await this.capabilitiesOf(s.backend_id);
       return { type: 'snapshot', id: s.id, name: s.name, backendId: s.backend_id, sizeBytes: Number(s.size_bytes), format: src?.format ?? 'raw', path: caps.includes('clone.offload') ? 'offload' : 'backend-copy' };
     }
@@ -285,20 +274,20 @@ export class VolumeService {
 
   /** One backend's capabilities (without loading the whole fleet's usage as placement does). */
   private async capabilitiesOf(backendId: BackendId): Promise<string[]> {
-    const b = await this.backends.findById(this.store.db, backendId);
+    const b = await this.repos.backends.findById(this.store.db, backendId);
     return b ? backendCapabilities(b) : [];
   }
 
   /** Maps a row to the API model with its backend's name. */
   async present(row: VolumeRow): Promise<Volume> {
-    const b = row.backend_id ? await this.backends.findById(this.store.db, row.backend_id) : undefined;
+    const b = row.backend_id ? await this.repos.backends.findById(this.store.db, row.backend_id) : undefined;
     return toVolume(row, b?.name ?? null);
   }
 
   private async lockVolume(trx: Transaction<Database>, id: VolumeId, allowed: readonly VolumeState[], verb: string): Promise<VolumeRow> {
-    const v = await this.volumes.findById(trx, id);
+    const v = await this.repos.volumes.findById(trx, id);
     if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${id} does not exist`, { volume: id });
-    const active = await this.operations.findActiveForTarget(trx, id);
+    const active = await this.repos.operations.findActiveForTarget(trx, id);
     if (active) {
       throw new StowageError('INVALID_STATE', `volume ${v.name} is busy with operation ${active.id} (${active.kind}); wait for it with \`stowage operation wait ${active.id}\``, { operationId: active.id, state: v.state });
     }
@@ -309,7 +298,7 @@ export class VolumeService {
   }
 
   private async resolveBackendId(ref: string): Promise<BackendId> {
-    const row = isId('backend', ref) ? await this.backends.findById(this.store.db, ref) : await this.backends.findByName(this.store.db, ref);
+    const row = isId('backend', ref) ? await this.repos.backends.findById(this.store.db, ref) : await this.repos.backends.findByName(this.store.db, ref);
     if (!row) throw new StowageError('BACKEND_NOT_FOUND', `backend "${ref}" does not exist; see \`stowage backend list\``, { backend: ref });
     return row.id;
   }
@@ -331,12 +320,12 @@ export class VolumeService {
   /** A repeated request with the same Idempotency-Key gets the first one's operation back. */
   private async idempotent(ctx: RequestContext, kind: string): Promise<Submitted<Volume> | null> {
     if (!ctx.idempotencyKey) return null;
-    const op = await this.operations.findByIdempotencyKey(this.store.db, ctx.tenantId, ctx.idempotencyKey);
+    const op = await this.repos.operations.findByIdempotencyKey(this.store.db, ctx.tenantId, ctx.idempotencyKey);
     if (!op) return null;
     if (op.kind !== kind) {
       throw new StowageError('IDEMPOTENCY_CONFLICT', `Idempotency-Key "${ctx.idempotencyKey}" was already used for a ${op.kind} request`, { operationId: op.id });
     }
-    const v = await this.volumes.findById(this.store.db, idOf('volume', op.target_id));
+    const v = await this.repos.volumes.findById(this.store.db, idOf('volume', op.target_id));
     if (!v) throw new StowageError('VOLUME_NOT_FOUND', `volume ${op.target_id} does not exist`, {});
     return { operation: toOperation(op), resource: await this.present(v) };
   }

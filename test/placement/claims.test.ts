@@ -4,6 +4,7 @@ import { ClaimSweeper } from '../../src/reconcile/claim-sweeper.js';
 import { BackendRepository } from '../../src/store/backend-repository.js';
 import { ClaimRepository } from '../../src/store/claim-repository.js';
 import { OperationRepository } from '../../src/store/operation-repository.js';
+import { createRepositories } from '../../src/store/repositories.js';
 import type { Store } from '../../src/store/store.js';
 import { VolumeRepository } from '../../src/store/volume-repository.js';
 import { claimOnBackend, loadBackendViews } from '../../src/volumes/placement-view.js';
@@ -47,7 +48,7 @@ describe.each(DIALECTS)('capacity claims on %s', (dialect) => {
     });
     u = (await backends.usage(store.db)).get(b.id);
     expect(u).toEqual({ provisionedBytes: 10 * GiB, claimedBytes: 0, volumeCount: 1 });
-    const view = (await loadBackendViews(store.db)).find((x) => x.id === b.id);
+    const view = (await loadBackendViews(store.db, backends)).find((x) => x.id === b.id);
     expect(view).toMatchObject({ provisionedBytes: 10 * GiB, claimedBytes: 0 });
 
     // Committing again is a no-op; release after commit does nothing either.
@@ -67,7 +68,7 @@ describe.each(DIALECTS)('capacity claims on %s', (dialect) => {
   it('claimOnBackend refuses more than the usable capacity, counting earlier held claims', async () => {
     const b = backendRow({ name: 'a', total_bytes: 100 * GiB, reserved_percent: 10 });
     await backends.insert(store.db, b);
-    const claim = (bytes: number) => store.transaction((trx) => claimOnBackend(trx, store.dialect, { backendId: b.id, resourceType: 'volume', resourceId: 'vol-y', operationId: null, bytes }, 'test'));
+    const claim = (bytes: number) => store.transaction((trx) => claimOnBackend(trx, store.dialect, { backends, claims }, { backendId: b.id, resourceType: 'volume', resourceId: 'vol-y', operationId: null, bytes }, 'test'));
     await claim(60 * GiB);
     await expect(claim(31 * GiB)).rejects.toMatchObject({ code: 'NO_VALID_BACKEND' });
     await claim(30 * GiB);
@@ -85,7 +86,7 @@ describe.each(DIALECTS)('capacity claims on %s', (dialect) => {
     const orphanExpired = await claims.hold(store.db, { backendId: b.id, resourceType: 'volume', resourceId: 'r3', operationId: 'op-gone', bytes: 4, ttlMs: -1000 });
     const orphanFresh = await claims.hold(store.db, { backendId: b.id, resourceType: 'volume', resourceId: 'r4', operationId: null, bytes: 8 });
 
-    const sweeper = new ClaimSweeper(store, pino({ level: 'silent' }));
+    const sweeper = new ClaimSweeper(store, createRepositories(), pino({ level: 'silent' }));
     expect(await sweeper.sweep()).toBe(2);
     const state = async (id: string) => (await claims.findById(store.db, id))?.state;
     expect(await state(ofFailed.id)).toBe('released');

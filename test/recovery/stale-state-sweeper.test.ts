@@ -5,6 +5,7 @@ import { idOf, newId } from '../../src/core/ids.js';
 import type { VolumeState } from '../../src/core/states.js';
 import { StaleStateSweeper } from '../../src/reconcile/stale-state-sweeper.js';
 import { nowIso } from '../../src/store/json.js';
+import { createRepositories } from '../../src/store/repositories.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
 import { pollUntil } from '../helpers/server.js';
 import { startInjectServer, type InjectServer } from '../helpers/inject.js';
@@ -59,7 +60,7 @@ describe.each(['sqlite', 'postgres'] as const)('stale-state sweeper on %s', (dia
       lease_owner: 'another-replica', lease_expires_at: new Date(Date.now() + 3_600_000).toISOString(), created_at: at, updated_at: at, finished_at: null,
     }).execute();
 
-    const sweeper = new StaleStateSweeper(srv.server.store, pino({ level: 'silent' }));
+    const sweeper = new StaleStateSweeper(srv.server.store, createRepositories(), pino({ level: 'silent' }));
     expect(await sweeper.sweep()).toBe(TRANSITIONAL.length);
     for (const [state, v] of orphans) {
       const now = await srv.api.ok<Volume>('GET', `/v1/volumes/${v.id}`, 200);

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { ClassService } from '../../classes/class-service.js';
 import { CreateClassBody, StorageClassSchema, UpdateClassBody } from '../../classes/class-schema.js';
 import { Page } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
@@ -11,7 +10,7 @@ import { RefParams } from '../schemas.js';
 
 /** /v1/classes: storage classes (create, list, show, update, delete). */
 export function classRoutes(deps: AppDeps): FastifyPluginAsync {
-  const classes = new ClassService(deps.store, deps.engine);
+  const { classes } = deps;
   return async (plain) => {
     const app = plain.withTypeProvider<TypeBoxTypeProvider>();
     const tags = ['classes'];

@@ -1,16 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { StowageError } from '../../core/errors.js';
 import { OperationSchema, Page } from '../../core/models.js';
-import { OperationRepository, toOperation } from '../../store/operation-repository.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { IdParams, OperationListQuery } from '../schemas.js';
 
 /** /v1/operations: the journal of every mutating request. */
 export function operationRoutes(deps: AppDeps): FastifyPluginAsync {
-  const repo = new OperationRepository();
   return async (plain) => {
     const app = plain.withTypeProvider<TypeBoxTypeProvider>();
     const tags = ['operations'];
@@ -18,11 +15,10 @@ export function operationRoutes(deps: AppDeps): FastifyPluginAsync {
     app.get('/operations', {
       schema: { tags, summary: 'List operations, newest first', querystring: OperationListQuery, response: { 200: Page(OperationSchema), ...errorResponses() } },
     }, async (req) => {
-      const { rows, nextCursor } = await repo.list(deps.store.db, {
+      return deps.operations.list({
         tenantId: req.principal.tenantId, limit: req.query.limit,
         ...(req.query.state ? { state: req.query.state } : {}), ...(req.query.target ? { targetId: req.query.target } : {}), ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
       });
-      return { items: rows.map(toOperation), nextCursor };
     });
 
     app.get('/operations/:id', {
@@ -31,12 +27,6 @@ export function operationRoutes(deps: AppDeps): FastifyPluginAsync {
         querystring: Type.Object({ waitMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 0 }) }, { additionalProperties: false }),
         response: { 200: OperationSchema, ...errorResponses('OPERATION_NOT_FOUND') },
       },
-    }, async (req) => {
-      const row = await repo.findById(deps.store.db, req.params.id);
-      if (row?.tenant_id !== req.principal.tenantId) {
-        throw new StowageError('OPERATION_NOT_FOUND', `operation ${req.params.id} does not exist`, { id: req.params.id });
-      }
-      return req.query.waitMs > 0 ? deps.engine.waitFor(row.id, req.query.waitMs) : toOperation(row);
-    });
+    }, async (req) => deps.operations.get(req.params.id, req.principal.tenantId, req.query.waitMs));
   };
 }

@@ -1,0 +1,116 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { AccessService } from './access/access-service.js';
+import { AttachmentService } from './attachments/attachment-service.js';
+import { FencingService } from './attachments/fencing.js';
+import { MigrationService } from './attachments/migration-service.js';
+import { BackendService } from './backends/backend-service.js';
+import { DriverCache } from './backends/driver-cache.js';
+import { ClassService } from './classes/class-service.js';
+import type { Config } from './config/config.js';
+import { btrfsDriverFactory } from './drivers/btrfs/btrfs-driver.js';
+import { dirDriverFactory } from './drivers/dir/dir-driver.js';
+import { DriverRegistry } from './drivers/sdk/registry.js';
+import type { DriverFactory } from './drivers/sdk/types.js';
+import { tgtDriverFactory } from './drivers/tgt/tgt-driver.js';
+import { EventService } from './events/event-service.js';
+import { HostService } from './hosts/host-service.js';
+import { operationHandlers } from './operation-handlers.js';
+import { OperationEngine } from './operations/engine.js';
+import { Failpoints } from './operations/failpoints.js';
+import { OperationService } from './operations/operation-service.js';
+import { BackendActivity } from './reconcile/backend-activity.js';
+import { ClaimSweeper } from './reconcile/claim-sweeper.js';
+import { ExportReconciler } from './reconcile/export-reconciler.js';
+import { HostMonitor } from './reconcile/host-monitor.js';
+import { StaleStateSweeper } from './reconcile/stale-state-sweeper.js';
+import { SnapshotService } from './snapshots/snapshot-service.js';
+import { createRepositories, type Repositories } from './store/repositories.js';
+import type { Store } from './store/store.js';
+import { SpawnCommandRunner, type CommandRunner } from './system/command-runner.js';
+import { SecretBox } from './system/secret-box.js';
+import { TenantService } from './tenants/tenant-service.js';
+import { VolumeService } from './volumes/volume-service.js';
+
+/** Every driver this build knows, by URI scheme. */
+export const DRIVER_FACTORIES: readonly DriverFactory[] = [dirDriverFactory, btrfsDriverFactory, tgtDriverFactory];
+
+/**
+ * The whole control plane, wired but idle: every repository and service exists once, the operation
+ * handlers are registered with the engine, and nothing runs (no listener, no engine workers, no
+ * background loops). `startServer` builds one and starts it; service tests build one on a store of
+ * their own and call the services directly.
+ */
+export interface ControlPlane {
+  readonly config: Config;
+  readonly store: Store;
+  readonly logger: Logger;
+  readonly repos: Repositories;
+  readonly failpoints: Failpoints;
+  readonly runner: CommandRunner;
+  readonly registry: DriverRegistry;
+  readonly drivers: DriverCache;
+  readonly secrets: SecretBox;
+  /** Which backends are busy with a driver call, so probes and reconciles do not pile onto them. */
+  readonly activity: BackendActivity;
+  readonly engine: OperationEngine;
+  readonly tenants: TenantService;
+  readonly operations: OperationService;
+  readonly events: EventService;
+  readonly backends: BackendService;
+  readonly classes: ClassService;
+  readonly volumes: VolumeService;
+  readonly hosts: HostService;
+  readonly access: AccessService;
+  readonly snapshots: SnapshotService;
+  readonly attachments: AttachmentService;
+  readonly fencing: FencingService;
+  readonly migrations: MigrationService;
+  /** Background passes (run by the server's loops; tests call one pass at a time). */
+  readonly exports: ExportReconciler;
+  readonly staleStates: StaleStateSweeper;
+  readonly claimSweeper: ClaimSweeper;
+  readonly hostMonitor: HostMonitor;
+}
+
+/**
+ * Builds the control plane on an open (migrated) store: repositories once, each service once with
+ * what it depends on passed in, and every operation handler registered. Starts nothing; the caller
+ * owns the store and, once started, stops the engine and closes the drivers.
+ */
+export async function composeControlPlane(config: Config, store: Store, logger: Logger): Promise<ControlPlane> {
+  const repos = createRepositories();
+  const failpoints = config.failpoints ? new Failpoints(config.failpoints, join(config.dataDir, 'failpoints.reached')) : Failpoints.none();
+  const registry = new DriverRegistry(DRIVER_FACTORIES);
+  const runner = new SpawnCommandRunner();
+  const drivers = new DriverCache(registry, { runner, dataDir: config.dataDir });
+  const engine = new OperationEngine(store, logger, failpoints, {
+    leaseMs: config.operationLeaseMs, pollMs: config.operationPollMs, concurrency: config.operationConcurrency,
+    stepAttempts: config.stepAttempts, retryBaseMs: config.retryBaseMs,
+  });
+  const secrets = SecretBox.fromKeyFile(config.secretKeyFile);
+  const activity = new BackendActivity();
+  const tenants = new TenantService(store, repos);
+  const operations = new OperationService(store, repos, engine);
+  const events = new EventService(store, repos);
+  const backends = new BackendService(store, repos, registry, drivers, engine, logger, activity);
+  const classes = new ClassService(store, repos, engine);
+  const volumes = new VolumeService(store, repos, engine, classes);
+  const hosts = new HostService(store, repos, engine);
+  const access = new AccessService(store, repos, engine, volumes, hosts, secrets);
+  const snapshots = new SnapshotService(store, repos, engine, volumes, drivers);
+  const timings = { connectTimeoutMs: config.connectTimeoutMs, disconnectTimeoutMs: config.disconnectTimeoutMs, hostDownAfterMs: config.hostDownAfterMs };
+  const attachments = new AttachmentService(store, repos, engine, volumes, hosts, secrets, { ...timings, heartbeatIntervalMs: config.agentHeartbeatMs });
+  const fencing = new FencingService(store, repos, engine, hosts, attachments);
+  const migrations = new MigrationService(store, repos, engine, hosts, attachments);
+  for (const h of operationHandlers({ store, drivers, secrets, runner, placementAttempts: config.placementAttempts, timings, migrations: () => migrations })) engine.register(h);
+  const exports = new ExportReconciler(store, repos, drivers, secrets, logger, config.reconcileDriverTimeoutMs, activity);
+  const staleStates = new StaleStateSweeper(store, repos, logger);
+  const claimSweeper = new ClaimSweeper(store, repos, logger);
+  const hostMonitor = new HostMonitor(store, repos, config.hostDownAfterMs, logger);
+  return Object.freeze({
+    config, store, logger, repos, failpoints, runner, registry, drivers, secrets, activity, engine, tenants, operations, events,
+    backends, classes, volumes, hosts, access, snapshots, attachments, fencing, migrations,
+    exports, staleStates, claimSweeper, hostMonitor,
+  });
+}
