@@ -11,7 +11,7 @@ import type { Backend, Operation } from '../../src/core/models.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import type { CreateBackendInput } from '../../src/backends/backend-service.js';
 import type { RequestContext } from '../../src/volumes/volume-service.js';
-import { composeControlPlane, type ControlPlane } from './compose-stand-in.js';
+import { composeControlPlane, type ControlPlane } from '../../src/compose.js';
 
 /** 1 MiB. */
 export const MiB = 1024 ** 2;
@@ -47,8 +47,8 @@ export async function openServiceWorld(overrides: Partial<Config> = {}): Promise
   const scratchDir = mkdtempSync(join(tmpdir(), `stowage-svc-backends-${String(process.pid)}-`));
   const config = loadConfig(undefined, {}, { dataDir, logLevel: 'silent', operationPollMs: 20, retryBaseMs: 20, ...overrides });
   const store = await openStore(config.databaseUrl);
-  const cp = composeControlPlane(config, store, pino({ level: 'silent' }));
-  await cp.repos.tenants.ensureDefaultTenant(store.db);
+  const cp = await composeControlPlane(config, store, pino({ level: 'silent' }));
+  await cp.tenants.ensureDefaultTenant();
   let started = false;
   return {
     config, store, cp, scratchDir,
