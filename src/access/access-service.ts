@@ -52,7 +52,12 @@ export class AccessService {
         }
         throw new StowageError('INVALID_STATE', `the grant of ${host.name} on ${v.name} is ${existing.state}; wait for it or revoke it`, { state: existing.state });
       }
-      const others = (await this.repos.grants.listLiveForVolume(trx, v.id)).filter((g) => g.host_id !== host.id);
+      // Other hosts hold the volume through their grants, and through attachments whose grant is not
+      // made yet (an attach still `granting` has no grant row): both count, as they do for attach.
+      const others = [
+        ...(await this.repos.grants.listLiveForVolume(trx, v.id)),
+        ...(await this.repos.attachments.listLiveForVolume(trx, v.id)),
+      ].filter((g) => g.host_id !== host.id);
       const [conflict] = exclusivityConflicts(others, mode, v.multiattach === 1);
       if (conflict) {
         const other = await this.repos.hosts.findById(trx, conflict.host_id);

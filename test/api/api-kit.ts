@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { expect } from 'vitest';
-import type { ApiClient, ApiResponse, InProcessServer } from '../helpers/server.js';
+import type { ApiResponse, JsonClient } from '../helpers/server.js';
 
 /** One documented route: its method and OpenAPI path (`/v1/volumes/{ref}`). */
 export interface RouteRef {
@@ -75,7 +75,7 @@ export interface WorldSnapshot {
 }
 
 /** Lists volumes, backends, operations, the newest event and the files in the given backend dirs. */
-export async function snapshotWorld(api: ApiClient, dirs: readonly string[]): Promise<WorldSnapshot> {
+export async function snapshotWorld(api: JsonClient, dirs: readonly string[]): Promise<WorldSnapshot> {
   const vols = await api.ok<{ items: { id: string; state: string; sizeBytes: number }[] }>('GET', '/v1/volumes?limit=1000', 200);
   const bks = await api.ok<{ items: { id: string }[] }>('GET', '/v1/backends', 200);
   const ops = await api.ok<{ items: { id: string }[] }>('GET', '/v1/operations?limit=1000', 200);
@@ -89,20 +89,11 @@ export async function snapshotWorld(api: ApiClient, dirs: readonly string[]): Pr
   };
 }
 
-/** One request through `app.inject()` (no socket) with the server's admin token; a raw body is sent as is. */
-export async function inject(s: InProcessServer, method: string, url: string, opts: { body?: unknown; rawBody?: string; contentType?: string; headers?: Record<string, string> } = {}): Promise<ApiResponse> {
-  const headers: Record<string, string> = { authorization: `Bearer ${s.token}`, ...(opts.headers ?? {}) };
-  let payload: string | undefined;
-  if (opts.rawBody !== undefined || opts.body !== undefined) {
-    payload = opts.rawBody ?? JSON.stringify(opts.body);
-    headers['content-type'] = opts.contentType ?? 'application/json';
-  }
-  const res = await s.server.app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload } : {}) });
-  let body: unknown;
-  try {
-    body = res.body === '' ? undefined : JSON.parse(res.body);
-  } catch {
-    body = undefined;
-  }
-  return { status: res.statusCode, body, text: res.body };
+/**
+ * One request through the server's client (`app.inject()` for an InjectServer) with its admin token;
+ * a raw body is sent as is, declared JSON unless `contentType` says otherwise.
+ */
+export async function inject(s: { readonly api: JsonClient }, method: string, url: string, opts: { body?: unknown; rawBody?: string; contentType?: string; headers?: Record<string, string> } = {}): Promise<ApiResponse> {
+  const hasBody = opts.rawBody !== undefined || opts.body !== undefined;
+  return s.api.request(method, url, { ...opts, ...(hasBody ? { contentType: opts.contentType ?? 'application/json' } : {}) });
 }

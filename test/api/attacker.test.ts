@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ID_PREFIXES } from '../../src/core/ids.js';
-import { startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 import { expectError, inject, snapshotWorld } from './api-kit.js';
 
 /**
@@ -17,13 +17,13 @@ interface Submitted { volume: { id: string; name: string }; operation: { id: str
 interface PageT { items: { id: string; name?: string }[]; nextCursor: string | null }
 
 describe('the API against hostile and careless input', () => {
-  let s: InProcessServer;
+  let s: InjectServer;
   const lines: string[] = [];
 
   beforeAll(async () => {
     // A real pino logger at info into memory: what the operator's log would hold.
     const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(chunk.toString('utf8')); cb(); } });
-    s = await startInProcessServer({ operationPollMs: 20 }, pino({ level: 'info' }, sink));
+    s = await startInjectServer({ operationPollMs: 20 }, pino({ level: 'info' }, sink));
   });
   afterAll(async () => { await s.close(); });
 

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 import { concretePath, documentedRoutes, expectError, servedRoutes, type OpenApiDoc } from './api-kit.js';
 
 describe('API authentication and OpenAPI', () => {
-  let s: InProcessServer;
+  let s: InjectServer;
   let doc: OpenApiDoc;
 
   beforeAll(async () => {
-    s = await startInProcessServer();
+    s = await startInjectServer();
     doc = await s.api.ok<OpenApiDoc>('GET', '/openapi.json', 200, { token: null });
   });
   afterAll(async () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { afterFullProbe, type BackendActivity } from '../helpers/activity.js';
-import { pollUntil, startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { pollUntil } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 import type { OpenApiDoc } from './api-kit.js';
 
 /**
@@ -9,11 +10,11 @@ import type { OpenApiDoc } from './api-kit.js';
  * tgt; the iSCSI tier waits on it.)
  */
 describe('backend activity counters', () => {
-  let s: InProcessServer;
+  let s: InjectServer;
 
   beforeAll(async () => {
     // Probes every 200 ms instead of 30 s so periodic probes are seen within the test; the counter, not the timing, is under test.
-    s = await startInProcessServer({ probeIntervalMs: 200 });
+    s = await startInjectServer({ probeIntervalMs: 200 });
   });
   afterAll(async () => { await s.close(); });
 

@@ -2,16 +2,17 @@ import { mkdirSync, statfsSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backends/backend-schema.js';
-import { makeTempDir, removeTempDir, startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { makeTempDir, removeTempDir } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 
 interface Answer { readonly backend: Backend }
 interface ErrorBody { readonly code: string; readonly message: string; readonly details: Record<string, unknown> }
 
 describe('backend directories: normalised, never shared, capacity split honestly', () => {
-  let s: InProcessServer;
+  let s: InjectServer;
   let root: string;
   beforeAll(async () => {
-    s = await startInProcessServer();
+    s = await startInjectServer();
     root = makeTempDir('stowage-backend-paths-');
     for (const d of ['b1', 'b2', 'b3']) mkdirSync(join(root, d));
   });

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_SIZE_BYTES } from '../../src/core/sizes.js';
-import { startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 import { expectError, snapshotWorld } from './api-kit.js';
 
 const MiB = 1024 ** 2;
@@ -80,12 +80,12 @@ const DRIVER_CASES: BadCase[] = [
 ];
 
 describe('bad input leaves nothing behind', () => {
-  let s: InProcessServer;
+  let s: InjectServer;
   let localDir: string;
   let existing: Submitted['volume'];
 
   beforeAll(async () => {
-    s = await startInProcessServer();
+    s = await startInjectServer();
     localDir = join(s.dataDir, 'volumes');
     existing = (await s.api.ok<Submitted>('POST', '/v1/volumes?wait=true', 200, { body: { name: 'taken', sizeBytes: 4 * MiB } })).volume;
   });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 import { documentedRoutes, expectError, inject, type OpenApiDoc } from './api-kit.js';
 
 /**
@@ -12,11 +12,11 @@ interface Host { id: string; name: string }
 interface PageT { items: { id: string; name: string }[] }
 
 describe('Idempotency-Key', () => {
-  let s: InProcessServer;
+  let s: InjectServer;
   const key = (k: string): Record<string, string> => ({ 'idempotency-key': `${k}-${String(process.pid)}` });
   const names = async (path: string): Promise<string[]> => (await s.api.ok<PageT>('GET', `${path}?limit=1000`, 200)).items.map((x) => x.name).sort();
 
-  beforeAll(async () => { s = await startInProcessServer({ operationPollMs: 20 }); });
+  beforeAll(async () => { s = await startInjectServer({ operationPollMs: 20 }); });
   afterAll(async () => { await s.close(); });
 
   it('replays the first answer of a route without an operation (POST /v1/hosts), and creates one host', async () => {

@@ -6,7 +6,8 @@ import type { Operation } from '../../src/operations/operation-schema.js';
 import type { StowageEvent } from '../../src/events/event-schema.js';
 import type { Volume } from '../../src/volumes/volume-schema.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
-import { pollUntil, startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { pollUntil } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 import { expectError, snapshotWorld } from './api-kit.js';
 
 const MiB = 1024 ** 2;
@@ -15,11 +16,11 @@ interface Submitted { volume: Volume; operation: Operation }
 interface Page<T> { items: T[]; nextCursor: string | null }
 
 describe('volume and backend lifecycle over HTTP', () => {
-  let s: InProcessServer;
+  let s: InjectServer;
   let localDir: string;
 
   beforeAll(async () => {
-    s = await startInProcessServer();
+    s = await startInjectServer();
     localDir = join(s.dataDir, 'volumes');
   });
   afterAll(async () => {
@@ -155,10 +156,10 @@ describe('volume and backend lifecycle over HTTP', () => {
 
 // Client retries racing each other: on PostgreSQL the requests really run in parallel (a pool).
 describe.each(['sqlite', 'postgres'] as const)('Idempotency-Key under concurrent retries on %s', (dialect) => {
-  let srv: InProcessServer;
+  let srv: InjectServer;
 
   beforeAll(async () => {
-    srv = await startInProcessServer(dialect === 'postgres' ? { databaseUrl: await freshPostgresUrl('api') } : {});
+    srv = await startInjectServer(dialect === 'postgres' ? { databaseUrl: await freshPostgresUrl('api') } : {});
   });
   afterAll(async () => {
     await srv.close();

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectError } from '../api/api-kit.js';
-import { pollUntil, startInProcessServer, type ApiClient, type InProcessServer } from '../helpers/server.js';
+import { pollUntil, type JsonClient } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 
 /**
  * Attachments, grants, snapshots and fencing through the real HTTP API on the local dir backend.
@@ -11,8 +12,8 @@ interface Att { id: string; state: string; deviceId: string | null; hostName: st
 interface AgentAnswer { hostState: string; desired: { attachmentId: string; volumeId: string; instance: string; connection: { protocol: string; path?: string } }[] }
 
 describe('attachments, grants, snapshots and fencing (API, dir backend)', () => {
-  let s: InProcessServer;
-  let api: ApiClient;
+  let s: InjectServer;
+  let api: JsonClient;
   const connected = new Map<string, { volumeId: string; instance: string; deviceId: string }[]>();
 
   /** Waits until the server has marked `host` down (its agent stopped reporting). */
@@ -36,7 +37,7 @@ describe('attachments, grants, snapshots and fencing (API, dir backend)', () => 
 
   beforeAll(async () => {
     // Down after 1.5 s, short connect/disconnect waits and a 20 ms poll so the down/timeout paths show in seconds; host down on the shipped timings: test/defaults/host-down.ts.
-    s = await startInProcessServer({ hostDownAfterMs: 1500, disconnectTimeoutMs: 3000, connectTimeoutMs: 20_000, operationPollMs: 20 });
+    s = await startInjectServer({ hostDownAfterMs: 1500, disconnectTimeoutMs: 3000, connectTimeoutMs: 20_000, operationPollMs: 20 });
     api = s.api;
     await api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'data1', sizeBytes: 8 * 1024 * 1024 } });
     await api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'data2', sizeBytes: 8 * 1024 * 1024 } });
@@ -167,7 +168,7 @@ describe('attachments, grants, snapshots and fencing (API, dir backend)', () => 
 
   it('an attach with no agent answering times out into error and leaves no grant behind', async () => {
     // Connect timeout 500 ms so the no-agent timeout is reached in the test (the 120 s default has no defaults-tier twin yet).
-    const quick = await startInProcessServer({ connectTimeoutMs: 500, operationPollMs: 20 });
+    const quick = await startInjectServer({ connectTimeoutMs: 500, operationPollMs: 20 });
     try {
       await quick.api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'lonely', sizeBytes: 4 * 1024 * 1024 } });
       await quick.api.ok('POST', '/v1/hosts', 201, { body: { name: 'silent', addresses: ['10.99.200.20'] } });
@@ -186,7 +187,7 @@ describe('attachments, grants, snapshots and fencing (API, dir backend)', () => 
 describe('multi-attach volumes', () => {
   it('are placed only on backends with the multiattach capability, and may be attached read-write to two hosts', async () => {
     // Poll 20 ms so the operations here start at once; operations on the shipped poll: test/defaults/replica-lease.ts.
-    const s = await startInProcessServer({ operationPollMs: 20 });
+    const s = await startInjectServer({ operationPollMs: 20 });
     try {
       const refused = await s.api.request('POST', '/v1/volumes', { body: { name: 'shared', sizeBytes: 4 * 1024 * 1024, multiattach: true } });
       const e = expectError(refused, 422, 'NO_VALID_BACKEND');

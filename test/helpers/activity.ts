@@ -1,4 +1,4 @@
-import type { ApiClient } from './server.js';
+import type { JsonClient } from './server.js';
 import { pollUntil } from './server.js';
 
 /** The activity counters GET /v1/backends/:ref shows (this replica's reconcile passes and probes). */
@@ -7,7 +7,7 @@ export interface BackendActivity {
   probe: { seq: number; lastProbeAt: string | null };
 }
 
-async function activityOf(api: ApiClient, backend: string): Promise<BackendActivity> {
+async function activityOf(api: JsonClient, backend: string): Promise<BackendActivity> {
   return api.ok<BackendActivity>('GET', `/v1/backends/${encodeURIComponent(backend)}`, 200);
 }
 
@@ -17,7 +17,7 @@ async function activityOf(api: ApiClient, backend: string): Promise<BackendActiv
  * passes just as well when the reconciler is idle or broken. Two completions are needed because a
  * pass may already have been running (started before the caller's action) when the counter is read.
  */
-export async function afterFullReconcilePass(api: ApiClient, backend: string, timeoutMs = 120_000): Promise<void> {
+export async function afterFullReconcilePass(api: JsonClient, backend: string, timeoutMs = 120_000): Promise<void> {
   const start = (await activityOf(api, backend)).reconcile.passes;
   await pollUntil(`a full reconcile pass over ${backend} (passes > ${String(start + 1)})`, async () => {
     const now = (await activityOf(api, backend)).reconcile.passes;
@@ -26,7 +26,7 @@ export async function afterFullReconcilePass(api: ApiClient, backend: string, ti
 }
 
 /** Waits until a whole probe of `backend` started and finished after this call (see afterFullReconcilePass). */
-export async function afterFullProbe(api: ApiClient, backend: string, timeoutMs = 120_000): Promise<void> {
+export async function afterFullProbe(api: JsonClient, backend: string, timeoutMs = 120_000): Promise<void> {
   const start = (await activityOf(api, backend)).probe.seq;
   await pollUntil(`a full probe of ${backend} (seq > ${String(start + 1)})`, async () => {
     const now = (await activityOf(api, backend)).probe.seq;

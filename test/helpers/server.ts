@@ -45,9 +45,39 @@ export interface ApiRequestOptions {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
+/**
+ * The request shape every API test uses, whatever carries the request: `ApiClient` over a real
+ * socket (fetch), `InjectClient` (test/helpers/inject.ts) through Fastify's `app.inject()`.
+ */
+export abstract class JsonClient {
+  constructor(readonly token: string) {}
+
+  /** Sends one request; never throws for HTTP error statuses. */
+  abstract request(method: string, path: string, opts?: ApiRequestOptions): Promise<ApiResponse>;
+
+  /** Sends a request and returns the JSON body, failing unless the status is `expected`. */
+  async ok<T>(method: string, path: string, expected: number | readonly number[], opts: ApiRequestOptions = {}): Promise<T> {
+    const r = await this.request(method, path, opts);
+    const want = typeof expected === 'number' ? [expected] : expected;
+    if (!want.includes(r.status)) throw new Error(`${method} ${path}: expected ${want.join('|')}, got ${String(r.status)}: ${r.text}`);
+    return r.body as T;
+  }
+}
+
+/** Parses an answer's text as JSON (undefined when empty or not JSON). */
+export function parseJsonText(text: string): unknown {
+  try {
+    return text === '' ? undefined : JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A tiny JSON client over real HTTP (fetch) with the admin token. */
-export class ApiClient {
-  constructor(readonly baseUrl: string, readonly token: string) {}
+export class ApiClient extends JsonClient {
+  constructor(readonly baseUrl: string, token: string) {
+    super(token);
+  }
 
   /** Sends one request; never throws for HTTP error statuses. */
   async request(method: string, path: string, opts: ApiRequestOptions = {}): Promise<ApiResponse> {
@@ -64,21 +94,7 @@ export class ApiClient {
     }
     const res = await fetch(`${this.baseUrl}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
     const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    return { status: res.status, body: parsed, text };
-  }
-
-  /** Sends a request and returns the JSON body, failing unless the status is `expected`. */
-  async ok<T>(method: string, path: string, expected: number | readonly number[], opts: ApiRequestOptions = {}): Promise<T> {
-    const r = await this.request(method, path, opts);
-    const want = typeof expected === 'number' ? [expected] : expected;
-    if (!want.includes(r.status)) throw new Error(`${method} ${path}: expected ${want.join('|')}, got ${String(r.status)}: ${r.text}`);
-    return r.body as T;
+    return { status: res.status, body: parseJsonText(text), text };
   }
 }
 

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLab, type Lab } from '../lab/lab.js';
-import { startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 
 interface Answer { volume: { state: string }; operation: { stepsDone: { name: string; note?: string }[] } }
 const MiB = 1024 * 1024;
@@ -9,11 +9,11 @@ const MiB = 1024 * 1024;
 /** A storage class can say clones are copied on the host even where the backend could offload. */
 describe('class offload: false forces host copies (dir backend on reflink XFS)', () => {
   let lab: Lab;
-  let s: InProcessServer;
+  let s: InjectServer;
 
   beforeAll(async () => {
     lab = await startLab({ hosts: 0, tgtd: false, btrfs: false, xfs: true });
-    s = await startInProcessServer({ defaultBackend: false });
+    s = await startInjectServer({ defaultBackend: false });
     mkdirSync(`${lab.xfsDir}/vols`, { recursive: true });
     await s.api.ok('POST', '/v1/backends', 201, { body: { name: 'xfs', driver: `dir://${lab.xfsDir}/vols` } });
     await s.api.ok('POST', '/v1/classes', 201, { body: { name: 'independent', offload: false } });

@@ -6,7 +6,8 @@ import type { Backend } from '../../src/backends/backend-schema.js';
 import type { Volume } from '../../src/volumes/volume-schema.js';
 import { ClaimRepository } from '../../src/store/claim-repository.js';
 import { ensureCliBuilt } from '../cli/cli-harness.js';
-import { REPO_ROOT, pollUntil, startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { REPO_ROOT, pollUntil } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 
 interface StorageClass { id: string; name: string; policy: string; isDefault: boolean; zone: string | null; requiredTags: string[]; forbiddenTags: string[]; requiredCapabilities: string[]; volumeCount: number }
 interface ErrorBody { code: string; message: string }
@@ -15,7 +16,7 @@ interface DryRun { winner: string | null; reason: string; verdicts: { backend: s
 const MiB = 1024 ** 2;
 
 describe('storage classes, explanations and retry through the real API and CLI', () => {
-  let srv: InProcessServer;
+  let srv: InjectServer;
   /** Runs the built `stowage` CLI against this test's server. */
   const cli = async (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: srv.dataDir, STOWAGE_URL: srv.server.url, STOWAGE_TOKEN: srv.token };
@@ -30,7 +31,7 @@ describe('storage classes, explanations and retry through the real API and CLI',
 
   beforeAll(async () => {
     await ensureCliBuilt();
-    srv = await startInProcessServer({ defaultBackend: false });
+    srv = await startInjectServer({ defaultBackend: false });
     const mk = async (name: string, body: Record<string, unknown>): Promise<void> => {
       const dir = join(srv.scratchDir, 'backends', name);
       mkdirSync(dir, { recursive: true });

@@ -5,10 +5,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backends/backend-schema.js';
 import type { Volume } from '../../src/volumes/volume-schema.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
-import {
-  ApiClient, cliConfigPathOf, ensureBuilt, killAllSpawned, makeTempDir, pollUntil, readToken, removeTempDir, spawnServer, startInProcessServer,
-  type InProcessServer,
-} from '../helpers/server.js';
+import { ApiClient, type JsonClient, cliConfigPathOf, ensureBuilt, killAllSpawned, makeTempDir, pollUntil, readToken, removeTempDir, spawnServer } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 
 interface ErrorBody { code: string; message: string; details: Record<string, unknown> }
 interface StorageClass { name: string; policy: string; isDefault: boolean }
@@ -19,7 +17,7 @@ interface DryRun { winner: string | null; reason: string; verdicts: { backend: s
  * size (the dir backend's total comes from the real filesystem, so the size is computed from what
  * the probe reported), plus a class that selects them by tag.
  */
-async function setUpFleet(api: ApiClient, root: string, suffix: string): Promise<{ sizeBytes: number; k: number; className: string; backends: string[] }> {
+async function setUpFleet(api: JsonClient, root: string, suffix: string): Promise<{ sizeBytes: number; k: number; className: string; backends: string[] }> {
   const tag = `par-${suffix}`;
   const names = [`pa-${suffix}`, `pb-${suffix}`];
   const reserves = [99, 99.2];
@@ -42,10 +40,10 @@ async function setUpFleet(api: ApiClient, root: string, suffix: string): Promise
 }
 
 /** N parallel creates split across `clients`; checks exactly K succeed and no backend is overfilled. */
-async function raceCreates(clients: readonly ApiClient[], fleet: { sizeBytes: number; k: number; className: string; backends: string[] }): Promise<void> {
+async function raceCreates(clients: readonly JsonClient[], fleet: { sizeBytes: number; k: number; className: string; backends: string[] }): Promise<void> {
   const n = fleet.k * 3;
   const results = await Promise.all(Array.from({ length: n }, (_, i) => {
-    const api = clients[i % clients.length] as ApiClient;
+    const api = clients[i % clients.length] as JsonClient;
     return api.request('POST', '/v1/volumes', { body: { name: `race-${String(i)}`, sizeBytes: fleet.sizeBytes, class: fleet.className } });
   }));
   const accepted = results.filter((r) => r.status === 202);
@@ -57,7 +55,7 @@ async function raceCreates(clients: readonly ApiClient[], fleet: { sizeBytes: nu
     expect((r.body as ErrorBody).code).toBe('NO_VALID_BACKEND');
   }
 
-  const api = clients[0] as ApiClient;
+  const api = clients[0] as JsonClient;
   // Every accepted create finishes (the driver really creates the files), and none is left creating.
   const volumes = await pollUntil('all accepted volumes to be available', async () => {
     const page = await api.ok<{ items: Volume[] }>('GET', '/v1/volumes?limit=1000', 200);
@@ -87,9 +85,9 @@ async function raceCreates(clients: readonly ApiClient[], fleet: { sizeBytes: nu
 }
 
 describe('parallel creates through the API (SQLite, one in-process server)', () => {
-  let srv: InProcessServer;
+  let srv: InjectServer;
   beforeAll(async () => {
-    srv = await startInProcessServer({ defaultBackend: false });
+    srv = await startInjectServer({ defaultBackend: false });
   });
   afterAll(async () => {
     await srv.close();

@@ -8,7 +8,8 @@ import { StaleStateSweeper } from '../../src/reconcile/stale-state-sweeper.js';
 import { nowIso } from '../../src/store/json.js';
 import { createRepositories } from '../../src/store/repositories.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
-import { pollUntil, startInProcessServer, type InProcessServer } from '../helpers/server.js';
+import { pollUntil } from '../helpers/server.js';
+import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 
 const MiB = 1024 ** 2;
 const TRANSITIONAL = ['creating', 'resizing', 'reverting', 'deleting'] as const;
@@ -21,20 +22,20 @@ interface Page<T> { items: T[] }
  * that operation. Run on the real composition (startServer) on both stores.
  */
 describe.each(['sqlite', 'postgres'] as const)('stale-state sweeper on %s', (dialect) => {
-  let s: InProcessServer | undefined;
+  let s: InjectServer | undefined;
   afterEach(async () => {
     await s?.close();
     s = undefined;
   });
 
-  const start = async (reconcileIntervalMs: number): Promise<InProcessServer> => {
-    s = await startInProcessServer({ reconcileIntervalMs, ...(dialect === 'postgres' ? { databaseUrl: await freshPostgresUrl('sweeper') } : {}) });
+  const start = async (reconcileIntervalMs: number): Promise<InjectServer> => {
+    s = await startInjectServer({ reconcileIntervalMs, ...(dialect === 'postgres' ? { databaseUrl: await freshPostgresUrl('sweeper') } : {}) });
     return s;
   };
-  const create = async (srv: InProcessServer, name: string): Promise<Volume> =>
+  const create = async (srv: InjectServer, name: string): Promise<Volume> =>
     (await srv.api.ok<{ volume: Volume }>('POST', '/v1/volumes?wait=true', 200, { body: { name, sizeBytes: MiB } })).volume;
   /** A hand edit of the store, exactly what the sweeper exists for. */
-  const leaveIn = async (srv: InProcessServer, id: string, state: VolumeState): Promise<void> => {
+  const leaveIn = async (srv: InjectServer, id: string, state: VolumeState): Promise<void> => {
     await srv.server.store.db.updateTable('volumes').set({ state, updated_at: nowIso() }).where('id', '=', idOf('volume', id)).execute();
   };
 
