@@ -1,7 +1,7 @@
 import { StowageError } from '../core/errors.js';
 import { transition } from '../store/transition.js';
-import type { ConnectionInfoModel, Grant } from './access-schema.js';
-import type { Operation } from '../operations/operation-schema.js';
+import type { ConnectionInfoModel, Grant } from '../core/schemas/access-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
 import type { AccessMode } from '../drivers/sdk/types.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { toGrant } from '../store/access-repository.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { VolumeId } from '../core/ids.js';
 import { newId } from '../core/ids.js';
-import type { ConnectionInfoModel } from './access-schema.js';
+import type { ConnectionInfoModel } from '../core/schemas/access-schema.js';
 import type { AccessMode, GrantRequest } from '../drivers/sdk/types.js';
 import { hostIdentity } from '../hosts/host-service.js';
 import { nowIso } from '../store/json.js';

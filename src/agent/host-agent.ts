@@ -1,4 +1,4 @@
-import type { AgentAnswer, AgentReport, DesiredAttachment } from '../attachments/attachment-schema.js';
+import type { AgentAnswer, AgentReport, DesiredAttachment } from '../core/schemas/attachment-schema.js';
 import { compact, nonEmpty } from '../core/compact.js';
 import { StowageError, toStowageError } from '../core/errors.js';
 import type { AgentLogger } from './agent-logger.js';

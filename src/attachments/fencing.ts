@@ -1,6 +1,6 @@
 import { StowageError } from '../core/errors.js';
 import { transition } from '../store/transition.js';
-import type { Operation } from '../operations/operation-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
 import type { HostService } from '../hosts/host-service.js';
 import type { OperationEngine } from '../operations/engine.js';
 import { toOperation } from '../store/operation-repository.js';

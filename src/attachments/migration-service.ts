@@ -1,7 +1,7 @@
 import { StowageError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import type { Migration } from './migration-schema.js';
-import type { Operation } from '../operations/operation-schema.js';
+import type { Migration } from '../core/schemas/migration-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
 import type { PageOf } from '../core/models.js';
 import { assertValidName } from '../core/names.js';
 import type { HostService } from '../hosts/host-service.js';

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { StowageError, toStowageError } from '../core/errors.js';
 import { DEFAULT_TENANT_ID, idOf, isId, newId } from '../core/ids.js';
-import type { Backend, CreateBackendInput, UpdateBackendInput } from './backend-schema.js';
+import type { Backend, CreateBackendInput, UpdateBackendInput } from '../core/schemas/backend-schema.js';
 import type { PageOf } from '../core/models.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
 import type { BackendKind, BackendState } from '../core/states.js';

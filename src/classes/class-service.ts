@@ -10,7 +10,7 @@ import type { PageOf } from '../core/models.js';
 import type { PageRequest } from '../store/keyset-page.js';
 import type { ClassRow, ClassUpdate } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
-import type { CreateClassInput, StorageClass, UpdateClassInput } from './class-schema.js';
+import type { CreateClassInput, StorageClass, UpdateClassInput } from '../core/schemas/class-schema.js';
 import type { Repositories } from '../store/repositories.js';
 
 /** The placement constraints a class adds to a request. */

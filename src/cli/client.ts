@@ -1,15 +1,15 @@
-import type { ConnectionInfoModel, Grant, GrantAnswerT, GrantRequest, RevokeAnswerT } from '../access/access-schema.js';
-import type { Attachment, AttachmentListFilter, AttachmentWithOperationT, AttachBodyT } from '../attachments/attachment-schema.js';
-import type { Migration, MigrationKeyT, MigrationWithOperationT } from '../attachments/migration-schema.js';
-import type { Backend, BackendWithOperationT, CreateBackendInput, UpdateBackendInput } from '../backends/backend-schema.js';
-import type { CreateClassInput, StorageClass, UpdateClassInput } from '../classes/class-schema.js';
+import type { ConnectionInfoModel, Grant, GrantAnswerT, GrantRequest, RevokeAnswerT } from '../core/schemas/access-schema.js';
+import type { Attachment, AttachmentListFilter, AttachmentWithOperationT, AttachBodyT } from '../core/schemas/attachment-schema.js';
+import type { Migration, MigrationKeyT, MigrationWithOperationT } from '../core/schemas/migration-schema.js';
+import type { Backend, BackendWithOperationT, CreateBackendInput, UpdateBackendInput } from '../core/schemas/backend-schema.js';
+import type { CreateClassInput, StorageClass, UpdateClassInput } from '../core/schemas/class-schema.js';
 import type { PageOf } from '../core/models.js';
-import type { EventListFilter, StowageEvent } from '../events/event-schema.js';
-import type { CreateHostInput, Host, UpdateHostInput } from '../hosts/host-schema.js';
-import type { Operation, OperationListFilter } from '../operations/operation-schema.js';
-import type { DryRun } from '../placement/placement-schema.js';
-import type { Snapshot, SnapshotListFilter, SnapshotWithOperationT } from '../snapshots/snapshot-schema.js';
-import type { CreateVolumeRequest, Volume, VolumeListFilter, VolumeWithOperationT } from '../volumes/volume-schema.js';
+import type { EventListFilter, StowageEvent } from '../core/schemas/event-schema.js';
+import type { CreateHostInput, Host, UpdateHostInput } from '../core/schemas/host-schema.js';
+import type { Operation, OperationListFilter } from '../core/schemas/operation-schema.js';
+import type { DryRun } from '../core/schemas/placement-schema.js';
+import type { Snapshot, SnapshotListFilter, SnapshotWithOperationT } from '../core/schemas/snapshot-schema.js';
+import type { CreateVolumeRequest, Volume, VolumeListFilter, VolumeWithOperationT } from '../core/schemas/volume-schema.js';
 import type { ClientConfig } from './client-config.js';
 import { ApiError, CliError } from './errors.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { PlacementSummary } from '../placement/placement-schema.js';
+import type { PlacementSummary } from '../core/schemas/placement-schema.js';
 import { describePlacement } from './placement-words.js';
 
 const base: PlacementSummary = {

@@ -1,4 +1,4 @@
-import type { PlacementSummary } from '../placement/placement-schema.js';
+import type { PlacementSummary } from '../core/schemas/placement-schema.js';
 import { formatScore, size } from './output.js';
 
 /**

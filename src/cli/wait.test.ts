@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Operation } from '../operations/operation-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
 import { ProgressDisplay, assertSucceeded } from './wait.js';
 import { CliError } from './errors.js';
 

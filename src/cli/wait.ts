@@ -1,4 +1,4 @@
-import type { Operation } from '../operations/operation-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
 import { OPERATION_STATE_TABLE } from '../core/states.js';
 import type { StowageClient } from './client.js';
 import type { CliContext } from './context.js';

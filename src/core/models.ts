@@ -57,3 +57,6 @@ export type PageQueryT = Static<typeof PageQuery>;
 /** The query of a list with no filters: just the page. */
 export const PlainListQuery = Type.Composite([PageQuery], { additionalProperties: false });
 
+
+/** Opaque JSON the driver returns at create and gets back on every later call. */
+export type DriverHandle = Readonly<Record<string, unknown>>;

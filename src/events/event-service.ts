@@ -1,5 +1,5 @@
 import type { PageOf } from '../core/models.js';
-import type { StowageEvent } from './event-schema.js';
+import type { StowageEvent } from '../core/schemas/event-schema.js';
 import type { EventQuery } from '../store/event-repository.js';
 import type { Repositories } from '../store/repositories.js';
 import type { Store } from '../store/store.js';

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { StowageError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
-import type { CreateHostInput, Host, UpdateHostInput } from './host-schema.js';
+import type { CreateHostInput, Host, UpdateHostInput } from '../core/schemas/host-schema.js';
 import type { PageOf } from '../core/models.js';
 import { assertValidInitiatorName, assertValidName } from '../core/names.js';
 import type { HostIdentity } from '../drivers/sdk/types.js';

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { StowageError, toStowageError, type ErrorCode } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import type { Operation } from './operation-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import { toOperation, type OperationRepository, type StepRecord } from '../store/operation-repository.js';
 import type { OperationRow } from '../store/schema.js';

@@ -1,5 +1,5 @@
 import { StowageError } from '../core/errors.js';
-import type { Operation } from './operation-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
 import type { PageOf } from '../core/models.js';
 import { toOperation, type OperationQuery } from '../store/operation-repository.js';
 import type { Repositories } from '../store/repositories.js';

@@ -1,5 +1,5 @@
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
-import type { PlacementSummary } from './placement-schema.js';
+import type { PlacementPolicy, PlacementSummary } from '../core/schemas/placement-schema.js';
 import { usableBytes } from '../core/capacity.js';
 
 /** A backend as placement sees it: a plain, in-memory snapshot. */
@@ -23,11 +23,8 @@ export interface BackendView {
   readonly claimedBytes: number;
 }
 
-/** The placement policies a storage class may choose. */
-export const PLACEMENT_POLICIES = ['cheapest', 'spread', 'pack'] as const;
-
-/** Placement policy: `cheapest` (lowest cost, then most room), `spread` (most room), `pack` (least room that fits). */
-export type PlacementPolicy = (typeof PLACEMENT_POLICIES)[number];
+/** The policies (their names are part of the wire schema, with it in core). */
+export { PLACEMENT_POLICIES, type PlacementPolicy } from '../core/schemas/placement-schema.js';
 
 /** What is being placed and the constraints on it. */
 export interface PlacementRequest {

@@ -1,8 +1,8 @@
 import { StowageError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
-import type { Operation } from '../operations/operation-schema.js';
-import type { Snapshot } from './snapshot-schema.js';
-import type { Volume } from '../volumes/volume-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
+import type { Snapshot } from '../core/schemas/snapshot-schema.js';
+import type { Volume } from '../core/schemas/volume-schema.js';
 import type { PageOf } from '../core/models.js';
 import { assertValidName } from '../core/names.js';
 import type { DriverCache } from '../backends/driver-cache.js';

@@ -1,6 +1,6 @@
-import type { ConnectionInfoModel, Grant } from '../access/access-schema.js';
-import type { Host } from '../hosts/host-schema.js';
-import type { Snapshot } from '../snapshots/snapshot-schema.js';
+import type { ConnectionInfoModel, Grant } from '../core/schemas/access-schema.js';
+import type { Host } from '../core/schemas/host-schema.js';
+import type { Snapshot } from '../core/schemas/snapshot-schema.js';
 import type { VolumeId } from '../core/ids.js';
 import { readJson } from './json.js';
 import type { GrantRow, HostRow, SnapshotRow } from './schema.js';

@@ -1,5 +1,5 @@
-import type { Attachment } from '../attachments/attachment-schema.js';
-import type { Migration } from '../attachments/migration-schema.js';
+import type { Attachment } from '../core/schemas/attachment-schema.js';
+import type { Migration } from '../core/schemas/migration-schema.js';
 import type { VolumeId } from '../core/ids.js';
 import type { AttachmentRow, MigrationRow } from './schema.js';
 import type { Executor } from './store.js';

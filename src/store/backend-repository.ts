@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Backend } from '../backends/backend-schema.js';
+import type { Backend } from '../core/schemas/backend-schema.js';
 import { statesWhere } from '../core/state-machine.js';
 import { BACKEND_OCCUPYING_SNAPSHOT_STATES, CLAIM_STATE_TABLE, LIVE_VOLUME_STATES, PROVISIONED_VOLUME_STATES } from '../core/states.js';
 import { usableBytes } from '../core/capacity.js';

@@ -1,6 +1,6 @@
 import { newId } from '../core/ids.js';
 import type { PageOf } from '../core/models.js';
-import type { StowageEvent } from '../events/event-schema.js';
+import type { StowageEvent } from '../core/schemas/event-schema.js';
 import { nowIso, readJson, writeJson } from './json.js';
 import type { EventRow } from './schema.js';
 import type { Executor } from './store.js';

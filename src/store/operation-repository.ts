@@ -1,4 +1,4 @@
-import type { Operation } from '../operations/operation-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
 import type { ErrorBody } from '../core/models.js';
 import { ACTIVE_OPERATION_STATES, type OperationState } from '../core/states.js';
 import { nowIso, readJson, writeJson } from './json.js';

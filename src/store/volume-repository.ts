@@ -1,9 +1,9 @@
 import type { PageOf } from '../core/models.js';
-import type { PlacementSummary } from '../placement/placement-schema.js';
-import type { Volume } from '../volumes/volume-schema.js';
+import type { PlacementSummary } from '../core/schemas/placement-schema.js';
+import type { Volume } from '../core/schemas/volume-schema.js';
 import { ACTIVE_OPERATION_STATES, TRANSITIONAL_VOLUME_STATES, type VolumeState } from '../core/states.js';
 import type { BackendId, VolumeId } from '../core/ids.js';
-import type { DriverHandle } from '../drivers/sdk/types.js';
+import type { DriverHandle } from '../core/models.js';
 import { readJson } from './json.js';
 import type { NewVolumeRow, VolumeRow } from './schema.js';
 import type { Executor } from './store.js';

@@ -1,9 +1,9 @@
 import { StowageError } from '../core/errors.js';
 import { DEFAULT_TENANT_ID, idOf, isId, newId, type BackendId, type VolumeId } from '../core/ids.js';
-import type { Operation } from '../operations/operation-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
 import type { PageOf } from '../core/models.js';
-import type { PlacementSummary } from '../placement/placement-schema.js';
-import type { CreateVolumeInput, Volume } from './volume-schema.js';
+import type { PlacementSummary } from '../core/schemas/placement-schema.js';
+import type { CreateVolumeInput, Volume } from '../core/schemas/volume-schema.js';
 import { assertValidName, assertValidTags } from '../core/names.js';
 import { assertValidSize, formatSize } from '../core/sizes.js';
 import { VOLUME_MACHINE, type VolumeFormat, type VolumeState } from '../core/states.js';

@@ -1,7 +1,7 @@
 import { mkdirSync, statfsSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend } from '../../src/backends/backend-schema.js';
+import type { Backend } from '../../src/core/schemas/backend-schema.js';
 import { makeTempDir, removeTempDir } from '../helpers/server.js';
 import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 

@@ -1,8 +1,8 @@
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { Operation } from '../../src/operations/operation-schema.js';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import { TEST_UMASKS, notPrivate, withUmask } from '../helpers/file-modes.js';
 import { clientFor, ensureBuilt, killAllSpawned, makeTempDir, removeTempDir, spawnServer } from '../helpers/server.js';
 

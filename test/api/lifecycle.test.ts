@@ -1,10 +1,10 @@
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend } from '../../src/backends/backend-schema.js';
-import type { Operation } from '../../src/operations/operation-schema.js';
-import type { StowageEvent } from '../../src/events/event-schema.js';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { Backend } from '../../src/core/schemas/backend-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
+import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
 import { pollUntil } from '../helpers/server.js';
 import { startInjectServer, type InjectServer } from '../helpers/inject.js';

@@ -2,10 +2,10 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DryRunResponseT, VolumeWithOperationT } from '../../src/cli/client.js';
-import type { Backend } from '../../src/backends/backend-schema.js';
-import type { Operation } from '../../src/operations/operation-schema.js';
-import type { StowageEvent } from '../../src/events/event-schema.js';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { Backend } from '../../src/core/schemas/backend-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
+import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import { CliSession, closedPort, type RunningCli } from './cli-harness.js';
 
 const MiB = 1024 ** 2;

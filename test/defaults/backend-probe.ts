@@ -1,8 +1,8 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend } from '../../src/backends/backend-schema.js';
-import type { StowageEvent } from '../../src/events/event-schema.js';
+import type { Backend } from '../../src/core/schemas/backend-schema.js';
+import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
 import { ensureBuilt, makeTempDir, removeTempDir } from '../helpers/server.js';
 import { SHIPPED, report, startDefaultServer, timeUntil, type DefaultServer } from './defaults-kit.js';
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Host } from '../../src/hosts/host-schema.js';
-import type { StowageEvent } from '../../src/events/event-schema.js';
+import type { Host } from '../../src/core/schemas/host-schema.js';
+import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
 import { ensureBuilt, makeTempDir, removeTempDir } from '../helpers/server.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import { SHIPPED, report, startDefaultAgent, startDefaultServer, timeUntil, type DefaultAgent, type DefaultServer } from './defaults-kit.js';

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Operation } from '../../src/operations/operation-schema.js';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
 import { ensureBuilt, makeTempDir, reachedFailpoints, removeTempDir } from '../helpers/server.js';
 import { SHIPPED, report, startDefaultServer, timeUntil, type DefaultServer } from './defaults-kit.js';

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend } from '../../src/backends/backend-schema.js';
-import type { StowageEvent } from '../../src/events/event-schema.js';
+import type { Backend } from '../../src/core/schemas/backend-schema.js';
+import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
 import { pollUntil } from '../helpers/server.js';
 import { type Lab, type LabHost } from '../lab/lab.js';
 import { MiB, readCapacity, readsPattern, showTargets, type Connection } from '../e2e-iscsi/e2e-kit.js';

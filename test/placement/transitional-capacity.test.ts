@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Backend } from '../../src/backends/backend-schema.js';
-import type { Operation } from '../../src/operations/operation-schema.js';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { Backend } from '../../src/core/schemas/backend-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import { TRANSITIONAL_VOLUME_STATES, type VolumeState } from '../../src/core/states.js';
 import {
   ApiClient, cliConfigPathOf, killAllSpawned, makeTempDir, reachedFailpoints, readToken, removeTempDir, spawnServer, type SpawnedServer,

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync,
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { expect } from 'vitest';
-import type { Operation } from '../../src/operations/operation-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
 import type { Database } from '../../src/store/schema.js';
 import type { ApiClient } from '../helpers/server.js';
 import type { Prepared, Scenario, Tier } from './matrix-kit.js';

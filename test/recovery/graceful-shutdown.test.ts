@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Operation } from '../../src/operations/operation-schema.js';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import {
   clientFor, ensureBuilt, killAllSpawned, makeTempDir, pollUntil, reachedFailpoints, removeTempDir, spawnServer, type ExitStatus, type SpawnedServer,
 } from '../helpers/server.js';

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { expect } from 'vitest';
-import type { Operation } from '../../src/operations/operation-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
 import type { Database } from '../../src/store/schema.js';
 import {
   allAttachments, blockDevices, createVolume, liveGrants, registerTgtBackend, sessionAddresses, startAgent, startHostVm, stwNodes, waitHostsUp,

@@ -2,7 +2,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { expect } from 'vitest';
-import type { Operation } from '../../src/operations/operation-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
 import type { Database } from '../../src/store/schema.js';
 import { openStore } from '../../src/store/store.js';
 import { freshPostgresUrl } from '../helpers/pg.js';

@@ -1,7 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
 import { makeTempDir, removeTempDir } from '../helpers/server.js';
 

@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Operation } from '../../src/operations/operation-schema.js';
-import type { StowageEvent } from '../../src/events/event-schema.js';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
+import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import { clientFor, ensureBuilt, killAllSpawned, pollUntil, reachedFailpoints, spawnServer } from '../helpers/server.js';
 import { assertDirMatches, cleanupRuns, newRun } from './recovery-kit.js';
 

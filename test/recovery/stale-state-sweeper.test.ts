@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { StowageEvent } from '../../src/events/event-schema.js';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import { idOf, newId } from '../../src/core/ids.js';
 import type { VolumeState } from '../../src/core/states.js';
 import { StaleStateSweeper } from '../../src/reconcile/stale-state-sweeper.js';

@@ -1,9 +1,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Operation } from '../../src/operations/operation-schema.js';
-import type { StowageEvent } from '../../src/events/event-schema.js';
-import type { Volume } from '../../src/volumes/volume-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
+import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
+import type { Volume } from '../../src/core/schemas/volume-schema.js';
 import { openStore } from '../../src/store/store.js';
 import { clientFor, ensureBuilt, killAllSpawned, pollUntil, spawnServer, type ApiClient } from '../helpers/server.js';
 import { cleanupRuns, newRun, type Run } from './recovery-kit.js';

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { expect } from 'vitest';
-import type { Operation } from '../../src/operations/operation-schema.js';
+import type { Operation } from '../../src/core/schemas/operation-schema.js';
 import { readJson } from '../../src/store/json.js';
 import { tgtAccountName } from '../../src/drivers/tgt/tgt-access.js';
 import type { Database } from '../../src/store/schema.js';

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Attachment } from '../../src/attachments/attachment-schema.js';
+import type { Attachment } from '../../src/core/schemas/attachment-schema.js';
 import { ALL, MiB, expectRefusedChangingNothing, openServiceWorld, pollUntil, type ServiceWorld } from './services-kit.js';
 
 /**

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_TENANT_ID } from '../../src/core/ids.js';
-import type { StowageEvent } from '../../src/events/event-schema.js';
+import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
 import { EventRepository } from '../../src/store/event-repository.js';
 import type { Store } from '../../src/store/store.js';
 import { DIALECTS, openFreshStore } from './store-kit.js';

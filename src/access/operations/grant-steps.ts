@@ -1,5 +1,5 @@
 import { StowageError } from '../../core/errors.js';
-import type { ConnectionInfoModel } from '../access-schema.js';
+import type { ConnectionInfoModel } from '../../core/schemas/access-schema.js';
 import type { GrantState } from '../../core/states.js';
 import { requirePort, type AccessPort } from '../../drivers/sdk/ports.js';
 import type { DriverHandle } from '../../drivers/sdk/types.js';

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { ConnectionInfoSchema, GrantAnswer, GrantBody, GrantList, GrantParams, RevokeAnswer } from '../../access/access-schema.js';
+import { ConnectionInfoSchema, GrantAnswer, GrantBody, GrantList, GrantParams, RevokeAnswer } from '../../core/schemas/access-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { RefParams, WaitQuery } from '../schemas.js';

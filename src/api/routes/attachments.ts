@@ -4,11 +4,11 @@ import { Type } from '@sinclair/typebox';
 import {
   AgentAnswerSchema, AgentReportQuery, AgentReportSchema, AttachBody, AttachmentListQuery, AttachmentSchema, AttachmentWithOperation,
   AttachmentWithOperationList, DetachVolumeBody, EvacuateBody,
-} from '../../attachments/attachment-schema.js';
-import { MigrationBody, MigrationSchema, MigrationWithOperation } from '../../attachments/migration-schema.js';
+} from '../../core/schemas/attachment-schema.js';
+import { MigrationBody, MigrationSchema, MigrationWithOperation } from '../../core/schemas/migration-schema.js';
 import { compact, nonEmpty } from '../../core/compact.js';
 import { Page, PlainListQuery } from '../../core/models.js';
-import { OperationList, OperationSchema, type Operation } from '../../operations/operation-schema.js';
+import { OperationList, OperationSchema, type Operation } from '../../core/schemas/operation-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { IdParams, RefParams, WaitQuery, type WaitQueryT } from '../schemas.js';

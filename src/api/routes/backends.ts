@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { BackendSchema, BackendWithOperation, CreateBackendBody, UpdateBackendBody } from '../../backends/backend-schema.js';
+import { BackendSchema, BackendWithOperation, CreateBackendBody, UpdateBackendBody } from '../../core/schemas/backend-schema.js';
 import { Page, PlainListQuery } from '../../core/models.js';
 import { BackendActivitySchema } from '../../reconcile/backend-activity.js';
 import type { AppDeps } from '../app.js';

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { CreateClassBody, StorageClassSchema, UpdateClassBody } from '../../classes/class-schema.js';
+import { CreateClassBody, StorageClassSchema, UpdateClassBody } from '../../core/schemas/class-schema.js';
 import { Page, PlainListQuery } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { compact, nonEmpty } from '../../core/compact.js';
-import { EventListQuery, EventSchema } from '../../events/event-schema.js';
+import { EventListQuery, EventSchema } from '../../core/schemas/event-schema.js';
 import { Page } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Page } from '../../core/models.js';
-import { CreateSnapshotBody, RevertVolumeBody, SnapshotListQuery, SnapshotSchema, SnapshotWithOperation } from '../../snapshots/snapshot-schema.js';
-import { VolumeWithOperation } from '../../volumes/volume-schema.js';
+import { CreateSnapshotBody, RevertVolumeBody, SnapshotListQuery, SnapshotSchema, SnapshotWithOperation } from '../../core/schemas/snapshot-schema.js';
+import { VolumeWithOperation } from '../../core/schemas/volume-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { RefParams, WaitQuery } from '../schemas.js';

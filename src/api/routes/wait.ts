@@ -1,5 +1,5 @@
 import { StowageError, isErrorCode } from '../../core/errors.js';
-import type { Operation } from '../../operations/operation-schema.js';
+import type { Operation } from '../../core/schemas/operation-schema.js';
 import { OPERATION_STATE_TABLE } from '../../core/states.js';
 import type { OperationEngine } from '../../operations/engine.js';
 

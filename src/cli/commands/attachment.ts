@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
-import type { Attachment } from '../../attachments/attachment-schema.js';
-import type { ConnectionInfoModel, Grant } from '../../access/access-schema.js';
-import type { Operation } from '../../operations/operation-schema.js';
+import type { Attachment } from '../../core/schemas/attachment-schema.js';
+import type { ConnectionInfoModel, Grant } from '../../core/schemas/access-schema.js';
+import type { Operation } from '../../core/schemas/operation-schema.js';
 import { ACCESS_MODES, type AccessMode } from '../../core/states.js';
 import type { StowageClient } from '../client.js';
 import type { CliContext } from '../context.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Backend } from '../../backends/backend-schema.js';
+import type { Backend } from '../../core/schemas/backend-schema.js';
 import { sleep, type CliContext } from '../context.js';
 import { CliError, formatCliError } from '../errors.js';
 import { ago, bar, emit, escapeTerminal, formatDuration, outputOption, percent, renderTable, size, writeControl, type OutputFormat } from '../output.js';

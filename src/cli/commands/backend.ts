@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { Backend, CreateBackendInput, UpdateBackendInput } from '../../backends/backend-schema.js';
+import type { Backend, CreateBackendInput, UpdateBackendInput } from '../../core/schemas/backend-schema.js';
 import { compact } from '../../core/compact.js';
 import { BACKEND_ROLES, type BackendRole } from '../../core/states.js';
 import { CAPABILITIES, type Capability } from '../../core/capabilities.js';

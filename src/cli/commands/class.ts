@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { CreateClassInput, StorageClass, UpdateClassInput } from '../../classes/class-schema.js';
+import type { CreateClassInput, StorageClass, UpdateClassInput } from '../../core/schemas/class-schema.js';
 import { compact, nonEmpty } from '../../core/compact.js';
 import { BACKEND_KINDS } from '../../core/states.js';
 import { PLACEMENT_POLICIES } from '../../placement/placement.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { StowageEvent } from '../../events/event-schema.js';
+import type { StowageEvent } from '../../core/schemas/event-schema.js';
 import { ID_PREFIXES, isId, type IdKind } from '../../core/ids.js';
 import type { StowageClient } from '../client.js';
 import { sleep, type CliContext } from '../context.js';

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import type { Attachment } from '../../attachments/attachment-schema.js';
-import type { Grant } from '../../access/access-schema.js';
-import type { Host } from '../../hosts/host-schema.js';
-import type { UpdateHostInput } from '../../hosts/host-schema.js';
+import type { Attachment } from '../../core/schemas/attachment-schema.js';
+import type { Grant } from '../../core/schemas/access-schema.js';
+import type { Host } from '../../core/schemas/host-schema.js';
+import type { UpdateHostInput } from '../../core/schemas/host-schema.js';
 import { compact, nonEmpty } from '../../core/compact.js';
 import type { StowageClient } from '../client.js';
 import type { CliContext } from '../context.js';

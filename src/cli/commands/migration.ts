@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import type { Attachment } from '../../attachments/attachment-schema.js';
-import type { Migration } from '../../attachments/migration-schema.js';
-import type { MigrationKeyT, MigrationWithOperationT } from '../../attachments/migration-schema.js';
+import type { Attachment } from '../../core/schemas/attachment-schema.js';
+import type { Migration } from '../../core/schemas/migration-schema.js';
+import type { MigrationKeyT, MigrationWithOperationT } from '../../core/schemas/migration-schema.js';
 import type { StowageClient } from '../client.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';

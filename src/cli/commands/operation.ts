@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { Operation } from '../../operations/operation-schema.js';
+import type { Operation } from '../../core/schemas/operation-schema.js';
 import { OPERATION_STATES, type OperationState } from '../../core/states.js';
 import type { CliContext } from '../context.js';
 import { emit, formatDuration, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';

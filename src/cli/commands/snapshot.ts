@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import type { Snapshot } from '../../snapshots/snapshot-schema.js';
-import type { Volume } from '../../volumes/volume-schema.js';
+import type { Snapshot } from '../../core/schemas/snapshot-schema.js';
+import type { Volume } from '../../core/schemas/volume-schema.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, size, sizeExact, type OutputFormat } from '../output.js';

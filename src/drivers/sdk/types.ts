@@ -2,12 +2,13 @@ import type { CommandRunner } from '../../system/command-runner.js';
 import type { Capability } from '../../core/capabilities.js';
 import type { AccessMode, BackendKind, VolumeFormat } from '../../core/states.js';
 import type { AccessPort, ClonePort, DataPort, ExportPort, RevertPort, SnapshotPort } from './ports.js';
+import type { DriverHandle } from '../../core/models.js';
 
 /** Capability names a driver may report (defined in core, the domain; re-exported for drivers). */
 export { CAPABILITIES, type Capability } from '../../core/capabilities.js';
 
-/** Opaque JSON the driver returns at create and gets back on every later call. */
-export type DriverHandle = Readonly<Record<string, unknown>>;
+/** Opaque JSON the driver returns at create and gets back on every later call (defined in core, which the store shares). */
+export type { DriverHandle } from '../../core/models.js';
 
 /** Capacity and health as the backend reports it (bytes). */
 export interface BackendReport {

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { StowageError, toStowageError } from '../../core/errors.js';
 import { idOf } from '../../core/ids.js';
-import type { PlacementSummary } from '../../placement/placement-schema.js';
+import type { PlacementSummary } from '../../core/schemas/placement-schema.js';
 import { formatSize } from '../../core/sizes.js';
 import { VOLUME_FORMATS } from '../../core/states.js';
 import { requirePort } from '../../drivers/sdk/ports.js';

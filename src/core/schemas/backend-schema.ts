@@ -1,9 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { CapabilitySchema } from '../core/capabilities.js';
-import type { BackendId } from '../core/ids.js';
-import { Bytes, IdString, Name, Nullable, literals } from '../core/models.js';
-import { BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES } from '../core/states.js';
-import { OperationSchema } from '../operations/operation-schema.js';
+import { CapabilitySchema } from '../capabilities.js';
+import type { BackendId } from '../ids.js';
+import { Bytes, IdString, Name, Nullable, literals } from '../models.js';
+import { BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES } from '../states.js';
+import { OperationSchema } from './operation-schema.js';
 
 const Tags = Type.Array(Name, { maxItems: 64, uniqueItems: true });
 const Cost = Type.Integer({ minimum: 0, maximum: 1_000_000 });

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Nullable } from '../core/models.js';
+import { Nullable } from '../models.js';
 
 /** One entry of the audit log: a state change or an audited read. */
 export const EventSchema = Type.Object({

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Name, Nullable, literals } from '../core/models.js';
-import { INITIATOR_NAME_PATTERN } from '../core/names.js';
-import { HOST_STATES } from '../core/states.js';
+import { Name, Nullable, literals } from '../models.js';
+import { INITIATOR_NAME_PATTERN } from '../names.js';
+import { HOST_STATES } from '../states.js';
 
 const Addresses = Type.Array(Type.String({ minLength: 2, maxLength: 45, description: 'IPv4 or IPv6 address' }), { maxItems: 16, uniqueItems: true });
 const Initiator = Type.String({ pattern: INITIATOR_NAME_PATTERN, maxLength: 223, description: 'iSCSI initiator name, e.g. iqn.2024-01.com.example:host-a' });

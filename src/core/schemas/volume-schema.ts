@@ -1,11 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { StowageError } from '../core/errors.js';
-import type { BackendId, VolumeId } from '../core/ids.js';
-import { Bytes, IdString, ListQuery, Name, Nullable, literals } from '../core/models.js';
-import { VOLUME_FORMATS, VOLUME_STATES } from '../core/states.js';
-import { OperationSchema } from '../operations/operation-schema.js';
-import { PlacementSummarySchema } from '../placement/placement-schema.js';
-import { PLACEMENT_POLICIES } from '../placement/placement.js';
+import { StowageError } from '../errors.js';
+import type { BackendId, VolumeId } from '../ids.js';
+import { Bytes, IdString, ListQuery, Name, Nullable, literals } from '../models.js';
+import { VOLUME_FORMATS, VOLUME_STATES } from '../states.js';
+import { OperationSchema } from './operation-schema.js';
+import { PLACEMENT_POLICIES, PlacementSummarySchema } from './placement-schema.js';
 
 const Tags = Type.Array(Name, { maxItems: 64, uniqueItems: true });
 const VolumeRef = (description: string) => Type.String({ minLength: 1, maxLength: 128, description });

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Name, Nullable, Ref, literals } from '../core/models.js';
-import { MIGRATION_STATES } from '../core/states.js';
-import { OperationSchema } from '../operations/operation-schema.js';
+import { Name, Nullable, Ref, literals } from '../models.js';
+import { MIGRATION_STATES } from '../states.js';
+import { OperationSchema } from './operation-schema.js';
 
 /** A live migration's storage handoff, as the API and CLI show it. */
 export const MigrationSchema = Type.Object({

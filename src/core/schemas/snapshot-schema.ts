@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
-import type { BackendId, VolumeId } from '../core/ids.js';
-import { Bytes, IdString, Name, Nullable, PageQuery, Ref, literals } from '../core/models.js';
-import { SNAPSHOT_STATES } from '../core/states.js';
-import { OperationSchema } from '../operations/operation-schema.js';
+import type { BackendId, VolumeId } from '../ids.js';
+import { Bytes, IdString, Name, Nullable, PageQuery, Ref, literals } from '../models.js';
+import { SNAPSHOT_STATES } from '../states.js';
+import { OperationSchema } from './operation-schema.js';
 
 /** A snapshot as the API and CLI show it. */
 export const SnapshotSchema = Type.Object({

@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
-import type { VolumeId } from '../core/ids.js';
-import { AccessModeSchema, IdString, Nullable, Ref, RequestedAccessMode, literals } from '../core/models.js';
-import { GRANT_STATES } from '../core/states.js';
-import { OperationSchema } from '../operations/operation-schema.js';
+import type { VolumeId } from '../ids.js';
+import { AccessModeSchema, IdString, Nullable, Ref, RequestedAccessMode, literals } from '../models.js';
+import { GRANT_STATES } from '../states.js';
+import { OperationSchema } from './operation-schema.js';
 
 /** How a host reaches a volume. `chapSecret` appears only in the answer to the grant itself and the connection endpoint. */
 export const ConnectionInfoSchema = Type.Object({

@@ -1,9 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox';
-import type { VolumeId } from '../core/ids.js';
-import { AccessModeSchema, IdString, Name, Nullable, PageQuery, Ref, RequestedAccessMode, literals } from '../core/models.js';
-import { ATTACHMENT_STATES } from '../core/states.js';
-import { ConnectionInfoSchema } from '../access/access-schema.js';
-import { OperationSchema } from '../operations/operation-schema.js';
+import type { VolumeId } from '../ids.js';
+import { AccessModeSchema, IdString, Name, Nullable, PageQuery, Ref, RequestedAccessMode, literals } from '../models.js';
+import { ATTACHMENT_STATES } from '../states.js';
+import { ConnectionInfoSchema } from './access-schema.js';
+import { OperationSchema } from './operation-schema.js';
 
 /** A volume connected into an instance on a host, as the API and CLI show it. */
 export const AttachmentSchema = Type.Object({

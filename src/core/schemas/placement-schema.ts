@@ -1,5 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Nullable } from '../core/models.js';
+import { Nullable } from '../models.js';
+
+/** The placement policies a storage class may choose. */
+export const PLACEMENT_POLICIES = ['cheapest', 'spread', 'pack'] as const;
+
+/** Placement policy: `cheapest` (lowest cost, then most room), `spread` (most room), `pack` (least room that fits). */
+export type PlacementPolicy = (typeof PLACEMENT_POLICIES)[number];
 
 /** Why a volume is where it is: the decision placement recorded when it placed it. */
 export const PlacementSummarySchema = Type.Object({

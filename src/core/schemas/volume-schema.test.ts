@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../errors.js';
 import { createVolumeInput, isClone, sizeIsMissing } from './volume-schema.js';
 
 describe('the create-volume size rule', () => {

@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { CapabilitySchema } from '../core/capabilities.js';
-import { Name, literals } from '../core/models.js';
-import { BACKEND_KINDS } from '../core/states.js';
-import { PLACEMENT_POLICIES } from '../placement/placement.js';
+import { CapabilitySchema } from '../capabilities.js';
+import { Name, literals } from '../models.js';
+import { BACKEND_KINDS } from '../states.js';
+import { PLACEMENT_POLICIES } from './placement-schema.js';
 
 const Tags = Type.Array(Name, { maxItems: 64, uniqueItems: true });
 const Capabilities = Type.Array(CapabilitySchema, { maxItems: 32, uniqueItems: true });

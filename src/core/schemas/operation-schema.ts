@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ErrorBodySchema, ListQuery, Nullable, literals } from '../core/models.js';
-import { OPERATION_STATES } from '../core/states.js';
+import { ErrorBodySchema, ListQuery, Nullable, literals } from '../models.js';
+import { OPERATION_STATES } from '../states.js';
 
 /** An operation of the journal as the API and CLI show it. */
 export const OperationSchema = Type.Object({
