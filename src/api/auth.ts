@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { StowageError } from '../core/errors.js';
-import { hashToken } from '../store/tenant-repository.js';
+import { hashToken } from '../core/token-hash.js';
 import type { TenantService } from '../tenants/tenant-service.js';
 
 /** Who made a request: the token's name (the actor in events), tenant and role. */

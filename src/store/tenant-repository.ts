@@ -1,13 +1,8 @@
-import { createHash } from 'node:crypto';
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
+import { hashToken } from '../core/token-hash.js';
 import { nowIso } from './json.js';
 import type { ApiTokenRow } from './schema.js';
 import type { Executor } from './store.js';
-
-/** sha256 hex of a token: what we store and look up; the token itself is never kept. */
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
 
 /** Tenants and API tokens (hashed). */
 export class TenantRepository {

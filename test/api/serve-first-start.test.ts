@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashToken } from '../../src/store/tenant-repository.js';
+import { hashToken } from '../../src/core/token-hash.js';
 import {
   ApiClient, cliConfigPathOf, clientFor, ensureBuilt, killAllSpawned, makeTempDir, readToken, removeTempDir, spawnServer,
 } from '../helpers/server.js';

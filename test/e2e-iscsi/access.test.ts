@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectError } from '../api/api-kit.js';
 import { afterFullReconcilePass } from '../helpers/activity.js';
 import { pollUntil, readToken, sleep } from '../helpers/server.js';
-import { hashToken } from '../../src/store/tenant-repository.js';
+import { hashToken } from '../../src/core/token-hash.js';
 import { startLab, type Lab, type LabHost } from '../lab/lab.js';
 import {
   MiB, createVolume, ensureDir, grant, killChild, listAll, loginOf, openSession, qemuIo, readCapacity, readsPattern, registerBackend,
