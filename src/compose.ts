@@ -7,6 +7,7 @@ import { MigrationService } from './attachments/migration-service.js';
 import { BackendService } from './backends/backend-service.js';
 import { DriverCache } from './backends/driver-cache.js';
 import { ClassService } from './classes/class-service.js';
+import type { AppDeps } from './api/app.js';
 import type { Config } from './config/config.js';
 import { btrfsDriverFactory } from './drivers/btrfs/btrfs-driver.js';
 import { dirDriverFactory } from './drivers/dir/dir-driver.js';
@@ -41,10 +42,8 @@ export const DRIVER_FACTORIES: readonly DriverFactory[] = [dirDriverFactory, btr
  * background loops). `startServer` builds one and starts it; service tests build one on a store of
  * their own and call the services directly.
  */
-export interface ControlPlane {
+export interface ControlPlane extends Omit<AppDeps, 'idempotencyKeys' | 'bodyLimitBytes' | 'version'> {
   readonly config: Config;
-  readonly store: Store;
-  readonly logger: Logger;
   readonly repos: Repositories;
   readonly failpoints: Failpoints;
   readonly runner: CommandRunner;
@@ -53,19 +52,6 @@ export interface ControlPlane {
   readonly secrets: SecretBox;
   /** Which backends are busy with a driver call, so probes and reconciles do not pile onto them. */
   readonly activity: BackendActivity;
-  readonly engine: OperationEngine;
-  readonly tenants: TenantService;
-  readonly operations: OperationService;
-  readonly events: EventService;
-  readonly backends: BackendService;
-  readonly classes: ClassService;
-  readonly volumes: VolumeService;
-  readonly hosts: HostService;
-  readonly access: AccessService;
-  readonly snapshots: SnapshotService;
-  readonly attachments: AttachmentService;
-  readonly fencing: FencingService;
-  readonly migrations: MigrationService;
   /** Background passes (run by the server's loops; tests call one pass at a time). */
   readonly exports: ExportReconciler;
   readonly staleStates: StaleStateSweeper;
