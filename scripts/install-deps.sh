@@ -19,9 +19,10 @@ declare -A PROBE=(
   [iproute2]=/usr/bin/ip
   [util-linux]=/usr/bin/losetup
   [coreutils]=/usr/bin/truncate
+  [openssl]=/usr/bin/openssl
 )
 ORDER=(tgt libiscsi-bin qemu-system-x86 qemu-utils qemu-block-extra btrfs-progs xfsprogs socat
-  postgresql-15 iproute2 util-linux coreutils)
+  postgresql-15 iproute2 util-linux coreutils openssl)
 
 is_installed() {
   local pkg="$1" probe="${PROBE[$1]}"

@@ -3,6 +3,8 @@ import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { buildApp } from './api/app.js';
+import { isLoopback, resolveApiCertificate } from './api/api-certificate.js';
+import type { TlsIdentity } from './system/tls-identity.js';
 import type { BackendService } from './backends/backend-service.js';
 import { composeControlPlane, type ControlPlane } from './compose.js';
 import type { Config } from './config/config.js';
@@ -41,12 +43,17 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   const plane = await composeControlPlane(config, store, logger);
   const { engine, drivers, backends } = plane;
 
-  await bootstrap(plane);
-  const app = await buildApp({ ...plane, idempotencyKeys: plane.repos.idempotency, bodyLimitBytes: config.bodyLimitBytes, version: packageVersion() });
+  const cert = await resolveApiCertificate(config, plane.identities);
+  if (!cert && !isLoopback(config.host)) {
+    logger.warn({ host: config.host }, 'TLS IS OFF on a non-loopback address (tls: "off"): API tokens, agent credentials and CHAP secrets cross the network in clear; use tls "auto" or "on"');
+  }
+  await bootstrap(plane, cert);
+  const app = await buildApp({ ...plane, idempotencyKeys: plane.repos.idempotency, bodyLimitBytes: config.bodyLimitBytes, version: packageVersion() }, { https: cert ? { key: cert.keyPem, cert: cert.certPem } : null });
   const address = await app.listen({ host: config.host, port: config.port });
+  if (cert) logger.info({ url: address, fingerprint: cert.fingerprint, expiresAt: cert.expiresAt }, 'the API serves HTTPS; clients pin this certificate');
   await plane.staleStates.sweep();
   engine.start();
-  const loops = backgroundLoops({ backends, exports: plane.exports, staleStates: plane.staleStates, claims: plane.claimSweeper, hostMonitor: plane.hostMonitor }, config, plane.failpoints, logger);
+  const loops = backgroundLoops({ backends, exports: plane.exports, exportWatch: plane.exportWatch, staleStates: plane.staleStates, claims: plane.claimSweeper, hostMonitor: plane.hostMonitor, nodeMonitor: plane.nodeMonitor }, config, plane.failpoints, logger);
   for (const l of loops) l.start();
   logger.info({ url: address, store: store.dialect, dataDir: config.dataDir }, 'stowage is serving');
 
@@ -56,7 +63,7 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
     store,
     app,
     stop: () => {
-      stopping ??= drainAndClose({ app, engine, loops, drivers, store }, config.shutdownDrainMs, logger);
+      stopping ??= drainAndClose({ app, engine, loops, drivers, store, nodes: plane }, config.shutdownDrainMs, logger);
       return stopping;
     },
   };
@@ -69,6 +76,7 @@ interface Running {
   readonly loops: readonly BackgroundLoop[];
   readonly drivers: DriverCache;
   readonly store: Store;
+  readonly nodes: Pick<ControlPlane, 'nodeMonitor' | 'nodeChannels'>;
 }
 
 /**
@@ -88,21 +96,27 @@ async function drainAndClose(r: Running, drainMs: number, logger: Logger): Promi
     r.app.server.closeAllConnections();
     await settlesWithin(closingApp, 1000);
   }
+  await settlesWithin(r.nodes.nodeMonitor.close(), left());
   await r.drivers.closeAll();
+  r.nodes.nodeChannels.closeAll();
   await r.store.close();
   logger.info({ awaited: passes.filter((p) => p.wasRunning).map((p) => p.name) }, 'stopped; the store is closed');
 }
 
-/** First start only: the default tenant, the admin token (printed once) and the `local` backend. */
-async function bootstrap(plane: ControlPlane): Promise<void> {
+/**
+ * First start only: the default tenant, the admin token (printed once, with the API URL and its
+ * certificate's fingerprint, and written with the pin to the CLI config) and the `local` backend.
+ */
+async function bootstrap(plane: ControlPlane, cert: TlsIdentity | null): Promise<void> {
   const { config, backends, logger } = plane;
   await plane.tenants.ensureDefaultTenant();
   const token = await plane.tenants.issueFirstAdminToken();
   if (token !== null) {
-    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
-    writeCliConfig(config.cliConfigPath, { url, token });
+    const url = `${cert ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
+    writeCliConfig(config.cliConfigPath, { url, token, ...(cert ? { apiFingerprint: cert.fingerprint, apiCertPem: cert.certPem } : {}) });
     // Printed once, on purpose: this is the only time the token exists outside its hash.
-    process.stdout.write(`\nAdmin API token (shown once; also written to ${config.cliConfigPath}):\n  ${token}\n\n`);
+    const pin = cert ? `API ${url}, certificate ${cert.fingerprint} (pinned in that file; give it to \`stowage login --fingerprint\` elsewhere)\n` : `API ${url}\n`;
+    process.stdout.write(`\n${pin}Admin API token (shown once; also written to ${config.cliConfigPath}):\n  ${token}\n\n`);
   }
   if (config.defaultBackend && !(await backends.any())) {
     await createLocalBackend(backends, config, logger);
@@ -116,8 +130,8 @@ async function createLocalBackend(backends: BackendService, config: Config, logg
   logger.info({ backend: backend.name, state: backend.state }, 'created the default local backend');
 }
 
-/** Writes the CLI's config (API URL and token) readable only by this user. */
-export function writeCliConfig(path: string, cfg: { url: string; token: string }): void {
+/** Writes the CLI's config (API URL, token and, for HTTPS, the pinned certificate) readable only by this user. */
+export function writeCliConfig(path: string, cfg: { url: string; token: string; apiFingerprint?: string; apiCertPem?: string }): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   writeFileSync(path, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
   chmodSync(path, 0o600);

@@ -46,6 +46,13 @@ export class HostAgent {
   private heartbeatMs: number;
   private running: Promise<PassResult | null> | null = null;
   private readonly abort = new AbortController();
+  /** The last report sent, repeated by the keep-alive while a pass is busy elsewhere. */
+  private lastReport: AgentReport | null = null;
+  /** When the last report (of a pass or a keep-alive) was sent, epoch ms. */
+  private lastReportAt = 0;
+  private reportsInFlight = 0;
+  private keepAliveTimer: NodeJS.Timeout | null = null;
+  private keepAliveCall: Promise<void> | null = null;
 
   constructor(private readonly o: HostAgentOptions) {
     this.heartbeatMs = o.heartbeatMs;
@@ -61,12 +68,15 @@ export class HostAgent {
       if (!this.abort.signal.aborted) this.timer = setTimeout(() => { void loop(); }, delay);
     };
     void loop();
+    this.scheduleKeepAlive();
   }
 
   async stop(): Promise<void> {
     this.abort.abort();
     if (this.timer) clearTimeout(this.timer);
+    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
     await this.running?.catch(() => undefined);
+    await this.keepAliveCall;
     await Promise.allSettled([...this.vmCache.values()].map(async (e) => { await e.vm.close(); }));
     this.vmCache.clear();
   }
@@ -83,7 +93,7 @@ export class HostAgent {
     const actual = await this.readActual(vms, signal);
     let answer: AgentAnswer;
     try {
-      answer = await this.o.controlPlane.report(this.o.hostName, this.reportOf(vms, actual), signal, this.heartbeatMs);
+      answer = await this.send(this.reportOf(vms, actual), signal, this.heartbeatMs);
     } catch (err) {
       // Without an answer we know nothing about what is wanted: change nothing.
       this.o.logger.warn({ err: toStowageError(err).message }, 'control plane unreachable; keeping everything as it is');
@@ -116,9 +126,46 @@ export class HostAgent {
     if (result.connected.length > 0 || result.disconnected.length > 0) {
       // Tell the control plane at once, so waiting attach/detach operations move on.
       const now = await this.readActual(vms, signal);
-      await this.o.controlPlane.report(this.o.hostName, this.reportOf(vms, now), signal).catch(() => undefined);
+      await this.send(this.reportOf(vms, now), signal).catch(() => undefined);
     }
     return result;
+  }
+
+  /** Sends a report after any keep-alive still in flight, so an older report never lands after a newer one. */
+  private async send(report: AgentReport, signal: AbortSignal, waitMs?: number): Promise<AgentAnswer> {
+    await this.keepAliveCall;
+    this.lastReport = report;
+    this.lastReportAt = Date.now();
+    this.reportsInFlight += 1;
+    try {
+      return await this.o.controlPlane.report(this.o.hostName, report, signal, waitMs);
+    } finally {
+      this.reportsInFlight -= 1;
+    }
+  }
+
+  /**
+   * The heartbeat must not wait for the work: a pass that spends long connecting a disk (a
+   * blockdev-add to a dead portal may take a minute, and can stall QEMU's monitor with it) or
+   * waits out a failure would let the host look down. So whenever no report has gone out for a
+   * heartbeat and none is in flight, the last report is sent again (the same facts the control
+   * plane already has; nothing read from QEMU) and its answer only updates the heartbeat.
+   */
+  private scheduleKeepAlive(): void {
+    if (this.abort.signal.aborted) return;
+    this.keepAliveTimer = setTimeout(() => {
+      this.keepAliveTimer = null;
+      const report = this.lastReport;
+      if (report && this.reportsInFlight === 0 && !this.keepAliveCall && Date.now() - this.lastReportAt >= this.heartbeatMs) {
+        this.lastReportAt = Date.now();
+        this.keepAliveCall = this.o.controlPlane.report(this.o.hostName, report, this.abort.signal, 0).then(
+          (a) => { this.heartbeatMs = a.heartbeatIntervalMs; },
+          (err: unknown) => { this.o.logger.debug({ err: toStowageError(err).message }, 'keep-alive report failed'); },
+        ).finally(() => { this.keepAliveCall = null; });
+      }
+      this.scheduleKeepAlive();
+    }, Math.max(50, Math.floor(this.heartbeatMs / 4)));
+    this.keepAliveTimer.unref();
   }
 
   private async connect(vms: Map<string, QemuVm>, d: DesiredAttachment, signal: AbortSignal): Promise<void> {
@@ -183,11 +230,11 @@ export class HostAgent {
   }
 }
 
-/** The control plane over HTTP with a bearer token. */
-export function httpControlPlane(apiUrl: string, token: string, timeoutMs = 15_000): ControlPlane {
+/** The control plane over HTTP(S) with a bearer token (`fetchFn`: a pinned fetch for HTTPS, see agentFetch). */
+export function httpControlPlane(apiUrl: string, token: string, timeoutMs = 15_000, fetchFn: typeof fetch = fetch): ControlPlane {
   return {
     async report(hostName, report, signal, waitMs = 0) {
-      const res = await fetch(`${apiUrl.replace(/\/$/, '')}/v1/agents/${encodeURIComponent(hostName)}/report?waitMs=${String(waitMs)}`, {
+      const res = await fetchFn(`${apiUrl.replace(/\/$/, '')}/v1/agents/${encodeURIComponent(hostName)}/report?waitMs=${String(waitMs)}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
         body: JSON.stringify(report),

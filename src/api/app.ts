@@ -18,19 +18,28 @@ import type { EventService } from '../events/event-service.js';
 import type { OperationService } from '../operations/operation-service.js';
 import type { IdempotencyRepository } from '../store/idempotency-repository.js';
 import type { TenantService } from '../tenants/tenant-service.js';
-import { Authenticator } from './auth.js';
+import type { QuotaService } from '../quotas/quota-service.js';
+import type { AgentCredentialService } from '../hosts/agent-credentials.js';
+import type { NodeService } from '../nodes/node-service.js';
+import { Authenticator, RoutePermissionCheck, authorize, refuseTenantOverride } from './auth.js';
+import { StowageError } from '../core/errors.js';
+import { AuthFailureLimiter } from './auth-limiter.js';
 import { errorHandler } from './errors.js';
 import { registerIdempotency } from './idempotency.js';
 import { installJsonParser, validatorCompiler } from './request-parsing.js';
 import { accessRoutes } from './routes/access.js';
 import { attachmentRoutes } from './routes/attachments.js';
 import { backendRoutes } from './routes/backends.js';
-import { hostRoutes } from './routes/hosts.js';
+import { agentEnrollmentRoutes, hostRoutes } from './routes/hosts.js';
 import { snapshotRoutes } from './routes/snapshots.js';
 import { classRoutes } from './routes/classes.js';
 import { eventRoutes } from './routes/events.js';
 import { operationRoutes } from './routes/operations.js';
 import { volumeRoutes } from './routes/volumes.js';
+import { nodeEnrollRoutes, nodeRoutes } from './routes/nodes.js';
+import { tenantRoutes } from './routes/tenants.js';
+import { quotaRoutes } from './routes/quotas.js';
+import { DEFAULT_WAIT_HOLD_CAPS, registerWaitHoldCaps, type WaitHoldCaps } from './routes/wait.js';
 
 /** Everything the API needs: `startServer` passes the composed ControlPlane (src/compose.ts), and tests pass the same. */
 export interface AppDeps {
@@ -48,6 +57,12 @@ export interface AppDeps {
   readonly operations: OperationService;
   readonly events: EventService;
   readonly tenants: TenantService;
+  readonly quotas: QuotaService;
+  /** Caps on held `?wait=true` requests (default DEFAULT_WAIT_HOLD_CAPS). */
+  readonly waitHolds?: WaitHoldCaps;
+  /** Host agents' enrollment tokens and credentials. */
+  readonly agentCredentials: AgentCredentialService;
+  readonly nodes: NodeService;
   /** The keys behind `Idempotency-Key`, an HTTP concern with no service of its own. */
   readonly idempotencyKeys: IdempotencyRepository;
   readonly logger: Logger;
@@ -64,11 +79,15 @@ function requestLogFields(req: FastifyRequest): Record<string, unknown> {
   return { method: req.method, url: q === -1 ? req.url : `${req.url.slice(0, q)}?[redacted]`, host: req.host, remoteAddress: req.ip, remotePort: req.socket.remotePort };
 }
 
-/** Builds the API (not listening): `/v1/*` behind bearer auth, `/openapi.json` and `/healthz` open. */
-export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+/**
+ * Builds the API (not listening): `/v1/*` behind bearer auth, `/openapi.json` and `/healthz` open.
+ * With `https` it serves TLS (the server's certificate from resolveApiCertificate).
+ */
+export async function buildApp(deps: AppDeps, opts: { https?: { key: string; cert: string } | null } = {}): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger.child({}, { serializers: { req: requestLogFields } }),
     bodyLimit: deps.bodyLimitBytes,
+    ...(opts.https ? { https: { key: opts.https.key, cert: opts.https.cert, minVersion: 'TLSv1.2' as const } } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
   // Bodies are validated without coercion, query strings with integer-only coercion.
   app.setValidatorCompiler(validatorCompiler);
@@ -91,14 +110,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     void reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0] ?? ''}; see /openapi.json`, details: {} });
   });
 
-  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true, version: deps.version }));
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // Every route declares its permission (config.permission); one without is refused here, at startup.
+  const permissionCheck = new RoutePermissionCheck();
+  app.addHook('onRoute', (route) => { permissionCheck.record(route); });
 
-  const auth = new Authenticator(deps.tenants);
+  app.get('/healthz', { config: { permission: 'public' }, schema: { hide: true } }, async () => ({ ok: true, version: deps.version }));
+  app.get('/openapi.json', { config: { permission: 'public' }, schema: { hide: true } }, async () => app.swagger());
+
+  // One count of failed authentications per source, for bearer tokens and enrollment tokens alike.
+  const limiter = new AuthFailureLimiter();
+  const auth = new Authenticator(deps.tenants, limiter);
   await app.register(async (v1) => {
+    v1.addHook('onRoute', (route) => { permissionCheck.markAuthenticated(route); });
+    // onRequest: authorization runs before the body is parsed and validated (a forbidden role gets 403 whatever it sends).
     v1.addHook('onRequest', async (req) => {
       req.principal = await auth.authenticate(req);
+      authorize(req, req.principal);
+      refuseTenantOverride(req);
     });
+    registerWaitHoldCaps(v1, deps.waitHolds ?? DEFAULT_WAIT_HOLD_CAPS);
     registerIdempotency(v1, deps.store, deps.idempotencyKeys);
     await v1.register(backendRoutes(deps));
     await v1.register(volumeRoutes(deps));
@@ -109,7 +139,24 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await v1.register(attachmentRoutes(deps));
     await v1.register(operationRoutes(deps));
     await v1.register(eventRoutes(deps));
+    await v1.register(nodeRoutes(deps));
+    await v1.register(tenantRoutes(deps, () => { auth.forgetAll(); }));
+    await v1.register(quotaRoutes(deps));
+  }, { prefix: '/v1' });
+  await app.register(async (enroll) => {
+    enroll.addHook('onRequest', async (req) => { limiter.check(req.ip); });
+    enroll.addHook('onError', async (req, _reply, err) => { if (err instanceof StowageError && err.code === 'ENROLLMENT_INVALID') limiter.failed(req.ip); });
+    await enroll.register(agentEnrollmentRoutes(deps));
+    // Authenticated by the one-time enrollment token in the body alone: the node holds no API token.
+    await enroll.register(nodeEnrollRoutes(deps));
   }, { prefix: '/v1' });
   await app.ready();
+  // After ready: every plugin has loaded, so every route has been seen.
+  try {
+    permissionCheck.verify();
+  } catch (e) {
+    await app.close();
+    throw e;
+  }
   return app as unknown as FastifyInstance;
 }

@@ -32,13 +32,15 @@ export function errorHandler(err: FastifyError | StowageError | Error, req: Fast
     req.log.error({ err }, 'unhandled error');
     e = new StowageError('INTERNAL', 'internal error; see the server log', {});
   }
+  const retryAfter = e.details.retryAfterSeconds;
+  if (e.code === 'RATE_LIMITED' && typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
   void reply.status(e.httpStatus).send(e.toJSON());
 }
 
 /** Response schemas for the error statuses a route can return (for OpenAPI). */
 export function errorResponses(...codes: ErrorCode[]): Record<number, TSchema> {
   const out: Record<number, TSchema> = {};
-  for (const c of ['VALIDATION_FAILED', 'UNAUTHORIZED', ...codes] as ErrorCode[]) {
+  for (const c of ['VALIDATION_FAILED', 'UNAUTHORIZED', 'RATE_LIMITED', ...codes] as ErrorCode[]) {
     const status = ERROR_CODES[c];
     out[status] = Type.Ref(ErrorBodySchema.$id ?? 'Error');
   }

@@ -107,7 +107,8 @@ export function registerIdempotency(scope: FastifyInstance, store: Store, repo: 
     if (!claim) return payload;
     req.idempotencyClaim = undefined;
     clearInterval(claim.renewal);
-    if (reply.statusCode < 300) {
+    // A route whose answer carries a one-time secret (config.secretAnswer) is not replayed from the store, which would keep it in clear.
+    if (reply.statusCode < 300 && (req.routeOptions.config as { secretAnswer?: boolean }).secretAnswer !== true) {
       await repo.complete(store.db, claim.tenantId, claim.key, reply.statusCode, typeof payload === 'string' && payload !== '' ? payload : null);
     } else {
       await repo.release(store.db, claim.tenantId, claim.key);

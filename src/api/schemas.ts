@@ -12,7 +12,7 @@ export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength:
 
 /** Query of every mutation that submits an operation: answer at once (202) or once it finished. */
 export const WaitQuery = Type.Object({
-  wait: Type.Boolean({ default: false, description: 'wait for the operation to finish before answering' }),
+  wait: Type.Boolean({ default: false, description: 'wait for the operation to finish before answering; beyond 64 held waits of a tenant (1024 in all) the request is answered 202 at once and the client polls the operation' }),
   timeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 600_000, description: 'longest wait, in ms' }),
 }, { additionalProperties: false });
 /** A wait query. */

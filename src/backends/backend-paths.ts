@@ -34,7 +34,7 @@ function relation(dir: string, other: string): 'is' | 'is inside' | 'contains' |
  * count the other's. The data dir's own `volumes/` (the default backend's home) is the one
  * directory under the data dir a backend may use.
  */
-export function assertNoOverlap(name: string, dir: string, others: readonly BackendDir[], dataDir: string): void {
+export function assertNoOverlap(name: string, dir: string, others: readonly BackendDir[], dataDir: string | null): void {
   const mine = realDir(dir);
   for (const o of others) {
     const rel = relation(mine, realDir(o.dir));
@@ -42,6 +42,7 @@ export function assertNoOverlap(name: string, dir: string, others: readonly Back
       throw new StowageError('BACKEND_PATH_OVERLAP', `backend ${name}'s directory ${dir} ${rel === 'is' ? 'is the directory' : `${rel} the directory`} ${o.dir} of backend ${o.name}; backends must not share files`, { path: dir, backend: o.name, backendId: o.id, otherPath: o.dir });
     }
   }
+  if (dataDir === null) return; // a storage node's backend: the server's data dir is on another machine
   const data = realDir(dataDir);
   const rel = relation(mine, data);
   if (rel && mine !== path.join(data, 'volumes')) {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { nodeDownReasonOf } from '../nodes/node-errors.js';
 import { StowageError, toStowageError } from '../core/errors.js';
 import { DEFAULT_TENANT_ID, idOf, isId, newId } from '../core/ids.js';
 import type { Backend, CreateBackendInput, UpdateBackendInput } from '../core/schemas/backend-schema.js';
@@ -44,7 +45,13 @@ export class BackendService {
   async get(ref: string): Promise<Backend> {
     const row = await this.resolve(ref);
     const usage = await this.repos.backends.usage(this.store.db, [row.id]);
-    return toBackend(row, usage.get(row.id));
+    return toBackend(row, usage.get(row.id), await this.nodeNameOf(row));
+  }
+
+  /** The name of the node a backend runs on (null: the control plane). */
+  private async nodeNameOf(row: Pick<BackendRow, 'node_id'>): Promise<string | null> {
+    if (row.node_id === null) return null;
+    return (await this.repos.nodes.findById(this.store.db, row.node_id))?.name ?? null;
   }
 
   /** One backend with this replica's reconcile and probe counters. */
@@ -62,7 +69,8 @@ export class BackendService {
   async list(page: PageRequest): Promise<PageOf<Backend>> {
     const { rows, nextCursor } = await this.repos.backends.page(this.store.db, page);
     const usage = await this.repos.backends.usage(this.store.db, rows.map((r) => r.id));
-    return { items: rows.map((r) => toBackend(r, usage.get(r.id))), nextCursor };
+    const nodes = rows.some((r) => r.node_id !== null) ? new Map((await this.repos.nodes.listAll(this.store.db)).map((n) => [n.id, n.name])) : new Map<string, string>();
+    return { items: rows.map((r) => toBackend(r, usage.get(r.id), r.node_id === null ? null : nodes.get(r.node_id) ?? null)), nextCursor };
   }
 
   /**
@@ -84,11 +92,13 @@ export class BackendService {
     const localDir = this.drivers.validate(driverUri, options).localDir;
     const first = await this.createdBy(idempotencyKey);
     if (first) return first;
+    // Its directory is on that node's machine: it is compared only with the other backends there.
+    const nodeId = input.node === undefined ? null : (await this.nodeNamed(input.node)).id;
     if (await this.repos.backends.findByName(this.store.db, input.name)) {
       throw new StowageError('NAME_TAKEN', `a backend named "${input.name}" already exists`, { name: input.name });
     }
     // Checked before the probe too, which may create the directory (btrfs): refused input changes nothing.
-    if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(await this.repos.backends.listAll(this.store.db)), this.drivers.dataDir);
+    if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(onNode(await this.repos.backends.listAll(this.store.db), nodeId)), this.dataDirOn(nodeId));
     const id = newId('backend');
     const at = nowIso();
     const adminState = input.enabled === false ? 'disabled' : 'enabled';
@@ -97,14 +107,15 @@ export class BackendService {
       role: input.role ?? 'primary', state: 'offline', state_reason: 'not probed yet', admin_state: adminState,
       cost: input.cost ?? 0, tags: backendJson.tags(input.tags ?? []), zone: input.zone ?? '',
       overcommit_ratio: input.overcommitRatio ?? 1, reserved_percent: input.reservedPercent ?? 0,
-      options: backendJson.options(options), capabilities_reported: '[]',
+      options: backendJson.options(options), capabilities_reported: '[]', node_id: nodeId,
       capabilities_overrides: writeJson(input.capabilityOverrides ?? { add: [], remove: [] }),
       total_bytes: 0, free_bytes: 0, used_bytes: 0, last_probe_at: null, created_at: at, updated_at: at,
     };
     const report = await this.probeDriver(row);
     applyReport(row, report);
     const op = await this.store.transaction(async (trx) => {
-      if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(await this.repos.backends.listAll(trx)), this.drivers.dataDir);
+      if (nodeId !== null && !(await this.repos.nodes.findById(trx, nodeId))) throw new StowageError('NODE_NOT_FOUND', `node "${input.node ?? ''}" was deleted meanwhile`, { node: input.node });
+      if (localDir) assertNoOverlap(input.name, localDir, this.backendDirs(onNode(await this.repos.backends.listAll(trx), nodeId)), this.dataDirOn(nodeId));
       try {
         await this.repos.backends.insert(trx, row);
       } catch (err) {
@@ -120,7 +131,7 @@ export class BackendService {
       return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor, idempotencyKey: idempotencyKey ?? null }, { backendId: id, state: row.state });
     });
     await this.engine.recorded('backend.create');
-    if (localDir) await this.reprobeSharers(localDir, id); // their share of the filesystem just shrank
+    if (localDir && nodeId === null) await this.reprobeSharers(localDir, id); // their share of the filesystem just shrank
     return { backend: await this.get(id), operationId: op.id };
   }
 
@@ -203,13 +214,15 @@ export class BackendService {
     });
     await this.engine.recorded('backend.delete');
     await this.drivers.forget(row.id);
-    if (localDir) await this.reprobeSharers(localDir, row.id); // their share of the filesystem just grew
+    if (localDir && row.node_id === null) await this.reprobeSharers(localDir, row.id); // their share of the filesystem just grew
   }
 
   /** Probes one backend now and stores capacity, capabilities and state. */
   async refresh(ref: string, actor = 'system'): Promise<Backend> {
     const row = await this.resolve(ref);
     const report = await this.probeDriver(row);
+    // A node syncing now probes its backends itself (the node monitor's full sync): nothing to say meanwhile.
+    if (!report.ok && report.nodeState === 'syncing') return this.get(row.id);
     await this.store.transaction(async (trx) => {
       const current = await this.repos.backends.findById(trx, row.id);
       if (!current) return;
@@ -237,6 +250,18 @@ export class BackendService {
     await Promise.allSettled(rows.map((r) => this.refresh(r.id)));
   }
 
+  /** The node named `name`, or NODE_NOT_FOUND (checked before anything is probed or stored). */
+  private async nodeNamed(name: string): Promise<{ id: string }> {
+    const node = await this.repos.nodes.findByName(this.store.db, name);
+    if (!node) throw new StowageError('NODE_NOT_FOUND', `node "${name}" does not exist; see \`stowage node list\``, { node: name });
+    return node;
+  }
+
+  /** The data dir no backend may use: the server's own for local backends; none here for a node's (this machine's paths say nothing about it). */
+  private dataDirOn(nodeId: string | null): string | null {
+    return nodeId === null ? this.drivers.dataDir : null;
+  }
+
   /** Directories of the registered backends other than `exceptId` (rows whose URI no longer builds are skipped). */
   private backendDirs(rows: readonly BackendRow[], exceptId?: string): BackendDir[] {
     const out: BackendDir[] = [];
@@ -244,7 +269,8 @@ export class BackendService {
       if (r.id === exceptId) continue;
       let dir: string | undefined;
       try {
-        dir = this.drivers.get(r).localDir;
+        // A node's backend: the driver as built here from the same URI tells its directory (it is never called).
+        dir = (r.node_id === null ? this.drivers.get(r) : this.drivers.validate(r.driver_uri, readJson<Record<string, string>>(r.options, {}))).localDir;
       } catch {
         dir = undefined;
       }
@@ -258,7 +284,7 @@ export class BackendService {
     const fs = await filesystemOf(dir);
     if (fs === undefined) return [];
     const out: BackendDir[] = [];
-    for (const o of this.backendDirs(await this.repos.backends.listAll(this.store.db), exceptId)) {
+    for (const o of this.backendDirs(onNode(await this.repos.backends.listAll(this.store.db), null), exceptId)) {
       if ((await filesystemOf(o.dir)) === fs) out.push(o);
     }
     return out;
@@ -272,21 +298,29 @@ export class BackendService {
   }
 
   /** Probes the driver; a backend sharing its filesystem with others reports its share (see shareOf). */
-  private async probeDriver(row: Pick<BackendRow, 'id' | 'driver_uri' | 'options' | 'admin_state'>): Promise<ProbeOutcome> {
+  private async probeDriver(row: Pick<BackendRow, 'id' | 'name' | 'driver_uri' | 'options' | 'admin_state' | 'node_id'>): Promise<ProbeOutcome> {
     try {
       const driver = this.drivers.get(row);
       const whole = await driver.probe(AbortSignal.timeout(PROBE_TIMEOUT_MS));
-      const report = driver.localDir ? shareOf(whole, 1 + (await this.sharersOf(driver.localDir, row.id)).length) : whole;
+      const report = driver.localDir && row.node_id === null ? shareOf(whole, 1 + (await this.sharersOf(driver.localDir, row.id)).length) : whole;
       return { ok: true, report, adminState: row.admin_state };
     } catch (err) {
       const e = toStowageError(err);
       this.logger.warn({ backend: row.id, code: e.code, msg: e.message }, 'backend probe failed');
-      return { ok: false, reason: e.message, adminState: row.admin_state };
+      // A node that is not serving: the same reason the node monitor gives, so they never flap.
+      const down = nodeDownReasonOf(e);
+      if (down) return { ok: false, reason: down.reason, adminState: row.admin_state, nodeState: down.state };
+      return { ok: false, reason: `probe failed: ${e.message}`, adminState: row.admin_state };
     }
   }
 }
 
-type ProbeOutcome = { ok: true; report: BackendReport; adminState: string } | { ok: false; reason: string; adminState: string };
+/** The backends whose files are on the same machine as a backend on `nodeId` (null: the control plane's). */
+function onNode(rows: readonly BackendRow[], nodeId: string | null): BackendRow[] {
+  return rows.filter((r) => r.node_id === nodeId);
+}
+
+type ProbeOutcome = { ok: true; report: BackendReport; adminState: string } | { ok: false; reason: string; adminState: string; nodeState?: string };
 
 function applyReport(row: BackendRow, p: ProbeOutcome): void {
   row.last_probe_at = nowIso();
@@ -299,7 +333,7 @@ function applyReport(row: BackendRow, p: ProbeOutcome): void {
     row.state_reason = p.adminState === 'disabled' ? 'disabled by an operator' : null;
   } else {
     row.state = p.adminState === 'disabled' ? 'disabled' : 'offline';
-    row.state_reason = `probe failed: ${p.reason}`;
+    row.state_reason = p.reason;
   }
 }
 

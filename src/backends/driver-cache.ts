@@ -1,20 +1,39 @@
+import { StowageError } from '../core/errors.js';
 import type { BlockDriver, DriverDeps } from '../drivers/sdk/types.js';
 import type { DriverRegistry } from '../drivers/sdk/registry.js';
 import { readJson } from '../store/json.js';
 import type { BackendRow } from '../store/schema.js';
 
+/** The backend fields a driver is built from. */
+export type DriverSource = Pick<BackendRow, 'id' | 'name' | 'driver_uri' | 'options' | 'node_id'>;
+
+/**
+ * Builds the driver of a backend placed on a storage node: the same contract, each call run on the
+ * node (nodes/remote-driver.ts). `shape` is the driver as this process would build it from the same
+ * URI, never called: it tells which capabilities and ports the remote one has.
+ */
+export interface RemoteDriverFactory {
+  create(backend: DriverSource, shape: BlockDriver): BlockDriver;
+}
+
 /** One live driver instance per backend, built from its URI and options on first use. */
 export class DriverCache {
-  private readonly drivers = new Map<string, { uri: string; driver: BlockDriver }>();
+  private readonly drivers = new Map<string, { key: string; driver: BlockDriver }>();
 
-  constructor(private readonly registry: DriverRegistry, private readonly deps: DriverDeps) {}
+  constructor(private readonly registry: DriverRegistry, private readonly deps: DriverDeps, private readonly remote?: RemoteDriverFactory) {}
 
-  /** The driver for a backend row (rebuilt if its URI changed). */
-  get(row: Pick<BackendRow, 'id' | 'driver_uri' | 'options'>): BlockDriver {
+  /** The driver for a backend row (rebuilt if its URI or node changed); a remote one when the backend has a node. */
+  get(row: DriverSource): BlockDriver {
+    const key = `${row.node_id ?? ''}|${row.driver_uri}|${row.options}`;
     const hit = this.drivers.get(row.id);
-    if (hit?.uri === row.driver_uri) return hit.driver;
-    const driver = this.registry.create(row.driver_uri, readJson<Record<string, string>>(row.options, {}), this.deps);
-    this.drivers.set(row.id, { uri: row.driver_uri, driver });
+    if (hit?.key === key) return hit.driver;
+    const local = this.registry.create(row.driver_uri, readJson<Record<string, string>>(row.options, {}), this.deps);
+    let driver = local;
+    if (row.node_id !== null) {
+      if (!this.remote) throw new StowageError('INTERNAL', `backend ${row.name} runs on a node, and this process has no node channel`, { backend: row.name });
+      driver = this.remote.create(row, local);
+    }
+    this.drivers.set(row.id, { key, driver });
     return driver;
   }
 

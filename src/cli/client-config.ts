@@ -1,7 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { compact } from '../core/compact.js';
+import type { ApiPin } from '../system/pinned-fetch.js';
+import { isFingerprint } from '../system/tls-identity.js';
 import { usageError } from './errors.js';
 
 /** Where the CLI talks to: the API's base URL and the bearer token (absent when none is configured). */
@@ -10,6 +12,17 @@ export interface ClientConfig {
   readonly token: string | undefined;
   /** The config file consulted (whether or not it existed), for hints. */
   readonly configPath: string;
+  /** For an https URL: the API certificate the CLI trusts (from the config file for its URL, or --fingerprint). */
+  readonly pin?: ApiPin | undefined;
+}
+
+/** What the config file holds: written by the server's first start or by `stowage login`. */
+export interface ClientConfigFile {
+  readonly url?: string;
+  readonly token?: string;
+  /** The pinned API certificate of `url` (https only). */
+  readonly apiFingerprint?: string;
+  readonly apiCertPem?: string;
 }
 
 /** The API address used when nothing else is configured (`stowage serve` defaults). */
@@ -22,7 +35,14 @@ export function cliConfigPath(env: Readonly<Record<string, string | undefined>>)
   return join(base, 'stowage', 'config.json');
 }
 
-function readConfigFile(path: string): { url?: string; token?: string } {
+/** Writes the CLI config file (0600, in a 0700 directory if it creates one). */
+export function writeClientConfigFile(path: string, cfg: ClientConfigFile): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(path, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+}
+
+export function readConfigFile(path: string): ClientConfigFile {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -37,9 +57,9 @@ function readConfigFile(path: string): { url?: string; token?: string } {
     throw usageError('VALIDATION_FAILED', `the CLI config ${path} is not valid JSON; expected {"url": "...", "token": "..."}`);
   }
   if (typeof raw !== 'object' || raw === null) return {};
-  const { url, token } = raw as Record<string, unknown>;
+  const { url, token, apiFingerprint, apiCertPem } = raw as Record<string, unknown>;
   const nonBlank = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
-  return compact({ url: nonBlank(url), token: nonBlank(token) });
+  return compact({ url: nonBlank(url), token: nonBlank(token), apiFingerprint: nonBlank(apiFingerprint), apiCertPem: nonBlank(apiCertPem) });
 }
 
 /**
@@ -47,9 +67,11 @@ function readConfigFile(path: string): { url?: string; token?: string } {
  * flags, then STOWAGE_URL/STOWAGE_TOKEN, then the config file (see cliConfigPath). Throws a usage
  * error for an unreadable config file or a URL that is not http(s).
  */
-export function resolveClientConfig(flags: { api?: string | undefined; token?: string | undefined }, env: Readonly<Record<string, string | undefined>>): ClientConfig {
+export function resolveClientConfig(flags: { api?: string | undefined; token?: string | undefined; fingerprint?: string | undefined }, env: Readonly<Record<string, string | undefined>>): ClientConfig {
   const configPath = cliConfigPath(env);
-  const needFile = !(flags.api ?? env.STOWAGE_URL) || !(flags.token ?? env.STOWAGE_TOKEN);
+  const given = flags.api ?? env.STOWAGE_URL;
+  // Read only when it can contribute: a missing URL or token, or the pin of an https URL.
+  const needFile = !given || !(flags.token ?? env.STOWAGE_TOKEN) || given.startsWith('https:');
   const file = needFile ? readConfigFile(configPath) : {};
   const url = flags.api || env.STOWAGE_URL || file.url || DEFAULT_API_URL;
   let parsed: URL;
@@ -62,5 +84,11 @@ export function resolveClientConfig(flags: { api?: string | undefined; token?: s
     throw usageError('VALIDATION_FAILED', `the API URL must be http:// or https://, got "${url}"`);
   }
   const token = flags.token || env.STOWAGE_TOKEN || file.token;
-  return { url: url.replace(/\/+$/, ''), token: token || undefined, configPath };
+  const base = url.replace(/\/+$/, '');
+  const fingerprint = flags.fingerprint || env.STOWAGE_FINGERPRINT;
+  if (fingerprint && !isFingerprint(fingerprint)) throw usageError('VALIDATION_FAILED', `"${fingerprint}" is not a certificate fingerprint; expected sha256: and 64 lowercase hex digits`);
+  // The file's pin belongs to the file's URL: another --api gets no pin from it (it must be pinned anew).
+  const filePin = file.apiFingerprint && file.url?.replace(/\/+$/, '') === base ? { fingerprint: file.apiFingerprint, certPem: file.apiCertPem } : undefined;
+  const pin = fingerprint ? { fingerprint, certPem: filePin?.fingerprint === fingerprint ? filePin.certPem : undefined } : filePin;
+  return { url: base, token: token || undefined, configPath, ...(parsed.protocol === 'https:' && pin ? { pin } : {}) };
 }

@@ -1,17 +1,24 @@
+import type { CreateNodeInput, NodeEnrollment, NodeInfo } from '../core/schemas/node-schema.js';
 import type { ConnectionInfoModel, Grant, GrantAnswerT, GrantRequest, RevokeAnswerT } from '../core/schemas/access-schema.js';
 import type { Attachment, AttachmentListFilter, AttachmentWithOperationT, AttachBodyT } from '../core/schemas/attachment-schema.js';
 import type { Migration, MigrationKeyT, MigrationWithOperationT } from '../core/schemas/migration-schema.js';
 import type { Backend, BackendWithOperationT, CreateBackendInput, UpdateBackendInput } from '../core/schemas/backend-schema.js';
 import type { CreateClassInput, StorageClass, UpdateClassInput } from '../core/schemas/class-schema.js';
+import type { QuotaReport, SetQuotaInput } from '../core/schemas/quota-schema.js';
 import type { PageOf } from '../core/models.js';
 import type { EventListFilter, StowageEvent } from '../core/schemas/event-schema.js';
 import type { CreateHostInput, Host, UpdateHostInput } from '../core/schemas/host-schema.js';
 import type { Operation, OperationListFilter } from '../core/schemas/operation-schema.js';
 import type { DryRun } from '../core/schemas/placement-schema.js';
 import type { Snapshot, SnapshotListFilter, SnapshotWithOperationT } from '../core/schemas/snapshot-schema.js';
+import type {
+  CreateTenantInput, CreateTokenInput, CreateUserInput, CreatedToken, Tenant, Token, UpdateTenantInput, UpdateUserInput, User, Whoami,
+} from '../core/schemas/tenant-schema.js';
 import type { CreateVolumeRequest, Volume, VolumeListFilter, VolumeWithOperationT } from '../core/schemas/volume-schema.js';
 import type { ClientConfig } from './client-config.js';
 import { ApiError, CliError } from './errors.js';
+import { pinnedFetch, probeCertificate } from '../system/pinned-fetch.js';
+import { PinMismatchError } from '../system/tls-identity.js';
 
 /*
  * Every request and answer type below is the Static<> of the schema the route validates and
@@ -22,10 +29,18 @@ export type { VolumeWithOperationT };
 /** `POST /v1/placements/dry-run` answer: every backend's verdict and the winner. */
 export type DryRunResponseT = DryRun;
 
+/** `POST /v1/hosts/{ref}/enroll-token` answer. */
+export interface EnrollmentAnswer {
+  readonly host: string;
+  readonly token: string;
+  readonly expiresAt: string;
+  readonly apiFingerprint: string | null;
+}
+
 type Query = Readonly<Record<string, string | number | boolean | undefined>>;
 /** Filters of a list: optional fields may also be passed as undefined (commander leaves absent flags undefined). */
 type Filter<T> = { [K in keyof T]?: T[K] | undefined };
-type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** Longest a single request may take (waits are done with many short requests), in ms. */
 const REQUEST_TIMEOUT_MS = 120_000;
@@ -34,12 +49,47 @@ const PAGE_LIMIT = 500;
 
 const seg = (ref: string): string => encodeURIComponent(ref);
 
+/** The `stowage login` line that pins `fingerprint` for `url`. */
+export function loginHint(url: string, fingerprint: string): string {
+  return `stowage login --api ${url} --token-file FILE --fingerprint ${fingerprint}`;
+}
+
 /**
- * A small typed client of the Stowage REST API over global fetch. Every non-2xx answer becomes an
+ * The transport of a config: global fetch for http://; for https:// a fetch pinned to the
+ * configured certificate. Without a pin it refuses before sending anything: it only fetches the
+ * certificate (a bare handshake, no request, no token) to show its fingerprint.
+ */
+export function transportFor(config: ClientConfig): typeof fetch {
+  if (!config.url.startsWith('https:')) return fetch;
+  const pin = config.pin;
+  // One CLI process: its submit and the polls that follow share one pinned connection.
+  if (pin) return pinnedFetch(pin, { keepAlive: true });
+  return async () => {
+    let seen: string;
+    try {
+      seen = (await probeCertificate(config.url)).fingerprint;
+    } catch (err) {
+      throw new TypeError('fetch failed', { cause: err });
+    }
+    throw new CliError('TLS_UNPINNED', `the API at ${config.url} shows certificate ${seen}, which this CLI has not pinned; nothing was sent`, {
+      hints: [
+        `compare it with the fingerprint \`stowage serve\` printed on its first start, then: ${loginHint(config.url, seen)}`,
+        'or pass --fingerprint for this one command',
+      ],
+    });
+  };
+}
+
+/**
+ * A small typed client of the Stowage REST API over global fetch (pinned for https). Every non-2xx answer becomes an
  * ApiError carrying the API's `{ code, message, details }`; an unreachable server a CliError saying so.
  */
 export class StowageClient {
-  constructor(private readonly config: ClientConfig, private readonly fetchFn: typeof fetch = fetch) {}
+  private readonly fetchFn: typeof fetch;
+
+  constructor(private readonly config: ClientConfig, fetchFn?: typeof fetch) {
+    this.fetchFn = fetchFn ?? transportFor(config);
+  }
 
   /** The API base URL, e.g. http://127.0.0.1:8750. */
   get url(): string {
@@ -77,6 +127,17 @@ export class StowageClient {
   }
 
   private transportError(err: unknown): CliError {
+    if (err instanceof CliError) return err;
+    const mismatch = err instanceof PinMismatchError ? err : err instanceof Error && err.cause instanceof PinMismatchError ? err.cause : undefined;
+    if (mismatch) {
+      return new CliError('TLS_PIN_MISMATCH', `the API at ${this.config.url} shows certificate ${mismatch.seen}, not the pinned ${mismatch.expected}; nothing was sent (no token)`, {
+        cause: err,
+        hints: [
+          'someone may be in between, or the server got a new certificate: ask its operator for the fingerprint it prints',
+          `if the new one is right: ${loginHint(this.config.url, mismatch.seen)}`,
+        ],
+      });
+    }
     if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
       return new CliError('TIMEOUT', `the API at ${this.config.url} did not answer in time`, { cause: err });
     }
@@ -149,6 +210,36 @@ export class StowageClient {
     await this.request<undefined>('DELETE', `/backends/${seg(ref)}`);
   }
 
+  /** Every storage node (all pages). */
+  listNodes(signal?: AbortSignal): Promise<NodeInfo[]> {
+    return this.allPages<NodeInfo>('/nodes', {}, signal);
+  }
+
+  /** One storage node by name or id. */
+  getNode(ref: string): Promise<NodeInfo> {
+    return this.request('GET', `/nodes/${seg(ref)}`);
+  }
+
+  /** Registers a storage node; the answer carries its one-time enrollment token. */
+  createNode(body: CreateNodeInput): Promise<NodeEnrollment> {
+    return this.request('POST', '/nodes', { body });
+  }
+
+  /** A new one-time enrollment token for a node. */
+  rekeyNode(ref: string, body: { enrollTtlSeconds?: number } = {}): Promise<NodeEnrollment> {
+    return this.request('POST', `/nodes/${seg(ref)}/rekey`, { body });
+  }
+
+  /** Drains, resumes or revokes a node. */
+  nodeAction(ref: string, verb: 'drain' | 'resume' | 'revoke'): Promise<NodeInfo> {
+    return this.request('POST', `/nodes/${seg(ref)}/${verb}`);
+  }
+
+  /** Deletes a node no backend runs on. */
+  async deleteNode(ref: string): Promise<void> {
+    await this.request<undefined>('DELETE', `/nodes/${seg(ref)}`);
+  }
+
   /** Every storage class (all pages). */
   listClasses(): Promise<StorageClass[]> {
     return this.allPages<StorageClass>('/classes', {});
@@ -172,6 +263,16 @@ export class StowageClient {
   /** Deletes a storage class no volume uses. */
   async deleteClass(ref: string): Promise<void> {
     await this.request<undefined>('DELETE', `/classes/${seg(ref)}`);
+  }
+
+  /** Quotas with usage: of a tenant (admins), or of the caller's own tenant. */
+  showQuota(tenant?: string): Promise<QuotaReport> {
+    return tenant === undefined ? this.request('GET', '/quotas') : this.request('GET', `/tenants/${seg(tenant)}/quota`);
+  }
+
+  /** Sets limits of a tenant or of one class within it (admins). */
+  setQuota(tenant: string, body: SetQuotaInput): Promise<QuotaReport> {
+    return this.request('PUT', `/tenants/${seg(tenant)}/quota`, { body });
   }
 
   /** Every volume (all pages), optionally filtered by backend and state. */
@@ -232,6 +333,11 @@ export class StowageClient {
   /** Registers a host. */
   createHost(body: CreateHostInput): Promise<Host> {
     return this.request('POST', '/hosts', { body });
+  }
+
+  /** A new one-time enrollment token for the host's agent. */
+  enrollHost(ref: string, ttlMs?: number): Promise<EnrollmentAnswer> {
+    return this.request('POST', `/hosts/${seg(ref)}/enroll-token`, { body: ttlMs === undefined ? {} : { ttlMs } });
   }
 
   /** Changes a host's initiator name, addresses or zone. */
@@ -342,5 +448,68 @@ export class StowageClient {
   /** Every migration. */
   listMigrations(): Promise<Migration[]> {
     return this.allPages<Migration>('/migrations', {});
+  }
+
+  // ---- tenants, users, tokens ----------------------------------------------------------------
+
+  /** Every tenant with what it owns (admin). */
+  listTenants(): Promise<Tenant[]> {
+    return this.allPages<Tenant>('/tenants', {});
+  }
+
+  getTenant(ref: string): Promise<Tenant> {
+    return this.request('GET', `/tenants/${seg(ref)}`);
+  }
+
+  createTenant(body: CreateTenantInput): Promise<Tenant> {
+    return this.request('POST', '/tenants', { body });
+  }
+
+  updateTenant(ref: string, body: UpdateTenantInput): Promise<Tenant> {
+    return this.request('PATCH', `/tenants/${seg(ref)}`, { body });
+  }
+
+  /** Deletes an empty tenant; with cascade, submits the durable delete of everything it owns. */
+  deleteTenant(ref: string, cascade: boolean): Promise<{ operation: Operation } | undefined> {
+    return this.request('DELETE', `/tenants/${seg(ref)}`, { query: cascade ? { cascade: true } : {} });
+  }
+
+  /** Every user, or those of one tenant (admin). */
+  listUsers(tenant?: string): Promise<User[]> {
+    return this.allPages<User>('/users', { tenant });
+  }
+
+  getUser(ref: string): Promise<User> {
+    return this.request('GET', `/users/${seg(ref)}`);
+  }
+
+  createUser(body: CreateUserInput): Promise<User> {
+    return this.request('POST', '/users', { body });
+  }
+
+  updateUser(ref: string, body: UpdateUserInput): Promise<User> {
+    return this.request('PATCH', `/users/${seg(ref)}`, { body });
+  }
+
+  async deleteUser(ref: string): Promise<void> {
+    await this.request<undefined>('DELETE', `/users/${seg(ref)}`);
+  }
+
+  /** Creates a token; its secret is in this answer only. */
+  createToken(body: CreateTokenInput): Promise<CreatedToken> {
+    return this.request('POST', '/tokens', { body });
+  }
+
+  /** Your tokens, or (admin) a user's. */
+  async listTokens(user?: string): Promise<Token[]> {
+    return (await this.request<{ items: Token[] }>('GET', '/tokens', { query: { user } })).items;
+  }
+
+  async revokeToken(ref: string, user?: string): Promise<void> {
+    await this.request<undefined>('DELETE', `/tokens/${seg(ref)}`, { query: { user } });
+  }
+
+  whoami(): Promise<Whoami> {
+    return this.request('GET', '/whoami');
   }
 }

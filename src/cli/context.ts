@@ -23,6 +23,7 @@ export interface CliContext {
 export interface GlobalOptions {
   readonly api?: string;
   readonly token?: string;
+  readonly fingerprint?: string;
 }
 
 /** True for a terminal; a pipe or file has no isTTY at all, whatever the typings say. */

@@ -14,13 +14,13 @@ export function sizeArg(text: string): number {
   }
 }
 
-const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses a duration (`500ms`, `2s`, `10m`, `1h`, a bare number is seconds) into ms. */
+/** Parses a duration (`500ms`, `2s`, `10m`, `1h`, `30d`, a bare number is seconds) into ms. */
 export function durationArg(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(text);
   const factor = DURATION_UNITS_MS[m?.[2] ?? 's'];
-  if (!m?.[1] || factor === undefined) throw new InvalidArgumentError(`"${text}" is not a duration; use e.g. 500ms, 2s, 10m or 1h`);
+  if (!m?.[1] || factor === undefined) throw new InvalidArgumentError(`"${text}" is not a duration; use e.g. 500ms, 2s, 10m, 1h or 30d`);
   const ms = Math.round(Number(m[1]) * factor);
   if (ms <= 0) throw new InvalidArgumentError(`the duration must be longer than 0, got "${text}"`);
   return ms;

@@ -23,9 +23,15 @@ export const COMMAND_GROUPS: readonly string[] = [
   'attachment',
   'migration',
   'class',
+  'quota',
   'operation',
   'events',
   'agent',
+  'login',
+  'node',
+  'tenant',
+  'user',
+  'token',
 ];
 
 const EXAMPLES = `
@@ -60,6 +66,7 @@ export async function buildProgram(ctx: CliContext): Promise<Command> {
     .version(cliVersion(), '-V, --version')
     .option('--api <url>', 'API base URL (default: STOWAGE_URL, then the CLI config file, then http://127.0.0.1:8750)')
     .option('--token <token>', 'API token (default: STOWAGE_TOKEN, then the CLI config file)')
+    .option('--fingerprint <sha256:hex>', 'pin of an https API\'s certificate for this command (default: STOWAGE_FINGERPRINT, then the CLI config file)')
     .configureHelp({ showGlobalOptions: true })
     .configureOutput({
       writeOut: (s) => { ctx.stdout.write(s); },

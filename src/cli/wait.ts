@@ -27,6 +27,7 @@ function describe(op: Operation): string {
   if (op.stepsDone.length) parts.push(`${op.stepsDone.length} step${op.stepsDone.length === 1 ? '' : 's'} done`);
   if (op.progress !== null && !isFinished(op)) parts.push(`${Math.round(op.progress * 100)}%`);
   if (op.attempts > 1) parts.push(`attempt ${op.attempts}`);
+  if (op.waitingReason) parts.push(op.waitingReason);
   return parts.join(', ');
 }
 

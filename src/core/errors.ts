@@ -9,6 +9,8 @@ export const ERROR_CODES = {
   INVALID_DRIVER_URI: 400,
   UNKNOWN_DRIVER: 400,
   UNAUTHORIZED: 401,
+  /** An enrollment token that is unknown, used, expired or for another node/host. */
+  ENROLLMENT_INVALID: 401,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   BACKEND_NOT_FOUND: 404,
@@ -19,6 +21,9 @@ export const ERROR_CODES = {
   SNAPSHOT_NOT_FOUND: 404,
   ATTACHMENT_NOT_FOUND: 404,
   TENANT_NOT_FOUND: 404,
+  USER_NOT_FOUND: 404,
+  TOKEN_NOT_FOUND: 404,
+  NODE_NOT_FOUND: 404,
   NAME_TAKEN: 409,
   INVALID_STATE: 409,
   BACKEND_IN_USE: 409,
@@ -28,12 +33,25 @@ export const ERROR_CODES = {
   VOLUME_IN_USE: 409,
   IDEMPOTENCY_CONFLICT: 409,
   HOST_NOT_FENCED: 409,
+  NODE_IN_USE: 409,
+  /** A tenant that still owns resources: details.counts says how many of each (delete with cascade). */
+  TENANT_NOT_EMPTY: 409,
+  /** A node answered a call made under an epoch older than its current one (a late answer from before a restart). */
+  STALE_EPOCH: 409,
+  /** The node a backend runs on was deleted: operations that need it fail and compensate. */
+  NODE_GONE: 410,
   SHRINK_NOT_SUPPORTED: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NO_VALID_BACKEND: 422,
+  /** Too many failed authentications from one address: details.retryAfterSeconds (also the Retry-After header). */
+  RATE_LIMITED: 429,
   CAPABILITY_MISSING: 422,
+  /** A create or grow beyond a tenant's quota: details name the quota, its limit and the usage. */
+  QUOTA_EXCEEDED: 422,
   BACKEND_UNAVAILABLE: 503,
+  /** The storage node a backend runs on does not answer (transient: operations wait for it). */
+  NODE_UNREACHABLE: 503,
   DRIVER_FAILED: 502,
   TIMEOUT: 504,
   INTERNAL: 500,

@@ -16,6 +16,8 @@ export const ID_PREFIXES = {
   attachment: 'att',
   grant: 'gr',
   migration: 'mig',
+  node: 'node',
+  user: 'usr',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;
@@ -33,6 +35,8 @@ export type SnapshotId = Brand<'SnapshotId'>;
 export type AttachmentId = Brand<'AttachmentId'>;
 export type GrantId = Brand<'GrantId'>;
 export type MigrationId = Brand<'MigrationId'>;
+export type NodeId = Brand<'NodeId'>;
+export type UserId = Brand<'UserId'>;
 
 /** The branded id type of each resource kind, so `newId('volume')` is a VolumeId and not just a string. */
 export interface IdTypes {
@@ -49,6 +53,8 @@ export interface IdTypes {
   attachment: AttachmentId;
   grant: GrantId;
   migration: MigrationId;
+  node: NodeId;
+  user: UserId;
 }
 /** The id type of resource kind `K`. */
 export type IdOf<K extends IdKind> = IdTypes[K];

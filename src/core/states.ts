@@ -214,6 +214,45 @@ export const BACKEND_MACHINE = compileMachine('backend', BACKEND_STATE_TABLE);
 export const BACKEND_ADMIN_STATES = ['enabled', 'disabled'] as const satisfies readonly BackendState[];
 export type BackendAdminState = (typeof BACKEND_ADMIN_STATES)[number];
 
+/** The states of a storage node (the keys of its table below, checked both ways by `satisfies`). */
+export type NodeState = 'enrolling' | 'syncing' | 'ready' | 'unreachable' | 'auth_failed' | 'version_mismatch' | 'draining';
+
+/** What the code needs to know about one node state. */
+export interface NodeStateInfo {
+  /** The node answers and is in sync: its backends may serve calls. */
+  readonly serving: boolean;
+  /** Placement may put new resources on its backends. */
+  readonly placeable: boolean;
+  readonly transitional: boolean;
+  readonly resume: null;
+  readonly to: readonly NodeState[];
+}
+
+/**
+ * Node liveness and trust as the control plane sees them (a dead tgtd on a live node is its
+ * backend's state, not the node's): enrolling until it presents its key, syncing while its desired
+ * state is replayed after a (re)connect, ready, unreachable when heartbeats stop, auth_failed when
+ * it shows another certificate than the pinned one, version_mismatch when it speaks another
+ * protocol, draining when an operator moves work off it (it still serves what it has).
+ */
+export const NODE_STATE_TABLE = {
+  enrolling: { serving: false, placeable: false, transitional: true, resume: null, to: ['syncing', 'unreachable', 'auth_failed', 'version_mismatch'] },
+  syncing: { serving: false, placeable: false, transitional: true, resume: null, to: ['ready', 'draining', 'unreachable', 'auth_failed', 'version_mismatch', 'syncing'] },
+  ready: { serving: true, placeable: true, transitional: false, resume: null, to: ['syncing', 'unreachable', 'auth_failed', 'version_mismatch', 'draining'] },
+  unreachable: { serving: false, placeable: false, transitional: false, resume: null, to: ['syncing', 'auth_failed', 'version_mismatch', 'enrolling'] },
+  auth_failed: { serving: false, placeable: false, transitional: false, resume: null, to: ['syncing', 'unreachable', 'version_mismatch', 'enrolling'] },
+  version_mismatch: { serving: false, placeable: false, transitional: false, resume: null, to: ['syncing', 'unreachable', 'auth_failed', 'enrolling'] },
+  draining: { serving: true, placeable: false, transitional: false, resume: null, to: ['syncing', 'ready', 'unreachable', 'auth_failed', 'version_mismatch'] },
+} as const satisfies Record<NodeState, NodeStateInfo>;
+export const NODE_STATES = Object.keys(NODE_STATE_TABLE) as readonly NodeState[] as readonly [NodeState, ...NodeState[]];
+export const SERVING_NODE_STATES = statesWhere(NODE_STATE_TABLE, (s) => s.serving);
+export const PLACEABLE_NODE_STATES = statesWhere(NODE_STATE_TABLE, (s) => s.placeable);
+export const NODE_MACHINE = compileMachine('node', NODE_STATE_TABLE);
+
+/** An operator's intent for a node. */
+export const NODE_ADMIN_STATES = ['active', 'draining'] as const;
+export type NodeAdminState = (typeof NODE_ADMIN_STATES)[number];
+
 /** The states of a operation (the keys of its table below, checked both ways by `satisfies`). */
 export type OperationState = 'queued' | 'running' | 'succeeded' | 'failed';
 

@@ -49,7 +49,7 @@ export class HostService {
     const row: HostRow = {
       id: newId('host'), tenant_id: tenantId, name: input.name, initiator_name: input.initiatorName ?? null,
       addresses: writeJson(input.addresses ?? []), zone: input.zone ?? '', state: 'unknown', connectors: '[]', instances: '[]',
-      agent_heartbeat_at: null, created_at: at, updated_at: at,
+      agent_heartbeat_at: null, created_at: at, updated_at: at, enroll_token_hash: null, enroll_expires_at: null,
     };
     await this.store.transaction(async (trx) => {
       try {
@@ -99,6 +99,8 @@ export class HostService {
         throw new StowageError('HOST_IN_USE', `host ${row.name} still has access to ${live.length} volume${live.length === 1 ? '' : 's'}; revoke it first (stowage volume revoke VOL --host ${row.name})`, { grantCount: live.length });
       }
       await this.repos.grants.deleteAllForHost(trx, row.id);
+      // The host's agent credential goes with it (a host later made with the same name enrolls anew).
+      await trx.deleteFrom('api_tokens').where('host_id', '=', row.id).execute();
       await this.repos.hosts.delete(trx, row.id);
       await this.repos.events.append(trx, { tenantId: row.tenant_id, actor, resourceType: 'host', resourceId: row.id, resourceName: row.name, action: 'delete', from: row.state, to: 'deleted', message: `host ${row.name} deleted` });
       await this.engine.record(trx, { kind: 'host.delete', tenantId: row.tenant_id, targetType: 'host', targetId: row.id, input: {}, actor }, {});

@@ -10,6 +10,7 @@ import { TenantRepository } from '../store/tenant-repository.js';
 import { OperationRepository } from '../store/operation-repository.js';
 import type { OperationRow } from '../store/schema.js';
 import { openStore, type Store } from '../store/store.js';
+import { concurrentMoveError } from '../store/transition.js';
 import { OperationEngine, type EngineOptions } from './engine.js';
 import { Failpoints } from './failpoints.js';
 import type { OperationHandler, StepContext } from './handler.js';
@@ -104,6 +105,17 @@ describe('OperationEngine', () => {
     expect(op.error?.code).toBe('INVALID_STATE');
     expect(calls).toBe(1);
     expect(compensated).toEqual(['INVALID_STATE']);
+  });
+
+  it('runs a step again when another writer overtook one of its moves, from a fresh read', async () => {
+    let calls = 0;
+    const e = engine({
+      kind: 'k', steps: [{ name: 'a', run: async () => { calls++; if (calls === 1) throw concurrentMoveError('host', 'host-x', 'up', 'fenced'); } }],
+      compensate: async () => { throw new Error('must not compensate'); },
+    });
+    const op = await e.waitFor(await submit(e, 'k'), 10_000);
+    expect(op.state).toBe('succeeded');
+    expect(calls).toBe(2);
   });
 
   it('resumes an operation whose worker died, from the unfinished step only', async () => {

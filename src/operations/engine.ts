@@ -1,14 +1,15 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { StowageError, toStowageError, type ErrorCode } from '../core/errors.js';
+import { StowageError, type ErrorCode } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Operation } from '../core/schemas/operation-schema.js';
 import { nowIso, readJson, writeJson } from '../store/json.js';
 import { toOperation, type OperationRepository, type StepRecord } from '../store/operation-repository.js';
 import type { OperationRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
-import { CommandFailedError } from '../system/command-runner.js';
+import { toDriverError } from '../drivers/sdk/driver-errors.js';
+import { isConcurrentMove } from '../store/transition.js';
 import type { Failpoints } from './failpoints.js';
 import { inlineFailpoint, type InlineKind } from './inline-kinds.js';
 import type { OperationHandler, StepContext } from './handler.js';
@@ -24,10 +25,15 @@ export interface EngineOptions {
   readonly pollMs: number;
   /** Operations run at the same time by this process. */
   readonly concurrency: number;
-  /** Tries per step for transient errors (BACKEND_UNAVAILABLE, TIMEOUT) before the operation fails. */
+  /** Tries per step for transient errors (BACKEND_UNAVAILABLE, TIMEOUT, a move another writer overtook) before the operation fails. */
   readonly stepAttempts: number;
   /** Delay before the first retry; doubles each time. */
   readonly retryBaseMs: number;
+  /**
+   * Longest pause before an operation waiting for an unreachable storage node is tried again (its
+   * backoff doubles from `retryBaseMs` with each claim up to this); default 5000.
+   */
+  readonly waitRetryMaxMs?: number;
 }
 
 /** The kinds an engine runs and the input each is enqueued with (the server's: every registered kind). */
@@ -52,6 +58,9 @@ export interface NewInlineOperation extends OperationHeader {
 }
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['BACKEND_UNAVAILABLE', 'TIMEOUT']);
+/** A step that needs a node which does not answer waits for it (requeued, worker freed); never counted as a failure. */
+const WAITS: ReadonlySet<ErrorCode> = new Set(['NODE_UNREACHABLE']);
+const DEFAULT_WAIT_RETRY_MAX_MS = 5000;
 const FAILURE_KEY = '__failure';
 
 /**
@@ -65,6 +74,8 @@ export class OperationEngine<M extends KindInputs = OperationInputs> {
   private readonly handlers = new Map<string, OperationHandler>();
   private readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   private readonly running = new Map<string, Promise<void>>();
+  /** waitFor callers of this process, woken when a worker here is done with their operation (others still poll). */
+  private readonly waiters = new Map<string, Set<() => void>>();
   private readonly abort = new AbortController();
   private timer: NodeJS.Timeout | null = null;
   private scanning = false;
@@ -108,6 +119,8 @@ export class OperationEngine<M extends KindInputs = OperationInputs> {
       actor: op.actor,
       idempotency_key: op.idempotencyKey ?? null,
       progress: null,
+      not_before: null,
+      waiting_reason: null,
       lease_owner: null,
       lease_expires_at: null,
       lease_epoch: 0,
@@ -131,7 +144,7 @@ export class OperationEngine<M extends KindInputs = OperationInputs> {
       id: newId('operation'), tenant_id: op.tenantId, kind: op.kind, target_type: op.targetType, target_id: op.targetId,
       state: 'succeeded', step: null, steps_done: writeJson([{ name: 'apply', at }]), attempts: 1, input: writeJson(op.input),
       result: writeJson(result), error: null, actor: op.actor, idempotency_key: op.idempotencyKey ?? null, progress: 1,
-      lease_owner: null, lease_expires_at: null, lease_epoch: 0, created_at: at, updated_at: at, finished_at: at,
+      lease_owner: null, lease_expires_at: null, lease_epoch: 0, not_before: null, waiting_reason: null, created_at: at, updated_at: at, finished_at: at,
     };
     await this.repo.insert(db, row);
     await this.failpoints.hit(inlineFailpoint(op.kind, 'before'));
@@ -176,8 +189,28 @@ export class OperationEngine<M extends KindInputs = OperationInputs> {
       const row = await this.repo.findById(this.store.db, id);
       if (!row) throw new StowageError('OPERATION_NOT_FOUND', `operation ${id} does not exist`, { id });
       if (row.state === 'succeeded' || row.state === 'failed' || Date.now() >= deadline || signal?.aborted) return toOperation(row);
-      await sleep(Math.min(25, Math.max(1, deadline - Date.now())));
+      await this.finishedHereOrSleep(id, Math.min(25, Math.max(1, deadline - Date.now())));
     }
+  }
+
+  /** Resolves after `ms`, or sooner when a worker of this process is done with operation `id`. */
+  private finishedHereOrSleep(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const set = this.waiters.get(id) ?? new Set<() => void>();
+      const done = (): void => {
+        clearTimeout(timer);
+        set.delete(done);
+        if (set.size === 0 && this.waiters.get(id) === set) this.waiters.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      set.add(done);
+      this.waiters.set(id, set);
+    });
+  }
+
+  private notifyWaiters(id: string): void {
+    for (const w of [...(this.waiters.get(id) ?? [])]) w();
   }
 
   private schedule(delayMs: number): void {
@@ -202,7 +235,7 @@ export class OperationEngine<M extends KindInputs = OperationInputs> {
           if (!lease) continue;
           const held = new OperationLease(this.store, this.repo, id, lease, this.options.leaseMs, untilMs, this.logger, this.abort.signal);
           const p = this.execute(held).catch((err: unknown) => { this.logger.error({ err, operationId: id }, 'operation worker crashed'); })
-            .finally(() => { this.running.delete(id); this.wake(); });
+            .finally(() => { this.running.delete(id); this.notifyWaiters(id); this.wake(); });
           this.running.set(id, p);
         }
       } while (this.rescan && !this.stopped);
@@ -296,6 +329,10 @@ export class OperationEngine<M extends KindInputs = OperationInputs> {
         // Whatever a step throws once the lease is gone is not its failure: no compensation, no finish.
         if (isLeaseLost(err) || lease.lost) throw err;
         const e = toOperationError(err);
+        if (WAITS.has(e.code)) {
+          await this.releaseToWait(row, lease, e, log, step.name);
+          return;
+        }
         log.warn({ step: step.name, code: e.code, msg: e.message }, 'operation step failed');
         await ctx.remember({ [FAILURE_KEY]: e.toJSON() });
         await this.failpoints.hit(`${row.kind}/compensate:before`);
@@ -321,11 +358,39 @@ export class OperationEngine<M extends KindInputs = OperationInputs> {
 
   private async fail(ctx: StepContext, handler: OperationHandler, lease: OperationLease, error: StowageError): Promise<void> {
     if (!(await lease.renew())) throw new LeaseLostError(ctx.operation.id, 'another worker took the operation over');
-    await this.runWithRetry(() => handler.compensate(ctx, error), this.logger, 'compensate', lease);
+    try {
+      await this.runWithRetry(() => handler.compensate(ctx, error), this.logger, 'compensate', lease);
+    } catch (err) {
+      if (isLeaseLost(err) || lease.lost) throw err;
+      const e = toOperationError(err);
+      // The failure is remembered in the input: once the node answers, the compensation resumes.
+      if (!WAITS.has(e.code)) throw err;
+      await this.releaseToWait(ctx.operation, lease, e, this.logger.child({ operationId: ctx.operation.id }), 'compensate');
+      return;
+    }
     lease.assert();
     if (!(await this.repo.finish(this.store.db, ctx.operation.id, lease.lease, 'failed', null, error.toJSON()))) {
       throw new LeaseLostError(ctx.operation.id, 'another worker took the operation over');
     }
+  }
+
+  /**
+   * Requeues an operation that waits for a node: not before now + backoff (doubling with each claim
+   * from retryBaseMs, capped at waitRetryMaxMs), with the error's message as its visible reason,
+   * and its lease dropped so this worker takes other work.
+   */
+  private async releaseToWait(row: OperationRow, lease: OperationLease, e: StowageError, log: Logger, what: string): Promise<void> {
+    const cap = this.options.waitRetryMaxMs ?? DEFAULT_WAIT_RETRY_MAX_MS;
+    const delayMs = Math.min(cap, this.options.retryBaseMs * 2 ** Math.min(20, Math.max(0, row.attempts - 1)));
+    const notBefore = new Date(Date.now() + delayMs).toISOString();
+    lease.assert();
+    if (!(await this.repo.releaseWaiting(this.store.db, row.id, lease.lease, notBefore, e.message))) {
+      lease.lose('another worker took the operation over');
+      throw new LeaseLostError(row.id, 'another worker took the operation over');
+    }
+    log.info({ step: what, delayMs, reason: e.message }, 'operation waits for a node; requeued');
+    // Looked at again once the wait is over, even if nothing else wakes the workers before.
+    if (!this.stopped) setTimeout(() => { this.wake(); }, delayMs + 1).unref();
   }
 
   private async runWithRetry(fn: () => Promise<void>, log: Logger, what: string, lease: OperationLease): Promise<void> {
@@ -337,7 +402,7 @@ export class OperationEngine<M extends KindInputs = OperationInputs> {
       } catch (err) {
         if (isLeaseLost(err) || lease.lost) throw err;
         const e = toOperationError(err);
-        if (!RETRYABLE.has(e.code) || attempt >= this.options.stepAttempts || lease.signal.aborted) throw e;
+        if (!(RETRYABLE.has(e.code) || isConcurrentMove(e)) || attempt >= this.options.stepAttempts || lease.signal.aborted) throw e;
         const delay = this.options.retryBaseMs * 2 ** (attempt - 1);
         log.info({ step: what, attempt, delayMs: delay, code: e.code }, 'transient failure; retrying');
         await sleep(delay);
@@ -348,10 +413,7 @@ export class OperationEngine<M extends KindInputs = OperationInputs> {
 
 /** Driver command failures become DRIVER_FAILED with the diagnosis; everything else keeps its code. */
 export function toOperationError(err: unknown): StowageError {
-  if (err instanceof CommandFailedError) {
-    return new StowageError(err.timedOut ? 'TIMEOUT' : 'DRIVER_FAILED', err.message, { command: err.command, exitCode: err.exitCode }, { cause: err });
-  }
-  return toStowageError(err);
+  return toDriverError(err);
 }
 
 function sleep(ms: number): Promise<void> {

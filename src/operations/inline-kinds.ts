@@ -8,6 +8,7 @@ export const INLINE_KINDS = [
   'backend.create', 'backend.update', 'backend.enable', 'backend.disable', 'backend.delete',
   'host.create', 'host.update', 'host.delete', 'host.unfence',
   'class.create', 'class.update', 'class.delete',
+  'node.create', 'node.drain', 'node.resume', 'node.rekey', 'node.revoke', 'node.delete',
 ] as const;
 
 /** One of the inline-recorded operation kinds. */

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { requirePort } from '../drivers/sdk/ports.js';
@@ -68,5 +69,25 @@ describe('OperationLease.guard', () => {
     const config = Object.freeze({ nested: Object.freeze({ port: 3260 }) });
     const guarded = lease.guard({ config });
     expect(guarded.config.nested).toBe(config.nested);
+  });
+});
+
+describe('OperationLease and the engine\'s shutdown signal', () => {
+  it('follows the shutdown while it runs, and leaves no listener on it once stopped (one lease per operation, for the process\'s life)', async () => {
+    const store = await openStore('sqlite::memory:');
+    try {
+      const shutdown = new AbortController();
+      const listeners = (): number => getEventListeners(shutdown.signal, 'abort').length;
+      const make = (): OperationLease => new OperationLease(store, new OperationRepository(), 'op-test', { owner: 'me', epoch: 1 }, 60_000, Date.now() + 60_000, logger, shutdown.signal);
+      for (let i = 0; i < 50; i++) make().stop();
+      expect(listeners()).toBe(0);
+      const running = make();
+      expect(listeners()).toBe(1);
+      shutdown.abort(new Error('engine stopped past its drain deadline'));
+      expect(running.signal.aborted).toBe(true);
+      running.stop();
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -34,8 +34,15 @@ export class OperationLease {
     this.validUntil = claimedUntilMs - safetyMargin(leaseMs);
     // An engine shutdown past its drain deadline cancels the step too (it is not a lost lease).
     if (shutdown.aborted) this.controller.abort(shutdown.reason);
-    else shutdown.addEventListener('abort', () => { this.controller.abort(shutdown.reason); }, { once: true });
+    else {
+      const onShutdown = (): void => { this.controller.abort(shutdown.reason); };
+      shutdown.addEventListener('abort', onShutdown, { once: true });
+      // The engine's signal lives as long as the process: each lease takes its listener off when it stops.
+      this.unlisten = () => { shutdown.removeEventListener('abort', onShutdown); };
+    }
   }
+
+  private unlisten: (() => void) | null = null;
 
   /** Aborted when the lease is lost (reason: a LeaseLostError) or the engine shuts down. */
   get signal(): AbortSignal {
@@ -60,6 +67,8 @@ export class OperationLease {
     if (this.expiry) clearTimeout(this.expiry);
     this.renewal = null;
     this.expiry = null;
+    this.unlisten?.();
+    this.unlisten = null;
   }
 
   /** Throws a LeaseLostError unless the lease is still ours (no store round trip). */

@@ -36,7 +36,7 @@ describe('usableBytes', () => {
 
 describe('filters', () => {
   it('names every filter the issue lists', () => {
-    expect(FILTERS.map((f) => f.name)).toEqual(['retry', 'state', 'role', 'tenant', 'kind', 'zone', 'tags', 'capabilities', 'capacity']);
+    expect(FILTERS.map((f) => f.name)).toEqual(['retry', 'state', 'node', 'role', 'tenant', 'kind', 'zone', 'tags', 'capabilities', 'capacity']);
   });
 
   it('rejects by state, role, kind and zone with the filter that did it', () => {
@@ -46,6 +46,17 @@ describe('filters', () => {
     expect(rejection(backend('a', { kind: 'file' }), request())).toBe('kind');
     expect(rejection(backend('a', { zone: 'az2' }), request({ zone: 'az1' }))).toBe('zone');
     expect(rejection(backend('a', { zone: 'az2' }), request({ zone: null }))).toBeNull();
+  });
+
+  it('rejects backends on a node that is not placeable, saying which node and why', () => {
+    const on = (state: string, adminState = 'active'): BackendView => backend('a', { node: { name: 'sn1', state, adminState } });
+    expect(decide([on('unreachable')], request()).verdicts[0]).toMatchObject({ passed: false, filter: 'node', reason: 'node sn1 is unreachable' });
+    expect(decide([on('syncing')], request()).verdicts[0]).toMatchObject({ filter: 'node', reason: 'node sn1 is syncing' });
+    expect(decide([on('draining')], request()).verdicts[0]).toMatchObject({ filter: 'node', reason: 'node sn1 is draining' });
+    expect(decide([on('ready', 'draining')], request()).verdicts[0]).toMatchObject({ filter: 'node', reason: 'node sn1 is draining' });
+    expect(decide([on('auth_failed')], request()).verdicts[0]).toMatchObject({ filter: 'node', reason: 'node sn1 is auth failed' });
+    expect(rejection(on('ready'), request())).toBeNull();
+    expect(rejection(backend('a', { node: null }), request())).toBeNull();
   });
 
   it('checks required and forbidden tags', () => {

@@ -1,6 +1,7 @@
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import type { PlacementPolicy, PlacementSummary } from '../core/schemas/placement-schema.js';
 import { usableBytes } from '../core/capacity.js';
+import { PLACEABLE_NODE_STATES } from '../core/states.js';
 
 /** A backend as placement sees it: a plain, in-memory snapshot. */
 export interface BackendView {
@@ -21,6 +22,8 @@ export interface BackendView {
   readonly reservedPercent: number;
   readonly provisionedBytes: number;
   readonly claimedBytes: number;
+  /** The storage node its driver runs on (absent or null: the control plane itself). */
+  readonly node?: { readonly name: string; readonly state: string; readonly adminState: string } | null;
 }
 
 /** The policies (their names are part of the wire schema, with it in core). */
@@ -84,6 +87,7 @@ function missingFrom(have: readonly string[], want: readonly string[]): string[]
 export const FILTERS: readonly Filter[] = [
   { name: 'retry', check: (b, r) => (r.exclude.length > 0 && r.exclude.includes(b.id) ? 'already failed for this request' : null) },
   { name: 'state', check: (b) => (b.state === 'enabled' ? null : `backend is ${b.state}`) },
+  { name: 'node', check: (b) => nodeRejection(b.node) },
   { name: 'role', check: (b) => (b.role === 'primary' ? null : `role is ${b.role}, not primary`) },
   {
     name: 'tenant',
@@ -116,6 +120,15 @@ export const FILTERS: readonly Filter[] = [
     check: (_b, r, usable) => (usable >= r.sizeBytes ? null : `needs ${fmtGiB(r.sizeBytes)}, only ${fmtGiB(Math.max(0, usable))} usable after overcommit, reserve and claims`),
   },
 ];
+
+const PLACEABLE_NODES: ReadonlySet<string> = new Set(PLACEABLE_NODE_STATES);
+
+/** Why a backend's node takes no new resources ("node sn1 is unreachable", "… is draining"), or null. */
+function nodeRejection(node: BackendView['node']): string | null {
+  if (!node) return null;
+  if (!PLACEABLE_NODES.has(node.state)) return `node ${node.name} is ${node.state.replace('_', ' ')}`;
+  return node.adminState === 'draining' ? `node ${node.name} is draining` : null;
+}
 
 /** The first filter that rejects `b` for `r` (given its usable bytes), or null when it passes them all. */
 export function firstRejection(b: BackendView, r: PlacementRequest, usable: number): { filter: string; reason: string } | null {

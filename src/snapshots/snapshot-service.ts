@@ -10,6 +10,7 @@ import type { OperationEngine } from '../operations/engine.js';
 import { toSnapshot } from '../store/access-repository.js';
 import { backendCapabilities } from '../store/backend-repository.js';
 import { claimOnBackend } from '../volumes/placement-view.js';
+import { checkQuota } from '../quotas/quota-service.js';
 import { isUniqueViolation, nowIso } from '../store/json.js';
 import { transition } from '../store/transition.js';
 import { toOperation } from '../store/operation-repository.js';
@@ -60,6 +61,8 @@ export class SnapshotService {
     const op = await this.store.transaction(async (trx) => {
       const v = await this.volumes.resolve(vol.id, ctx.tenantId, trx);
       if (v.state !== 'available') throw new StowageError('INVALID_STATE', `volume ${v.name} is ${v.state}; snapshots are taken of available volumes`, { state: v.state });
+      // Takes the placement lock, as every claim does, so racing snapshots cannot pass the quota together.
+      await checkQuota(trx, this.store.dialect, this.repos, { tenantId: ctx.tenantId, classId: v.class_id, addSnapshots: 1 });
       const at = nowIso();
       try {
         await this.repos.snapshots.insert(trx, {

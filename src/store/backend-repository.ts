@@ -36,6 +36,18 @@ export class BackendRepository {
     return (dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
   }
 
+  /** The backends whose drivers run on storage node `nodeId`. */
+  async listByNode(db: Executor, nodeId: string): Promise<BackendRow[]> {
+    return db.selectFrom('backends').selectAll().where('node_id', '=', nodeId).orderBy('name').execute();
+  }
+
+  /** The node of every backend that has one, by backend id (name, state, admin state: what placement checks). */
+  async nodesOfBackends(db: Executor): Promise<Map<string, { name: string; state: string; adminState: string }>> {
+    const rows = await db.selectFrom('backends').innerJoin('nodes', 'nodes.id', 'backends.node_id')
+      .select(['backends.id as backend_id', 'nodes.name as name', 'nodes.state as state', 'nodes.admin_state as admin_state']).execute();
+    return new Map(rows.map((r) => [r.backend_id, { name: r.name, state: r.state, adminState: r.admin_state }]));
+  }
+
   async listAll(db: Executor): Promise<BackendRow[]> {
     return db.selectFrom('backends').selectAll().orderBy('name').execute();
   }
@@ -119,8 +131,8 @@ export function backendCapabilities(r: Pick<BackendRow, 'capabilities_reported' 
   return effectiveCapabilities(readJson<string[]>(r.capabilities_reported, []), readJson<CapabilityOverrides>(r.capabilities_overrides, { add: [], remove: [] }));
 }
 
-/** Maps a row plus its usage to the API model. */
-export function toBackend(r: BackendRow, usage: BackendUsage | undefined): Backend {
+/** Maps a row plus its usage to the API model. A backend row as the API shows it; `nodeName` is the name of its node (null: it runs in the control plane). */
+export function toBackend(r: BackendRow, usage: BackendUsage | undefined, nodeName: string | null = null): Backend {
   const overrides = readJson<CapabilityOverrides>(r.capabilities_overrides, { add: [], remove: [] });
   const reported = readJson<string[]>(r.capabilities_reported, []);
   const u = usage ?? { provisionedBytes: 0, claimedBytes: 0, volumeCount: 0 };
@@ -158,6 +170,7 @@ export function toBackend(r: BackendRow, usage: BackendUsage | undefined): Backe
     },
     volumeCount: u.volumeCount,
     lastProbeAt: r.last_probe_at,
+    node: nodeName,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

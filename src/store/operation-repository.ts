@@ -57,13 +57,10 @@ export class OperationRepository {
     return { rows: page, nextCursor: rows.length > q.limit && last ? `${last.created_at}|${last.id}` : null };
   }
 
-  /** Ids of operations a worker may run now: queued, or running with an expired lease. */
+  /** Ids of operations a worker may run now: queued (and not waiting until later), or running with an expired lease. */
   async listRunnable(db: Executor, nowAt: string, limit: number): Promise<string[]> {
     const rows = await db.selectFrom('operations').select('id')
-      .where((eb) => eb.or([
-        eb('state', '=', 'queued'),
-        eb.and([eb('state', '=', 'running'), eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', nowAt)])]),
-      ]))
+      .where(runnable(nowAt))
       .orderBy('created_at').limit(limit).execute();
     return rows.map((r) => r.id);
   }
@@ -76,14 +73,11 @@ export class OperationRepository {
   async claim(db: Executor, id: string, owner: string, nowAt: string, leaseUntil: string): Promise<Lease | null> {
     const r = await db.updateTable('operations')
       .set((eb) => ({
-        state: 'running', lease_owner: owner, lease_expires_at: leaseUntil, updated_at: nowAt,
+        state: 'running', lease_owner: owner, lease_expires_at: leaseUntil, updated_at: nowAt, not_before: null, waiting_reason: null,
         attempts: eb('attempts', '+', 1), lease_epoch: eb('lease_epoch', '+', 1),
       }))
       .where('id', '=', id)
-      .where((eb) => eb.or([
-        eb('state', '=', 'queued'),
-        eb.and([eb('state', '=', 'running'), eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', nowAt)])]),
-      ]))
+      .where(runnable(nowAt))
       .returning('lease_epoch')
       .executeTakeFirst();
     return r ? { owner, epoch: Number(r.lease_epoch) } : null;
@@ -133,6 +127,18 @@ export class OperationRepository {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  /**
+   * Gives a waiting operation back (a node it needs does not answer): queued again, not to be
+   * claimed before `notBefore`, saying why, its lease dropped so the worker takes other work. Its
+   * steps done and input stay; false when the lease was lost.
+   */
+  async releaseWaiting(db: Executor, id: string, lease: Lease, notBefore: string, reason: string): Promise<boolean> {
+    const r = await db.updateTable('operations').set({
+      state: 'queued', lease_owner: null, lease_expires_at: null, not_before: notBefore, waiting_reason: reason, updated_at: nowIso(),
+    }).where(held(id, lease)).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   /** Ends the operation under our lease (and drops the lease); false when it was lost. */
   async finish(db: Executor, id: string, lease: Lease, state: 'succeeded' | 'failed', result: Record<string, unknown> | null, error: ErrorBody | null): Promise<boolean> {
     const at = nowIso();
@@ -149,6 +155,14 @@ export class OperationRepository {
 export interface Lease {
   readonly owner: string;
   readonly epoch: number;
+}
+
+/** What a worker may claim at `nowAt`: queued and not waiting past it, or running with an expired lease (ISO times compare as text on both dialects). */
+function runnable(nowAt: string): (eb: ExpressionBuilder<Database, 'operations'>) => Expression<SqlBool> {
+  return (eb) => eb.or([
+    eb.and([eb('state', '=', 'queued'), eb.or([eb('not_before', 'is', null), eb('not_before', '<=', nowAt)])]),
+    eb.and([eb('state', '=', 'running'), eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', nowAt)])]),
+  ]);
 }
 
 /** The operation, while `lease` still holds it (running, same owner and epoch). */
@@ -172,6 +186,7 @@ export function toOperation(r: OperationRow): Operation {
     error: readJson<ErrorBody | null>(r.error, null),
     actor: r.actor,
     idempotencyKey: r.idempotency_key,
+    waitingReason: r.waiting_reason,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     finishedAt: r.finished_at,

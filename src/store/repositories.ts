@@ -5,7 +5,9 @@ import { ClaimRepository } from './claim-repository.js';
 import { ClassRepository } from './class-repository.js';
 import { EventRepository } from './event-repository.js';
 import { IdempotencyRepository } from './idempotency-repository.js';
+import { NodeRepository } from './node-repository.js';
 import { OperationRepository } from './operation-repository.js';
+import { QuotaRepository } from './quota-repository.js';
 import { TenantRepository } from './tenant-repository.js';
 import { VolumeRepository } from './volume-repository.js';
 
@@ -23,7 +25,9 @@ export interface Repositories {
   readonly grants: GrantRepository;
   readonly hosts: HostRepository;
   readonly idempotency: IdempotencyRepository;
+  readonly nodes: NodeRepository;
   readonly operations: OperationRepository;
+  readonly quotas: QuotaRepository;
   readonly snapshots: SnapshotRepository;
   readonly tenants: TenantRepository;
   readonly volumes: VolumeRepository;
@@ -40,7 +44,9 @@ export function createRepositories(): Repositories {
     grants: new GrantRepository(),
     hosts: new HostRepository(),
     idempotency: new IdempotencyRepository(),
+    nodes: new NodeRepository(),
     operations: new OperationRepository(),
+    quotas: new QuotaRepository(),
     snapshots: new SnapshotRepository(),
     tenants: new TenantRepository(),
     volumes: new VolumeRepository(),

@@ -1,7 +1,7 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
 import type {
   AccessMode, AttachmentState, BackendAdminState, BackendKind, BackendRole, BackendState, ClaimState, GrantState, HostState,
-  MigrationState, OperationState, SnapshotState, VolumeFormat, VolumeState,
+  MigrationState, NodeAdminState, NodeState, OperationState, SnapshotState, VolumeFormat, VolumeState,
 } from '../core/states.js';
 import type { BackendId, VolumeId } from '../core/ids.js';
 
@@ -12,6 +12,7 @@ import type { BackendId, VolumeId } from '../core/ids.js';
  */
 export interface Database {
   tenants: TenantTable;
+  users: UserTable;
   api_tokens: ApiTokenTable;
   backends: BackendTable;
   volumes: VolumeTable;
@@ -25,6 +26,9 @@ export interface Database {
   attachments: AttachmentTable;
   migrations: MigrationTable;
   idempotency_keys: IdempotencyKeyTable;
+  nodes: NodeTable;
+  control_identities: ControlIdentityTable;
+  quotas: QuotaTable;
 }
 
 type Json = string;
@@ -33,7 +37,22 @@ type Timestamp = string;
 export interface TenantTable {
   id: string;
   name: string;
+  description: ColumnType<string, string | undefined, string>;
   created_at: Timestamp;
+  updated_at: ColumnType<Timestamp | null, Timestamp | null | undefined, Timestamp | null>;
+}
+
+/** A user of one tenant, or a system admin of none; a person (`user`) or a service account (`service`). */
+export interface UserTable {
+  id: string;
+  tenant_id: string | null;
+  /** Unique across the system (a login name). */
+  name: string;
+  role: string;
+  kind: string;
+  description: ColumnType<string, string | undefined, string>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
 }
 
 export interface ApiTokenTable {
@@ -45,6 +64,14 @@ export interface ApiTokenTable {
   role: string;
   created_at: Timestamp;
   last_used_at: Timestamp | null;
+  /** For an agent's token (role `agent`): the one host it may report for. Optional on insert. */
+  host_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The user the token belongs to; null for an agent's token and tokens made before users existed. */
+  user_id: ColumnType<string | null, string | null | undefined, string | null>;
+  expires_at: ColumnType<Timestamp | null, Timestamp | null | undefined, Timestamp | null>;
+  revoked_at: ColumnType<Timestamp | null, Timestamp | null | undefined, Timestamp | null>;
+  /** A role no higher than the user's that narrows this token; null: the user's role. */
+  scope: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface BackendTable {
@@ -72,6 +99,8 @@ export interface BackendTable {
   last_probe_at: Timestamp | null;
   created_at: Timestamp;
   updated_at: Timestamp;
+  /** The storage node its driver runs on; null: in the control plane. Optional on insert. */
+  node_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface VolumeTable {
@@ -114,6 +143,10 @@ export interface OperationTable {
   lease_expires_at: Timestamp | null;
   /** Fencing token: incremented on every claim; a worker's writes count only while it is still this. Optional on insert. */
   lease_epoch: ColumnType<number, number | undefined, number>;
+  /** Not to be claimed before this (an operation waiting for a node). Optional on insert. */
+  not_before: ColumnType<Timestamp | null, Timestamp | null | undefined, Timestamp | null>;
+  /** Why it waits ("waiting for node sn1: unreachable since …"), shown with the operation. Optional on insert. */
+  waiting_reason: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
   finished_at: Timestamp | null;
@@ -179,6 +212,7 @@ export type EventRow = Selectable<EventTable>;
 export type NewEventRow = Insertable<EventTable>;
 export type TenantRow = Selectable<TenantTable>;
 export type ApiTokenRow = Selectable<ApiTokenTable>;
+export type UserRow = Selectable<UserTable>;
 export type ClassRow = Selectable<ClassTable>;
 export type NewClassRow = Insertable<ClassTable>;
 export type ClassUpdate = Updateable<ClassTable>;
@@ -200,6 +234,9 @@ export interface HostTable {
   agent_heartbeat_at: Timestamp | null;
   created_at: Timestamp;
   updated_at: Timestamp;
+  /** Hash of the host's one-time agent enrollment token, until it is used. Optional on insert. */
+  enroll_token_hash: ColumnType<string | null, string | null | undefined, string | null>;
+  enroll_expires_at: ColumnType<Timestamp | null, Timestamp | null | undefined, Timestamp | null>;
 }
 
 export interface GrantTable {
@@ -286,3 +323,57 @@ export interface IdempotencyKeyTable {
   claim_expires_at: Timestamp | null;
 }
 export type IdempotencyKeyRow = Selectable<IdempotencyKeyTable>;
+
+/** A storage node: a server running `stowage node`, reached over mutual TLS pinned at enrollment. */
+export interface NodeTable {
+  id: string;
+  name: string;
+  /** host:port the control plane calls. */
+  address: string;
+  state: NodeState;
+  state_reason: string | null;
+  /** Administrative intent: `active`, or `draining` (no new placements). */
+  admin_state: ColumnType<NodeAdminState, NodeAdminState | undefined, NodeAdminState>;
+  version: string | null;
+  /** The node process's boot id, as its last heartbeat said: a new one means it restarted. */
+  boot_id: string | null;
+  /** Incremented on every (re)connect; calls carry it and answers under an older one are ignored. */
+  epoch: ColumnType<number, number | undefined, number>;
+  /** The node's certificate, pinned at enrollment (null until enrolled). */
+  cert_pem: string | null;
+  cert_fingerprint: string | null;
+  cert_expires_at: Timestamp | null;
+  /** Hash of the one-time enrollment token, until used; never the token itself. */
+  enroll_token_hash: string | null;
+  enroll_expires_at: Timestamp | null;
+  last_heartbeat_at: Timestamp | null;
+  /** Node clock minus control-plane clock at the last heartbeat (ms, midpoint of the round trip). */
+  clock_skew_ms: number | null;
+  unreachable_since: Timestamp | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** The control plane's own TLS identities (`node-client`, `api`), one for all replicas; the key sealed by the SecretBox. */
+export interface ControlIdentityTable {
+  name: string;
+  cert_pem: string;
+  key_sealed: string;
+  created_at: Timestamp;
+}
+
+export type NodeRow = Selectable<NodeTable>;
+export type NewNodeRow = Insertable<NodeTable>;
+export type NodeUpdate = Updateable<NodeTable>;
+
+/** Limits of a tenant (class_id '') or of one class within it; a null limit is unlimited. */
+export interface QuotaTable {
+  tenant_id: string;
+  /** The class the limits apply to; '' (not NULL, so the primary key works on both dialects): the tenant as a whole. */
+  class_id: string;
+  max_volumes: number | null;
+  max_bytes: number | null;
+  max_snapshots: number | null;
+  updated_at: Timestamp;
+}
+export type QuotaRow = Selectable<QuotaTable>;

@@ -60,6 +60,19 @@ const MACHINES: { readonly [R in StatefulResource]: StateMachine<StateOf<R>> } =
   volume: VOLUME_MACHINE, snapshot: SNAPSHOT_MACHINE, grant: GRANT_MACHINE, attachment: ATTACHMENT_MACHINE, migration: MIGRATION_MACHINE, host: HOST_MACHINE,
 };
 
+/** Marks the INVALID_STATE of a move another writer overtook: it is transient, and a step that hit it may run again. */
+export const CONCURRENT_MOVE = 'concurrentMove';
+
+/** The error of a move whose row another writer changed between the read and the conditional write. */
+export function concurrentMoveError(resource: string, id: string, from: string, to: string): StowageError {
+  return new StowageError('INVALID_STATE', `${resource} ${id} changed state while moving ${from} → ${to}; retry`, { resource, id, from, to, [CONCURRENT_MOVE]: true });
+}
+
+/** True for the error `transition` throws when the row changed between its read and its conditional write. */
+export function isConcurrentMove(e: StowageError): boolean {
+  return e.code === 'INVALID_STATE' && e.details[CONCURRENT_MOVE] === true;
+}
+
 /** Reads the current state of a row (undefined when it does not exist). */
 async function currentState<R extends StatefulResource>(trx: Transaction<Database>, resource: R, id: Resources[R]['id']): Promise<StateOf<R> | undefined> {
   const r = await (async () => {
@@ -107,7 +120,7 @@ export async function transition<R extends StatefulResource>(trx: Transaction<Da
   MACHINES[resource].assertMove(from, req.to, req.id);
   const changed = await write(trx, resource, req.id, from, { ...(req.patch ?? {}), state: req.to, updated_at: nowIso() });
   if (changed !== 1) {
-    throw new StowageError('INVALID_STATE', `${resource} ${req.id} changed state while moving ${from} → ${req.to}; retry`, { resource, id: req.id, from, to: req.to });
+    throw concurrentMoveError(resource, req.id, from, req.to);
   }
   const e = req.event;
   await appendEvent(trx, {

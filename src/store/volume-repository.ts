@@ -75,6 +75,12 @@ export class VolumeRepository {
     return (await db.selectFrom('volumes').select('id').where('id', 'in', [...ids]).where('state', '<>', 'deleted').execute()).map((r) => r.id);
   }
 
+  /** Which of these volume ids the store knows in any state (a deleted one too): the rest are no volume of ours. */
+  async listKnownIds(db: Executor, ids: readonly VolumeId[]): Promise<VolumeId[]> {
+    if (ids.length === 0) return [];
+    return (await db.selectFrom('volumes').select('id').where('id', 'in', [...ids]).execute()).map((r) => r.id);
+  }
+
   /** Lets go of a backend's deleted volumes (their rows stay, for history) so the backend row can be deleted. */
   async releaseDeletedFromBackend(db: Executor, backendId: BackendId): Promise<void> {
     await db.updateTable('volumes').set({ backend_id: null }).where('backend_id', '=', backendId).where('state', '=', 'deleted').execute();

@@ -14,7 +14,7 @@ import type { Executor, Store } from '../store/store.js';
 
 /** Loads every backend with its current usage (provisioned volumes, held claims) as placement views. */
 export async function loadBackendViews(db: Executor, repo: BackendRepository): Promise<BackendView[]> {
-  const [rows, usage] = await Promise.all([repo.listAll(db), repo.usage(db)]);
+  const [rows, usage, nodes] = await Promise.all([repo.listAll(db), repo.usage(db), repo.nodesOfBackends(db)]);
   return rows.map((r) => {
     const u = usage.get(r.id);
     return {
@@ -34,6 +34,7 @@ export async function loadBackendViews(db: Executor, repo: BackendRepository): P
       reservedPercent: r.reserved_percent,
       provisionedBytes: u?.provisionedBytes ?? 0,
       claimedBytes: u?.claimedBytes ?? 0,
+      node: nodes.get(r.id) ?? null,
     };
   });
 }

@@ -20,6 +20,7 @@ import type { Transaction } from 'kysely';
 import { toVolume } from '../store/volume-repository.js';
 import { lockPlacement } from '../store/placement-lock.js';
 import { claimOnBackend, loadBackendViews } from './placement-view.js';
+import { checkQuota } from '../quotas/quota-service.js';
 import type { Repositories } from '../store/repositories.js';
 
 /** Where a clone's data comes from and how it is made; recorded in the create operation. */
@@ -108,6 +109,8 @@ export class VolumeService {
     }
     validateCreate(input);
     let pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
+    // A volume cloned onto another backend it names is copied there (streamed when a node is on either side).
+    if (source?.type === 'volume' && source.path === 'offload' && pinned && pinned !== source.backendId) source.path = 'host-copy';
     if (source && source.path !== 'host-copy') {
       if (pinned && pinned !== source.backendId) throw new StowageError('VALIDATION_FAILED', `a clone of ${source.type} ${source.name} made on the backend stays on its backend`, {});
       pinned = source.backendId;
@@ -121,6 +124,8 @@ export class VolumeService {
         throw new StowageError('NAME_TAKEN', `a volume named "${input.name}" already exists`, { name: input.name });
       }
       await lockPlacement(trx, this.store.dialect);
+      // After the placement lock: racing creates (any replica) see each other's rows, so a quota is never exceeded.
+      await checkQuota(trx, this.store.dialect, this.repos, { tenantId: ctx.tenantId, classId: cls?.id ?? null, addVolumes: 1, addBytes: input.sizeBytes });
       const views = await loadBackendViews(trx, this.repos.backends);
       let decision = decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
       if (source?.path === 'offload' && !input.backend && !decision.winner) {
@@ -183,6 +188,7 @@ export class VolumeService {
       }
       if (!v.backend_id) throw new StowageError('INVALID_STATE', `volume ${v.name} has no backend`, {});
       const delta = sizeBytes - current;
+      await checkQuota(trx, this.store.dialect, this.repos, { tenantId: ctx.tenantId, classId: v.class_id, addBytes: delta });
       const row = await this.engine.enqueue(trx, {
         kind: 'volume.resize', tenantId: ctx.tenantId, targetType: 'volume', targetId: v.id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { sizeBytes, previousSizeBytes: current },

@@ -33,7 +33,7 @@ describe('volume and backend lifecycle over HTTP', () => {
 
   it('?wait=true returns the finished volume, with its file at the right size', async () => {
     const r = await s.api.ok<Submitted>('POST', '/v1/volumes?wait=true', 200, { body: { name: 'waited', sizeBytes: 3 * MiB } });
-    expect(r.operation).toMatchObject({ kind: 'volume.create', state: 'succeeded', targetId: r.volume.id, actor: 'admin' });
+    expect(r.operation).toMatchObject({ kind: 'volume.create', state: 'succeeded', targetId: r.volume.id, actor: 'admin/bootstrap' });
     expect(r.volume).toMatchObject({ name: 'waited', state: 'available', sizeBytes: 3 * MiB, backendName: 'local', format: 'raw' });
     expect(r.volume.placement?.winner).toBe('local');
     expect(statSync(join(localDir, `${r.volume.id}.raw`)).size).toBe(3 * MiB);
@@ -82,7 +82,7 @@ describe('volume and backend lifecycle over HTTP', () => {
       ['deleted', 'deleting', 'deleted'],
     ]);
     for (const e of evs) {
-      expect(e).toMatchObject({ actor: 'admin', resourceType: 'volume', resourceId: id, resourceName: 'evented' });
+      expect(e).toMatchObject({ actor: 'admin/bootstrap', resourceType: 'volume', resourceId: id, resourceName: 'evented' });
       expect(e.operationId).toMatch(/^op-/);
       expect(e.message.length).toBeGreaterThan(5);
     }
@@ -124,7 +124,7 @@ describe('volume and backend lifecycle over HTTP', () => {
       ['probe', 'offline', 'enabled'],
     ]);
     expect(evs[1]?.message).toMatch(/probe failed/);
-    expect(evs.slice(1).every((e) => e.actor === 'admin')).toBe(true);
+    expect(evs.slice(1).every((e) => e.actor === 'admin/bootstrap')).toBe(true);
 
     // A volume pinned there works again, and an empty backend can be deleted.
     const v = await s.api.ok<Submitted>('POST', '/v1/volumes?wait=true', 200, { body: { name: 'on-flappy', sizeBytes: MiB, backend: 'flappy' } });

@@ -35,7 +35,8 @@ describe('stowage CLI against a real server', () => {
     expect(table.code).toBe(0);
     expect(table.stdout.split('\n')[0]).toMatch(/^NAME\s+STATE/);
     expect(table.stdout).toMatch(/^local\s+enabled/m);
-    expect(table.stdout).toMatch(new RegExp(`^${b2}\\s+enabled\\s+primary\\s+dir://`, 'm'));
+    // NODE is `-`: the backend's driver runs in the control plane.
+    expect(table.stdout).toMatch(new RegExp(`^${b2}\\s+enabled\\s+primary\\s+-\\s+dir://`, 'm'));
 
     const items = await s.json<Backend[]>(['backend', 'list']);
     expect(items.map((b) => b.name).sort()).toEqual([b2, 'local'].sort());

@@ -83,6 +83,19 @@ const PARSE_ONLY: Readonly<Record<string, string>> = {
   'migration complete': 'needs agents and VMs on hv1 and hv2',
   'host fence hv1': 'needs an attached host',
   'host evacuate hv1': 'needs a fenced host and hv2',
+  // "A fleet": storage nodes and hypervisors (run for real by test/e2e-fleet/fleet.test.ts).
+  'node create': 'registers a storage server of the example fleet',
+  'node run': 'runs on a storage server of the example fleet',
+  'node list': 'lists the example fleet\'s nodes',
+  'node top': 'a live table of the example fleet\'s nodes',
+  'node drain': 'needs node sn1',
+  'backend create ssd1': 'needs storage node sn2 and its tgtd',
+  'backend create hdd1': 'needs storage node sn1 and its tgtd',
+  'host create hv2': 'a hypervisor of the example fleet',
+  'volume create web1': 'needs the fleet\'s backends (the copy: a node-to-node stream)',
+  'volume create logs1': 'needs the fleet\'s backends',
+  'volume attach web1': 'needs agents and VMs on the fleet\'s hypervisors',
+  'volume attach logs1': 'needs agents and VMs on the fleet\'s hypervisors',
 };
 
 /** Swaps README example paths for ones inside the test's temp dir. */
@@ -183,7 +196,7 @@ describe('the README\'s command blocks', () => {
     const ops = await s.json<{ items: { kind: string; state: string }[] } | { kind: string; state: string }[]>(['operation', 'list']);
     const items = Array.isArray(ops) ? ops : ops.items;
     for (const kind of ['volume.create', 'volume.resize', 'volume.delete']) expect(items.some((o) => o.kind === kind && o.state === 'succeeded')).toBe(true);
-  });
+  }, 300_000); // every parsed line is a node child of its own (~45 of them): on a loaded 2-core machine that outgrows the default 120 s
 
   it('the CLI program really rejects a bad line when only parsing', async () => {
     await expect(parseOnly(['volume', 'grant', 'db1'])).rejects.toThrow(/--host/);

@@ -21,12 +21,12 @@ export const SHIPPED: Config = loadConfig(undefined, {});
 
 /** The settings that decide how fast anything heals, notices or retries; none may be set here. */
 const TIMINGS = [
-  'probeIntervalMs', 'reconcileIntervalMs', 'operationLeaseMs', 'operationPollMs', 'stepAttempts', 'retryBaseMs',
+  'probeIntervalMs', 'reconcileIntervalMs', 'exportWatchMs', 'operationLeaseMs', 'operationPollMs', 'stepAttempts', 'retryBaseMs',
   'agentHeartbeatMs', 'hostDownAfterMs', 'connectTimeoutMs', 'disconnectTimeoutMs',
 ] as const satisfies readonly (keyof Config)[];
 
 /** The only `STOWAGE_*` variables a defaults-tier server gets: where it lives, not how fast it is. */
-const ALLOWED_ENV = new Set(['STOWAGE_HOST', 'STOWAGE_PORT', 'STOWAGE_DATA_DIR', 'STOWAGE_DATABASE_URL', 'STOWAGE_CLI_CONFIG', 'STOWAGE_FAILPOINTS']);
+const ALLOWED_ENV = new Set(['STOWAGE_HOST', 'STOWAGE_PORT', 'STOWAGE_DATA_DIR', 'STOWAGE_DATABASE_URL', 'STOWAGE_CLI_CONFIG', 'STOWAGE_FAILPOINTS', 'STOWAGE_TLS']);
 
 /** Throws unless `env` leaves every timing at its shipped default (a guard against this kit drifting). */
 export function assertShippedTimings(env: Readonly<Record<string, string | undefined>>): void {
@@ -79,6 +79,9 @@ export async function startDefaultServer(o: DefaultServerOptions): Promise<Defau
     STOWAGE_PORT: '0',
     STOWAGE_DATA_DIR: o.dataDir,
     STOWAGE_CLI_CONFIG: cliConfigPath,
+    // On a lab address the API would serve HTTPS (tls auto); this tier's clients speak plain HTTP
+    // (TLS and pinning: test/cli/tls-pinning.test.ts). Agents still enroll with their own credential.
+    ...(o.host !== undefined && o.host !== '127.0.0.1' ? { STOWAGE_TLS: 'off' } : {}),
     ...(o.databaseUrl !== undefined ? { STOWAGE_DATABASE_URL: o.databaseUrl } : {}),
     ...(o.failpoints !== undefined ? { STOWAGE_FAILPOINTS: o.failpoints } : {}),
   };

@@ -9,7 +9,8 @@ import { SHIPPED, report, startDefaultAgent, startDefaultServer, timeUntil, type
 /**
  * The twin at the shipped heartbeat and host-down timings of the host tests in `test/e2e-hosts/`
  * (which beat every 500 ms and call a host down after 3 s): a real `stowage agent` in a lab
- * namespace brings its host up, is killed with kill -9, and the host monitor marks the host down.
+ * namespace brings its host up, is killed with kill -9, and the host monitor marks the host down
+ * (issue 10 asks for ≤ 15 s; the figure is printed, not asserted).
  */
 export function hostDownScenario(): void {
   describe('defaults: a host whose agent stops reporting is marked down', () => {
@@ -46,7 +47,8 @@ export function hostDownScenario(): void {
       }
     });
 
-    // The monitor looks every hostDownAfterMs/3 (src/server.ts), so "down" comes between 1× and 4/3×.
+    // The monitor looks every second at most (hostMonitorIntervalMs in src/reconcile/background-loops.ts), so "down"
+    // comes within hostDownAfterMs + 1 s of the last heartbeat, itself at most a heartbeat before the kill.
     const deadlineMs = 3 * SHIPPED.hostDownAfterMs + 30_000;
 
     it('is down after its agent is killed, and up again once an agent reports', async () => {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -137,6 +137,9 @@ async function launchControlPlane(o: ControlPlaneOptions, port: number): Promise
     STOWAGE_CLI_CONFIG: join(o.dataDir, 'cli.json'),
     STOWAGE_LOG_LEVEL: 'warn',
     STOWAGE_DEFAULT_BACKEND: 'false',
+    // The lab bridge is not loopback, so tls auto would serve HTTPS; this kit's clients speak plain
+    // HTTP (TLS and pinning: test/cli/tls-pinning.test.ts). Agents still enroll (enrollAgent below).
+    STOWAGE_TLS: 'off',
     // Lease 1 s, poll 50 ms, reconcile 1 s, retry 50 ms so crash and re-export cases heal in seconds; twins on the shipped timings: test/defaults/replica-lease.ts, test/defaults/tgtd-restart.ts.
     STOWAGE_OPERATION_LEASE_MS: '1000',
     STOWAGE_OPERATION_POLL_MS: '50',
@@ -200,6 +203,24 @@ export interface AgentProcess {
 }
 
 /**
+ * The agent flags that enroll `host`'s agent as a user does: `stowage host enroll` (the built CLI,
+ * with the admin token in its environment) prints a one-time token, written to a 0600 file for
+ * `--enroll-file` (never argv); the agent keeps its own credential in `--state-dir`. Once that dir
+ * holds a credential (a restarted agent) no token is made: the agent uses the one it has.
+ */
+export function enrollAgent(o: { host: LabHost; apiUrl: string; token: string; logDir: string }): string[] {
+  const stateDir = join(o.logDir, `agent-state-${o.host.name}`);
+  if (existsSync(join(stateDir, 'agent.json'))) return ['--state-dir', stateDir];
+  const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'stowage.js'), 'host', 'enroll', o.host.name, '-o', 'json'], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: o.logDir, STOWAGE_URL: o.apiUrl, STOWAGE_TOKEN: o.token }, encoding: 'utf8', timeout: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`stowage host enroll ${o.host.name} failed: ${r.stderr}`);
+  const tokenFile = join(o.logDir, `agent-${o.host.name}.enroll`);
+  writeFileSync(tokenFile, (JSON.parse(r.stdout) as { token: string }).token, { mode: 0o600 });
+  return ['--enroll-file', tokenFile, '--state-dir', stateDir];
+}
+
+/**
  * Starts `ip netns exec <netns> node bin/stowage.js agent …` (ip execs node, so the PID is the agent's).
  * `shippedTimings` leaves out the test's `--heartbeat 500` (and debug logs): the agent beats at its
  * own first interval and then at the server's, as a user's does (test/defaults/).
@@ -212,8 +233,9 @@ export function startAgent(o: { host: LabHost; apiUrl: string; token: string; vm
   // --heartbeat 500 so the host is up at once before the server's HOST_TEST_ENV interval takes over; the agent on its own defaults: test/defaults/host-down.ts.
   const args = ['netns', 'exec', o.host.netns, process.execPath, join(REPO_ROOT, 'bin', 'stowage.js'), 'agent',
     '--api', o.apiUrl, '--host', o.host.name, '--vm-dir', o.vmDir, '--address', o.host.address, '--initiator-name', o.host.initiatorName,
+    ...enrollAgent(o),
     ...(o.shippedTimings === true ? [] : ['--heartbeat', '500', '--log-level', 'debug'])];
-  const child: ChildProcess = spawn('ip', args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', STOWAGE_TOKEN: o.token, HOME: o.logDir }, stdio: ['ignore', fd, fd] });
+  const child: ChildProcess = spawn('ip', args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: o.logDir }, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start the agent of ${o.host.name}`);

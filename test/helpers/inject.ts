@@ -28,7 +28,9 @@ export class InjectClient extends JsonClient {
       payload = JSON.stringify(opts.body);
       headers['content-type'] = opts.contentType ?? 'application/json';
     }
-    const res = await this.app.inject({ method: method as 'GET', url: path, headers, ...(payload !== undefined ? { payload } : {}) });
+    const res = await this.app.inject({
+      method: method as 'GET', url: path, headers, ...(payload !== undefined ? { payload } : {}), ...(opts.remoteAddress !== undefined ? { remoteAddress: opts.remoteAddress } : {}),
+    });
     return { status: res.statusCode, body: parseJsonText(res.body), text: res.body };
   }
 }

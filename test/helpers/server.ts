@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import type { Logger } from 'pino';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { pinnedFetch, type ApiPin } from '../../src/system/pinned-fetch.js';
 import { freeTcpPort } from '../lab/ports.js';
 
 /** Root of the repository (where package.json and dist/ live). */
@@ -18,6 +19,13 @@ export function makeTempDir(prefix = 'stowage-test-'): string {
 /** Removes a directory made by makeTempDir (ignores one already gone). */
 export function removeTempDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** The API pin the server wrote into its CLI config, when it serves HTTPS. */
+function readPin(cliConfigPath: string): ApiPin | undefined {
+  const cfg = JSON.parse(readFileSync(cliConfigPath, 'utf8')) as { apiFingerprint?: unknown; apiCertPem?: unknown };
+  if (typeof cfg.apiFingerprint !== 'string') return undefined;
+  return { fingerprint: cfg.apiFingerprint, certPem: typeof cfg.apiCertPem === 'string' ? cfg.apiCertPem : undefined };
 }
 
 /** Reads the admin token the first start wrote to the CLI config file. */
@@ -43,6 +51,8 @@ export interface ApiRequestOptions {
   /** Bearer token; `null` sends no Authorization header; default the client's token. */
   readonly token?: string | null;
   readonly headers?: Readonly<Record<string, string>>;
+  /** The client address the server sees (InjectClient only: a label, nothing is sent anywhere). */
+  readonly remoteAddress?: string;
 }
 
 /**
@@ -75,7 +85,8 @@ export function parseJsonText(text: string): unknown {
 
 /** A tiny JSON client over real HTTP (fetch) with the admin token. */
 export class ApiClient extends JsonClient {
-  constructor(readonly baseUrl: string, token: string) {
+  /** `fetchFn`: pinnedFetch for an API that serves HTTPS with its self-signed certificate. */
+  constructor(readonly baseUrl: string, token: string, private readonly fetchFn: typeof fetch = fetch) {
     super(token);
   }
 
@@ -92,7 +103,7 @@ export class ApiClient extends JsonClient {
       body = JSON.stringify(opts.body);
       headers['content-type'] = opts.contentType ?? 'application/json';
     }
-    const res = await fetch(`${this.baseUrl}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+    const res = await this.fetchFn(`${this.baseUrl}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
     const text = await res.text();
     return { status: res.status, body: parseJsonText(text), text };
   }
@@ -120,9 +131,10 @@ export async function startInProcessServer(overrides: Partial<Config> = {}, logg
   const config = loadConfig(undefined, {}, { dataDir, port: 0, cliConfigPath, logLevel: 'silent', probeIntervalMs: 60_000, ...overrides });
   const server = await startServer(config, ...(logger ? [logger] : []));
   const token = readToken(cliConfigPath);
+  const pin = readPin(cliConfigPath);
   return {
     server, config, dataDir, scratchDir, token,
-    api: new ApiClient(server.url, token),
+    api: new ApiClient(server.url, token, pin ? pinnedFetch(pin) : fetch),
     close: async () => {
       await server.stop();
       removeTempDir(dataDir);
@@ -225,6 +237,8 @@ function launch(opts: SpawnOptions, port: number): SpawnedServer {
     HOME: opts.dataDir,
     STOWAGE_DATA_DIR: opts.dataDir,
     STOWAGE_HOST: opts.listen?.host ?? '127.0.0.1',
+    // A lab address would get HTTPS (tls auto); these tests' clients speak plain HTTP (TLS and pinning: test/cli/tls-pinning.test.ts).
+    ...(opts.listen ? { STOWAGE_TLS: 'off' } : {}),
     STOWAGE_PORT: String(port),
     STOWAGE_CLI_CONFIG: cliConfigPathOf(opts.dataDir),
     STOWAGE_LOG_LEVEL: 'warn',

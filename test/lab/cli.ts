@@ -1,6 +1,6 @@
 /**
- * `npm run lab -- up|down|status`: bring a full persistent lab (namespaces, tgtd, btrfs, XFS and a
- * PostgreSQL) up and leave it running, show what every state file records, or tear them down
+ * `npm run lab -- up [--storage-nodes N]|down|status`: bring a full persistent lab (namespaces,
+ * tgtd, btrfs, XFS, N storage nodes and a PostgreSQL) up and leave it running, show what every state file records, or tear them down
  * (`down` spares labs of test runs still in progress unless given `--all`).
  */
 import { SpawnCommandRunner } from '../../src/system/command-runner.js';
@@ -20,6 +20,10 @@ function describeState(s: LabState): string {
       for (const h of value as { name: string; netns: string; address: string; initiatorName: string }[]) {
         lines.push(`  host ${h.name}: netns ${h.netns}  address ${h.address}  initiator ${h.initiatorName}`);
       }
+    } else if (key === 'storageNodes' && Array.isArray(value)) {
+      for (const n of value as { name: string; netns: string; address: string; filesystem: string; tgtdPid: number }[]) {
+        lines.push(`  storage node ${n.name}: netns ${n.netns}  address ${n.address}  ${n.filesystem}  tgtd pid ${String(n.tgtdPid)}`);
+      }
     } else {
       lines.push(`  ${key}: ${typeof value === 'string' ? value : JSON.stringify(value)}`);
     }
@@ -29,8 +33,8 @@ function describeState(s: LabState): string {
   return lines.join('\n');
 }
 
-async function up(): Promise<void> {
-  const lab = await startLab({ hosts: 2, persistent: true, runner });
+async function up(storageNodes: number): Promise<void> {
+  const lab = await startLab({ hosts: 2, storageNodes, persistent: true, runner });
   let pgUrl: string;
   try {
     pgUrl = (await startPostgres({ persistent: true, runner })).url;
@@ -46,7 +50,12 @@ async function up(): Promise<void> {
   console.log(`  btrfs ${lab.btrfsDir}`);
   console.log(`  xfs   ${lab.xfsDir}`);
   console.log(`  postgres ${pgUrl}`);
+  for (const n of lab.storageNodes) {
+    console.log(`  storage node ${n.name}: netns ${n.netns}  address ${n.address}  portal ${n.portal}  ${n.filesystem} at ${n.dataDir} (inside the node)  tgtd pid ${String(n.tgtdPid)}  state dir ${n.stateDir}`);
+  }
   console.log(`  run a command as a host: ip netns exec ${lab.hosts[0]?.netns ?? '<netns>'} <cmd>`);
+  const sn = lab.storageNodes[0];
+  if (sn !== undefined) console.log(`  run a command as a storage node: nsenter --mount=${sn.mountHandle} --net=/run/netns/${sn.netns} --wd=${sn.nodeDir} tgtadm -C 0 --lld iscsi --op show --mode target`);
   console.log('tear down with: npm run lab -- down');
 }
 
@@ -88,16 +97,23 @@ async function down(all: boolean): Promise<number> {
 async function main(argv: readonly string[]): Promise<number> {
   const cmd = argv[0];
   switch (cmd) {
-    case 'up':
-      await up();
+    case 'up': {
+      const at = argv.indexOf('--storage-nodes');
+      const count = at >= 0 ? Number(argv[at + 1]) : 0;
+      if (!Number.isInteger(count) || count < 0) {
+        console.error(`--storage-nodes wants a count, got ${JSON.stringify(argv[at + 1] ?? '')}`);
+        return 2;
+      }
+      await up(count);
       return 0;
+    }
     case 'status':
       status();
       return 0;
     case 'down':
       return down(argv.includes('--all'));
     default:
-      console.error('usage: npm run lab -- up | status | down [--all]');
+      console.error('usage: npm run lab -- up [--storage-nodes N] | status | down [--all]');
       return 2;
   }
 }

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,20 @@ import {
 } from '../../src/system/command-runner.js';
 import { freeTcpPort } from './ports.js';
 import { isProcessAlive, labStateDir, listStates, newRunId, newState, saveState, stateFilePath, type LabState } from './state.js';
+import {
+  addStorageNode,
+  describeNode,
+  nodeTgtadm,
+  normalizeNodeSpecs,
+  runInNodeWith,
+  spawnInNodeWith,
+  startNodeTgtd,
+  type LabStorageNode,
+  type StorageNodeSpec,
+} from './storage-node.js';
 import { teardownState } from './teardown.js';
+
+export type { LabStorageNode, StorageNodeSpec } from './storage-node.js';
 
 /** What to bring up; every component defaults to on with two hosts. */
 export interface LabOptions {
@@ -29,6 +42,11 @@ export interface LabOptions {
   readonly xfsSizeBytes?: number;
   /** Keep the lab when its creator exits (used by `npm run lab -- up`); default false. */
   readonly persistent?: boolean;
+  /**
+   * Storage nodes `sn1`, `sn2`, ... (a count, or one spec each): every node its own netns on the
+   * bridge, mount namespace, loop filesystem and tgtd (see storage-node.ts). Default none.
+   */
+  readonly storageNodes?: number | readonly StorageNodeSpec[];
   /** Runner for external programs (default SpawnCommandRunner). */
   readonly runner?: CommandRunner;
 }
@@ -80,17 +98,46 @@ export interface Lab {
   readonly xfsDir: string;
   /** The runner the lab uses. */
   readonly runner: CommandRunner;
+  /** The storage nodes, in order (empty unless `storageNodes` was given). */
+  readonly storageNodes: readonly LabStorageNode[];
   /** Looks up a host by short name (`h1`) or namespace name. */
   host(name: string): LabHost;
+  /** Looks up a storage node by short name (`sn1`) or namespace name. */
+  storageNode(name: string): LabStorageNode;
+  /**
+   * Spawns argv (no shell) inside a storage node's mount and network namespaces, working in
+   * `opts.wd` (default the node's dir), detached unless told otherwise. Its PID is recorded in the
+   * lab state, so teardown kills it.
+   */
+  spawnInNode(node: LabStorageNode | string, argv: readonly string[], opts?: SpawnOptions & { wd?: string }): ChildProcess;
+  /** Runs argv inside a storage node's namespaces through the lab's runner (for tgtadm, btrfs, ls). */
+  runInNode(node: LabStorageNode | string, argv: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /** Runs `tgtadm -C 0 --lld iscsi <args>` inside a storage node (reaches that node's tgtd only). */
+  nodeTgtadm(node: LabStorageNode | string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /** Cuts a storage node or host off the bridge (`ip link set <veth> down`). */
+  partition(target: LabStorageNode | LabHost | string): Promise<void>;
+  /** Undoes partition (`ip link set <veth> up`) and waits until the bridge port forwards. */
+  heal(target: LabStorageNode | LabHost | string): Promise<void>;
+  /**
+   * Sends `signal` (default SIGKILL) to a process this lab started (a node's tgtd or a spawnInNode
+   * child); refuses any other PID. Does nothing when the process is already gone.
+   */
+  killNodeProcess(pid: number, signal?: NodeJS.Signals): void;
+  /**
+   * Records a process the caller started (a control plane, say) in the lab state, so teardown and
+   * stale cleanup SIGKILL it while its command line still contains `cmdlineMatch`.
+   */
+  adoptProcess(pid: number, cmdlineMatch: string): void;
   /** Runs `cmd args` inside a host's network namespace via `ip netns exec`. */
   hostExec(host: LabHost | string, cmd: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
   /** Runs `tgtadm -C <controlPort> --lld iscsi <args>`. */
   tgtadm(args: readonly string[], options?: RunOptions): Promise<RunResult>;
   /**
-   * Simulates a tgtd crash: SIGKILLs the lab's tgtd and starts a fresh, empty one on the same
-   * control port and portals (tgtd keeps nothing across a restart). Resolves with the new PID.
+   * Simulates a tgtd crash: SIGKILLs the lab's tgtd (or, given a storage node, that node's) and
+   * starts a fresh, empty one on the same control port and portals, in the same namespaces (tgtd
+   * keeps nothing across a restart). Resolves with the new PID.
    */
-  restartTgtd(): Promise<number>;
+  restartTgtd(node?: LabStorageNode | string): Promise<number>;
   /** Tears everything down; throws listing what could not be removed (state file is kept then). */
   stop(): Promise<void>;
 }
@@ -110,6 +157,7 @@ interface TgtdInfo {
 
 class RunningLab implements Lab {
   readonly hosts: LabHost[] = [];
+  readonly storageNodes: LabStorageNode[] = [];
   tgtd: TgtdInfo | null = null;
   btrfs: string | null = null;
   xfs: string | null = null;
@@ -142,6 +190,75 @@ class RunningLab implements Lab {
     return h;
   }
 
+  storageNode(name: string): LabStorageNode {
+    const n = this.storageNodes.find((x) => x.name === name || x.netns === name);
+    if (n === undefined) throw new Error(`no lab storage node ${JSON.stringify(name)} (have ${this.storageNodes.map((x) => x.name).join(', ') || 'none'})`);
+    return n;
+  }
+
+  private nodeOf(node: LabStorageNode | string): LabStorageNode {
+    return typeof node === 'string' ? this.storageNode(node) : node;
+  }
+
+  spawnInNode(node: LabStorageNode | string, argv: readonly string[], opts?: SpawnOptions & { wd?: string }): ChildProcess {
+    return spawnInNodeWith(this, this.nodeOf(node), argv, opts);
+  }
+
+  runInNode(node: LabStorageNode | string, argv: readonly string[], options?: RunOptions): Promise<RunResult> {
+    return runInNodeWith(this.runner, this.nodeOf(node), argv, options);
+  }
+
+  nodeTgtadm(node: LabStorageNode | string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
+    return nodeTgtadm(this.runner, this.nodeOf(node), args, options);
+  }
+
+  private vethOf(target: LabStorageNode | LabHost | string): string {
+    if (typeof target !== 'string') return target.veth;
+    const h = this.hosts.find((x) => x.name === target || x.netns === target);
+    return h?.veth ?? this.storageNode(target).veth;
+  }
+
+  async partition(target: LabStorageNode | LabHost | string): Promise<void> {
+    await this.runner.run('ip', ['link', 'set', this.vethOf(target), 'down'], { timeoutMs: 10_000 });
+  }
+
+  async heal(target: LabStorageNode | LabHost | string): Promise<void> {
+    const veth = this.vethOf(target);
+    await this.runner.run('ip', ['link', 'set', veth, 'up'], { timeoutMs: 10_000 });
+    // A bridge port forwards only once out of the listening/learning states (3 = forwarding).
+    for (let i = 0; i < 400; i++) {
+      if (readFileSync(`/sys/class/net/${veth}/brport/state`, 'utf8').trim() === '3') return this.flushNeighbours();
+      await sleep(50);
+    }
+    throw new Error(`bridge port ${veth} did not forward after heal`);
+  }
+
+  /**
+   * Neighbours that failed to answer ARP during a partition stay FAILED for a while, and a connect
+   * to them fails at once with "No route to host". One still INCOMPLETE at the heal (a connect's ARP
+   * probes outlive its 3 s timeout) turns FAILED a moment later, so forget every learned neighbour
+   * everywhere in the lab, not only the FAILED ones (flush never touches permanent entries).
+   */
+  private async flushNeighbours(): Promise<void> {
+    const opts = { timeoutMs: 10_000 };
+    await this.runner.run('ip', ['neigh', 'flush', 'dev', this.bridge], opts);
+    for (const ns of [...this.hosts, ...this.storageNodes].map((x) => x.netns)) {
+      await this.runner.run('ip', ['-n', ns, 'neigh', 'flush', 'dev', 'eth0'], opts);
+    }
+  }
+
+  killNodeProcess(pid: number, signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (!this.state.processes.some((p) => p.pid === pid)) throw new Error(`pid ${String(pid)} was not started by lab ${this.runId}`);
+    if (!isProcessAlive(pid)) return;
+    process.kill(pid, signal);
+  }
+
+  adoptProcess(pid: number, cmdlineMatch: string): void {
+    if (!Number.isInteger(pid) || pid <= 0 || cmdlineMatch === '') throw new Error('adoptProcess needs a PID and a command-line match');
+    this.state.processes.push({ pid, cmdlineMatch });
+    saveState(this.state);
+  }
+
   hostExec(host: LabHost | string, cmd: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
     const h = typeof host === 'string' ? this.host(host) : host;
     return this.runner.run('ip', ['netns', 'exec', h.netns, cmd, ...args], options);
@@ -151,7 +268,13 @@ class RunningLab implements Lab {
     return this.runner.run('tgtadm', ['-C', String(this.tgtdControlPort), '--lld', 'iscsi', ...args], { timeoutMs: 30_000, ...options });
   }
 
-  async restartTgtd(): Promise<number> {
+  async restartTgtd(node?: LabStorageNode | string): Promise<number> {
+    if (node !== undefined) {
+      const n = this.nodeOf(node) as LabStorageNode & { tgtdPid: number };
+      n.tgtdPid = await startNodeTgtd(this, n, true);
+      this.recordInfo();
+      return n.tgtdPid;
+    }
     const old = this.tgtd ?? off('tgtd');
     if (existsSync(`/proc/${String(old.pid)}`)) process.kill(old.pid, 'SIGKILL');
     for (let i = 0; isProcessAlive(old.pid); i++) {
@@ -170,6 +293,23 @@ class RunningLab implements Lab {
       await sleep(250);
     }
     throw new Error(`could not restart tgtd:\n${problems.join('\n')}`);
+  }
+
+  /** Writes the human-readable facts (addresses, ports, PIDs) into the state for `lab status`. */
+  recordInfo(): void {
+    this.state.info = {
+      ...this.state.info,
+      bridge: this.bridge,
+      bridgeAddress: this.bridgeAddress,
+      subnet: this.subnet,
+      hosts: this.hosts,
+      ...(this.tgtd !== null ? { portal: this.portal, loopbackPortal: this.loopbackPortal, tgtdControlPort: this.tgtdControlPort, tgtdPid: this.tgtdPid } : {}),
+      ...(this.btrfs !== null ? { btrfsDir: this.btrfs } : {}),
+      ...(this.xfs !== null ? { xfsDir: this.xfs } : {}),
+      ...(this.storageNodes.length > 0 ? { storageNodes: this.storageNodes.map(describeNode) } : {}),
+      iqnPrefix: this.iqnPrefix,
+    };
+    saveState(this.state);
   }
 
   async stop(): Promise<void> {
@@ -330,6 +470,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const runner = opts.runner ?? new SpawnCommandRunner();
   const hostCount = opts.hosts ?? 2;
   if (!Number.isInteger(hostCount) || hostCount < 0 || hostCount > 200) throw new Error(`bad host count ${String(hostCount)}`);
+  const nodeSpecs = normalizeNodeSpecs(opts.storageNodes);
   mkdirSync(labStateDir(), { recursive: true, mode: 0o700 });
   const runId = newRunId((id) => existsSync(`/sys/class/net/stw${id}br`) || existsSync(`/run/netns/stw${id}-h1`) || existsSync(join(tmpdir(), `stowage-lab-${id}`)));
   const state = newState('lab', runId, opts.persistent ?? false);
@@ -346,18 +487,8 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     if (opts.tgtd ?? true) await startTgtd(lab);
     if (opts.btrfs ?? true) lab.btrfs = await addLoopFs(lab, 'btrfs', opts.btrfsSizeBytes ?? 2 * GiB);
     if (opts.xfs ?? true) lab.xfs = await addLoopFs(lab, 'xfs', opts.xfsSizeBytes ?? 2 * GiB);
-    state.info = {
-      ...state.info,
-      bridge: lab.bridge,
-      bridgeAddress: lab.bridgeAddress,
-      subnet: lab.subnet,
-      hosts: lab.hosts,
-      ...(lab.tgtd !== null ? { portal: lab.portal, loopbackPortal: lab.loopbackPortal, tgtdControlPort: lab.tgtdControlPort, tgtdPid: lab.tgtdPid } : {}),
-      ...(lab.btrfs !== null ? { btrfsDir: lab.btrfs } : {}),
-      ...(lab.xfs !== null ? { xfsDir: lab.xfs } : {}),
-      iqnPrefix: lab.iqnPrefix,
-    };
-    saveState(state);
+    for (const [i, spec] of nodeSpecs.entries()) lab.storageNodes.push(await addStorageNode(lab, i + 1, spec));
+    lab.recordInfo();
     return lab;
   } catch (err) {
     const errors = await teardownState(state, runner);

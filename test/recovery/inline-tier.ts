@@ -59,6 +59,12 @@ async function makeHost(api: ApiClient, name: string): Promise<void> {
   await api.ok('POST', '/v1/hosts', 201, { body: { name } });
 }
 
+const nodeRow = (db: Kysely<Database>, name: string) => db.selectFrom('nodes').selectAll().where('name', '=', name).executeTakeFirst();
+
+async function makeNode(api: ApiClient, name: string): Promise<void> {
+  await api.ok('POST', '/v1/nodes', 201, { body: { name, address: '127.0.0.1' } });
+}
+
 const none = (): Promise<void> => Promise.resolve();
 
 /** One scenario per inline kind; a kind missing here fails `inlineMatrix` (and the coverage test). */
@@ -130,6 +136,41 @@ const SCENARIOS: readonly InlineScenario[] = [
     prepare: async (api, name) => { await api.ok('POST', '/v1/classes', 201, { body: { name } }); },
     request: (name) => ({ method: 'DELETE', path: `/v1/classes/${name}`, status: 204 }),
     applied: async (db, name) => (await classRow(db, name)) === undefined,
+  },
+  {
+    kind: 'node.create', resourceType: 'node', action: 'create', prepare: none,
+    request: (name) => ({ method: 'POST', path: '/v1/nodes', body: { name, address: '127.0.0.1' }, status: 201 }),
+    applied: async (db, name) => (await nodeRow(db, name)) !== undefined,
+    created: { stored: async (db, name) => (await nodeRow(db, name))?.id, answered: (b) => (b as { node?: { id?: unknown } }).node?.id },
+  },
+  {
+    kind: 'node.drain', resourceType: 'node', action: 'drain', prepare: makeNode,
+    request: (name) => ({ method: 'POST', path: `/v1/nodes/${name}/drain`, status: 200 }),
+    applied: async (db, name) => (await nodeRow(db, name))?.admin_state === 'draining',
+  },
+  {
+    kind: 'node.resume', resourceType: 'node', action: 'resume',
+    prepare: async (api, name) => { await makeNode(api, name); await api.ok('POST', `/v1/nodes/${name}/drain`, 200); },
+    request: (name) => ({ method: 'POST', path: `/v1/nodes/${name}/resume`, status: 200 }),
+    applied: async (db, name) => (await nodeRow(db, name))?.admin_state === 'active',
+  },
+  {
+    kind: 'node.rekey', resourceType: 'node', action: 'rekey', prepare: makeNode,
+    // The token changes: applied when the stored hash is no longer the one created with the node.
+    prepareStore: async (db, name) => { await db.updateTable('nodes').set({ enroll_token_hash: 'before-rekey' }).where('name', '=', name).execute(); },
+    request: (name) => ({ method: 'POST', path: `/v1/nodes/${name}/rekey`, body: {}, status: 200 }),
+    applied: async (db, name) => (await nodeRow(db, name))?.enroll_token_hash !== 'before-rekey',
+  },
+  {
+    kind: 'node.revoke', resourceType: 'node', action: 'revoke', prepare: makeNode,
+    prepareStore: async (db, name) => { await db.updateTable('nodes').set({ enroll_token_hash: 'before-revoke' }).where('name', '=', name).execute(); },
+    request: (name) => ({ method: 'POST', path: `/v1/nodes/${name}/revoke`, status: 200 }),
+    applied: async (db, name) => (await nodeRow(db, name))?.enroll_token_hash === null,
+  },
+  {
+    kind: 'node.delete', resourceType: 'node', action: 'delete', prepare: makeNode,
+    request: (name) => ({ method: 'DELETE', path: `/v1/nodes/${name}`, status: 204 }),
+    applied: async (db, name) => (await nodeRow(db, name)) === undefined,
   },
 ];
 

@@ -184,17 +184,7 @@ export class MatrixRun<W> {
    */
   private async expectConsistent(w: W, entries: readonly Entry<W>[]): Promise<void> {
     await this.withStore(async (db) => {
-      expect(await db.selectFrom('operations').select(['id', 'kind', 'state']).where('state', 'in', ['queued', 'running']).execute(), 'unfinished operations').toEqual([]);
-      expect(await db.selectFrom('claims').select(['resource_id', 'state']).where('state', '=', 'held').execute(), 'claims held').toEqual([]);
-      for (const table of ['volumes', 'snapshots', 'grants'] as const) {
-        const rows = await db.selectFrom(table).select(['id', 'state']).execute();
-        for (const x of rows) expect(TRANSITIONAL.has(x.state), `${table} ${x.id} is ${x.state}`).toBe(false);
-      }
-      for (const e of entries) {
-        const events = await db.selectFrom('events').select(['action', 'from_state', 'to_state', 'resource_id']).where('operation_id', '=', e.operationId).orderBy('seq').execute();
-        const told = events.map((x) => `${x.resource_id}:${x.action}:${x.from_state ?? ''}>${x.to_state ?? ''}`);
-        expect(told, `${e.name}: a transition told twice`).toEqual([...new Set(told)]);
-      }
+      await expectStoreConsistent(db, entries.map((e) => ({ name: e.name, operationId: e.operationId })));
       await this.matrix.tier.checkWorld(db, w);
     });
   }
@@ -206,5 +196,23 @@ export class MatrixRun<W> {
     } finally {
       await store.close();
     }
+  }
+}
+
+/**
+ * The store-side invariants every kill -9 case ends on: no operation queued or running, no claim
+ * held, no volume, snapshot or grant transitional, and no operation's events telling a transition twice.
+ */
+export async function expectStoreConsistent(db: Kysely<Database>, ops: readonly { readonly name: string; readonly operationId: string }[]): Promise<void> {
+  expect(await db.selectFrom('operations').select(['id', 'kind', 'state']).where('state', 'in', ['queued', 'running']).execute(), 'unfinished operations').toEqual([]);
+  expect(await db.selectFrom('claims').select(['resource_id', 'state']).where('state', '=', 'held').execute(), 'claims held').toEqual([]);
+  for (const table of ['volumes', 'snapshots', 'grants'] as const) {
+    const rows = await db.selectFrom(table).select(['id', 'state']).execute();
+    for (const x of rows) expect(TRANSITIONAL.has(x.state), `${table} ${x.id} is ${x.state}`).toBe(false);
+  }
+  for (const e of ops) {
+    const events = await db.selectFrom('events').select(['action', 'from_state', 'to_state', 'resource_id']).where('operation_id', '=', e.operationId).orderBy('seq').execute();
+    const told = events.map((x) => `${x.resource_id}:${x.action}:${x.from_state ?? ''}>${x.to_state ?? ''}`);
+    expect(told, `${e.name}: a transition told twice`).toEqual([...new Set(told)]);
   }
 }

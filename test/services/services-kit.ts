@@ -88,6 +88,8 @@ export async function openServiceWorld(overrides: Partial<Config> = {}): Promise
     },
     close: async () => {
       await cp.engine.stop();
+      await cp.nodeMonitor.close();
+      cp.nodeChannels.closeAll();
       await cp.drivers.closeAll();
       await store.close();
       rmSync(dataDir, { recursive: true, force: true });

@@ -28,13 +28,24 @@ const T = DEFAULT_TENANT_ID;
  * A new table or column needs a row or value here: the first test says which are missing.
  */
 const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
-  ['tenants', { id: T, name: 'default', created_at: AT }],
-  ['api_tokens', { id: 'tok_1', tenant_id: T, name: 'admin', token_hash: 'sha256:abc', role: 'admin', created_at: AT, last_used_at: LATER }],
+  ['tenants', { id: T, name: 'default', created_at: AT, description: 'the first', updated_at: LATER }],
+  ['users', { id: 'usr_1', tenant_id: T, name: 'alice', role: 'member', kind: 'user', description: 'a member', created_at: AT, updated_at: LATER }],
+  ['api_tokens', {
+    id: 'tok_1', tenant_id: T, name: 'admin', token_hash: 'sha256:abc', role: 'admin', created_at: AT, last_used_at: LATER, host_id: 'host_1',
+    user_id: 'usr_1', expires_at: LATER, revoked_at: LATER, scope: 'reader',
+  }],
+  ['nodes', {
+    id: 'node_1', name: 'sn1', address: '10.99.0.221:8751', state: 'ready', state_reason: 'synced', admin_state: 'draining', version: '0.1.0',
+    boot_id: 'boot-1', epoch: 4, cert_pem: 'PEM', cert_fingerprint: 'sha256:ff', cert_expires_at: LATER, enroll_token_hash: 'h1',
+    enroll_expires_at: LATER, last_heartbeat_at: LATER, clock_skew_ms: -12, unreachable_since: AT, created_at: AT, updated_at: LATER,
+  }],
+  ['control_identities', { name: 'node-client', cert_pem: 'PEM', key_sealed: 'v1:sealed', created_at: AT }],
   ['backends', {
     id: 'bk_1', tenant_id: T, name: 'fast', driver_uri: 'dir:///srv/fast', kind: 'block', role: 'primary', state: 'enabled',
     state_reason: 'probed', admin_state: 'enabled', cost: 3, tags: '["ssd"]', zone: 'z1', overcommit_ratio: 1.5, reserved_percent: 10,
     options: '{"a":1}', capabilities_reported: '["snapshot"]', capabilities_overrides: '{"add":["clone"],"remove":[]}',
     total_bytes: 10_000_000_000, free_bytes: 6_000_000_000, used_bytes: 4_000_000_000, last_probe_at: LATER, created_at: AT, updated_at: LATER,
+    node_id: 'node_1',
   }],
   ['classes', {
     id: 'cls_1', name: 'gold', description: 'fast disks', kind: 'block', zone: 'z1', required_tags: '["ssd"]', forbidden_tags: '[]',
@@ -49,7 +60,7 @@ const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
     id: 'op_1', tenant_id: T, kind: 'volume.create', target_type: 'volume', target_id: 'vol_1', state: 'succeeded', step: null,
     steps_done: '["claim","provision"]', attempts: 2, input: '{"name":"db1"}', result: '{"ok":true}', error: null, actor: 'admin',
     idempotency_key: 'idem-1', progress: 1, lease_owner: null, lease_expires_at: null, created_at: AT, updated_at: LATER, finished_at: LATER,
-    lease_epoch: 3,
+    lease_epoch: 3, not_before: LATER, waiting_reason: 'waiting for node sn1',
   }],
   ['events', {
     seq: 7, id: 'evt_1', tenant_id: T, at: AT, actor: 'admin', resource_type: 'volume', resource_id: 'vol_1', resource_name: 'db1',
@@ -62,6 +73,7 @@ const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
   ['hosts', {
     id: 'host_1', tenant_id: T, name: 'h1', initiator_name: 'iqn.2026-01.test:h1', addresses: '["10.99.0.2"]', zone: 'z1', state: 'up',
     connectors: '["iscsi"]', instances: '["vm1"]', agent_heartbeat_at: LATER, created_at: AT, updated_at: LATER,
+    enroll_token_hash: 'h2', enroll_expires_at: LATER,
   }],
   ['grants', {
     id: 'grt_1', tenant_id: T, volume_id: 'vol_1', host_id: 'host_1', mode: 'rw', state: 'active', state_reason: null, chap_user: 'u1',
@@ -83,6 +95,7 @@ const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
     tenant_id: T, key: 'idem-2', fingerprint: 'sha256:def', status_code: 202, response: '{"operation":{"id":"op_1"}}', created_at: AT,
     claim_expires_at: LATER,
   }],
+  ['quotas', { tenant_id: T, class_id: 'cls_1', max_volumes: 10, max_bytes: 50_000_000_000, max_snapshots: null, updated_at: AT }],
 ];
 
 /**
@@ -94,6 +107,7 @@ const UPGRADE_VALUES: Readonly<Record<string, unknown>> = {
   'volumes.multiattach': 0,
   'classes.offload': 1,
   'operations.lease_epoch': 0,
+  'tenants.description': '',
 };
 
 /** Opens the database behind `url` without migrating it. */

@@ -56,6 +56,26 @@ describe.each(DIALECTS)('operation claims and leases on %s', (dialect) => {
     expect(row?.attempts).toBe(2);
   });
 
+  it('a released waiting operation is queued with its reason, skipped until not_before, and claimed (reason cleared) after', async () => {
+    const op = operationRow();
+    await repo.insert(store.db, op);
+    const lease = await repo.claim(store.db, op.id, 'a', nowIso(), isoIn(60_000));
+    expect(lease).not.toBeNull();
+    if (!lease) return;
+    expect(await repo.releaseWaiting(store.db, op.id, lease, isoIn(60_000), 'waiting for node sn1: unreachable since 12:03:10')).toBe(true);
+    const waiting = await repo.findById(store.db, op.id);
+    expect(waiting).toMatchObject({ state: 'queued', lease_owner: null, lease_expires_at: null, waiting_reason: 'waiting for node sn1: unreachable since 12:03:10' });
+    expect(await repo.listRunnable(store.db, nowIso(), 10)).not.toContain(op.id);
+    expect(await repo.tryClaim(store.db, op.id, 'b', nowIso(), isoIn(60_000))).toBe(false);
+    // The released lease can write nothing more.
+    expect(await repo.releaseWaiting(store.db, op.id, lease, isoIn(1), 'x')).toBe(false);
+    // Once not_before has passed it is runnable again, and the claim clears the reason.
+    await store.db.updateTable('operations').set({ not_before: isoIn(-1000) }).where('id', '=', op.id).execute();
+    expect(await repo.listRunnable(store.db, nowIso(), 10)).toContain(op.id);
+    expect(await repo.tryClaim(store.db, op.id, 'b', nowIso(), isoIn(60_000))).toBe(true);
+    expect(await repo.findById(store.db, op.id)).toMatchObject({ state: 'running', lease_owner: 'b', waiting_reason: null, not_before: null, attempts: 2 });
+  });
+
   it('renews only for the owner; the old owner of a taken-over operation cannot renew or record steps', async () => {
     const op = operationRow();
     await repo.insert(store.db, op);

@@ -47,7 +47,7 @@ export function backendRow(patch: Partial<BackendRow> = {}): BackendRow {
     id: newId('backend'), tenant_id: DEFAULT_TENANT_ID, name: `b-${newId('backend').slice(3, 11)}`, driver_uri: 'dir:///srv/x', kind: 'block',
     role: 'primary', state: 'enabled', state_reason: null, admin_state: 'enabled', cost: 1, tags: '[]', zone: '',
     overcommit_ratio: 1, reserved_percent: 0, options: '{}', capabilities_reported: '[]', capabilities_overrides: '{"add":[],"remove":[]}',
-    total_bytes: 1 << 30, free_bytes: 1 << 30, used_bytes: 0, last_probe_at: null, created_at: at, updated_at: at,
+    total_bytes: 1 << 30, free_bytes: 1 << 30, used_bytes: 0, last_probe_at: null, created_at: at, updated_at: at, node_id: null,
     ...patch,
   };
 }
@@ -68,7 +68,7 @@ export function operationRow(patch: Partial<OperationRow> = {}): OperationRow {
   return {
     id: newId('operation'), tenant_id: DEFAULT_TENANT_ID, kind: 'volume.create', target_type: 'volume', target_id: newId('volume'),
     state: 'queued', step: 'provision', steps_done: '[]', attempts: 0, input: '{}', result: null, error: null, actor: 'test',
-    idempotency_key: null, progress: null, lease_owner: null, lease_expires_at: null, lease_epoch: 0, created_at: at, updated_at: at, finished_at: null,
+    idempotency_key: null, progress: null, lease_owner: null, lease_expires_at: null, lease_epoch: 0, not_before: null, waiting_reason: null, created_at: at, updated_at: at, finished_at: null,
     ...patch,
   };
 }

@@ -1,4 +1,5 @@
 import { StowageError } from '../../core/errors.js';
+import { isNodeGone, isNodeWait } from '../../nodes/node-errors.js';
 import type { ConnectionInfoModel } from '../../core/schemas/access-schema.js';
 import type { GrantState } from '../../core/states.js';
 import { requirePort, type AccessPort } from '../../drivers/sdk/ports.js';
@@ -96,6 +97,9 @@ export async function revokeOnBackend(deps: Deps, ctx: StepContext<object>, g: G
     if (isLeaseLost(err) || ctx.signal.aborted) throw err;
     const e = toOperationError(err);
     if (e.code === 'CAPABILITY_MISSING') throw e;
+    // A node that does not answer is waited for (the engine requeues); a deleted node exports nothing any more.
+    if (isNodeWait(e)) throw e;
+    if (isNodeGone(e)) return 'nothing-to-revoke';
     throw new StowageError('BACKEND_UNAVAILABLE', `backend ${b.name} did not confirm the revoke of host ${host.name}'s access to volume ${v.name}: ${e.message}`, { ...e.details, backend: b.name, host: host.name, volume: v.name, cause: e.code }, { cause: err });
   }
 }

@@ -12,6 +12,7 @@ export function accessRoutes(deps: AppDeps): FastifyPluginAsync {
     const app = plain.withTypeProvider<TypeBoxTypeProvider>();
     const tags = ['access'];
     app.post('/volumes/:ref/grants', {
+      config: { permission: 'tenant.write' },
       schema: { tags, summary: 'Grant a host access (ACL + CHAP on the backend); answers with the connection info once active', params: RefParams, body: GrantBody, querystring: WaitQuery, response: { 200: GrantAnswer, 202: GrantAnswer, ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'INVALID_STATE', 'VOLUME_IN_USE', 'CAPABILITY_MISSING', 'DRIVER_FAILED') } },
     }, async (req, reply) => {
       const ctx = { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: undefined };
@@ -21,9 +22,10 @@ export function accessRoutes(deps: AppDeps): FastifyPluginAsync {
       const grant = (await deps.access.listForVolume(req.params.ref, ctx.tenantId)).find((g) => g.id === s.grant.id) ?? s.grant;
       return reply.status(finished ? 200 : 202).send({ grant, operation: op, connection });
     });
-    app.get('/volumes/:ref/grants', { schema: { tags, summary: 'Hosts with access to a volume (no secrets)', params: RefParams, response: { 200: GrantList, ...errorResponses('VOLUME_NOT_FOUND') } } }, async (req) => ({ items: await deps.access.listForVolume(req.params.ref, req.principal.tenantId), nextCursor: null }));
-    app.get('/volumes/:ref/grants/:host/connection', { schema: { tags, summary: 'Connection info of an active grant, CHAP secret included (audited)', params: GrantParams, response: { 200: ConnectionInfoSchema, ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'NOT_FOUND') } } }, async (req) => deps.access.connection(req.params.ref, req.params.host, { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: undefined }));
+    app.get('/volumes/:ref/grants', { config: { permission: 'tenant.read' }, schema: { tags, summary: 'Hosts with access to a volume (no secrets)', params: RefParams, response: { 200: GrantList, ...errorResponses('VOLUME_NOT_FOUND') } } }, async (req) => ({ items: await deps.access.listForVolume(req.params.ref, req.principal.tenantId), nextCursor: null }));
+    app.get('/volumes/:ref/grants/:host/connection', { config: { permission: 'grant.secrets' }, schema: { tags, summary: 'Connection info of an active grant, CHAP secret included (audited)', params: GrantParams, response: { 200: ConnectionInfoSchema, ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'NOT_FOUND') } } }, async (req) => deps.access.connection(req.params.ref, req.params.host, { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: undefined }));
     app.delete('/volumes/:ref/grants/:host', {
+      config: { permission: 'tenant.write' },
       schema: { tags, summary: 'Revoke a host\'s access and drop its live sessions', params: GrantParams, querystring: WaitQuery, response: { 200: RevokeAnswer, 202: RevokeAnswer, ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'NOT_FOUND', 'INVALID_STATE') } },
     }, async (req, reply) => {
       const s = await deps.access.revoke(req.params.ref, req.params.host, { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: undefined });

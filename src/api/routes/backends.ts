@@ -15,9 +15,10 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
     const tags = ['backends'];
 
     app.post('/backends', {
+      config: { permission: 'system.admin' },
       schema: {
         tags, summary: 'Register a backend (probed at once; offline with the reason if the probe fails)', body: CreateBackendBody,
-        response: { 201: BackendWithOperation, ...errorResponses('INVALID_NAME', 'INVALID_DRIVER_URI', 'UNKNOWN_DRIVER', 'NAME_TAKEN') },
+        response: { 201: BackendWithOperation, ...errorResponses('INVALID_NAME', 'INVALID_DRIVER_URI', 'UNKNOWN_DRIVER', 'NAME_TAKEN', 'NODE_NOT_FOUND') },
       },
     }, async (req, reply) => {
       const { backend, operationId } = await deps.backends.create(req.body, req.principal.actor, req.idempotencyClaim?.key);
@@ -26,10 +27,12 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.get('/backends', {
+      config: { permission: 'system.admin' },
       schema: { tags, summary: 'List backends with state and capacity (by name; paginated)', querystring: PlainListQuery, response: { 200: Page(BackendSchema), ...errorResponses() } },
     }, async (req) => deps.backends.list(req.query));
 
     app.get('/backends/:ref', {
+      config: { permission: 'system.admin' },
       schema: {
         tags, summary: 'Show one backend, with how often this replica reconciled and probed it', params: RefParams,
         response: { 200: Type.Composite([BackendSchema, BackendActivitySchema]), ...errorResponses('BACKEND_NOT_FOUND') },
@@ -37,20 +40,24 @@ export function backendRoutes(deps: AppDeps): FastifyPluginAsync {
     }, async (req) => deps.backends.detail(req.params.ref));
 
     app.patch('/backends/:ref', {
+      config: { permission: 'system.admin' },
       schema: { tags, summary: 'Change role, cost, tags, zone, overcommit, reserve or capability overrides', params: RefParams, body: UpdateBackendBody, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },
     }, async (req) => deps.backends.update(req.params.ref, req.body, req.principal.actor));
 
     for (const verb of ['enable', 'disable'] as const) {
       app.post(`/backends/:ref/${verb}`, {
+        config: { permission: 'system.admin' },
         schema: { tags, summary: verb === 'enable' ? 'Enable a backend for new volumes' : 'Stop placing new volumes on a backend', params: RefParams, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },
       }, async (req) => deps.backends.setEnabled(req.params.ref, verb === 'enable', req.principal.actor));
     }
 
     app.post('/backends/:ref/refresh', {
+      config: { permission: 'system.admin' },
       schema: { tags, summary: 'Probe a backend now', params: RefParams, response: { 200: BackendSchema, ...errorResponses('BACKEND_NOT_FOUND') } },
     }, async (req) => deps.backends.refresh(req.params.ref, req.principal.actor));
 
     app.delete('/backends/:ref', {
+      config: { permission: 'system.admin' },
       schema: { tags, summary: 'Delete a backend that holds no volumes', params: RefParams, response: { 204: Type.Null(), ...errorResponses('BACKEND_NOT_FOUND', 'BACKEND_IN_USE') } },
     }, async (req, reply) => {
       await deps.backends.delete(req.params.ref, req.principal.actor);

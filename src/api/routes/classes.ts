@@ -15,6 +15,7 @@ export function classRoutes(deps: AppDeps): FastifyPluginAsync {
     const tags = ['classes'];
 
     app.post('/classes', {
+      config: { permission: 'system.admin' },
       schema: {
         tags, summary: 'Create a storage class: required/forbidden tags, required capabilities, zone, kind and placement policy',
         body: CreateClassBody, response: { 201: StorageClassSchema, ...errorResponses('INVALID_NAME', 'NAME_TAKEN', 'VALIDATION_FAILED') },
@@ -22,14 +23,17 @@ export function classRoutes(deps: AppDeps): FastifyPluginAsync {
     }, async (req, reply) => reply.status(201).send(await classes.create(req.body, req.principal.actor, req.idempotencyClaim?.key)));
 
     app.get('/classes', {
+      config: { permission: 'tenant.read' },
       schema: { tags, summary: 'List storage classes (by name; paginated)', querystring: PlainListQuery, response: { 200: Page(StorageClassSchema), ...errorResponses() } },
     }, async (req) => classes.list(req.query));
 
     app.get('/classes/:ref', {
+      config: { permission: 'tenant.read' },
       schema: { tags, summary: 'Show one storage class', params: RefParams, response: { 200: StorageClassSchema, ...errorResponses('CLASS_NOT_FOUND') } },
     }, async (req) => classes.get(req.params.ref));
 
     app.patch('/classes/:ref', {
+      config: { permission: 'system.admin' },
       schema: {
         tags, summary: 'Change a storage class (affects later placements only)', params: RefParams, body: UpdateClassBody,
         response: { 200: StorageClassSchema, ...errorResponses('CLASS_NOT_FOUND', 'VALIDATION_FAILED') },
@@ -37,6 +41,7 @@ export function classRoutes(deps: AppDeps): FastifyPluginAsync {
     }, async (req) => classes.update(req.params.ref, req.body, req.principal.actor));
 
     app.delete('/classes/:ref', {
+      config: { permission: 'system.admin' },
       schema: { tags, summary: 'Delete a storage class no volume uses', params: RefParams, response: { 204: Type.Null(), ...errorResponses('CLASS_NOT_FOUND', 'CLASS_IN_USE') } },
     }, async (req, reply) => {
       await classes.delete(req.params.ref, req.principal.actor);

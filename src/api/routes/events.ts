@@ -11,6 +11,7 @@ export function eventRoutes(deps: AppDeps): FastifyPluginAsync {
   return async (plain) => {
     const app = plain.withTypeProvider<TypeBoxTypeProvider>();
     app.get('/events', {
+      config: { permission: 'system.admin' },
       schema: { tags: ['events'], summary: 'List events, newest first (or oldest first after a sequence number)', querystring: EventListQuery, response: { 200: Page(EventSchema), ...errorResponses() } },
     }, async (req) => deps.events.list(compact({
       limit: req.query.limit,

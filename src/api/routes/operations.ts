@@ -14,6 +14,7 @@ export function operationRoutes(deps: AppDeps): FastifyPluginAsync {
     const tags = ['operations'];
 
     app.get('/operations', {
+      config: { permission: 'tenant.read' },
       schema: { tags, summary: 'List operations, newest first', querystring: OperationListQuery, response: { 200: Page(OperationSchema), ...errorResponses() } },
     }, async (req) => {
       return deps.operations.list(compact({
@@ -23,6 +24,7 @@ export function operationRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.get('/operations/:id', {
+      config: { permission: 'tenant.read' },
       schema: {
         tags, summary: 'Show an operation; with ?waitMs=N, answer once it finished or N ms passed', params: IdParams,
         querystring: OperationGetQuery,

@@ -15,20 +15,22 @@ export function snapshotRoutes(deps: AppDeps): FastifyPluginAsync {
     const tags = ['snapshots'];
     const ctxOf = (p: { actor: string; tenantId: string }) => ({ actor: p.actor, tenantId: p.tenantId, idempotencyKey: undefined });
     app.post('/snapshots', {
+      config: { permission: 'tenant.write' },
       schema: { tags, summary: 'Snapshot a volume on its backend (offloaded where the backend can)', body: CreateSnapshotBody, querystring: WaitQuery, response: { 200: SnapshotWithOperation, 202: SnapshotWithOperation, ...errorResponses('VOLUME_NOT_FOUND', 'INVALID_NAME', 'NAME_TAKEN', 'INVALID_STATE', 'CAPABILITY_MISSING') } },
     }, async (req, reply) => {
       const s = await deps.snapshots.create(req.body.volume, req.body.name, ctxOf(req.principal));
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);
       return reply.status(finished ? 200 : 202).send({ snapshot: finished ? await deps.snapshots.get(s.snapshot.id, req.principal.tenantId) : s.snapshot, operation: op });
     });
-    app.get('/snapshots', { schema: { tags, summary: 'List snapshots (oldest first; paginated)', querystring: SnapshotListQuery, response: { 200: Page(SnapshotSchema), ...errorResponses('VOLUME_NOT_FOUND') } } }, async (req) => deps.snapshots.list(req.principal.tenantId, req.query.volume, req.query));
-    app.get('/snapshots/:ref', { schema: { tags, summary: 'Show a snapshot', params: RefParams, response: { 200: SnapshotSchema, ...errorResponses('SNAPSHOT_NOT_FOUND') } } }, async (req) => deps.snapshots.get(req.params.ref, req.principal.tenantId));
-    app.delete('/snapshots/:ref', { schema: { tags, summary: 'Delete a snapshot', params: RefParams, querystring: WaitQuery, response: { 200: SnapshotWithOperation, 202: SnapshotWithOperation, ...errorResponses('SNAPSHOT_NOT_FOUND', 'INVALID_STATE') } } }, async (req, reply) => {
+    app.get('/snapshots', { config: { permission: 'tenant.read' }, schema: { tags, summary: 'List snapshots (oldest first; paginated)', querystring: SnapshotListQuery, response: { 200: Page(SnapshotSchema), ...errorResponses('VOLUME_NOT_FOUND') } } }, async (req) => deps.snapshots.list(req.principal.tenantId, req.query.volume, req.query));
+    app.get('/snapshots/:ref', { config: { permission: 'tenant.read' }, schema: { tags, summary: 'Show a snapshot', params: RefParams, response: { 200: SnapshotSchema, ...errorResponses('SNAPSHOT_NOT_FOUND') } } }, async (req) => deps.snapshots.get(req.params.ref, req.principal.tenantId));
+    app.delete('/snapshots/:ref', { config: { permission: 'tenant.write' }, schema: { tags, summary: 'Delete a snapshot', params: RefParams, querystring: WaitQuery, response: { 200: SnapshotWithOperation, 202: SnapshotWithOperation, ...errorResponses('SNAPSHOT_NOT_FOUND', 'INVALID_STATE') } } }, async (req, reply) => {
       const s = await deps.snapshots.delete(req.params.ref, ctxOf(req.principal));
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);
       return reply.status(finished ? 200 : 202).send({ snapshot: finished ? await deps.snapshots.get(s.snapshot.id, req.principal.tenantId) : s.snapshot, operation: op });
     });
     app.post('/volumes/:ref/revert', {
+      config: { permission: 'tenant.write' },
       schema: { tags, summary: 'Revert a volume to one of its snapshots (no host may have access)', params: RefParams, body: RevertVolumeBody, querystring: WaitQuery, response: { 200: VolumeWithOperation, 202: VolumeWithOperation, ...errorResponses('VOLUME_NOT_FOUND', 'SNAPSHOT_NOT_FOUND', 'INVALID_STATE', 'VOLUME_IN_USE') } },
     }, async (req, reply) => {
       const s = await deps.snapshots.revert(req.params.ref, req.body.snapshot, ctxOf(req.principal));

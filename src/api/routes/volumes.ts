@@ -23,6 +23,7 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
     const submitted = { 200: VolumeWithOperation, 202: VolumeWithOperation };
 
     app.post('/volumes', {
+      config: { permission: 'tenant.write' },
       schema: {
         tags, summary: 'Create a volume: placed now, provisioned by an operation (202), or waited for with ?wait=true',
         body: CreateVolumeBody, querystring: WaitQuery, headers: IdempotencyHeaders,
@@ -36,6 +37,7 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/placements/dry-run', {
+      config: { permission: 'tenant.write' },
       schema: {
         tags: ['placement'], summary: 'Show every backend\'s verdict for a volume request, and the winner, changing nothing',
         body: CreateVolumeBody, response: { 200: DryRunResponse, ...errorResponses('INVALID_NAME', 'INVALID_SIZE', 'BACKEND_NOT_FOUND', 'CLASS_NOT_FOUND') },
@@ -46,6 +48,7 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.get('/volumes', {
+      config: { permission: 'tenant.read' },
       schema: { tags, summary: 'List volumes (by name; paginated)', querystring: VolumeListQuery, response: { 200: Page(VolumeSchema), ...errorResponses('BACKEND_NOT_FOUND') } },
     }, async (req) => deps.volumes.list(compact({
       tenantId: req.principal.tenantId, limit: req.query.limit,
@@ -53,10 +56,12 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
     })));
 
     app.get('/volumes/:ref', {
+      config: { permission: 'tenant.read' },
       schema: { tags, summary: 'Show a volume with its placement decision', params: RefParams, response: { 200: VolumeSchema, ...errorResponses('VOLUME_NOT_FOUND') } },
     }, async (req) => deps.volumes.get(req.params.ref, req.principal.tenantId));
 
     app.post('/volumes/:ref/resize', {
+      config: { permission: 'tenant.write' },
       schema: {
         tags, summary: 'Grow a volume', params: RefParams, body: ResizeVolumeBody, querystring: WaitQuery, headers: IdempotencyHeaders,
         response: { ...submitted, ...errorResponses('VOLUME_NOT_FOUND', 'INVALID_SIZE', 'INVALID_STATE', 'SHRINK_NOT_SUPPORTED', 'NO_VALID_BACKEND') },
@@ -69,6 +74,7 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.delete('/volumes/:ref', {
+      config: { permission: 'tenant.write' },
       schema: {
         tags, summary: 'Delete a volume and its data', params: RefParams, querystring: WaitQuery, headers: IdempotencyHeaders,
         response: { ...submitted, ...errorResponses('VOLUME_NOT_FOUND', 'INVALID_STATE') },

@@ -24,6 +24,7 @@ interface PlacementFlags {
 
 interface CreateFlags extends PlacementFlags {
   driver: string;
+  node?: string;
   option?: Record<string, string>;
   disabled?: boolean;
   wait: boolean;
@@ -75,8 +76,8 @@ function placementBody(o: PlacementFlags): UpdateBackendInput {
 /** The backend list table. */
 export function backendTable(items: readonly Backend[], nowMs: number): string {
   return renderTable(
-    ['name', 'state', 'role', 'driver', 'cost', 'zone', 'tags', 'volumes', 'usable', 'total', 'probed'],
-    items.map((b) => [b.name, b.state, b.role, b.driver, String(b.cost), b.zone || '-', list(b.tags), String(b.volumeCount),
+    ['name', 'state', 'role', 'node', 'driver', 'cost', 'zone', 'tags', 'volumes', 'usable', 'total', 'probed'],
+    items.map((b) => [b.name, b.state, b.role, b.node ?? '-', b.driver, String(b.cost), b.zone || '-', list(b.tags), String(b.volumeCount),
       size(b.capacity.usableBytes), size(b.capacity.totalBytes), ago(b.lastProbeAt, nowMs)]),
   );
 }
@@ -89,6 +90,7 @@ export function backendFields(b: Backend, nowMs: number): string {
     ['Name', b.name],
     ['ID', b.id],
     ['Driver', b.driver],
+    ['Node', b.node ?? '- (runs in the control plane)'],
     ['Kind', b.kind],
     ['Role', b.role],
     ['State', b.stateReason ? `${b.state} (${b.stateReason})` : b.state],
@@ -121,6 +123,7 @@ export function register(program: Command, ctx: CliContext): void {
     .argument('<name>', 'backend name')
     .requiredOption('--driver <uri>', 'driver URI; the scheme picks the driver, e.g. dir:///srv/volumes'))
     .option('--option <key=value>', 'driver option (repeatable)', collectKeyValue)
+    .option('--node <name>', 'the storage node its driver runs on (see `stowage node create`); default: the control plane itself')
     .option('--disabled', 'register it disabled: no new volumes are placed on it')
     .option('--no-wait', 'do not wait for the registration operation')
     .addHelpText('after', `
@@ -128,12 +131,14 @@ Examples:
   $ stowage backend create fast --driver dir:///srv/fast --cost 5 --tag ssd --zone a
   $ stowage backend create bulk --driver dir:///srv/bulk --overcommit 2 --reserved-percent 10
   $ stowage backend create nocopy --driver dir:///srv/x --capability -thin --capability +snapshot.offload
+  $ stowage backend create ssd1 --node sn1 --driver 'tgt://10.0.0.5:3260?backing=btrfs:///srv/pool&control=7'
 `)
     .action(async (name: string, o: CreateFlags, cmd: Command) => {
       const client = ctx.client(cmd);
       const body: CreateBackendInput = compact({
         name, driver: o.driver, ...placementBody(o),
         options: o.option,
+        node: o.node,
         enabled: o.disabled ? false : undefined,
       });
       const res = await client.createBackend(body);

@@ -4,7 +4,7 @@ import type { Grant } from '../../core/schemas/access-schema.js';
 import type { Host } from '../../core/schemas/host-schema.js';
 import type { UpdateHostInput } from '../../core/schemas/host-schema.js';
 import { compact, nonEmpty } from '../../core/compact.js';
-import type { StowageClient } from '../client.js';
+import type { EnrollmentAnswer, StowageClient } from '../client.js';
 import type { CliContext } from '../context.js';
 import { ApiError, usageError } from '../errors.js';
 import { ago, emit, formatTime, list, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
@@ -78,6 +78,17 @@ function fenceText(host: Host, note: string | undefined, grants: readonly Grant[
   return parts.join('');
 }
 
+/** What `host create` and `host enroll` print about the agent's one-time enrollment token. */
+function enrollmentText(e: EnrollmentAnswer, apiUrl: string): string {
+  return [
+    `Agent enrollment token for ${e.host} (one-time, expires ${formatTime(e.expiresAt)}):`,
+    `  ${e.token}`,
+    `On ${e.host}: stowage agent --host ${e.host} --api ${apiUrl} --enroll <that token> --vm-dir DIR`,
+    e.apiFingerprint ? `(the token pins the API certificate ${e.apiFingerprint}; the agent refuses any other)` : '(the API serves plain HTTP: use this only on loopback or a trusted network)',
+    '',
+  ].join('\n');
+}
+
 /** `stowage host …`: create, list, show, update, delete, fence, unfence, evacuate. */
 export function register(program: Command, ctx: CliContext): void {
   const host = program.command('host').description('Register hosts and control their access: fence, unfence, evacuate');
@@ -99,11 +110,31 @@ Examples:
   $ stowage host create hv2 --address 10.0.0.12 --address fd00::12
 `)
     .action(async (name: string, o: CreateFlags, cmd: Command) => {
-      const h = await ctx.client(cmd).createHost(compact({
+      const client = ctx.client(cmd);
+      const h = await client.createHost(compact({
         name, initiatorName: nonEmpty(o.initiatorName),
         addresses: o.address && [...new Set(o.address)], zone: nonEmpty(o.zone),
       }));
-      show(o.output, h);
+      const e = await client.enrollHost(h.id);
+      emit(ctx.stdout, o.output, { ...h, enrollment: e }, () => `${hostFields(h, ctx.now())}\n${enrollmentText(e, client.url)}`);
+    });
+
+  host.command('enroll')
+    .description('Print a new one-time enrollment token for the host\'s agent (using it revokes the agent\'s earlier credential)')
+    .argument('<host>', 'host name or id')
+    .option('--ttl <ms>', 'lifetime of the token in ms (default: the server\'s nodeEnrollTtlMs, 1 h)')
+    .addOption(outputOption())
+    .addHelpText('after', `
+Examples:
+  $ stowage host enroll hv1
+  $ stowage host enroll hv1 -o json | jq -r .token > /root/hv1.enroll
+`)
+    .action(async (ref: string, o: OutputFlags & { ttl?: string }, cmd: Command) => {
+      const ttlMs = o.ttl === undefined ? undefined : Number(o.ttl);
+      if (ttlMs !== undefined && (!Number.isInteger(ttlMs) || ttlMs < 60_000)) throw usageError('VALIDATION_FAILED', '--ttl is in ms, at least 60000');
+      const client = ctx.client(cmd);
+      const e = await client.enrollHost(ref, ttlMs);
+      emit(ctx.stdout, o.output, e, () => enrollmentText(e, client.url));
     });
 
   host.command('list')

@@ -15,7 +15,7 @@ function took(op: Operation): string {
 /** The operation list table. */
 export function operationTable(items: readonly Operation[]): string {
   return renderTable(['id', 'kind', 'target', 'state', 'step', 'actor', 'created', 'took'],
-    items.map((op) => [op.id, op.kind, op.targetId, op.state, op.step ?? '-', op.actor, formatTime(op.createdAt), took(op)]));
+    items.map((op) => [op.id, op.kind, op.targetId, op.waitingReason ? `${op.state} (waiting)` : op.state, op.step ?? '-', op.actor, formatTime(op.createdAt), took(op)]));
 }
 
 /** Every field of one operation: steps with times, error, result. */
@@ -26,6 +26,7 @@ export function operationFields(op: Operation): string {
     ['Target', `${op.targetType} ${op.targetId}`],
     ['State', op.state],
     ['Step', op.step ?? '-'],
+    ...(op.waitingReason ? [['Waiting', op.waitingReason] as [string, string]] : []),
     ['Steps done', op.stepsDone.length ? op.stepsDone.map((s) => `${formatTime(s.at)}  ${s.name}${s.note ? `: ${s.note}` : ''}`).join('\n') : '-'],
     ['Progress', op.progress === null ? '-' : `${Math.round(op.progress * 100)}%`],
     ['Attempts', String(op.attempts)],

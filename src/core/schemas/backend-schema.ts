@@ -42,6 +42,7 @@ export const BackendSchema = Type.Object({
   capacity: CapacitySchema,
   volumeCount: Type.Integer(),
   lastProbeAt: Nullable(Type.String()),
+  node: Nullable(Type.String({ description: 'the storage node its driver runs on; null: in the control plane' })),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
@@ -64,6 +65,7 @@ export const CreateBackendBody = Type.Object({
   options: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z][a-zA-Z0-9_.-]{0,63}$' }), Type.String({ maxLength: 1024 }))),
   capabilityOverrides: Type.Optional(Overrides),
   enabled: Type.Optional(Type.Boolean()),
+  node: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'name of the storage node its driver runs on (default: the control plane itself)' })),
 }, { additionalProperties: false });
 /** A register-backend request. */
 export type CreateBackendInput = Static<typeof CreateBackendBody>;

@@ -17,6 +17,7 @@ export const OperationSchema = Type.Object({
   error: Nullable(ErrorBodySchema),
   actor: Type.String(),
   idempotencyKey: Nullable(Type.String()),
+  waitingReason: Nullable(Type.String({ description: 'why a queued operation is waiting (a storage node that does not answer); it is retried with backoff, never failed for it' })),
   createdAt: Type.String(),
   updatedAt: Type.String(),
   finishedAt: Nullable(Type.String()),

@@ -4,6 +4,7 @@ import { StowageError } from '../../core/errors.js';
 import { assertValidSize } from '../../core/sizes.js';
 import { CommandFailedError, type CommandRunner, type RunOptions } from '../../system/command-runner.js';
 import { fileAccessPort } from '../sdk/file-access.js';
+import { fileDataPort } from '../sdk/file-streams.js';
 import type { AccessPort, ClonePort, DataPort, RevertPort, SnapshotPort } from '../sdk/ports.js';
 import type {
   BackendReport, BlockDriver, Capability, CreateVolume, DriverDeps, DriverFactory, DriverHandle, DriverVolume,
@@ -80,7 +81,7 @@ export class BtrfsDriver implements BlockDriver {
   readonly clones: ClonePort = { clone: (source, req, signal) => this.cloneVolume(source, req, signal) };
   readonly revert: RevertPort = { revert: (handle, snapshotHandle, signal) => this.revertVolume(handle, snapshotHandle, signal) };
   /** The raw image file qemu-img or tgtd can open directly. */
-  readonly data: DataPort = { locate: (handle) => ({ path: this.diskPath(handleId(handle, 'volumeId')), format: 'raw' }) };
+  readonly data: DataPort = fileDataPort((handle) => ({ path: this.diskPath(handleId(handle, 'volumeId')), format: 'raw' }));
   /** Hosts open `disk.raw` directly: nothing to bind or revoke on the backend. */
   readonly access: AccessPort = fileAccessPort(this.data);
   private quotaEnabled = false;

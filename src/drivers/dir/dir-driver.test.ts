@@ -8,6 +8,7 @@ import { newId } from '../../core/ids.js';
 import { VOLUME_FORMATS, type VolumeFormat } from '../../core/states.js';
 import { SpawnCommandRunner, type CommandRunner, type RunOptions, type RunResult } from '../../system/command-runner.js';
 import { describeBlockDriverConformance, qemuIoDataAccess } from '../../../test/drivers/conformance.js';
+import { codeOf } from '../../../test/helpers/error-codes.js';
 import { DriverRegistry } from '../sdk/registry.js';
 import { DirDriver, dirCapabilities, dirDriverFactory } from './dir-driver.js';
 
@@ -22,16 +23,6 @@ function makeDriver(dir: string, format: VolumeFormat, r: CommandRunner = runner
   const driver = dirDriverFactory.create(new URL(`dir://${dir}?format=${format}`), {}, { runner: r, dataDir: dir });
   if (!(driver instanceof DirDriver)) throw new Error('dir factory must build a DirDriver');
   return driver;
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof StowageError) return err.code;
-    throw err;
-  }
-  return 'RESOLVED';
 }
 
 /** A real runner that records every argv it runs. */

@@ -3,6 +3,7 @@ import { StowageError } from '../../core/errors.js';
 import type { VolumeFormat } from '../../core/states.js';
 import type { CommandRunner } from '../../system/command-runner.js';
 import { fileAccessPort } from '../sdk/file-access.js';
+import { fileDataPort } from '../sdk/file-streams.js';
 import type { AccessPort, DataPort } from '../sdk/ports.js';
 import type { BackendReport, BlockDriver, Capability, CreateVolume, DriverFactory, DriverHandle, DriverVolume } from '../sdk/types.js';
 import { DirClones } from './dir-clones.js';
@@ -66,12 +67,11 @@ export class DirDriver implements BlockDriver {
     this.snapshots = new DirSnapshots(this.images);
     this.clones = new DirClones(this.images);
     this.revert = this.clones;
-    this.data = {
-      locate: (handle: DriverHandle) => {
-        const { id, format } = parseVolumeHandle(handle);
-        return { path: imagePath(this.dir, id, 'volume', format), format };
-      },
+    const locate = (handle: DriverHandle): { path: string; format: VolumeFormat } => {
+      const { id, format } = parseVolumeHandle(handle);
+      return { path: imagePath(this.dir, id, 'volume', format), format };
     };
+    this.data = fileDataPort(locate);
     this.access = fileAccessPort(this.data);
   }
 

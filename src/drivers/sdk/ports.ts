@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { StowageError } from '../../core/errors.js';
 import type { VolumeFormat } from '../../core/states.js';
 import type {
@@ -33,9 +34,37 @@ export interface ClonePort {
   clone(source: DriverHandle, req: CreateVolume, signal: AbortSignal): Promise<DriverHandle>;
 }
 
-/** Where the volume's bytes are, for host-side copies (a path or URL qemu-img reads and writes). */
+/** A volume's bytes as a stream, with what a writer needs to know of them. */
+export interface VolumeData {
+  readonly stream: Readable;
+  /** Length of the stream in bytes (the file's size: for qcow2, not the virtual size). */
+  readonly sizeBytes: number;
+  readonly format: VolumeFormat;
+}
+
+/**
+ * Where the volume's bytes are, for host-side copies. `locate` gives a path on this machine (drivers
+ * running in this process; qemu-img reads and writes it); a backend on a storage node has no path
+ * here (`BlockDriver.node` is set, `locate` throws CAPABILITY_MISSING) and its bytes stream through
+ * `openRead`/`writeFrom` instead, so a copy between nodes never lands on the control plane's disk.
+ */
 export interface DataPort {
   locate(handle: DriverHandle): { readonly path: string; readonly format: VolumeFormat };
+  /** The volume's bytes, from the start. */
+  openRead?(handle: DriverHandle, signal: AbortSignal): Promise<VolumeData>;
+  /** Replaces the volume's bytes with `data` (same format), flushed before this resolves; `progress` gets bytes written so far. */
+  writeFrom?(handle: DriverHandle, data: VolumeData, signal: AbortSignal, progress?: (bytesWritten: number) => void): Promise<void>;
+}
+
+/** One volume the backend should export and the hosts it should let in (no credentials: see ExportPort.drift). */
+export interface ExpectedExport {
+  readonly handle: DriverHandle;
+  readonly hosts: readonly HostIdentity[];
+}
+
+/** What a target daemon lacks of what it should export, e.g. `target:<volume id>`, `acl:<volume id>:<address>`. */
+export interface ExportDrift {
+  readonly missing: readonly string[];
 }
 
 /** Re-creates what a target daemon lost and removes orphan exports under our namespace. */
@@ -45,6 +74,14 @@ export interface ExportPort {
     signal: AbortSignal,
     options?: ReconcileOptions,
   ): Promise<ReconcileReport>;
+  /**
+   * Whether the daemon lost any of `expected` (a restart keeps nothing), from one cheap read and
+   * changing nothing: the export watch asks every few seconds and reconciles the backend when it
+   * did. Arguments and answer are plain JSON (a backend on a storage node answers it remotely);
+   * orphans are not looked for (the full reconcile removes those). Throws BACKEND_UNAVAILABLE when
+   * the daemon does not answer.
+   */
+  drift(expected: readonly ExpectedExport[], signal: AbortSignal): Promise<ExportDrift>;
 }
 
 /** The name of each optional feature of a block driver, as the core asks for it. */

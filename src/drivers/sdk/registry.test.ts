@@ -17,7 +17,7 @@ const PORTS: DriverPorts = {
   revert: { revert: () => Promise.resolve() },
   clones: { clone: () => Promise.resolve({}) },
   data: { locate: () => ({ path: '/x', format: 'raw' }) },
-  exports: { reconcile: () => Promise.resolve({ restored: [], removed: [] }) },
+  exports: { reconcile: () => Promise.resolve({ restored: [], removed: [] }), drift: () => Promise.resolve({ missing: [] }) },
 };
 
 /** A tiny fake driver (pure logic: the registry never calls its volume methods). */

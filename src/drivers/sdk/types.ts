@@ -108,6 +108,11 @@ export interface BlockDriver {
    * capacity of a filesystem between the backends on it.
    */
   readonly localDir?: string | undefined;
+  /**
+   * The storage node this driver runs on, for a backend placed on one (the remote port sets it);
+   * undefined for a driver running in this process. Paths it reports (localDir, data.locate) are the node's.
+   */
+  readonly node?: string | undefined;
   probe(signal: AbortSignal): Promise<BackendReport>;
   /** Creates the volume; on an existing id with the same size, returns its handle. */
   createVolume(req: CreateVolume, signal: AbortSignal): Promise<DriverHandle>;

@@ -270,6 +270,9 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
       { handle: vol, grants: [{ host: hostOf(h1), mode: 'rw' as const, chap: chap1 }] },
       { handle: roVol, grants: [{ host: hostOf(h2), mode: 'ro' as const, chap: c2 }] },
     ];
+    // The export watch's cheap check names what the restarted tgtd lost (orphans are not its business).
+    const expected = desired.map((d) => ({ handle: d.handle, hosts: d.grants.map((g) => g.host) }));
+    expect(await driver.exports.drift(expected, signal)).toEqual({ missing: [`target:${String(vol.volumeId)}`, `target:${String(roVol.volumeId)}`] });
     const report = await driver.exports.reconcile(desired, signal);
     expect(report.restored).toEqual(expect.arrayContaining([`target:${String(vol.volumeId)}`, `acl:${String(vol.volumeId)}:${h1.address}`, `account:${String(vol.volumeId)}:${login1.user}`, `target:${String(roVol.volumeId)}`]));
     expect(report.removed).toEqual([`target:${orphanIqn.split(':').at(-1) ?? ''}`]);
@@ -287,6 +290,7 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     // h1's old ro grant on roVol is gone from the desired state: its ACL was not restored.
     expect((await readCapacity(lab, h1, String(roVol.iqn), chapFor('ro1'))).exitCode).not.toBe(0);
     expect(await driver.exports.reconcile(desired, signal)).toEqual({ restored: [], removed: [] });
+    expect(await driver.exports.drift(expected, signal)).toEqual({ missing: [] });
 
     // Drift on our own target (an ACL and an account nobody granted) is removed, and the session
     // that came in through the stray ACL is dropped.
@@ -300,6 +304,46 @@ describe('tgt driver against a real tgtd, libiscsi initiators in namespaces, btr
     expect(drift).toEqual({ restored: [], removed: [`acl:${String(vol.volumeId)}:${h3.address}`, `account:${String(vol.volumeId)}:${stray.user}`] });
     expect((await readCapacity(lab, h3, volIqn, stray)).exitCode).not.toBe(0);
     expect((await readCapacity(lab, h1, volIqn, login1)).exitCode).toBe(0);
+  });
+
+  it('creates past a tid another tgtadm user took, finishes a target a crash left without its LUN, and re-keys a leftover account on grant', async () => {
+    const tgtadm = new TgtadmClient(runner, lab.tgtdControlPort);
+    const tids = async (): Promise<number[]> => (await tgtadm.showTargets(signal)).map((t) => t.tid);
+    // A foreign target on the tid the next create would take: the create still gets a target of its own.
+    const foreign = Math.max(0, ...(await tids())) + 1;
+    await tgtadm.run(['--op', 'new', '--mode', 'target', '--tid', String(foreign), '-T', 'iqn.2024-01.lab.other:foreign'], { signal });
+    const a = await driver.createVolume({ id: newId('volume'), name: 'hint-a', sizeBytes: 8 * MiB }, signal);
+    const ta = (await tgtadm.showTargets(signal)).find((t) => t.iqn === String(a.iqn));
+    expect(ta?.tid).not.toBe(foreign);
+    expect(ta?.luns.find((l) => l.lun === 1)).toMatchObject({ thin: true, backingPath: driver.data.locate(a).path });
+    expect((await tgtadm.showTargets(signal)).find((t) => t.tid === foreign)?.iqn).toBe('iqn.2024-01.lab.other:foreign');
+
+    // A size the backing store refuses: the target made for it while the file was being made is removed again.
+    const refused = newId('volume');
+    await expect(driver.createVolume({ id: refused, name: 'hint-bad', sizeBytes: 0 }, signal)).rejects.toMatchObject({ code: 'INVALID_SIZE' });
+    expect((await tgtadm.showTargets(signal)).map((t) => t.iqn)).not.toContain(`${lab.iqnPrefix}:${refused}`);
+
+    // A create killed between `new target` and `new logicalunit`: run again, it adds the LUN to the target it made.
+    const id = newId('volume');
+    const half = Math.max(0, ...(await tids())) + 1;
+    await tgtadm.run(['--op', 'new', '--mode', 'target', '--tid', String(half), '-T', `${lab.iqnPrefix}:${id}`], { signal });
+    const b = await driver.createVolume({ id, name: 'hint-b', sizeBytes: 8 * MiB }, signal);
+    const tb = (await tgtadm.showTargets(signal)).filter((t) => t.iqn === String(b.iqn));
+    expect(tb.map((t) => t.tid)).toEqual([half]);
+    expect(tb[0]?.luns.find((l) => l.lun === 1)).toMatchObject({ thin: true, backingPath: driver.data.locate(b).path });
+
+    // An account left with another secret (a grant killed before its ledger said so): the grant sets its own secret.
+    const c = chapFor('left');
+    const user = `${c.user}.${id}`;
+    await tgtadm.run(['--op', 'new', '--mode', 'account', '--user', user, '--password', 'OldSecret123456'], { signal, secrets: ['OldSecret123456'] });
+    const login = loginOf(await driver.access.grant(b, { host: hostOf(h2), mode: 'rw', chap: c }, signal));
+    expect(login.user).toBe(user);
+    expect((await readCapacity(lab, h2, String(b.iqn), login)).exitCode).toBe(0);
+    expect((await readCapacity(lab, h2, String(b.iqn), { user, secret: 'OldSecret123456' })).exitCode).not.toBe(0);
+    await driver.access.revoke(b, hostOf(h2), signal);
+    await driver.deleteVolume(a, signal);
+    await driver.deleteVolume(b, signal);
+    await tgtadm.run(['--op', 'delete', '--mode', 'target', '--tid', String(foreign), '--force'], { signal });
   });
 
   it('deletes a volume with an open session (force) and is idempotent', async () => {

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { StowageError } from '../../core/errors.js';
-import type { AccessPort, ClonePort, DataPort, ExportPort, RevertPort, SnapshotPort } from '../sdk/ports.js';
+import type { AccessPort, ClonePort, DataPort, ExportDrift, ExportPort, ExpectedExport, RevertPort, SnapshotPort } from '../sdk/ports.js';
 import { DriverRegistry } from '../sdk/registry.js';
 import type {
   BackendReport, BlockDriver, Capability, ConnectionInfo, CreateVolume, DriverDeps, DriverFactory, DriverGrant,
@@ -13,6 +13,7 @@ import { GrantLedger, TGT_VOLUME_ID_RE, type LedgerGrant } from './grant-ledger.
 import { aclEntriesOf, assertChap, assertHost, ledgerEntry, lunReadonlyFor } from './tgt-access.js';
 import { parseTgtUri, type TgtConfig } from './tgt-config.js';
 import { reconcileTgtExports } from './tgt-reconcile.js';
+import { tgtDrift } from './tgt-drift.js';
 import { TgtExports, VOLUME_LUN } from './tgt-exports.js';
 import { TgtadmClient } from './tgtadm-client.js';
 import type { TgtTarget } from './tgtadm-show.js';
@@ -55,6 +56,22 @@ async function fileSizeBytes(file: string): Promise<number | undefined> {
   }
 }
 
+/** Waits for every promise (none is left running behind an error) and throws the first error. */
+async function allOrThrow<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+/** allOrThrow for two promises of different types. */
+async function all2<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === 'rejected') throw ra.reason;
+  if (rb.status === 'rejected') throw rb.reason;
+  return [ra.value, rb.value];
+}
+
 /** A serial queue: tgtadm read-modify-write sequences (tid allocation, flags) must not interleave. */
 class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
@@ -85,8 +102,16 @@ export class TgtDriver implements BlockDriver {
   readonly snapshots?: SnapshotPort;
   readonly clones?: ClonePort;
   readonly revert?: RevertPort;
-  readonly data: DataPort = { locate: (handle) => ({ path: this.backingPath(parseVolumeHandle(handle).backing), format: 'raw' }) };
-  readonly exports: ExportPort = { reconcile: (desired, signal, options) => this.reconcileExports(desired, signal, options) };
+  /** The LUN file is the backing store's volume: its path, and its bytes as streams (the backing's own streams, on the backing's handle). */
+  readonly data: DataPort = {
+    locate: (handle) => ({ path: this.backingPath(parseVolumeHandle(handle).backing), format: 'raw' }),
+    openRead: (handle, signal) => this.backingData().openRead(parseVolumeHandle(handle).backing, signal),
+    writeFrom: (handle, data, signal, progress) => this.backingData().writeFrom(parseVolumeHandle(handle).backing, data, signal, progress),
+  };
+  readonly exports: ExportPort = {
+    reconcile: (desired, signal, options) => this.reconcileExports(desired, signal, options),
+    drift: (expected, signal) => this.exportDrift(expected, signal),
+  };
   private readonly ledger: GrantLedger;
   private readonly lock = new Mutex();
 
@@ -103,6 +128,12 @@ export class TgtDriver implements BlockDriver {
   /** The LUN files live in the backing store's directory. */
   get localDir(): string | undefined {
     return this.backing.localDir;
+  }
+
+  private backingData(): DataPort & Required<Pick<DataPort, 'openRead' | 'writeFrom'>> {
+    const data = this.backing.data;
+    if (!data?.openRead || !data.writeFrom) throw new StowageError('CAPABILITY_MISSING', `tgt driver: backing store ${this.config.backingUri} cannot stream its volumes`, {});
+    return data as DataPort & Required<Pick<DataPort, 'openRead' | 'writeFrom'>>;
   }
 
   private backingPath(handle: DriverHandle): string {
@@ -142,11 +173,22 @@ export class TgtDriver implements BlockDriver {
   async createVolume(req: CreateVolume, signal: AbortSignal): Promise<DriverHandle> {
     if (!TGT_VOLUME_ID_RE.test(req.id)) throw new StowageError('VALIDATION_FAILED', `tgt driver: ${JSON.stringify(req.id)} is not a volume id`, { id: req.id });
     if (req.format !== undefined && req.format !== 'raw') throw new StowageError('CAPABILITY_MISSING', `tgt driver serves raw LUNs only, not ${req.format}`, { format: req.format });
-    const backing = await this.backing.createVolume({ ...req, format: 'raw' }, signal);
-    const file = this.backingPath(backing);
-    const grants = await this.ledger.read(req.id);
-    await this.lock.run(() => this.targets.ensureTarget(req.id, file, lunReadonlyFor(grants), signal));
-    return this.wrap(req.id, backing);
+    // The target needs no file: it is made (on the tid hint) while the backing store makes the
+    // file. A create killed in between leaves a target without a LUN, which the create run again
+    // finishes and a delete removes; a backing store that refuses removes the target made for it.
+    const made = this.lock.run(() => this.targets.newTargetOnHint(req.id, signal));
+    const [backing, grants, pre] = await Promise.allSettled([this.backing.createVolume({ ...req, format: 'raw' }, signal), this.ledger.read(req.id), made]);
+    if (backing.status === 'rejected' || grants.status === 'rejected') {
+      if (pre.status === 'fulfilled' && pre.value) {
+        const tid = pre.value.tid;
+        await this.lock.run(() => this.targets.deleteTarget(tid, signal)).catch(() => undefined);
+      }
+      throw backing.status === 'rejected' ? backing.reason : (grants as PromiseRejectedResult).reason;
+    }
+    const file = this.backingPath(backing.value);
+    const target = pre.status === 'fulfilled' ? pre.value : undefined;
+    await this.lock.run(() => this.targets.ensureTarget(req.id, file, lunReadonlyFor(grants.value), signal, target ?? false));
+    return this.wrap(req.id, backing.value);
   }
 
   async deleteVolume(handle: DriverHandle, signal: AbortSignal): Promise<void> {
@@ -203,14 +245,22 @@ export class TgtDriver implements BlockDriver {
       const next = ledgerEntry(h.volumeId, grant, previous);
       const all = [...grants.filter((g) => g.host !== grant.host.name), next];
       await this.ledger.write(h.volumeId, all);
-      const { target } = await this.targets.ensureTarget(h.volumeId, file, lunReadonlyFor(all), signal);
+      const chap = grant.chap && next.chapUser !== undefined ? { user: next.chapUser, secret: grant.chap.secret } : undefined;
+      // A new user, or the same one with another secret: an account tgtd already has is re-created.
+      const replace = previous?.chapUser !== next.chapUser || previous?.chapDigest !== next.chapDigest;
+      // Independent tgtadm calls run side by side (tgtd answers one at a time, but the spawns
+      // overlap): the account is made while the target is read, then the ACL and account binds.
+      // Re-creating an account that exists re-binds it to the targets it reads, so that stays in order.
+      const [{ target }, made] = await all2(
+        this.targets.ensureTarget(h.volumeId, file, lunReadonlyFor(all), signal),
+        chap ? this.targets.newAccount(chap.user, chap.secret, signal) : Promise.resolve(true),
+      );
       if (previous) await this.unbindStale(target, previous, next, signal);
-      for (const acl of aclEntriesOf(grant.host)) await this.targets.bindAcl(target.tid, acl.kind, acl.value, signal);
-      if (grant.chap && next.chapUser !== undefined) {
-        const secretChanged = previous?.chapUser === next.chapUser && previous.chapDigest !== next.chapDigest;
-        await this.targets.ensureAccount(next.chapUser, grant.chap.secret, secretChanged || previous?.chapUser !== next.chapUser, signal);
-        await this.targets.bindAccount(target.tid, next.chapUser, signal);
-      }
+      if (chap && !made && replace) await this.targets.replaceAccount(chap.user, chap.secret, signal);
+      await allOrThrow([
+        ...aclEntriesOf(grant.host).map((acl) => this.targets.bindAcl(target.tid, acl.kind, acl.value, signal)),
+        ...(chap ? [this.targets.bindAccount(target.tid, chap.user, signal)] : []),
+      ]);
       return next;
     });
     return {
@@ -284,7 +334,7 @@ export class TgtDriver implements BlockDriver {
     const inner = typeof source.snapshotId === 'string' ? parseSnapshotHandle(source) : parseVolumeHandle(source).backing;
     const backing = await port.clone(inner, { ...req, format: 'raw' }, signal);
     const file = this.backingPath(backing);
-    await this.lock.run(() => this.targets.ensureTarget(req.id, file, false, signal));
+    await this.lock.run(() => this.targets.ensureTarget(req.id, file, false, signal, true));
     return this.wrap(req.id, backing);
   }
 
@@ -303,6 +353,13 @@ export class TgtDriver implements BlockDriver {
     });
     const ctx = { exports: this.targets, ledger: this.ledger, fileOf: (b: DriverHandle) => this.backingPath(b) };
     return this.lock.run(() => reconcileTgtExports(ctx, parsed, signal, options));
+  }
+
+  /** One `show target`, read under the lock so a grant or resize of ours is never seen half done. */
+  private async exportDrift(expected: readonly ExpectedExport[], signal: AbortSignal): Promise<ExportDrift> {
+    const wanted = expected.map((e) => ({ volumeId: parseVolumeHandle(e.handle).volumeId, hosts: e.hosts }));
+    const targets = await this.lock.run(() => this.targets.client.showTargets(signal));
+    return { missing: tgtDrift((id) => this.targets.iqnFor(id), targets, wanted) };
   }
 }
 

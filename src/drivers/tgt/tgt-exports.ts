@@ -15,6 +15,14 @@ const TID_RETRIES = 8;
  * then writes). Every method is idempotent.
  */
 export class TgtExports {
+  /**
+   * The tid a new target most likely gets (one above the highest tid last seen or made here), so a
+   * create need not list every target first. Only a hint: a taken tid (or IQN) answers `exists`,
+   * and the create then falls back to reading the targets, so a stale hint costs a call, never a
+   * wrong target.
+   */
+  private nextTid: number | undefined;
+
   constructor(readonly client: TgtadmClient, readonly iqnPrefix: string) {}
 
   /** The stable IQN of a volume's target. */
@@ -45,18 +53,30 @@ export class TgtExports {
    * Makes sure the volume's target exists with LUN 1 on `backingPath`, thin provisioning on and
    * the readonly flag as given. Returns the target as read before its LUN was (re)configured (its
    * tid, ACLs, accounts and sessions are current) and what had to be (re)created.
+   *
+   * `likelyNew` (a volume create) first tries `new target` on the hinted tid without reading the
+   * targets: tgtd refuses a taken tid and an IQN it already has alike (`exists`), so a target that
+   * does exist (a create run again after a crash) or a stale hint falls back to the read below.
+   * A target newTargetOnHint just made may be passed instead.
    */
-  async ensureTarget(volumeId: string, backingPath: string, readonly: boolean, signal: AbortSignal): Promise<{ target: TgtTarget; changes: string[] }> {
+  async ensureTarget(volumeId: string, backingPath: string, readonly: boolean, signal: AbortSignal, likelyNew: boolean | TgtTarget = false): Promise<{ target: TgtTarget; changes: string[] }> {
     const iqn = this.iqnFor(volumeId);
     const changes: string[] = [];
-    let targets = await this.client.showTargets(signal);
-    let target = targets.find((t) => t.iqn === iqn);
+    let target: TgtTarget | undefined = typeof likelyNew === 'object' ? likelyNew : undefined;
+    let targets: TgtTarget[] = [];
+    if (target) changes.push(`target:${volumeId}`);
+    else if (likelyNew === true) target = await this.newTargetOnHint(volumeId, signal, changes);
+    if (!target) {
+      targets = await this.client.showTargets(signal);
+      this.nextTid = Math.max(0, ...targets.map((t) => t.tid)) + 1;
+      target = targets.find((t) => t.iqn === iqn);
+    }
     for (let attempt = 0; !target; attempt++) {
       if (attempt >= TID_RETRIES) throw new StowageError('DRIVER_FAILED', `tgt driver: could not allocate a target id for ${iqn}`, { iqn });
       const tid = Math.max(0, ...targets.map((t) => t.tid)) + 1 + attempt;
       // `exists` means the tid (or our IQN) was taken concurrently: re-read and retry.
-      const made = await this.client.run(['--op', 'new', '--mode', 'target', '--tid', String(tid), '-T', iqn], { signal, tolerate: ['exists'] });
-      if (made !== undefined) changes.push(`target:${volumeId}`);
+      target = await this.newTarget(tid, volumeId, changes, signal);
+      if (target) break;
       targets = await this.client.showTargets(signal);
       target = targets.find((t) => t.iqn === iqn);
     }
@@ -68,6 +88,26 @@ export class TgtExports {
     }
     await this.setLunFlags(target.tid, lun?.backingPath === backingPath ? lun : undefined, readonly, signal);
     return { target, changes };
+  }
+
+  /**
+   * `new target` on the hinted tid (none without a hint): the new, empty target, or undefined when
+   * tgtd already has the tid or the IQN (ensureTarget then reads the targets). Pass what it returns
+   * to ensureTarget as `likelyNew`, under the same lock.
+   */
+  async newTargetOnHint(volumeId: string, signal: AbortSignal, changes: string[] = []): Promise<TgtTarget | undefined> {
+    return this.nextTid === undefined ? undefined : this.newTarget(this.nextTid, volumeId, changes, signal);
+  }
+
+  /** `new target` on `tid`; the new (empty) target, or undefined when tgtd said the tid or IQN exists. */
+  private async newTarget(tid: number, volumeId: string, changes: string[], signal: AbortSignal): Promise<TgtTarget | undefined> {
+    const iqn = this.iqnFor(volumeId);
+    const made = await this.client.run(['--op', 'new', '--mode', 'target', '--tid', String(tid), '-T', iqn], { signal, tolerate: ['exists'] });
+    if (made === undefined) return undefined;
+    this.nextTid = Math.max(this.nextTid ?? 0, tid + 1);
+    changes.push(`target:${volumeId}`);
+    // Just made under our lock: it has no LUN, ACL, account or session yet, so no re-read (one tgtadm less per create).
+    return { tid, iqn, state: 'ready', sessions: [], luns: [], accounts: [], aclAddresses: [], aclInitiators: [] };
   }
 
   private async addLun(tid: number, backingPath: string, signal: AbortSignal): Promise<void> {
@@ -114,18 +154,29 @@ export class TgtExports {
   /**
    * Creates the CHAP account, or re-creates it when `replace` (the secret may have changed).
    * Re-creating unbinds it from every target, so it is re-bound to the targets that had it.
+   * Returns whether it (re)made the account.
    */
   async ensureAccount(user: string, secret: string, replace: boolean, signal: AbortSignal): Promise<boolean> {
-    const exists = (await this.client.showAccounts(signal)).includes(user);
-    if (exists && !replace) return false;
-    let rebind: number[] = [];
-    if (exists) {
-      rebind = (await this.client.showTargets(signal)).filter((t) => t.accounts.includes(user)).map((t) => t.tid);
-      await this.client.run(['--op', 'delete', '--mode', 'account', '--user', user], { signal, tolerate: ['missing'] });
-    }
-    await this.client.run(['--op', 'new', '--mode', 'account', '--user', user, '--password', secret], { signal, secrets: [secret], tolerate: ['exists'] });
-    for (const tid of rebind) await this.bindAccount(tid, user, signal);
+    if (await this.newAccount(user, secret, signal)) return true;
+    if (!replace) return false;
+    await this.replaceAccount(user, secret, signal);
     return true;
+  }
+
+  /**
+   * `new account` alone: true when it made it, false when tgtd already had that user (then
+   * replaceAccount sets the secret). No list of accounts first: tgtd's `exists` answers that.
+   */
+  async newAccount(user: string, secret: string, signal: AbortSignal): Promise<boolean> {
+    return (await this.client.run(['--op', 'new', '--mode', 'account', '--user', user, '--password', secret], { signal, secrets: [secret], tolerate: ['exists'] })) !== undefined;
+  }
+
+  /** Deletes and re-creates an existing account with `secret`, re-bound to the targets that had it. */
+  async replaceAccount(user: string, secret: string, signal: AbortSignal): Promise<void> {
+    const rebind = (await this.client.showTargets(signal)).filter((t) => t.accounts.includes(user)).map((t) => t.tid);
+    await this.client.run(['--op', 'delete', '--mode', 'account', '--user', user], { signal, tolerate: ['missing'] });
+    await this.newAccount(user, secret, signal);
+    for (const tid of rebind) await this.bindAccount(tid, user, signal);
   }
 
   /** Binds an incoming CHAP account to a target; already bound is fine. */

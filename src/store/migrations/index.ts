@@ -8,6 +8,11 @@ import * as m0006 from './0006-lease-epoch.js';
 import * as m0007 from './0007-list-indexes.js';
 import * as m0008 from './0008-idempotency-keys.js';
 import * as m0009 from './0009-idempotency-claim-lease.js';
+import * as m0010 from './0010-nodes.js';
+import * as m0011 from './0011-agent-credentials.js';
+import * as m0012 from './0012-operation-waits.js';
+import * as m0013 from './0013-users-tokens.js';
+import * as m0014 from './0014-quotas.js';
 
 /** The SQL dialect a migration runs on; only DDL that truly differs may branch on it. */
 export type MigrationDialect = 'sqlite' | 'postgres';
@@ -29,4 +34,9 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: '0007-list-indexes', up: m0007.up },
   { id: '0008-idempotency-keys', up: m0008.up },
   { id: '0009-idempotency-claim-lease', up: m0009.up },
+  { id: '0010-nodes', up: m0010.up },
+  { id: '0011-agent-credentials', up: m0011.up },
+  { id: '0012-operation-waits', up: m0012.up },
+  { id: '0013-users-tokens', up: m0013.up },
+  { id: '0014-quotas', up: m0014.up },
 ];

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { isNodeGone, isNodeWait } from '../../nodes/node-errors.js';
 import { StowageError, toStowageError } from '../../core/errors.js';
 import { idOf } from '../../core/ids.js';
 import type { PlacementSummary } from '../../core/schemas/placement-schema.js';
@@ -14,6 +15,7 @@ import { decide, PLACEMENT_POLICIES } from '../../placement/placement.js';
 import { nowIso, readJson, writeJson } from '../../store/json.js';
 import type { VolumeRow } from '../../store/schema.js';
 import { hostCopy } from '../host-copy.js';
+import { streamCopy } from '../stream-copy.js';
 import { loadBackendViews } from '../placement-view.js';
 import { lockPlacement } from '../../store/placement-lock.js';
 import { moveVolume } from './move-volume.js';
@@ -47,8 +49,9 @@ type CloneSource = Static<typeof CloneSourceSchema>;
 
 /**
  * Makes the volume's data: a plain create, a clone on the backend (offloaded, or copied by the
- * backend itself), or a create followed by a host copy with `qemu-img convert`, with progress in
- * the operation. Every path is idempotent, so a resumed step simply runs it again.
+ * backend itself), or a create followed by a host copy with `qemu-img convert` (both backends in
+ * this process) or a streamed copy (a storage node on either side), with progress in the
+ * operation. Every path is idempotent, so a resumed step simply runs it again.
  */
 async function provisionData(deps: OperationDeps, ctx: Ctx, v: VolumeRow, driver: BlockDriver, backendName: string): Promise<DriverHandle> {
   const req = { id: v.id, name: v.name, sizeBytes: Number(v.size_bytes), format: v.format };
@@ -62,9 +65,21 @@ async function provisionData(deps: OperationDeps, ctx: Ctx, v: VolumeRow, driver
   const src = await volumeOnBackend(deps, ctx, await loadVolume(deps, idOf('volume', source.id)));
   const [srcData, data] = [requirePort(src.driver, 'data', src.backend.name), requirePort(driver, 'data', backendName)];
   const handle = await driver.createVolume(req, ctx.signal);
-  await hostCopy(deps.runner, ctx, srcData.locate(src.handle), data.locate(handle), req.sizeBytes);
-  ctx.note(`host copy (qemu-img convert) of volume ${source.name} from ${src.backend.name} to ${backendName}`);
+  if (src.driver.node === undefined && driver.node === undefined) {
+    await hostCopy(deps.runner, ctx, srcData.locate(src.handle), data.locate(handle), req.sizeBytes);
+    ctx.note(`host copy (qemu-img convert) of volume ${source.name} from ${src.backend.name} to ${backendName}`);
+    return handle;
+  }
+  // A storage node is involved: its files are not on this machine, so the bytes stream (node to
+  // control plane memory to node, never this disk; see nodes/remote-data.ts for why not node to node).
+  const bytes = await streamCopy(ctx, { data: srcData, handle: src.handle, backend: src.backend.name }, { data, handle, backend: backendName });
+  ctx.note(`streamed copy of volume ${source.name} from ${placeOf(src.driver, src.backend.name)} to ${placeOf(driver, backendName)} (${String(bytes)} bytes)`);
   return handle;
+}
+
+/** `node/backend` for a backend on a storage node, the backend's name otherwise. */
+function placeOf(driver: BlockDriver, backendName: string): string {
+  return driver.node === undefined ? backendName : `${driver.node}/${backendName}`;
 }
 
 /** The driver handle of a clone's source (snapshot or volume). */
@@ -141,7 +156,8 @@ export function volumeCreate(deps: OperationDeps) {
               // A lost lease is not a driver failure: the new owner carries on, this worker touches nothing.
               if (isLeaseLost(err) || isLeaseLost(ctx.signal.reason)) throw err;
               const e = toStowageError(err);
-              if (ctx.input.pinned || e.code === 'INVALID_STATE') throw err;
+              // A node that does not answer is waited for, not failed over: the engine requeues the operation.
+              if (ctx.input.pinned || e.code === 'INVALID_STATE' || isNodeWait(e)) throw err;
               await driver.deleteVolume(handleOfVolume(v), ctx.signal).catch(() => undefined);
               const moved = await replace(deps, ctx, v, backend.name, e.message);
               if (!moved) throw err;
@@ -172,8 +188,9 @@ export function volumeCreate(deps: OperationDeps) {
           const { driver } = await backendDriver(deps, ctx, v.backend_id);
           await driver.deleteVolume(handleOfVolume(v), ctx.signal);
         } catch (err) {
-          if (isLeaseLost(err)) throw err;
-          cleanup = `; partial data could not be removed yet (${toStowageError(err).message}), delete the volume to retry`;
+          // A node that does not answer is waited for; a deleted node holds nothing left to remove.
+          if (isLeaseLost(err) || isNodeWait(err)) throw err;
+          if (!isNodeGone(err)) cleanup = `; partial data could not be removed yet (${toStowageError(err).message}), delete the volume to retry`;
         }
       }
       await moveVolume(ctx, v, 'error', { state_reason: `create failed: ${error.message}${cleanup}` }, `volume ${v.name} failed to create: ${error.message}`, 'create-failed',

@@ -1,0 +1,63 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { probeCertificate } from '../../system/pinned-fetch.js';
+import { cliConfigPath, resolveClientConfig, writeClientConfigFile } from '../client-config.js';
+import type { CliContext, GlobalOptions } from '../context.js';
+import { CliError, usageError } from '../errors.js';
+
+/** `stowage login`: point the CLI at an API, pin its certificate and keep the token (config file, 0600). */
+export function register(program: Command, ctx: CliContext): void {
+  program.command('login')
+    .description('Save the API address and token in the CLI config, pinning an https API\'s certificate')
+    .option('--token-file <file>', 'file holding the API token (default: --token or STOWAGE_TOKEN)')
+    .option('--trust', 'pin the certificate the API shows now without a --fingerprint to compare (trust on first use)')
+    .addHelpText('after', `
+For an https API the CLI trusts exactly one certificate, the pinned one: compare the fingerprint
+\`stowage serve\` printed on its first start (or that its operator gives you) with --fingerprint.
+Nothing, and no token, is sent to a server whose certificate was not pinned or does not match.
+
+Examples:
+  $ stowage login --api https://10.0.0.1:8750 --token-file ~/stowage.token --fingerprint sha256:3f…
+  $ stowage login --api https://10.0.0.1:8750 --token-file ~/stowage.token --trust
+`)
+    .action(async (o: { tokenFile?: string; trust?: boolean }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      if (!g.api) throw usageError('VALIDATION_FAILED', 'pass --api URL (e.g. https://10.0.0.1:8750)');
+      let token = g.token ?? ctx.env.STOWAGE_TOKEN;
+      if (o.tokenFile) {
+        try {
+          token = readFileSync(o.tokenFile, 'utf8').trim();
+        } catch (err) {
+          throw usageError('VALIDATION_FAILED', `cannot read the token file ${o.tokenFile}: ${(err as Error).message}`);
+        }
+      }
+      if (!token) throw usageError('VALIDATION_FAILED', 'pass --token-file FILE (or --token / STOWAGE_TOKEN)');
+      // Only the address, and the fingerprint's shape, are taken from here: the pin comes from the server below.
+      const cfg = resolveClientConfig({ api: g.api, token, fingerprint: g.fingerprint }, { ...ctx.env, STOWAGE_CLI_CONFIG: '/nonexistent/stowage-login' });
+      const path = cliConfigPath(ctx.env);
+      if (!cfg.url.startsWith('https:')) {
+        writeClientConfigFile(path, { url: cfg.url, token });
+        ctx.stderr.write(`warning: ${cfg.url} is plain HTTP: the token crosses the network in clear unless it is loopback\n`);
+        ctx.stdout.write(`saved ${cfg.url} in ${path}\n`);
+        return;
+      }
+      let seen: { certPem: string; fingerprint: string };
+      try {
+        seen = await probeCertificate(cfg.url);
+      } catch (err) {
+        throw new CliError(null, `cannot reach the Stowage API at ${cfg.url}: ${(err as Error).message}`);
+      }
+      if (g.fingerprint && g.fingerprint !== seen.fingerprint) {
+        throw new CliError('TLS_PIN_MISMATCH', `the API at ${cfg.url} shows certificate ${seen.fingerprint}, not ${g.fingerprint}; nothing was saved or sent`, {
+          hints: ['check the address and the fingerprint with the server\'s operator; someone may be in between'],
+        });
+      }
+      if (!g.fingerprint && !o.trust) {
+        throw new CliError('TLS_UNPINNED', `the API at ${cfg.url} shows certificate ${seen.fingerprint}; nothing was saved or sent`, {
+          hints: [`if that is the fingerprint the server printed: stowage login --api ${cfg.url} --token-file FILE --fingerprint ${seen.fingerprint}`, 'or --trust to pin it unchecked'],
+        });
+      }
+      writeClientConfigFile(path, { url: cfg.url, token, apiFingerprint: seen.fingerprint, apiCertPem: seen.certPem });
+      ctx.stdout.write(`pinned ${seen.fingerprint} for ${cfg.url}; saved in ${path}\n`);
+    });
+}
