@@ -26,10 +26,11 @@ describe('durationArg', () => {
     expect(durationArg('1h')).toBe(3_600_000);
     expect(durationArg('3')).toBe(3000);
     expect(durationArg('0.5s')).toBe(500);
+    expect(durationArg('2d')).toBe(2 * 86_400_000);
   });
 
   it('rejects zero, negatives and unknown units', () => {
-    for (const bad of ['0s', '-1s', '2d', 'soon', '']) expect(() => durationArg(bad)).toThrow(InvalidArgumentError);
+    for (const bad of ['0s', '-1s', '2w', 'soon', '']) expect(() => durationArg(bad)).toThrow(InvalidArgumentError);
   });
 
   it('round-trips every whole number of seconds', () => {
