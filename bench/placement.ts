@@ -19,7 +19,6 @@ import { idOf } from '../src/core/ids.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { DEFAULT_TENANT_ID } from '../src/core/ids.js';
 import { PlacementIndex } from '../src/placement/placement-index.js';
 import { decide, type BackendView, type PlacementRequest } from '../src/placement/placement.js';
 import { ClaimRepository } from '../src/store/claim-repository.js';
@@ -91,7 +90,7 @@ function loadFleet(file: string): Fleet {
 
 function views(f: Fleet): BackendView[] {
   return f.backends.map((b, i) => ({
-    id: `bk-bench${String(i).padStart(15, '0')}`, name: b.name, tenantId: DEFAULT_TENANT_ID, state: 'enabled', role: 'primary', kind: 'block',
+    id: `bk-bench${String(i).padStart(15, '0')}`, name: b.name, tenants: null, state: 'enabled', role: 'primary', kind: 'block',
     zone: b.zone, tags: b.tags, capabilities: [], cost: b.cost, totalBytes: b.totalBytes, freeBytes: b.freeBytes,
     overcommitRatio: b.overcommitRatio, reservedPercent: b.reservedPercent, provisionedBytes: b.provisionedBytes, claimedBytes: 0,
   }));

@@ -34,7 +34,7 @@ export class AccessService {
   /** Grants `host` access to `volume` in `mode`; repeating an identical grant returns the live one. */
   async grant(volumeRef: string, hostRef: string, mode: AccessMode, ctx: RequestContext): Promise<{ grant: Grant; operation: Operation }> {
     const vol = await this.volumes.resolve(volumeRef, ctx.tenantId);
-    const host = await this.hostService.resolve(hostRef);
+    const host = await this.hostService.usableBy(hostRef, ctx.tenantId);
     const result = await this.store.transaction(async (trx) => {
       const v = await this.volumes.resolve(vol.id, ctx.tenantId, trx);
       if (v.state !== 'available') throw new StowageError('INVALID_STATE', `volume ${v.name} is ${v.state}; access can be granted once it is available`, { state: v.state });

@@ -4,6 +4,7 @@ import { PERMISSIONS, PUBLIC_ROUTE, ROLE_PERMISSIONS, isPermission, isRole, role
 import { hashToken } from '../core/token-hash.js';
 import { AuthFailureLimiter } from './auth-limiter.js';
 import type { TenantService } from '../tenants/tenant-service.js';
+import { TENANT_RESOURCE_TYPES, type Viewer } from '../tenants/visibility.js';
 
 /** Who made a request: the actor in events (`user/token`), tenant, role, and the token and user behind it. */
 export interface Principal {
@@ -167,4 +168,24 @@ export class Authenticator {
       // best effort: last use is a hint for operators, not a control
     }
   }
+}
+
+/** How `p` sees backends, classes and hosts restricted to some tenants: admins see all of them and to whom; others only what their tenant may use. */
+export function viewerOf(p: Principal): Viewer {
+  return { tenantId: p.tenantId, admin: roleHas(p.role, 'system.admin') };
+}
+
+/**
+ * The tenant a list is of: the principal's own, or every tenant's (null) for an admin asking
+ * `allTenants`; anyone else asking for it is refused, so a list never quietly shows less than asked.
+ */
+export function listTenant(p: Principal, allTenants: boolean | undefined): string | null {
+  if (allTenants !== true) return p.tenantId;
+  if (!roleHas(p.role, 'system.admin')) throw new StowageError('FORBIDDEN', 'only admins list every tenant\'s resources (allTenants); leave it out to list your own', { role: p.role });
+  return null;
+}
+
+/** What a non-admin's events and operations are limited to: its tenant's own resources, never the system's. */
+export function resourceTypesFor(p: Principal): readonly string[] | undefined {
+  return roleHas(p.role, 'system.admin') ? undefined : TENANT_RESOURCE_TYPES;
 }

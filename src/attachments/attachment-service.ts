@@ -55,9 +55,9 @@ export class AttachmentService {
   }
 
   /** One page of a tenant's attachments (of one volume or host if given; gone ones only with `all`), oldest first. */
-  async list(tenantId: string, filter: { volume?: string; host?: string; all?: boolean }, page: PageRequest): Promise<PageOf<Attachment>> {
+  async list(tenantId: string | null, filter: { volume?: string; host?: string; all?: boolean }, page: PageRequest): Promise<PageOf<Attachment>> {
     const volumeId = filter.volume ? (await this.volumes.resolve(filter.volume, tenantId)).id : undefined;
-    const hostId = filter.host ? (await this.hostService.resolve(filter.host)).id : undefined;
+    const hostId = filter.host ? (await (tenantId === null ? this.hostService.resolve(filter.host) : this.hostService.usableBy(filter.host, tenantId))).id : undefined;
     const { rows, nextCursor } = await this.repos.attachments.page(this.store.db, tenantId, { ...(volumeId ? { volumeId } : {}), ...(hostId ? { hostId } : {}), includeGone: filter.all === true }, page);
     return { items: await Promise.all(rows.map((r) => this.present(r))), nextCursor };
   }
@@ -66,7 +66,7 @@ export class AttachmentService {
   async attach(req: AttachRequest, ctx: RequestContext): Promise<{ attachment: Attachment; operation: Operation }> {
     assertValidName(req.instance, 'instance name');
     const vol = await this.volumes.resolve(req.volume, ctx.tenantId);
-    const host = await this.hostService.resolve(req.host);
+    const host = await this.hostService.usableBy(req.host, ctx.tenantId);
     const out = await this.store.transaction(async (trx) => {
       const v = await this.volumes.resolve(vol.id, ctx.tenantId, trx);
       if (v.state !== 'available') throw new StowageError('INVALID_STATE', `volume ${v.name} is ${v.state}; it can be attached once available`, { state: v.state });

@@ -36,15 +36,15 @@ export class MigrationService {
   }
 
   /** One page of a tenant's migrations, newest first. */
-  async list(tenantId: string, page: PageRequest): Promise<PageOf<Migration>> {
+  async list(tenantId: string | null, page: PageRequest): Promise<PageOf<Migration>> {
     const { rows, nextCursor } = await this.repos.attachments.pageMigrations(this.store.db, tenantId, page);
     return { items: await Promise.all(rows.map((m) => this.present(m))), nextCursor };
   }
 
   async start(instance: string, fromRef: string, toRef: string, ctx: RequestContext): Promise<{ migration: Migration; operation: Operation }> {
     assertValidName(instance, 'instance name');
-    const from = await this.hostService.resolve(fromRef);
-    const to = await this.hostService.resolve(toRef);
+    const from = await this.hostService.usableBy(fromRef, ctx.tenantId);
+    const to = await this.hostService.usableBy(toRef, ctx.tenantId);
     if (from.id === to.id) throw new StowageError('VALIDATION_FAILED', 'source and destination are the same host', {});
     if (to.state === 'fenced') throw new StowageError('INVALID_STATE', `destination ${to.name} is fenced`, {});
     const source = (await this.repos.attachments.listForHostInstance(this.store.db, from.id, instance, ['attached']));

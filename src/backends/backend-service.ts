@@ -19,6 +19,7 @@ import { assertNoOverlap, filesystemOf, shareOf, type BackendDir } from './backe
 import type { DriverCache } from './driver-cache.js';
 import { BackendActivity, type BackendActivityView } from '../reconcile/backend-activity.js';
 import type { Repositories } from '../store/repositories.js';
+import { tenantNames, tenantsColumn } from '../tenants/visibility.js';
 
 const PROBE_TIMEOUT_MS = 15_000;
 
@@ -45,7 +46,7 @@ export class BackendService {
   async get(ref: string): Promise<Backend> {
     const row = await this.resolve(ref);
     const usage = await this.repos.backends.usage(this.store.db, [row.id]);
-    return toBackend(row, usage.get(row.id), await this.nodeNameOf(row));
+    return { ...toBackend(row, usage.get(row.id), await this.nodeNameOf(row)), tenants: await tenantNames(this.store.db, this.repos, row.tenants) };
   }
 
   /** The name of the node a backend runs on (null: the control plane). */
@@ -70,7 +71,8 @@ export class BackendService {
     const { rows, nextCursor } = await this.repos.backends.page(this.store.db, page);
     const usage = await this.repos.backends.usage(this.store.db, rows.map((r) => r.id));
     const nodes = rows.some((r) => r.node_id !== null) ? new Map((await this.repos.nodes.listAll(this.store.db)).map((n) => [n.id, n.name])) : new Map<string, string>();
-    return { items: rows.map((r) => toBackend(r, usage.get(r.id), r.node_id === null ? null : nodes.get(r.node_id) ?? null)), nextCursor };
+    const items = await Promise.all(rows.map(async (r) => ({ ...toBackend(r, usage.get(r.id), r.node_id === null ? null : nodes.get(r.node_id) ?? null), tenants: await tenantNames(this.store.db, this.repos, r.tenants) })));
+    return { items, nextCursor };
   }
 
   /**
@@ -94,6 +96,7 @@ export class BackendService {
     if (first) return first;
     // Its directory is on that node's machine: it is compared only with the other backends there.
     const nodeId = input.node === undefined ? null : (await this.nodeNamed(input.node)).id;
+    const tenants = await tenantsColumn(this.store.db, this.repos, input.tenants ?? null);
     if (await this.repos.backends.findByName(this.store.db, input.name)) {
       throw new StowageError('NAME_TAKEN', `a backend named "${input.name}" already exists`, { name: input.name });
     }
@@ -107,7 +110,7 @@ export class BackendService {
       role: input.role ?? 'primary', state: 'offline', state_reason: 'not probed yet', admin_state: adminState,
       cost: input.cost ?? 0, tags: backendJson.tags(input.tags ?? []), zone: input.zone ?? '',
       overcommit_ratio: input.overcommitRatio ?? 1, reserved_percent: input.reservedPercent ?? 0,
-      options: backendJson.options(options), capabilities_reported: '[]', node_id: nodeId,
+      options: backendJson.options(options), capabilities_reported: '[]', node_id: nodeId, tenants,
       capabilities_overrides: writeJson(input.capabilityOverrides ?? { add: [], remove: [] }),
       total_bytes: 0, free_bytes: 0, used_bytes: 0, last_probe_at: null, created_at: at, updated_at: at,
     };
@@ -151,8 +154,10 @@ export class BackendService {
     validateNumbers(patch);
     validateOverrides(patch.capabilityOverrides);
     const row = await this.resolve(ref);
+    const tenants = patch.tenants === undefined ? undefined : await tenantsColumn(this.store.db, this.repos, patch.tenants);
     await this.store.transaction(async (trx) => {
       await this.repos.backends.update(trx, row.id, {
+        ...(tenants !== undefined ? { tenants } : {}),
         ...(patch.role !== undefined ? { role: patch.role } : {}),
         ...(patch.cost !== undefined ? { cost: patch.cost } : {}),
         ...(patch.tags !== undefined ? { tags: backendJson.tags(patch.tags) } : {}),

@@ -12,6 +12,7 @@ import type { ClassRow, ClassUpdate } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { CreateClassInput, StorageClass, UpdateClassInput } from '../core/schemas/class-schema.js';
 import type { Repositories } from '../store/repositories.js';
+import { ADMIN_VIEW, restrictedTo, tenantNames, tenantsColumn, visibleTo, type Viewer } from '../tenants/visibility.js';
 
 /** The placement constraints a class adds to a request. */
 export interface ClassConstraints {
@@ -38,21 +39,36 @@ export class ClassService {
     return row;
   }
 
-  /** The constraints of the named class, or of the default class when `ref` is absent (null when there is none). */
-  async constraintsFor(ref: string | undefined, db: Executor = this.store.db): Promise<ClassConstraints | null> {
-    const row = ref !== undefined ? await this.resolve(ref, db) : await this.repos.classes.findDefault(db);
+  /** A class `tenantId` may use: one restricted to other tenants is CLASS_NOT_FOUND, exactly as one that does not exist. */
+  async usableBy(ref: string, tenantId: string, db: Executor = this.store.db): Promise<ClassRow> {
+    const row = await this.resolve(ref, db);
+    if (!visibleTo(row.tenants, tenantId)) throw new StowageError('CLASS_NOT_FOUND', `storage class "${ref}" does not exist; see \`stowage class list\``, { class: ref });
+    return row;
+  }
+
+  /**
+   * The constraints of the named class, or of the default class when `ref` is absent (null when
+   * there is none), for a request of `tenantId` (the default class is always shared).
+   */
+  async constraintsFor(ref: string | undefined, tenantId: string, db: Executor = this.store.db): Promise<ClassConstraints | null> {
+    const row = ref !== undefined ? await this.usableBy(ref, tenantId, db) : await this.repos.classes.findDefault(db);
     return row ? toConstraints(row) : null;
   }
 
-  async get(ref: string): Promise<StorageClass> {
-    const row = await this.resolve(ref);
-    return toStorageClass(row, await this.repos.classes.countVolumes(this.store.db, row.id));
+  /** A class as `viewer` sees it: admins see every class and whom it is restricted to; others only theirs, with their own volume count. */
+  async get(ref: string, viewer: Viewer = ADMIN_VIEW): Promise<StorageClass> {
+    return this.present(viewer.admin ? await this.resolve(ref) : await this.usableBy(ref, viewer.tenantId), viewer);
   }
 
-  /** One page of classes by name, each with how many volumes use it. */
-  async list(page: PageRequest): Promise<PageOf<StorageClass>> {
-    const { rows, nextCursor } = await this.repos.classes.page(this.store.db, page);
-    return { items: await Promise.all(rows.map(async (r) => toStorageClass(r, await this.repos.classes.countVolumes(this.store.db, r.id)))), nextCursor };
+  /** One page of classes by name (those `viewer` may use, unless an admin), each with how many volumes use it. */
+  async list(page: PageRequest, viewer: Viewer = ADMIN_VIEW): Promise<PageOf<StorageClass>> {
+    const { rows, nextCursor } = await this.repos.classes.page(this.store.db, page, viewer.admin ? undefined : viewer.tenantId);
+    return { items: await Promise.all(rows.map((r) => this.present(r, viewer))), nextCursor };
+  }
+
+  private async present(row: ClassRow, viewer: Viewer): Promise<StorageClass> {
+    if (!viewer.admin) return toStorageClass(row, await this.repos.classes.countVolumes(this.store.db, row.id, viewer.tenantId));
+    return { ...toStorageClass(row, await this.repos.classes.countVolumes(this.store.db, row.id)), tenants: await tenantNames(this.store.db, this.repos, row.tenants) };
   }
 
   /**
@@ -65,6 +81,8 @@ export class ClassService {
     validateConstraints(input);
     const first = await this.createdBy(idempotencyKey);
     if (first) return this.get(first);
+    assertDefaultShared(input.default === true, input.tenants ?? null);
+    const tenants = await tenantsColumn(this.store.db, this.repos, input.tenants ?? null);
     const id = newId('class');
     const at = nowIso();
     await this.store.transaction(async (trx) => {
@@ -77,7 +95,7 @@ export class ClassService {
           id, name: input.name, description: input.description ?? '', kind: input.kind ?? 'block', zone: input.zone ?? null,
           required_tags: writeJson(input.requiredTags ?? []), forbidden_tags: writeJson(input.forbiddenTags ?? []),
           required_capabilities: writeJson(input.requiredCapabilities ?? []), policy: input.policy ?? 'cheapest',
-          is_default: input.default === true ? 1 : 0, offload: input.offload === false ? 0 : 1, created_at: at, updated_at: at,
+          is_default: input.default === true ? 1 : 0, offload: input.offload === false ? 0 : 1, tenants, created_at: at, updated_at: at,
         });
       } catch (err) {
         if (isUniqueViolation(err)) throw new StowageError('NAME_TAKEN', `a storage class named "${input.name}" already exists`, { name: input.name });
@@ -92,8 +110,11 @@ export class ClassService {
   async update(ref: string, patch: UpdateClassInput, actor: string): Promise<StorageClass> {
     validateConstraints({ ...patch, zone: patch.zone ?? undefined });
     const row = await this.resolve(ref);
+    assertDefaultShared(patch.default ?? row.is_default === 1, patch.tenants === undefined ? restrictedTo(row.tenants) : patch.tenants);
+    const tenants = patch.tenants === undefined ? undefined : await tenantsColumn(this.store.db, this.repos, patch.tenants);
     await this.store.transaction(async (trx) => {
       if (patch.default === true) await this.repos.classes.clearDefault(trx);
+      if (tenants !== undefined) await this.repos.classes.update(trx, row.id, { tenants });
       const set: ClassUpdate = { updated_at: nowIso() };
       if (patch.description !== undefined) set.description = patch.description;
       if (patch.kind !== undefined) set.kind = patch.kind;
@@ -137,6 +158,13 @@ export class ClassService {
   private async journal(trx: Executor, actor: string, id: string, name: string, action: 'create' | 'update' | 'delete', message: string, input: Record<string, unknown>, idempotencyKey?: string): Promise<void> {
     await this.repos.events.append(trx, { tenantId: DEFAULT_TENANT_ID, actor, resourceType: 'class', resourceId: id, resourceName: name, action, message });
     await this.engine.record(trx, { kind: `class.${action}`, tenantId: DEFAULT_TENANT_ID, targetType: 'class', targetId: id, input, actor, idempotencyKey: idempotencyKey ?? null }, { classId: id });
+  }
+}
+
+/** The class a request naming none gets must be one every tenant may use. */
+function assertDefaultShared(isDefault: boolean, tenants: readonly string[] | null): void {
+  if (isDefault && tenants !== null) {
+    throw new StowageError('VALIDATION_FAILED', 'the default class is used by every tenant that names no class, so it cannot be restricted to some; restrict another class, or make another one the default first', {});
   }
 }
 

@@ -445,9 +445,9 @@ export class StowageClient {
     return this.request('POST', `/migrations/${seg(id)}/${verb}`);
   }
 
-  /** Every migration. */
-  listMigrations(): Promise<Migration[]> {
-    return this.allPages<Migration>('/migrations', {});
+  /** Every migration (every tenant's with `allTenants`, admins only). */
+  listMigrations(filter: { allTenants?: boolean } = {}): Promise<Migration[]> {
+    return this.allPages<Migration>('/migrations', filter);
   }
 
   // ---- tenants, users, tokens ----------------------------------------------------------------

@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { StowageClient } from './client.js';
 import { resolveClientConfig } from './client-config.js';
 import type { OutStream } from './output.js';
+import { usageError } from './errors.js';
 
 /** What every command group gets: its streams, environment, an API client, Ctrl-C and prompts. */
 export interface CliContext {
@@ -23,6 +25,7 @@ export interface CliContext {
 export interface GlobalOptions {
   readonly api?: string;
   readonly token?: string;
+  readonly tokenFile?: string;
   readonly fingerprint?: string;
 }
 
@@ -51,7 +54,7 @@ export function processContext(): CliContext {
     env: process.env,
     stdout: { write: (t) => { process.stdout.write(t); }, isTTY: isTerminal(process.stdout) },
     stderr: { write: (t) => { process.stderr.write(t); }, isTTY: isTerminal(process.stderr) },
-    client: (cmd) => new StowageClient(resolveClientConfig(cmd.optsWithGlobals<GlobalOptions>(), process.env)),
+    client: (cmd) => new StowageClient(resolveClientConfig(withTokenFile(cmd.optsWithGlobals<GlobalOptions>()), process.env)),
     interrupt: () => {
       if (!controller) {
         const c = new AbortController();
@@ -85,4 +88,17 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** The global flags with `--token-file`'s token in `token` (an unreadable or empty file is a usage error, nothing is sent). */
+export function withTokenFile(g: GlobalOptions): GlobalOptions {
+  if (g.tokenFile === undefined || g.token !== undefined) return g;
+  let token: string;
+  try {
+    token = readFileSync(g.tokenFile, 'utf8').trim();
+  } catch (err) {
+    throw usageError('VALIDATION_FAILED', `cannot read the token file ${g.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (token === '') throw usageError('VALIDATION_FAILED', `the token file ${g.tokenFile} is empty`);
+  return { ...g, token };
 }

@@ -66,6 +66,7 @@ export async function buildProgram(ctx: CliContext): Promise<Command> {
     .version(cliVersion(), '-V, --version')
     .option('--api <url>', 'API base URL (default: STOWAGE_URL, then the CLI config file, then http://127.0.0.1:8750)')
     .option('--token <token>', 'API token (default: STOWAGE_TOKEN, then the CLI config file)')
+    .option('--token-file <file>', 'read the API token from this file (keeps it out of argv and shell history), e.g. one `stowage token create --out` wrote')
     .option('--fingerprint <sha256:hex>', 'pin of an https API\'s certificate for this command (default: STOWAGE_FINGERPRINT, then the CLI config file)')
     .configureHelp({ showGlobalOptions: true })
     .configureOutput({

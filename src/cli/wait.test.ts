@@ -4,7 +4,7 @@ import { ProgressDisplay, assertSucceeded } from './wait.js';
 import { CliError } from './errors.js';
 
 const op = (over: Partial<Operation>): Operation => ({
-  id: 'op-aaaaaaaaaaaaaaaaaaaa', kind: 'volume.create', targetType: 'volume', targetId: 'vol-aaaaaaaaaaaaaaaaaaaa', state: 'queued', step: 'provision',
+  id: 'op-aaaaaaaaaaaaaaaaaaaa', tenantId: 'tn-default00000000000000', kind: 'volume.create', targetType: 'volume', targetId: 'vol-aaaaaaaaaaaaaaaaaaaa', state: 'queued', step: 'provision',
   stepsDone: [], attempts: 0, progress: null, result: null, error: null, actor: 'admin', idempotencyKey: null, waitingReason: null,
   createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z', finishedAt: null, ...over,
 });

@@ -57,6 +57,16 @@ export type PageQueryT = Static<typeof PageQuery>;
 /** The query of a list with no filters: just the page. */
 export const PlainListQuery = Type.Composite([PageQuery], { additionalProperties: false });
 
+/** `allTenants` of a list of tenant resources: an admin's view of every tenant's, not only its own (refused for other roles). */
+export const AllTenants = Type.Object({ allTenants: Type.Optional(Type.Boolean({ description: 'admins only: every tenant\'s, not just their own' })) });
+/** The query of a list of tenant resources with no other filter: the page and `allTenants`. */
+export const TenantListQuery = Type.Composite([PageQuery, AllTenants], { additionalProperties: false });
+
 
 /** Opaque JSON the driver returns at create and gets back on every later call. */
 export type DriverHandle = Readonly<Record<string, unknown>>;
+
+/** In a body: the tenants (names or ids) a backend, class or host is restricted to; null: shared with every tenant. */
+export const TenantRestrictionBody = Nullable(Type.Array(Ref, { maxItems: 256, uniqueItems: true, description: 'restrict to these tenants (names or ids); null: shared with every tenant' }));
+/** As shown to admins: the names of the tenants it is restricted to; null: shared (absent for other roles). */
+export const TenantRestriction = Type.Optional(Nullable(Type.Array(Type.String(), { description: 'the tenants it is restricted to; null: shared with every tenant (shown to admins only)' })));

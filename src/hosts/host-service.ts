@@ -12,6 +12,7 @@ import type { PageRequest } from '../store/keyset-page.js';
 import type { HostRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import type { Repositories } from '../store/repositories.js';
+import { tenantNames, tenantsColumn, visibleTo } from '../tenants/visibility.js';
 
 /** What an operator (or an agent) says about a host: a create, or an update with its name. */
 export type HostInput = CreateHostInput | (UpdateHostInput & { readonly name: string });
@@ -26,14 +27,28 @@ export class HostService {
     return row;
   }
 
+  /**
+   * A host `tenantId` may attach to or grant access to: one restricted to other tenants is
+   * HOST_NOT_FOUND, exactly as one that does not exist.
+   */
+  async usableBy(ref: string, tenantId: string, db: Executor = this.store.db): Promise<HostRow> {
+    const row = await this.resolve(ref, db);
+    if (!visibleTo(row.tenants, tenantId)) throw new StowageError('HOST_NOT_FOUND', `host "${ref}" does not exist; see \`stowage host list\``, { host: ref });
+    return row;
+  }
+
   async get(ref: string): Promise<Host> {
-    return toHost(await this.resolve(ref));
+    return this.present(await this.resolve(ref));
+  }
+
+  private async present(row: HostRow): Promise<Host> {
+    return { ...toHost(row), tenants: await tenantNames(this.store.db, this.repos, row.tenants) };
   }
 
   /** One page of hosts by name. */
   async list(page: PageRequest): Promise<PageOf<Host>> {
     const { rows, nextCursor } = await this.repos.hosts.page(this.store.db, page);
-    return { items: rows.map(toHost), nextCursor };
+    return { items: await Promise.all(rows.map((r) => this.present(r))), nextCursor };
   }
 
   /**
@@ -44,12 +59,13 @@ export class HostService {
   async create(input: CreateHostInput, actor: string, tenantId: string, idempotencyKey?: string): Promise<Host> {
     validateHost(input);
     const first = await this.createdBy(tenantId, idempotencyKey);
-    if (first) return toHost(first);
+    if (first) return this.present(first);
+    const tenants = await tenantsColumn(this.store.db, this.repos, input.tenants ?? null);
     const at = nowIso();
     const row: HostRow = {
       id: newId('host'), tenant_id: tenantId, name: input.name, initiator_name: input.initiatorName ?? null,
       addresses: writeJson(input.addresses ?? []), zone: input.zone ?? '', state: 'unknown', connectors: '[]', instances: '[]',
-      agent_heartbeat_at: null, created_at: at, updated_at: at, enroll_token_hash: null, enroll_expires_at: null,
+      agent_heartbeat_at: null, created_at: at, updated_at: at, enroll_token_hash: null, enroll_expires_at: null, tenants,
     };
     await this.store.transaction(async (trx) => {
       try {
@@ -62,7 +78,7 @@ export class HostService {
       await this.engine.record(trx, { kind: 'host.create', tenantId, targetType: 'host', targetId: row.id, input: { ...input }, actor, idempotencyKey: idempotencyKey ?? null }, {});
     });
     await this.engine.recorded('host.create');
-    return toHost(row);
+    return this.present(row);
   }
 
   /** The host an earlier host.create with this key created (same tenant), if it still exists. */
@@ -76,8 +92,10 @@ export class HostService {
   async update(ref: string, patch: UpdateHostInput, actor: string): Promise<Host> {
     validateHost({ name: 'x', ...patch });
     const row = await this.resolve(ref);
+    const tenants = patch.tenants === undefined ? undefined : await tenantsColumn(this.store.db, this.repos, patch.tenants);
     await this.store.transaction(async (trx) => {
       await this.repos.hosts.update(trx, row.id, {
+        ...(tenants !== undefined ? { tenants } : {}),
         ...(patch.initiatorName !== undefined ? { initiator_name: patch.initiatorName } : {}),
         ...(patch.addresses !== undefined ? { addresses: writeJson(patch.addresses) } : {}),
         ...(patch.zone !== undefined ? { zone: patch.zone } : {}),

@@ -1,4 +1,3 @@
-import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PlacementIndex } from './placement-index.js';
@@ -10,7 +9,7 @@ const TAGS = ['ssd', 'hdd', 'nvme', 'fast'] as const;
 const backendArb = fc.record({
   state: fc.constantFrom('enabled', 'enabled', 'enabled', 'enabled', 'disabled', 'offline'),
   role: fc.constantFrom('primary', 'primary', 'primary', 'backup'),
-  tenantId: fc.constantFrom(DEFAULT_TENANT_ID, DEFAULT_TENANT_ID, DEFAULT_TENANT_ID, 'tn-a', 'tn-b'),
+  tenants: fc.constantFrom(null, null, null, ['tn-a'], ['tn-a', 'tn-b']),
   kind: fc.constantFrom('block', 'block', 'block', 'file'),
   zone: fc.constantFrom(...ZONES),
   tags: fc.uniqueArray(fc.constantFrom(...TAGS), { maxLength: 3 }),
@@ -55,7 +54,7 @@ describe('PlacementIndex (fast path) agrees with decide', () => {
 
   it('gives capacity back on release and re-sorts', () => {
     const b = (name: string, totalBytes: number): BackendView => ({
-      id: `bk-${name}`, name, tenantId: DEFAULT_TENANT_ID, state: 'enabled', role: 'primary', kind: 'block', zone: 'az0', tags: ['ssd'], capabilities: [],
+      id: `bk-${name}`, name, tenants: null, state: 'enabled', role: 'primary', kind: 'block', zone: 'az0', tags: ['ssd'], capabilities: [],
       cost: 1, totalBytes, freeBytes: totalBytes, overcommitRatio: 1, reservedPercent: 0, provisionedBytes: 0, claimedBytes: 0,
     });
     const index = new PlacementIndex([b('a', 100), b('b', 90)]);

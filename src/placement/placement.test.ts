@@ -1,4 +1,3 @@
-import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import { describe, expect, it } from 'vitest';
 import { usableBytes } from '../core/capacity.js';
 import { compareCandidates, decide, FILTERS, type BackendView, type PlacementRequest } from './placement.js';
@@ -7,7 +6,7 @@ const GiB = 1024 ** 3;
 
 function backend(name: string, over: Partial<BackendView> = {}): BackendView {
   return {
-    id: `bk-${name}`, name, tenantId: DEFAULT_TENANT_ID, state: 'enabled', role: 'primary', kind: 'block', zone: 'az1', tags: ['ssd'],
+    id: `bk-${name}`, name, tenants: null, state: 'enabled', role: 'primary', kind: 'block', zone: 'az1', tags: ['ssd'],
     capabilities: ['thin', 'snapshot', 'format.raw'], cost: 1, totalBytes: 100 * GiB, freeBytes: 100 * GiB,
     overcommitRatio: 1, reservedPercent: 0, provisionedBytes: 0, claimedBytes: 0, ...over,
   };
@@ -73,9 +72,9 @@ describe('filters', () => {
   });
 
   it('hides other tenants\' backends but shares the default tenant\'s', () => {
-    expect(rejection(backend('a', { tenantId: 'tn-other' }), request({ tenantId: 'tn-me' }))).toBe('tenant');
-    expect(rejection(backend('a', { tenantId: 'tn-me' }), request({ tenantId: 'tn-me' }))).toBeNull();
-    expect(rejection(backend('a', { tenantId: DEFAULT_TENANT_ID }), request({ tenantId: 'tn-me' }))).toBeNull();
+    expect(rejection(backend('a', { tenants: ['tn-other'] }), request({ tenantId: 'tn-me' }))).toBe('tenant');
+    expect(rejection(backend('a', { tenants: ['tn-other', 'tn-me'] }), request({ tenantId: 'tn-me' }))).toBeNull();
+    expect(rejection(backend('a', { tenants: null }), request({ tenantId: 'tn-me' }))).toBeNull();
   });
 
   it('uses the one capacity function: reserve, overcommit and claims all count', () => {

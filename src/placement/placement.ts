@@ -1,4 +1,3 @@
-import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import type { PlacementPolicy, PlacementSummary } from '../core/schemas/placement-schema.js';
 import { usableBytes } from '../core/capacity.js';
 import { PLACEABLE_NODE_STATES } from '../core/states.js';
@@ -7,8 +6,8 @@ import { PLACEABLE_NODE_STATES } from '../core/states.js';
 export interface BackendView {
   readonly id: string;
   readonly name: string;
-  /** Owning tenant; backends of the default tenant are shared with every tenant. */
-  readonly tenantId: string;
+  /** The tenant ids it is restricted to; absent or null: shared with every tenant. */
+  readonly tenants?: readonly string[] | null;
   readonly state: string;
   readonly role: string;
   readonly kind: string;
@@ -91,7 +90,7 @@ export const FILTERS: readonly Filter[] = [
   { name: 'role', check: (b) => (b.role === 'primary' ? null : `role is ${b.role}, not primary`) },
   {
     name: 'tenant',
-    check: (b, r) => (r.tenantId == null || b.tenantId === DEFAULT_TENANT_ID || b.tenantId === r.tenantId ? null : 'belongs to another tenant'),
+    check: (b, r) => (r.tenantId == null || b.tenants == null || b.tenants.includes(r.tenantId) ? null : 'not shared with this tenant'),
   },
   { name: 'kind', check: (b, r) => (b.kind === r.kind ? null : `serves ${b.kind}, not ${r.kind}`) },
   { name: 'zone', check: (b, r) => (r.zone === null || b.zone === r.zone ? null : `in zone ${b.zone || '(none)'}, not ${r.zone}`) },

@@ -39,7 +39,7 @@ export class SnapshotService {
   }
 
   /** One page of a tenant's snapshots (of one volume if given), oldest first. */
-  async list(tenantId: string, volumeRef: string | undefined, page: PageRequest): Promise<PageOf<Snapshot>> {
+  async list(tenantId: string | null, volumeRef: string | undefined, page: PageRequest): Promise<PageOf<Snapshot>> {
     const volumeId = volumeRef ? (await this.volumes.resolve(volumeRef, tenantId)).id : undefined;
     const { rows, nextCursor } = await this.repos.snapshots.page(this.store.db, tenantId, volumeId, page);
     const names = new Map<string, string>();

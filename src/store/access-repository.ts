@@ -101,8 +101,9 @@ export class SnapshotRepository {
   }
 
   /** One page of a tenant's snapshots (of one volume if given), oldest first. */
-  async page(db: Executor, tenantId: string, volumeId: VolumeId | undefined, page: PageRequest): Promise<RowPage<SnapshotRow>> {
-    let q = db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('state', '<>', 'deleted');
+  async page(db: Executor, tenantId: string | null, volumeId: VolumeId | undefined, page: PageRequest): Promise<RowPage<SnapshotRow>> {
+    let q = db.selectFrom('snapshots').selectAll().where('state', '<>', 'deleted');
+    if (tenantId !== null) q = q.where('tenant_id', '=', tenantId);
     if (volumeId) q = q.where('volume_id', '=', volumeId);
     return keysetPage(q, 'created_at', page);
   }
@@ -136,7 +137,7 @@ export function toGrant(r: GrantRow, volumeName: string, hostName: string): Gran
 
 export function toSnapshot(r: SnapshotRow, volumeName: string | null): Snapshot {
   return {
-    id: r.id, name: r.name, volumeId: r.volume_id, volumeName, backendId: r.backend_id, state: r.state,
+    id: r.id, tenantId: r.tenant_id, name: r.name, volumeId: r.volume_id, volumeName, backendId: r.backend_id, state: r.state,
     stateReason: r.state_reason, sizeBytes: Number(r.size_bytes), method: r.method, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }

@@ -44,8 +44,9 @@ export class AttachmentRepository {
   }
 
   /** One page of a tenant's attachments (filtered), oldest first. */
-  async page(db: Executor, tenantId: string, filter: { volumeId?: VolumeId; hostId?: string; includeGone?: boolean }, page: PageRequest): Promise<RowPage<AttachmentRow>> {
-    let q = db.selectFrom('attachments').selectAll().where('tenant_id', '=', tenantId);
+  async page(db: Executor, tenantId: string | null, filter: { volumeId?: VolumeId; hostId?: string; includeGone?: boolean }, page: PageRequest): Promise<RowPage<AttachmentRow>> {
+    let q = db.selectFrom('attachments').selectAll();
+    if (tenantId !== null) q = q.where('tenant_id', '=', tenantId);
     if (!filter.includeGone) q = q.where('state', '<>', 'gone');
     if (filter.volumeId) q = q.where('volume_id', '=', filter.volumeId);
     if (filter.hostId) q = q.where('host_id', '=', filter.hostId);
@@ -82,8 +83,9 @@ export class AttachmentRepository {
   }
 
   /** One page of a tenant's migrations, newest first. */
-  async pageMigrations(db: Executor, tenantId: string, page: PageRequest): Promise<RowPage<MigrationRow>> {
-    return keysetPage(db.selectFrom('migrations').selectAll().where('tenant_id', '=', tenantId), 'created_at', page, true);
+  async pageMigrations(db: Executor, tenantId: string | null, page: PageRequest): Promise<RowPage<MigrationRow>> {
+    const q = db.selectFrom('migrations').selectAll();
+    return keysetPage(tenantId === null ? q : q.where('tenant_id', '=', tenantId), 'created_at', page, true);
   }
 
   async updateMigration(db: Executor, id: string, patch: Partial<Omit<MigrationRow, 'id'>>): Promise<void> {
@@ -93,7 +95,7 @@ export class AttachmentRepository {
 
 export function toAttachment(r: AttachmentRow, volumeName: string, hostName: string): Attachment {
   return {
-    id: r.id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, instance: r.instance, mode: r.mode,
+    id: r.id, tenantId: r.tenant_id, volumeId: r.volume_id, volumeName, hostId: r.host_id, hostName, instance: r.instance, mode: r.mode,
     state: r.state, stateReason: r.state_reason, deviceId: r.device_id, migrationId: r.migration_id,
     reportedAt: r.reported_at, createdAt: r.created_at, updatedAt: r.updated_at,
   };
@@ -101,7 +103,7 @@ export function toAttachment(r: AttachmentRow, volumeName: string, hostName: str
 
 export function toMigration(r: MigrationRow, fromHost: string, toHost: string): Migration {
   return {
-    id: r.id, instance: r.instance, fromHost, toHost, state: r.state, stateReason: r.state_reason,
+    id: r.id, tenantId: r.tenant_id, instance: r.instance, fromHost, toHost, state: r.state, stateReason: r.state_reason,
     createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }

@@ -25,9 +25,12 @@ export class ClassRepository {
     return db.selectFrom('classes').selectAll().orderBy('name').execute();
   }
 
-  /** One page of classes by name. */
-  async page(db: Executor, page: PageRequest): Promise<RowPage<ClassRow>> {
-    return keysetPage(db.selectFrom('classes').selectAll(), 'name', page);
+  /** One page of classes by name; with `visibleTo`, only those shared or restricted to include that tenant. */
+  async page(db: Executor, page: PageRequest, visibleTo?: string): Promise<RowPage<ClassRow>> {
+    let q = db.selectFrom('classes').selectAll();
+    // `tenants` is a JSON array of ids, which hold no LIKE wildcard: a quoted id matches exactly one element.
+    if (visibleTo !== undefined) q = q.where((eb) => eb.or([eb('tenants', 'is', null), eb('tenants', 'like', `%${JSON.stringify(visibleTo)}%`)]));
+    return keysetPage(q, 'name', page);
   }
 
   async update(db: Executor, id: string, patch: ClassUpdate): Promise<void> {
@@ -44,9 +47,11 @@ export class ClassRepository {
   }
 
   /** Live (not deleted) volumes created with the class. */
-  async countVolumes(db: Executor, id: string): Promise<number> {
-    const r = await db.selectFrom('volumes').select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('class_id', '=', id).where('state', '<>', 'deleted').executeTakeFirstOrThrow();
+  /** Live volumes of the class (of one tenant's, with `tenantId`). */
+  async countVolumes(db: Executor, id: string, tenantId?: string): Promise<number> {
+    let q = db.selectFrom('volumes').select((eb) => eb.fn.countAll<number>().as('n')).where('class_id', '=', id).where('state', '<>', 'deleted');
+    if (tenantId !== undefined) q = q.where('tenant_id', '=', tenantId);
+    const r = await q.executeTakeFirstOrThrow();
     return Number(r.n);
   }
 }

@@ -22,6 +22,10 @@ export interface EventInput {
 
 /** Filters for listing events; results are newest first unless `after` is given. */
 export interface EventQuery {
+  /** null: every tenant's (an admin's --all-tenants). */
+  readonly tenantId: string | null;
+  /** Only events of these kinds of resource (a non-admin sees only its tenant's resources'). */
+  readonly resourceTypes?: readonly string[];
   readonly resourceId?: string;
   readonly resourceType?: string;
   readonly limit: number;
@@ -61,6 +65,8 @@ export class EventRepository {
 
   async list(db: Executor, q: EventQuery): Promise<PageOf<StowageEvent>> {
     let query = db.selectFrom('events').selectAll();
+    if (q.tenantId !== null) query = query.where('tenant_id', '=', q.tenantId);
+    if (q.resourceTypes) query = query.where('resource_type', 'in', [...q.resourceTypes]);
     if (q.resourceId) query = query.where('resource_id', '=', q.resourceId);
     if (q.resourceType) query = query.where('resource_type', '=', q.resourceType);
     if (q.after !== undefined) {
@@ -80,6 +86,7 @@ function toEvent(r: EventRow): StowageEvent {
   return {
     seq: Number(r.seq),
     id: r.id,
+    tenantId: r.tenant_id,
     at: r.at,
     actor: r.actor,
     resourceType: r.resource_type,

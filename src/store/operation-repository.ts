@@ -16,7 +16,10 @@ export interface StepRecord {
 
 /** Filters for operation lists (newest first). */
 export interface OperationQuery {
-  readonly tenantId: string;
+  /** null: every tenant's (an admin's --all-tenants). */
+  readonly tenantId: string | null;
+  /** Only operations on these kinds of target (a non-admin sees only its tenant's resources'). */
+  readonly targetTypes?: readonly string[];
   readonly state?: OperationState;
   readonly targetId?: string;
   readonly limit: number;
@@ -44,7 +47,9 @@ export class OperationRepository {
   }
 
   async list(db: Executor, q: OperationQuery): Promise<{ rows: OperationRow[]; nextCursor: string | null }> {
-    let query = db.selectFrom('operations').selectAll().where('tenant_id', '=', q.tenantId);
+    let query = db.selectFrom('operations').selectAll();
+    if (q.tenantId !== null) query = query.where('tenant_id', '=', q.tenantId);
+    if (q.targetTypes) query = query.where('target_type', 'in', [...q.targetTypes]);
     if (q.state) query = query.where('state', '=', q.state);
     if (q.targetId) query = query.where('target_id', '=', q.targetId);
     if (q.cursor) {
@@ -174,6 +179,7 @@ function held(id: string, lease: Lease): (eb: ExpressionBuilder<Database, 'opera
 export function toOperation(r: OperationRow): Operation {
   return {
     id: r.id,
+    tenantId: r.tenant_id,
     kind: r.kind,
     targetType: r.target_type,
     targetId: r.target_id,

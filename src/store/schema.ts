@@ -101,6 +101,8 @@ export interface BackendTable {
   updated_at: Timestamp;
   /** The storage node its driver runs on; null: in the control plane. Optional on insert. */
   node_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Tenant ids (JSON array) it is restricted to; null: shared with every tenant. Optional on insert. */
+  tenants: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface VolumeTable {
@@ -184,6 +186,8 @@ export interface ClassTable {
   is_default: number;
   /** 0 when clones of this class must be copied on the host even where the backend could offload. Optional on insert. */
   offload: ColumnType<number, number | undefined, number>;
+  /** Tenant ids (JSON array) it is restricted to; null: shared with every tenant. Optional on insert. */
+  tenants: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -237,6 +241,8 @@ export interface HostTable {
   /** Hash of the host's one-time agent enrollment token, until it is used. Optional on insert. */
   enroll_token_hash: ColumnType<string | null, string | null | undefined, string | null>;
   enroll_expires_at: ColumnType<Timestamp | null, Timestamp | null | undefined, Timestamp | null>;
+  /** Tenant ids (JSON array) it is restricted to; null: shared with every tenant. Optional on insert. */
+  tenants: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface GrantTable {

@@ -5,17 +5,19 @@ import { ACTIVE_OPERATION_STATES, TRANSITIONAL_VOLUME_STATES, type VolumeState }
 import type { BackendId, VolumeId } from '../core/ids.js';
 import type { DriverHandle } from '../core/models.js';
 import { readJson } from './json.js';
+import { keysetPage, type RowPage } from './keyset-page.js';
 import type { NewVolumeRow, VolumeRow } from './schema.js';
 import type { Executor } from './store.js';
 
 /** Filters for volume lists. */
 export interface VolumeQuery {
-  readonly tenantId: string;
+  /** null: every tenant's (an admin's --all-tenants). */
+  readonly tenantId: string | null;
   readonly backendId?: BackendId;
   readonly state?: VolumeState;
   readonly includeDeleted?: boolean;
   readonly limit: number;
-  /** Name of the last item of the previous page. */
+  /** The previous page's nextCursor. */
   readonly cursor?: string;
 }
 
@@ -36,15 +38,14 @@ export class VolumeRepository {
       .executeTakeFirst();
   }
 
-  async list(db: Executor, q: VolumeQuery): Promise<{ rows: VolumeRow[]; nextCursor: string | null }> {
-    let query = db.selectFrom('volumes').selectAll().where('tenant_id', '=', q.tenantId);
+  /** One page by (name, id): names are unique only within a tenant, and a list of every tenant's has the same name twice. */
+  async list(db: Executor, q: VolumeQuery): Promise<RowPage<VolumeRow>> {
+    let query = db.selectFrom('volumes').selectAll();
+    if (q.tenantId !== null) query = query.where('tenant_id', '=', q.tenantId);
     if (!q.includeDeleted) query = query.where('state', '<>', 'deleted');
     if (q.backendId) query = query.where('backend_id', '=', q.backendId);
     if (q.state) query = query.where('state', '=', q.state);
-    if (q.cursor) query = query.where('name', '>', q.cursor);
-    const rows = await query.orderBy('name').limit(q.limit + 1).execute();
-    const page = rows.slice(0, q.limit);
-    return { rows: page, nextCursor: rows.length > q.limit ? page.at(-1)?.name ?? null : null };
+    return keysetPage(query, 'name', { limit: q.limit, cursor: q.cursor });
   }
 
   /** Volumes in the given states on a backend (for reconcilers). */

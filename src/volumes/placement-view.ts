@@ -7,20 +7,25 @@ import type { NewClaim } from '../store/claim-repository.js';
 import { lockPlacement } from '../store/placement-lock.js';
 import type { Repositories } from '../store/repositories.js';
 import { readJson } from '../store/json.js';
+import { restrictedTo, visibleTo } from '../tenants/visibility.js';
 import type { ClaimRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 
 /** The placement lock, re-exported for the placement steps that import it from here. */
 
-/** Loads every backend with its current usage (provisioned volumes, held claims) as placement views. */
-export async function loadBackendViews(db: Executor, repo: BackendRepository): Promise<BackendView[]> {
+/**
+ * Loads every backend with its current usage (provisioned volumes, held claims) as placement views;
+ * with `tenantId`, only those that tenant may use: the others are left out of its decisions and
+ * their explanations, as if they did not exist.
+ */
+export async function loadBackendViews(db: Executor, repo: BackendRepository, tenantId?: string): Promise<BackendView[]> {
   const [rows, usage, nodes] = await Promise.all([repo.listAll(db), repo.usage(db), repo.nodesOfBackends(db)]);
-  return rows.map((r) => {
+  return rows.filter((r) => tenantId === undefined || visibleTo(r.tenants, tenantId)).map((r) => {
     const u = usage.get(r.id);
     return {
       id: r.id,
       name: r.name,
-      tenantId: r.tenant_id,
+      tenants: restrictedTo(r.tenants),
       state: r.state,
       role: r.role,
       kind: r.kind,

@@ -21,6 +21,7 @@ import { toVolume } from '../store/volume-repository.js';
 import { lockPlacement } from '../store/placement-lock.js';
 import { claimOnBackend, loadBackendViews } from './placement-view.js';
 import { checkQuota } from '../quotas/quota-service.js';
+import { visibleTo } from '../tenants/visibility.js';
 import type { Repositories } from '../store/repositories.js';
 
 /** Where a clone's data comes from and how it is made; recorded in the create operation. */
@@ -52,11 +53,17 @@ export interface Submitted<T> {
 export class VolumeService {
   constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine, private readonly classes: ClassService) {}
 
-  /** Finds a live volume by id or name, or throws VOLUME_NOT_FOUND. */
-  async resolve(ref: string, tenantId: string, db: Executor = this.store.db): Promise<VolumeRow> {
-    const row = isId('volume', ref) ? await this.repos.volumes.findById(db, ref) : await this.repos.volumes.findLiveByName(db, tenantId, ref);
-    if (!row || row.tenant_id !== tenantId || (row.state === 'deleted' && !isId('volume', ref))) {
-      throw new StowageError('VOLUME_NOT_FOUND', `volume "${ref}" does not exist; see \`stowage volume list\``, { volume: ref });
+  /**
+   * Finds a live volume of the tenant by id or name, or throws VOLUME_NOT_FOUND (another tenant's
+   * is not found either). `tenantId` null (an admin's list of every tenant's) finds one by id only:
+   * names are unique only within a tenant.
+   */
+  async resolve(ref: string, tenantId: string | null, db: Executor = this.store.db): Promise<VolumeRow> {
+    const byId = isId('volume', ref);
+    const row = byId ? await this.repos.volumes.findById(db, ref) : tenantId === null ? undefined : await this.repos.volumes.findLiveByName(db, tenantId, ref);
+    if (!row || (tenantId !== null && row.tenant_id !== tenantId) || (row.state === 'deleted' && !byId)) {
+      const hint = tenantId === null && !byId ? '; across tenants, name it by its id' : '; see `stowage volume list`';
+      throw new StowageError('VOLUME_NOT_FOUND', `volume "${ref}" does not exist${hint}`, { volume: ref });
     }
     return row;
   }
@@ -65,8 +72,9 @@ export class VolumeService {
     return this.present(await this.resolve(ref, tenantId));
   }
 
-  async list(q: { tenantId: string; backend?: string; state?: VolumeState; limit: number; cursor?: string }): Promise<PageOf<Volume>> {
-    const backendId = q.backend ? (await this.resolveBackendId(q.backend)) : undefined;
+  /** One page of the tenant's volumes (every tenant's when `tenantId` is null). */
+  async list(q: { tenantId: string | null; backend?: string; state?: VolumeState; limit: number; cursor?: string }): Promise<PageOf<Volume>> {
+    const backendId = q.backend ? (await this.resolveBackendId(q.backend, q.tenantId)) : undefined;
     const { rows, nextCursor } = await this.repos.volumes.list(this.store.db, {
       tenantId: q.tenantId, limit: q.limit,
       ...(backendId ? { backendId } : {}), ...(q.state ? { state: q.state } : {}), ...(q.cursor ? { cursor: q.cursor } : {}),
@@ -76,12 +84,12 @@ export class VolumeService {
   }
 
   /** What placement would decide for this request right now (class applied), changing nothing. */
-  async dryRun(input: CreateVolumeInput, tenantId?: string): Promise<PlacementDecision> {
+  async dryRun(input: CreateVolumeInput, tenantId: string): Promise<PlacementDecision> {
     validateCreate(input);
-    const cls = await this.classes.constraintsFor(input.class);
-    const request = placementRequest(input, [], cls, tenantId ?? null);
-    const views = await loadBackendViews(this.store.db, this.repos.backends);
-    const pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
+    const cls = await this.classes.constraintsFor(input.class, tenantId);
+    const request = placementRequest(input, [], cls, tenantId);
+    const views = await loadBackendViews(this.store.db, this.repos.backends, tenantId);
+    const pinned = input.backend ? await this.resolveBackendId(input.backend, tenantId) : null;
     return decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
   }
 
@@ -96,7 +104,7 @@ export class VolumeService {
   }
 
   private async submitCreate(input: CreateVolumeInput, ctx: RequestContext): Promise<Submitted<Volume>> {
-    const cls = await this.classes.constraintsFor(input.class);
+    const cls = await this.classes.constraintsFor(input.class, ctx.tenantId);
     // A class may say clones are copied on the host (e.g. to keep them independent of the source).
     const source = await this.cloneSource(cls?.offload === false ? { ...input, offload: false } : input, ctx.tenantId);
     if (source) {
@@ -108,7 +116,7 @@ export class VolumeService {
       input = { ...input, sizeBytes, format: source.path === 'host-copy' ? input.format ?? source.format : source.format };
     }
     validateCreate(input);
-    let pinned = input.backend ? await this.resolveBackendId(input.backend) : null;
+    let pinned = input.backend ? await this.resolveBackendId(input.backend, ctx.tenantId) : null;
     // A volume cloned onto another backend it names is copied there (streamed when a node is on either side).
     if (source?.type === 'volume' && source.path === 'offload' && pinned && pinned !== source.backendId) source.path = 'host-copy';
     if (source && source.path !== 'host-copy') {
@@ -126,7 +134,7 @@ export class VolumeService {
       await lockPlacement(trx, this.store.dialect);
       // After the placement lock: racing creates (any replica) see each other's rows, so a quota is never exceeded.
       await checkQuota(trx, this.store.dialect, this.repos, { tenantId: ctx.tenantId, classId: cls?.id ?? null, addVolumes: 1, addBytes: input.sizeBytes });
-      const views = await loadBackendViews(trx, this.repos.backends);
+      const views = await loadBackendViews(trx, this.repos.backends, ctx.tenantId);
       let decision = decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
       if (source?.path === 'offload' && !input.backend && !decision.winner) {
         // The source's backend cannot take the clone: copy it on the host to wherever fits.
@@ -284,9 +292,10 @@ export class VolumeService {
     return v;
   }
 
-  private async resolveBackendId(ref: string): Promise<BackendId> {
+  /** A backend `tenantId` may use (one restricted to other tenants is BACKEND_NOT_FOUND, as one that does not exist). */
+  private async resolveBackendId(ref: string, tenantId: string | null): Promise<BackendId> {
     const row = isId('backend', ref) ? await this.repos.backends.findById(this.store.db, ref) : await this.repos.backends.findByName(this.store.db, ref);
-    if (!row) throw new StowageError('BACKEND_NOT_FOUND', `backend "${ref}" does not exist; see \`stowage backend list\``, { backend: ref });
+    if (!row || (tenantId !== null && !visibleTo(row.tenants, tenantId))) throw new StowageError('BACKEND_NOT_FOUND', `backend "${ref}" does not exist; see \`stowage backend list\``, { backend: ref });
     return row.id;
   }
 

@@ -196,6 +196,15 @@ describe('the README\'s command blocks', () => {
     const ops = await s.json<{ items: { kind: string; state: string }[] } | { kind: string; state: string }[]>(['operation', 'list']);
     const items = Array.isArray(ops) ? ops : ops.items;
     for (const kind of ['volume.create', 'volume.resize', 'volume.delete']) expect(items.some((o) => o.kind === kind && o.state === 'succeeded')).toBe(true);
+    // "Tenants": each user created its own `web` and lists only that one; the admin sees both.
+    const listOf = async (tokenFile: string) => (await s.json<{ name: string; sizeBytes: number; tenantId: string }[]>(['--token-file', tokenFile, 'volume', 'list']));
+    const [alices, gils] = [await listOf('alice.token'), await listOf('gil.token')];
+    expect(alices.map((v) => [v.name, v.sizeBytes])).toEqual([['web', 1024 ** 3]]);
+    expect(gils.map((v) => [v.name, v.sizeBytes])).toEqual([['web', 2 * 1024 ** 3]]);
+    expect(alices[0]?.tenantId).not.toBe(gils[0]?.tenantId);
+    const every = await s.json<{ name: string; tenantId: string }[]>(['volume', 'list', '--all-tenants']);
+    expect(every.filter((v) => v.name === 'web').map((v) => v.tenantId).sort()).toEqual([alices[0]?.tenantId, gils[0]?.tenantId].sort());
+    expect((await s.run(['--token-file', 'gil.token', 'volume', 'list', '--all-tenants'])).code).not.toBe(0);
   }, 300_000); // every parsed line is a node child of its own (~45 of them): on a loaded 2-core machine that outgrows the default 120 s
 
   it('the CLI program really rejects a bad line when only parsing', async () => {

@@ -32,7 +32,7 @@ describe.each(DIALECTS)('events on %s', (dialect) => {
       from: 'available', to: 'resizing', message: 'growing', details: { sizeBytes: 2048 }, operationId: 'op-1',
     });
     await appendMany(2);
-    const page = await repo.list(store.db, { limit: 10 });
+    const page = await repo.list(store.db, { tenantId: null, limit: 10 });
     expect(page.items.map((e) => e.message)).toEqual(['event 1', 'event 0', 'growing']);
     const seqs = page.items.map((e) => e.seq);
     expect(seqs).toEqual([...seqs].sort((a, b) => b - a));
@@ -49,7 +49,7 @@ describe.each(DIALECTS)('events on %s', (dialect) => {
     const seen: StowageEvent[] = [];
     let before: number | undefined;
     for (let i = 0; i < 10; i++) {
-      const page = await repo.list(store.db, { limit: 10, ...(before !== undefined ? { before } : {}) });
+      const page = await repo.list(store.db, { tenantId: null, limit: 10, ...(before !== undefined ? { before } : {}) });
       seen.push(...page.items);
       if (page.nextCursor === null) break;
       before = Number(page.nextCursor);
@@ -60,12 +60,12 @@ describe.each(DIALECTS)('events on %s', (dialect) => {
 
   it('follows with `after`: oldest first, only newer events', async () => {
     await appendMany(5);
-    const all = (await repo.list(store.db, { limit: 100 })).items;
+    const all = (await repo.list(store.db, { tenantId: null, limit: 100 })).items;
     const third = all[2];
     expect(third).toBeDefined();
-    const after = await repo.list(store.db, { limit: 100, after: third?.seq ?? 0 });
+    const after = await repo.list(store.db, { tenantId: null, limit: 100, after: third?.seq ?? 0 });
     expect(after.items.map((e) => e.message)).toEqual(['event 3', 'event 4']);
-    const none = await repo.list(store.db, { limit: 100, after: all[0]?.seq ?? 0 });
+    const none = await repo.list(store.db, { tenantId: null, limit: 100, after: all[0]?.seq ?? 0 });
     expect(none.items).toEqual([]);
   });
 
@@ -73,8 +73,8 @@ describe.each(DIALECTS)('events on %s', (dialect) => {
     await appendMany(3, 'vol-a');
     await appendMany(2, 'vol-b');
     await appendMany(4, 'bk-c', 'backend');
-    expect((await repo.list(store.db, { limit: 100, resourceId: 'vol-b' })).items).toHaveLength(2);
-    expect((await repo.list(store.db, { limit: 100, resourceType: 'volume' })).items).toHaveLength(5);
-    expect((await repo.list(store.db, { limit: 100, resourceType: 'backend' })).items.map((e) => e.resourceId)).toEqual(['bk-c', 'bk-c', 'bk-c', 'bk-c']);
+    expect((await repo.list(store.db, { tenantId: null, limit: 100, resourceId: 'vol-b' })).items).toHaveLength(2);
+    expect((await repo.list(store.db, { tenantId: null, limit: 100, resourceType: 'volume' })).items).toHaveLength(5);
+    expect((await repo.list(store.db, { tenantId: null, limit: 100, resourceType: 'backend' })).items.map((e) => e.resourceId)).toEqual(['bk-c', 'bk-c', 'bk-c', 'bk-c']);
   });
 });

@@ -10,7 +10,7 @@ import { DIALECTS, openFreshStore } from './store-kit.js';
 function hostRow(name: string, createdAt: string): HostRow {
   return {
     id: newId('host'), tenant_id: DEFAULT_TENANT_ID, name, initiator_name: null, addresses: '[]', zone: '', state: 'unknown',
-    connectors: '[]', instances: '[]', agent_heartbeat_at: null, created_at: createdAt, updated_at: createdAt, enroll_token_hash: null, enroll_expires_at: null,
+    connectors: '[]', instances: '[]', agent_heartbeat_at: null, created_at: createdAt, updated_at: createdAt, enroll_token_hash: null, enroll_expires_at: null, tenants: null,
   };
 }
 

@@ -45,11 +45,11 @@ const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
     state_reason: 'probed', admin_state: 'enabled', cost: 3, tags: '["ssd"]', zone: 'z1', overcommit_ratio: 1.5, reserved_percent: 10,
     options: '{"a":1}', capabilities_reported: '["snapshot"]', capabilities_overrides: '{"add":["clone"],"remove":[]}',
     total_bytes: 10_000_000_000, free_bytes: 6_000_000_000, used_bytes: 4_000_000_000, last_probe_at: LATER, created_at: AT, updated_at: LATER,
-    node_id: 'node_1',
+    node_id: 'node_1', tenants: '["tn_other"]',
   }],
   ['classes', {
     id: 'cls_1', name: 'gold', description: 'fast disks', kind: 'block', zone: 'z1', required_tags: '["ssd"]', forbidden_tags: '[]',
-    required_capabilities: '["snapshot"]', policy: 'pack', is_default: 1, offload: 0, created_at: AT, updated_at: LATER,
+    required_capabilities: '["snapshot"]', policy: 'pack', is_default: 1, offload: 0, created_at: AT, updated_at: LATER, tenants: null,
   }],
   ['volumes', {
     id: 'vol_1', tenant_id: T, name: 'db1', backend_id: 'bk_1', state: 'available', state_reason: null, size_bytes: 5_000_000_000,
@@ -73,7 +73,7 @@ const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
   ['hosts', {
     id: 'host_1', tenant_id: T, name: 'h1', initiator_name: 'iqn.2026-01.test:h1', addresses: '["10.99.0.2"]', zone: 'z1', state: 'up',
     connectors: '["iscsi"]', instances: '["vm1"]', agent_heartbeat_at: LATER, created_at: AT, updated_at: LATER,
-    enroll_token_hash: 'h2', enroll_expires_at: LATER,
+    enroll_token_hash: 'h2', enroll_expires_at: LATER, tenants: '[]',
   }],
   ['grants', {
     id: 'grt_1', tenant_id: T, volume_id: 'vol_1', host_id: 'host_1', mode: 'rw', state: 'active', state_reason: null, chap_user: 'u1',

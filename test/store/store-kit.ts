@@ -47,7 +47,7 @@ export function backendRow(patch: Partial<BackendRow> = {}): BackendRow {
     id: newId('backend'), tenant_id: DEFAULT_TENANT_ID, name: `b-${newId('backend').slice(3, 11)}`, driver_uri: 'dir:///srv/x', kind: 'block',
     role: 'primary', state: 'enabled', state_reason: null, admin_state: 'enabled', cost: 1, tags: '[]', zone: '',
     overcommit_ratio: 1, reserved_percent: 0, options: '{}', capabilities_reported: '[]', capabilities_overrides: '{"add":[],"remove":[]}',
-    total_bytes: 1 << 30, free_bytes: 1 << 30, used_bytes: 0, last_probe_at: null, created_at: at, updated_at: at, node_id: null,
+    total_bytes: 1 << 30, free_bytes: 1 << 30, used_bytes: 0, last_probe_at: null, created_at: at, updated_at: at, node_id: null, tenants: null,
     ...patch,
   };
 }

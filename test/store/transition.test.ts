@@ -21,7 +21,7 @@ describe.each(DIALECTS)('transition() on %s', (dialect) => {
     await close();
   });
 
-  const eventsOf = async (id: string) => (await events.list(store.db, { resourceId: id, limit: 100, after: 0 })).items.map((e) => `${e.action}:${e.fromState ?? ''}>${e.toState ?? ''}`);
+  const eventsOf = async (id: string) => (await events.list(store.db, { tenantId: null, resourceId: id, limit: 100, after: 0 })).items.map((e) => `${e.action}:${e.fromState ?? ''}>${e.toState ?? ''}`);
 
   it('moves the row and records the event with the state it really was in', async () => {
     const v = volumeRow({ state: 'available' });

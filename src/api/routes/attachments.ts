@@ -7,10 +7,11 @@ import {
 } from '../../core/schemas/attachment-schema.js';
 import { MigrationBody, MigrationSchema, MigrationWithOperation } from '../../core/schemas/migration-schema.js';
 import { compact, nonEmpty } from '../../core/compact.js';
-import { Page, PlainListQuery } from '../../core/models.js';
+import { Page, TenantListQuery } from '../../core/models.js';
 import { OperationList, OperationSchema, type Operation } from '../../core/schemas/operation-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { listTenant } from '../auth.js';
 import { IdParams, RefParams, WaitQuery, type WaitQueryT } from '../schemas.js';
 import { maybeWait } from './wait.js';
 
@@ -55,8 +56,8 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.get('/attachments', {
       config: { permission: 'tenant.read' },
-      schema: { tags: ['attachments'], summary: 'List attachments (oldest first; paginated)', querystring: AttachmentListQuery, response: { 200: Page(AttachmentSchema), ...errorResponses() } },
-    }, async (req) => deps.attachments.list(req.principal.tenantId, compact({ volume: nonEmpty(req.query.volume), host: nonEmpty(req.query.host), all: req.query.all }), req.query));
+      schema: { tags: ['attachments'], summary: 'List attachments (oldest first; paginated)', querystring: AttachmentListQuery, response: { 200: Page(AttachmentSchema), ...errorResponses('FORBIDDEN') } },
+    }, async (req) => deps.attachments.list(listTenant(req.principal, req.query.allTenants), compact({ volume: nonEmpty(req.query.volume), host: nonEmpty(req.query.host), all: req.query.all }), req.query));
 
     app.get('/attachments/:id', { config: { permission: 'tenant.read' }, schema: { tags: ['attachments'], summary: 'Show an attachment', params: IdParams, response: { 200: AttachmentSchema, ...errorResponses('ATTACHMENT_NOT_FOUND') } } }, async (req) => deps.attachments.present(await deps.attachments.resolve(req.params.id, req.principal.tenantId)));
 
@@ -109,7 +110,7 @@ export function attachmentRoutes(deps: AppDeps): FastifyPluginAsync {
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);
       return reply.status(finished ? 200 : 202).send({ migration: await deps.migrations.get(s.migration.id, req.principal.tenantId), operation: op });
     });
-    app.get('/migrations', { config: { permission: 'tenant.read' }, schema: { tags: ['migrations'], summary: 'List migrations (newest first; paginated)', querystring: PlainListQuery, response: { 200: Page(MigrationSchema), ...errorResponses() } } }, async (req) => deps.migrations.list(req.principal.tenantId, req.query));
+    app.get('/migrations', { config: { permission: 'tenant.read' }, schema: { tags: ['migrations'], summary: 'List migrations (newest first; paginated)', querystring: TenantListQuery, response: { 200: Page(MigrationSchema), ...errorResponses('FORBIDDEN') } } }, async (req) => deps.migrations.list(listTenant(req.principal, req.query.allTenants), req.query));
     app.post('/migrations/find', { config: { permission: 'tenant.write' }, schema: { tags: ['migrations'], summary: 'The open migration of an instance between two hosts', body: MigrationBody, response: { 200: MigrationSchema, ...errorResponses('NOT_FOUND') } } }, async (req) => deps.migrations.get(await deps.migrations.findOpen(req.body.instance, req.body.from, req.body.to, req.principal.tenantId), req.principal.tenantId));
     for (const verb of ['complete', 'abort'] as const) {
       app.post(`/migrations/:id/${verb}`, {

@@ -5,6 +5,7 @@ import { CreateClassBody, StorageClassSchema, UpdateClassBody } from '../../core
 import { Page, PlainListQuery } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { viewerOf } from '../auth.js';
 import { RefParams } from '../schemas.js';
 
 /** /v1/classes: storage classes (create, list, show, update, delete). */
@@ -24,13 +25,13 @@ export function classRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.get('/classes', {
       config: { permission: 'tenant.read' },
-      schema: { tags, summary: 'List storage classes (by name; paginated)', querystring: PlainListQuery, response: { 200: Page(StorageClassSchema), ...errorResponses() } },
-    }, async (req) => classes.list(req.query));
+      schema: { tags, summary: 'List storage classes (by name; paginated): those its tenant may use, or every one for admins', querystring: PlainListQuery, response: { 200: Page(StorageClassSchema), ...errorResponses() } },
+    }, async (req) => classes.list(req.query, viewerOf(req.principal)));
 
     app.get('/classes/:ref', {
       config: { permission: 'tenant.read' },
       schema: { tags, summary: 'Show one storage class', params: RefParams, response: { 200: StorageClassSchema, ...errorResponses('CLASS_NOT_FOUND') } },
-    }, async (req) => classes.get(req.params.ref));
+    }, async (req) => classes.get(req.params.ref, viewerOf(req.principal)));
 
     app.patch('/classes/:ref', {
       config: { permission: 'system.admin' },

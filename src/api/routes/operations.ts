@@ -5,6 +5,7 @@ import { OperationGetQuery, OperationListQuery, OperationSchema } from '../../co
 import { Page } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { listTenant, resourceTypesFor } from '../auth.js';
 import { IdParams } from '../schemas.js';
 
 /** /v1/operations: the journal of every mutating request. */
@@ -15,10 +16,10 @@ export function operationRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.get('/operations', {
       config: { permission: 'tenant.read' },
-      schema: { tags, summary: 'List operations, newest first', querystring: OperationListQuery, response: { 200: Page(OperationSchema), ...errorResponses() } },
+      schema: { tags, summary: 'List operations, newest first', querystring: OperationListQuery, response: { 200: Page(OperationSchema), ...errorResponses('FORBIDDEN') } },
     }, async (req) => {
       return deps.operations.list(compact({
-        tenantId: req.principal.tenantId, limit: req.query.limit,
+        tenantId: listTenant(req.principal, req.query.allTenants), targetTypes: resourceTypesFor(req.principal), limit: req.query.limit,
         state: req.query.state, targetId: nonEmpty(req.query.target), cursor: nonEmpty(req.query.cursor),
       }));
     });

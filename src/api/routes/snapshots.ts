@@ -5,6 +5,7 @@ import { CreateSnapshotBody, RevertVolumeBody, SnapshotListQuery, SnapshotSchema
 import { VolumeWithOperation } from '../../core/schemas/volume-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { listTenant } from '../auth.js';
 import { RefParams, WaitQuery } from '../schemas.js';
 import { maybeWait } from './wait.js';
 
@@ -22,7 +23,7 @@ export function snapshotRoutes(deps: AppDeps): FastifyPluginAsync {
       const { op, finished } = await maybeWait(deps.engine, s.operation, req.query.wait, req.query.timeoutMs);
       return reply.status(finished ? 200 : 202).send({ snapshot: finished ? await deps.snapshots.get(s.snapshot.id, req.principal.tenantId) : s.snapshot, operation: op });
     });
-    app.get('/snapshots', { config: { permission: 'tenant.read' }, schema: { tags, summary: 'List snapshots (oldest first; paginated)', querystring: SnapshotListQuery, response: { 200: Page(SnapshotSchema), ...errorResponses('VOLUME_NOT_FOUND') } } }, async (req) => deps.snapshots.list(req.principal.tenantId, req.query.volume, req.query));
+    app.get('/snapshots', { config: { permission: 'tenant.read' }, schema: { tags, summary: 'List snapshots (oldest first; paginated)', querystring: SnapshotListQuery, response: { 200: Page(SnapshotSchema), ...errorResponses('VOLUME_NOT_FOUND', 'FORBIDDEN') } } }, async (req) => deps.snapshots.list(listTenant(req.principal, req.query.allTenants), req.query.volume, req.query));
     app.get('/snapshots/:ref', { config: { permission: 'tenant.read' }, schema: { tags, summary: 'Show a snapshot', params: RefParams, response: { 200: SnapshotSchema, ...errorResponses('SNAPSHOT_NOT_FOUND') } } }, async (req) => deps.snapshots.get(req.params.ref, req.principal.tenantId));
     app.delete('/snapshots/:ref', { config: { permission: 'tenant.write' }, schema: { tags, summary: 'Delete a snapshot', params: RefParams, querystring: WaitQuery, response: { 200: SnapshotWithOperation, 202: SnapshotWithOperation, ...errorResponses('SNAPSHOT_NOT_FOUND', 'INVALID_STATE') } } }, async (req, reply) => {
       const s = await deps.snapshots.delete(req.params.ref, ctxOf(req.principal));

@@ -7,6 +7,7 @@ import type { RequestContext } from '../../volumes/volume-service.js';
 import { CreateVolumeBody, ResizeVolumeBody, VolumeListQuery, VolumeSchema, VolumeWithOperation, createVolumeInput } from '../../core/schemas/volume-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { listTenant } from '../auth.js';
 import { IdempotencyHeaders } from '../idempotency.js';
 import { RefParams, WaitQuery } from '../schemas.js';
 import { maybeWait } from './wait.js';
@@ -49,9 +50,9 @@ export function volumeRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.get('/volumes', {
       config: { permission: 'tenant.read' },
-      schema: { tags, summary: 'List volumes (by name; paginated)', querystring: VolumeListQuery, response: { 200: Page(VolumeSchema), ...errorResponses('BACKEND_NOT_FOUND') } },
+      schema: { tags, summary: 'List volumes (by name; paginated; every tenant\'s for admins with allTenants)', querystring: VolumeListQuery, response: { 200: Page(VolumeSchema), ...errorResponses('BACKEND_NOT_FOUND', 'FORBIDDEN') } },
     }, async (req) => deps.volumes.list(compact({
-      tenantId: req.principal.tenantId, limit: req.query.limit,
+      tenantId: listTenant(req.principal, req.query.allTenants), limit: req.query.limit,
       cursor: nonEmpty(req.query.cursor), backend: nonEmpty(req.query.backend), state: req.query.state,
     })));
 

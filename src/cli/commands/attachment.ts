@@ -8,6 +8,7 @@ import type { CliContext } from '../context.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
 import { durationArg } from '../parse.js';
 import { DEFAULT_WAIT_TIMEOUT_MS, assertSucceeded, waitForOperation } from '../wait.js';
+import { allTenantsOption, tablesByTenant } from '../tenant-flags.js';
 
 /** The flags of every command that submits an operation. */
 export interface WaitFlags {
@@ -289,6 +290,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--volume <volume>', 'only of this volume (name or id)')
     .option('--host <host>', 'only on this host (name or id)')
     .option('--all', 'include gone attachments')
+    .addOption(allTenantsOption())
     .addOption(outputOption())
     .addHelpText('after', `
 Examples:
@@ -296,9 +298,11 @@ Examples:
   $ stowage attachment list --host hv1 --all
   $ stowage attachment list --volume db1 -o json | jq -r '.[].deviceId'
 `)
-    .action(async (o: { volume?: string; host?: string; all?: boolean; output: OutputFormat }, cmd: Command) => {
-      const items = await ctx.client(cmd).listAttachments({ volume: o.volume, host: o.host, all: o.all === true ? true : undefined });
-      emit(ctx.stdout, o.output, items, () => (items.length ? attachmentTable(items) : 'no attachments\n'));
+    .action(async (o: { volume?: string; host?: string; all?: boolean; allTenants?: boolean; output: OutputFormat }, cmd: Command) => {
+      const client = ctx.client(cmd);
+      const items = await client.listAttachments({ volume: o.volume, host: o.host, all: o.all === true ? true : undefined, allTenants: o.allTenants });
+      const text = await tablesByTenant(client, o.output, o.allTenants, items, attachmentTable, 'no attachments\n');
+      emit(ctx.stdout, o.output, items, () => text);
     });
 
   attachment.command('show')

@@ -9,9 +9,10 @@ import { ago, emit, formatTime, list, outputOption, renderFields, renderTable, s
 import { collect, collectCapability, collectKeyValue, intArg, numberArg, type CapabilityEdits } from '../parse.js';
 import { waitForOperation, assertSucceeded, DEFAULT_WAIT_TIMEOUT_MS, isFinished } from '../wait.js';
 import { registerTop } from './backend-top.js';
+import { addRestrictionFlags, restrictionBody, restrictionWords, type RestrictionFlags } from '../tenant-flags.js';
 
 /** Flags shared by `backend create` and `backend update`. */
-interface PlacementFlags {
+interface PlacementFlags extends RestrictionFlags {
   role?: BackendRole;
   cost?: number;
   tag?: string[];
@@ -40,7 +41,7 @@ interface OutputFlags {
 }
 
 function addPlacementFlags(cmd: Command): Command {
-  return cmd
+  return addRestrictionFlags(cmd)
     .addOption(new Option('--role <role>', 'primary (holds volumes) or repository (holds offloaded snapshots)').choices(BACKEND_ROLES))
     .option('--cost <n>', 'cost units per GiB-month; the cheapest policy prefers low cost', intArg(0, 1_000_000))
     .option('--tag <tag>', 'a tag volumes can require (repeat for several; on update, replaces the list)', collect)
@@ -70,6 +71,7 @@ function placementBody(o: PlacementFlags): UpdateBackendInput {
     overcommitRatio: o.overcommit,
     reservedPercent: o.reservedPercent,
     capabilityOverrides: overrides(o.capability),
+    ...restrictionBody(o),
   });
 }
 
@@ -107,6 +109,7 @@ export function backendFields(b: Backend, nowMs: number): string {
       `provisioned ${size(c.provisionedBytes)}, claimed ${size(c.claimedBytes)}, usable ${size(c.usableBytes)}`,
     ].join('\n')],
     ['Volumes', String(b.volumeCount)],
+    ['Tenants', restrictionWords(b.tenants)],
     ['Last probe', b.lastProbeAt ? `${formatTime(b.lastProbeAt)} (${ago(b.lastProbeAt, nowMs)})` : 'never'],
     ['Created', formatTime(b.createdAt)],
     ['Updated', formatTime(b.updatedAt)],
@@ -187,12 +190,14 @@ Examples:
   $ stowage backend update fast --cost 3 --tag ssd --tag nvme
   $ stowage backend update fast --zone ""          # clear the zone
   $ stowage backend update fast --capability -thin --disabled
+  $ stowage backend update fast --tenant acme     # only acme's volumes are placed on it
+  $ stowage backend update fast --shared          # every tenant's again
 `)
     .action(async (name: string, o: UpdateFlags, cmd: Command) => {
       if (o.enabled && o.disabled) throw usageError('VALIDATION_FAILED', 'pass --enabled or --disabled, not both');
       const body = placementBody(o);
       if (Object.keys(body).length === 0 && !o.enabled && !o.disabled) {
-        throw usageError('VALIDATION_FAILED', 'nothing to change; pass at least one of --role, --cost, --tag, --zone, --overcommit, --reserved-percent, --capability, --enabled, --disabled');
+        throw usageError('VALIDATION_FAILED', 'nothing to change; pass at least one of --role, --cost, --tag, --zone, --overcommit, --reserved-percent, --capability, --tenant, --shared, --enabled, --disabled');
       }
       const client = ctx.client(cmd);
       let b = Object.keys(body).length ? await client.updateBackend(name, body) : await client.getBackend(name);

@@ -8,6 +8,7 @@ import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { emit, formatTime, list, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
 import { collect } from '../parse.js';
+import { addRestrictionFlags, restrictionBody, restrictionWords, type RestrictionFlags } from '../tenant-flags.js';
 
 /** The class flags: the request's fields where the flag carries them as is, plus the list flags. */
 type ClassFlags = Pick<CreateClassInput, 'description' | 'kind' | 'zone' | 'policy' | 'default' | 'offload'> & {
@@ -15,11 +16,11 @@ type ClassFlags = Pick<CreateClassInput, 'description' | 'kind' | 'zone' | 'poli
   forbidTag?: string[];
   requireCapability?: string[];
   output: OutputFormat;
-};
+} & RestrictionFlags;
 
 function addClassFlags(cmd: Command, update: boolean): Command {
   const replaces = update ? ' (on update, replaces the list; pass "" to clear)' : '';
-  return cmd
+  return addRestrictionFlags(cmd)
     .option('--description <text>', 'what the class is for')
     .addOption(new Option('--kind <kind>', 'what the class provisions').choices(BACKEND_KINDS))
     .option('--zone <zone>', `only backends in this zone${update ? ' ("" clears it)' : ''}`)
@@ -53,7 +54,7 @@ function body(o: ClassFlags): Omit<UpdateClassInput, 'zone'> & { zone?: string }
   const forbidTag = listFlag(o.forbidTag);
   return compact({
     description: o.description, kind: o.kind, zone: o.zone, requiredTags: requireTag, forbiddenTags: forbidTag,
-    requiredCapabilities: requireCapability, policy: o.policy, default: o.default, offload: o.offload,
+    requiredCapabilities: requireCapability, policy: o.policy, default: o.default, offload: o.offload, ...restrictionBody(o),
   });
 }
 
@@ -78,6 +79,7 @@ export function classFields(c: StorageClass): string {
     ['Required capabilities', list(c.requiredCapabilities)],
     ['Clones', c.offload ? 'offloaded to the backend where it can' : 'always copied on the host'],
     ['Volumes', String(c.volumeCount)],
+    ...(c.tenants !== undefined ? [['Tenants', restrictionWords(c.tenants)] as [string, string]] : []),
     ['Created', formatTime(c.createdAt)],
     ['Updated', formatTime(c.updatedAt)],
   ]);
@@ -133,6 +135,7 @@ Examples:
   $ stowage class update gold --policy pack
   $ stowage class update gold --zone ""          # any zone
   $ stowage class update bulk --default
+  $ stowage class update gold --tenant acme --tenant beta   # only these tenants see and use it
 `)
     .action(async (name: string, o: ClassFlags, cmd: Command) => {
       const b = body(o);

@@ -12,6 +12,7 @@ interface EventFlags {
   type?: string;
   limit: number;
   follow?: boolean;
+  allTenants?: boolean;
   output: OutputFormat;
 }
 
@@ -71,6 +72,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--type <type>', 'only events of this resource type, e.g. volume or backend')
     .option('--limit <n>', 'how many recent events to show first', intArg(1, 1000), 50)
     .option('-f, --follow', 'keep printing new events as they happen (Ctrl-C to stop)')
+    .option('--all-tenants', 'admins: every tenant\'s events, not only their own tenant\'s')
     .addOption(outputOption())
     .addHelpText('after', `
 With -o json: the events as an array, or with --follow one JSON object per line.
@@ -85,7 +87,7 @@ Examples:
     .action(async (o: EventFlags, cmd: Command) => {
       const client = ctx.client(cmd);
       const resource = o.resource ? await resolveResource(client, o.resource, o.type) : undefined;
-      const page = await client.listEvents({ limit: o.limit, resource, type: o.type });
+      const page = await client.listEvents({ limit: o.limit, resource, type: o.type, allTenants: o.allTenants });
       const recent = [...page.items].reverse();
       if (!o.follow) {
         emit(ctx.stdout, o.output, recent, () => (recent.length ? eventTable(recent) : 'no events\n'));
@@ -101,7 +103,7 @@ Examples:
         if (signal.aborted) break;
         let items: StowageEvent[];
         try {
-          items = (await client.listEvents({ limit: 1000, after, resource, type: o.type }, signal)).items;
+          items = (await client.listEvents({ limit: 1000, after, resource, type: o.type, allTenants: o.allTenants }, signal)).items;
         } catch (err) {
           if (signal.aborted) break;
           throw err;

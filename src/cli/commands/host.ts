@@ -11,12 +11,13 @@ import { ago, emit, formatTime, list, outputOption, renderFields, renderTable, t
 import { collect } from '../parse.js';
 import { assertSucceeded, waitForOperation } from '../wait.js';
 import { addWaitFlags, attachmentTable, stepNote, submittedNote, throwFirstFailure, waitAll, withoutSecret, type WaitFlags } from './attachment.js';
+import { addRestrictionFlags, restrictionBody, restrictionWords, type RestrictionFlags } from '../tenant-flags.js';
 
 interface OutputFlags {
   output: OutputFormat;
 }
 
-interface CreateFlags extends OutputFlags {
+interface CreateFlags extends OutputFlags, RestrictionFlags {
   initiatorName?: string;
   address?: string[];
   zone?: string;
@@ -46,6 +47,7 @@ export function hostFields(h: Host, nowMs: number): string {
     ['Zone', h.zone || '-'],
     ['Connectors', list(h.connectors)],
     ['Instances', list(h.instances)],
+    ['Tenants', restrictionWords(h.tenants)],
     ['Heartbeat', h.agentHeartbeatAt ? `${formatTime(h.agentHeartbeatAt)} (${ago(h.agentHeartbeatAt, nowMs)})` : 'never (no agent has reported)'],
     ['Created', formatTime(h.createdAt)],
     ['Updated', formatTime(h.updatedAt)],
@@ -94,9 +96,9 @@ export function register(program: Command, ctx: CliContext): void {
   const host = program.command('host').description('Register hosts and control their access: fence, unfence, evacuate');
   const show = (format: OutputFormat, h: Host): void => { emit(ctx.stdout, format, h, () => hostFields(h, ctx.now())); };
 
-  host.command('create')
+  addRestrictionFlags(host.command('create')
     .description('Register a host that volumes can be granted or attached to')
-    .argument('<name>', 'host name')
+    .argument('<name>', 'host name'))
     .option('--initiator-name <iqn>', 'its iSCSI initiator name, e.g. iqn.2024-01.com.example:hv1')
     .option('--address <ip>', 'an address storage sees it come from (repeatable)', collect)
     .option('--zone <zone>', 'its failure zone')
@@ -113,7 +115,7 @@ Examples:
       const client = ctx.client(cmd);
       const h = await client.createHost(compact({
         name, initiatorName: nonEmpty(o.initiatorName),
-        addresses: o.address && [...new Set(o.address)], zone: nonEmpty(o.zone),
+        addresses: o.address && [...new Set(o.address)], zone: nonEmpty(o.zone), ...restrictionBody(o),
       }));
       const e = await client.enrollHost(h.id);
       emit(ctx.stdout, o.output, { ...h, enrollment: e }, () => `${hostFields(h, ctx.now())}\n${enrollmentText(e, client.url)}`);
@@ -164,9 +166,9 @@ Examples:
       show(o.output, await ctx.client(cmd).getHost(name));
     });
 
-  host.command('update')
-    .description('Change a host\'s initiator name, addresses or zone')
-    .argument('<name>', 'host name or id')
+  addRestrictionFlags(host.command('update')
+    .description('Change a host\'s initiator name, addresses, zone or the tenants that may use it')
+    .argument('<name>', 'host name or id'))
     .option('--initiator-name <iqn>', 'the new iSCSI initiator name')
     .option('--clear-initiator-name', 'remove the initiator name (access is then bound to addresses only)')
     .option('--address <ip>', 'an address (repeatable; replaces the list)', collect)
@@ -179,14 +181,15 @@ Examples:
   $ stowage host update hv1 --address 10.0.0.21 --address 10.0.0.22
   $ stowage host update hv1 --initiator-name iqn.2024-01.com.example:hv1-new
   $ stowage host update hv1 --zone ""
+  $ stowage host update hv1 --tenant acme        # only acme's volumes may be attached to it
 `)
     .action(async (name: string, o: UpdateFlags, cmd: Command) => {
       if (o.initiatorName !== undefined && o.clearInitiatorName) throw usageError('VALIDATION_FAILED', 'pass --initiator-name or --clear-initiator-name, not both');
       const body: UpdateHostInput = compact({
         initiatorName: o.clearInitiatorName ? null : o.initiatorName,
-        addresses: o.address && [...new Set(o.address)], zone: o.zone,
+        addresses: o.address && [...new Set(o.address)], zone: o.zone, ...restrictionBody(o),
       });
-      if (Object.keys(body).length === 0) throw usageError('VALIDATION_FAILED', 'nothing to change; pass at least one of --initiator-name, --clear-initiator-name, --address, --zone');
+      if (Object.keys(body).length === 0) throw usageError('VALIDATION_FAILED', 'nothing to change; pass at least one of --initiator-name, --clear-initiator-name, --address, --zone, --tenant, --shared');
       show(o.output, await ctx.client(cmd).updateHost(name, body));
     });
 

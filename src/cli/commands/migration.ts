@@ -8,6 +8,7 @@ import { usageError } from '../errors.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
 import { assertSucceeded, waitForOperation } from '../wait.js';
 import { addWaitFlags, attachmentShortTable, submittedNote, type WaitFlags } from './attachment.js';
+import { allTenantsOption, tablesByTenant } from '../tenant-flags.js';
 
 interface KeyFlags extends WaitFlags {
   id?: string;
@@ -118,14 +119,17 @@ Examples:
   migration.command('list')
     .alias('ls')
     .description('List migrations')
+    .addOption(allTenantsOption())
     .addOption(outputOption())
     .addHelpText('after', `
 Examples:
   $ stowage migration list
   $ stowage migration list -o json | jq '.[] | select(.state == "ready")'
 `)
-    .action(async (o: { output: OutputFormat }, cmd: Command) => {
-      const items = await ctx.client(cmd).listMigrations();
-      emit(ctx.stdout, o.output, items, () => (items.length ? migrationTable(items) : 'no migrations\n'));
+    .action(async (o: { allTenants?: boolean; output: OutputFormat }, cmd: Command) => {
+      const client = ctx.client(cmd);
+      const items = await client.listMigrations(o.allTenants === true ? { allTenants: true } : {});
+      const text = await tablesByTenant(client, o.output, o.allTenants, items, migrationTable, 'no migrations\n');
+      emit(ctx.stdout, o.output, items, () => text);
     });
 }

@@ -5,6 +5,7 @@ import type { CliContext } from '../context.js';
 import { emit, formatDuration, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
 import { durationArg, intArg } from '../parse.js';
 import { DEFAULT_WAIT_TIMEOUT_MS, assertSucceeded, waitForOperation } from '../wait.js';
+import { allTenantsOption, tablesByTenant } from '../tenant-flags.js';
 
 function took(op: Operation): string {
   const start = Date.parse(op.createdAt);
@@ -48,6 +49,7 @@ export function register(program: Command, ctx: CliContext): void {
     .addOption(new Option('--state <state>', 'only operations in this state').choices(OPERATION_STATES))
     .option('--target <id>', 'only operations on this resource id')
     .option('--limit <n>', 'at most this many', intArg(1, 1000), 50)
+    .addOption(allTenantsOption())
     .addOption(outputOption())
     .addHelpText('after', `
 Examples:
@@ -55,9 +57,11 @@ Examples:
   $ stowage operation list --state failed
   $ stowage operation list --target vol-abcdefghijklmnopqrst -o json
 `)
-    .action(async (o: { state?: OperationState; target?: string; limit: number; output: OutputFormat }, cmd: Command) => {
-      const items = await ctx.client(cmd).listOperations({ state: o.state, target: o.target, limit: o.limit });
-      emit(ctx.stdout, o.output, items, () => (items.length ? operationTable(items) : 'no operations\n'));
+    .action(async (o: { state?: OperationState; target?: string; limit: number; allTenants?: boolean; output: OutputFormat }, cmd: Command) => {
+      const client = ctx.client(cmd);
+      const items = await client.listOperations({ state: o.state, target: o.target, limit: o.limit, allTenants: o.allTenants });
+      const text = await tablesByTenant(client, o.output, o.allTenants, items, operationTable, 'no operations\n');
+      emit(ctx.stdout, o.output, items, () => text);
     });
 
   operation.command('show')

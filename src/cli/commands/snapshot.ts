@@ -6,6 +6,7 @@ import { usageError } from '../errors.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, size, sizeExact, type OutputFormat } from '../output.js';
 import { assertSucceeded, waitForOperation } from '../wait.js';
 import { addWaitFlags, submittedNote, type WaitFlags } from './attachment.js';
+import { allTenantsOption, tablesByTenant } from '../tenant-flags.js';
 
 /** The snapshot list table. */
 export function snapshotTable(items: readonly Snapshot[]): string {
@@ -92,16 +93,20 @@ Examples:
   snapshot.command('list')
     .alias('ls')
     .description('List snapshots')
-    .option('--volume <volume>', 'only snapshots of this volume (name or id)')
+    .option('--volume <volume>', 'only snapshots of this volume (name or id; by id with --all-tenants)')
+    .addOption(allTenantsOption())
     .addOption(outputOption())
     .addHelpText('after', `
 Examples:
   $ stowage snapshot list
+  $ stowage snapshot list --all-tenants
   $ stowage snapshot list --volume db1 -o json | jq -r '.[].name'
 `)
-    .action(async (o: { volume?: string; output: OutputFormat }, cmd: Command) => {
-      const items = await ctx.client(cmd).listSnapshots({ volume: o.volume });
-      emit(ctx.stdout, o.output, items, () => (items.length ? snapshotTable(items) : 'no snapshots\n'));
+    .action(async (o: { volume?: string; allTenants?: boolean; output: OutputFormat }, cmd: Command) => {
+      const client = ctx.client(cmd);
+      const items = await client.listSnapshots({ volume: o.volume, allTenants: o.allTenants });
+      const text = await tablesByTenant(client, o.output, o.allTenants, items, snapshotTable, 'no snapshots\n');
+      emit(ctx.stdout, o.output, items, () => text);
     });
 
   snapshot.command('show')

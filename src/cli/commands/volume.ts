@@ -13,6 +13,7 @@ import { describePlacement } from '../placement-words.js';
 import { DEFAULT_WAIT_TIMEOUT_MS, assertSucceeded, waitForOperation } from '../wait.js';
 import { attachmentShortTable, grantTable, registerVolumeAccess, stepNote, withoutSecret } from './attachment.js';
 import { registerVolumeRevert } from './snapshot.js';
+import { allTenantsOption, tablesByTenant } from '../tenant-flags.js';
 
 interface WaitFlags {
   wait: boolean;
@@ -154,16 +155,20 @@ by the backend or on the host; the output says which path it took ("Clone path:"
     .description('List volumes')
     .option('--backend <backend>', 'only volumes on this backend (name or id)')
     .addOption(new Option('--state <state>', 'only volumes in this state').choices(VOLUME_STATES))
+    .addOption(allTenantsOption())
     .addOption(outputOption())
     .addHelpText('after', `
 Examples:
   $ stowage volume list
   $ stowage volume list --backend fast --state available
+  $ stowage volume list --all-tenants
   $ stowage volume list -o json | jq -r '.[].name'
 `)
     .action(async (o: ListFlags, cmd: Command) => {
-      const items = await ctx.client(cmd).listVolumes({ backend: o.backend, state: o.state });
-      emit(ctx.stdout, o.output, items, () => (items.length ? volumeTable(items) : 'no volumes\n'));
+      const client = ctx.client(cmd);
+      const items = await client.listVolumes({ backend: o.backend, state: o.state, allTenants: o.allTenants });
+      const text = await tablesByTenant(client, o.output, o.allTenants, items, volumeTable, 'no volumes\n');
+      emit(ctx.stdout, o.output, items, () => text);
     });
 
   volume.command('show')

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { VolumeId } from '../ids.js';
-import { AccessModeSchema, IdString, Name, Nullable, PageQuery, Ref, RequestedAccessMode, literals } from '../models.js';
+import { AllTenants, AccessModeSchema, IdString, Name, Nullable, PageQuery, Ref, RequestedAccessMode, literals } from '../models.js';
 import { ATTACHMENT_STATES } from '../states.js';
 import { ConnectionInfoSchema } from './access-schema.js';
 import { OperationSchema } from './operation-schema.js';
@@ -8,6 +8,7 @@ import { OperationSchema } from './operation-schema.js';
 /** A volume connected into an instance on a host, as the API and CLI show it. */
 export const AttachmentSchema = Type.Object({
   id: Type.String(),
+  tenantId: Type.String({ description: 'the tenant it belongs to' }),
   volumeId: IdString<VolumeId>(),
   volumeName: Type.String(),
   hostId: Type.String(),
@@ -47,7 +48,7 @@ export type AttachmentWithOperationT = Static<typeof AttachmentWithOperation>;
 export const AttachmentWithOperationList = Type.Object({ items: Type.Array(AttachmentWithOperation) });
 
 /** Query of GET /v1/attachments. */
-export const AttachmentListQuery = Type.Composite([PageQuery, Type.Object({
+export const AttachmentListQuery = Type.Composite([PageQuery, AllTenants, Type.Object({
   volume: Type.Optional(Type.String({ maxLength: 128 })),
   host: Type.Optional(Type.String({ maxLength: 128 })),
   all: Type.Boolean({ default: false, description: 'include gone ones' }),

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { CapabilitySchema } from '../capabilities.js';
 import type { BackendId } from '../ids.js';
-import { Bytes, IdString, Name, Nullable, literals } from '../models.js';
+import { Bytes, IdString, Name, Nullable, TenantRestriction, TenantRestrictionBody, literals } from '../models.js';
 import { BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES } from '../states.js';
 import { OperationSchema } from './operation-schema.js';
 
@@ -43,6 +43,7 @@ export const BackendSchema = Type.Object({
   volumeCount: Type.Integer(),
   lastProbeAt: Nullable(Type.String()),
   node: Nullable(Type.String({ description: 'the storage node its driver runs on; null: in the control plane' })),
+  tenants: TenantRestriction,
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
@@ -66,6 +67,7 @@ export const CreateBackendBody = Type.Object({
   capabilityOverrides: Type.Optional(Overrides),
   enabled: Type.Optional(Type.Boolean()),
   node: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'name of the storage node its driver runs on (default: the control plane itself)' })),
+  tenants: Type.Optional(TenantRestrictionBody),
 }, { additionalProperties: false });
 /** A register-backend request. */
 export type CreateBackendInput = Static<typeof CreateBackendBody>;
@@ -79,6 +81,7 @@ export const UpdateBackendBody = Type.Object({
   overcommitRatio: Type.Optional(Overcommit),
   reservedPercent: Type.Optional(Reserve),
   capabilityOverrides: Type.Optional(Overrides),
+  tenants: Type.Optional(TenantRestrictionBody),
 }, { additionalProperties: false, minProperties: 1 });
 /** An update-backend request. */
 export type UpdateBackendInput = Static<typeof UpdateBackendBody>;

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { CapabilitySchema } from '../capabilities.js';
-import { Name, literals } from '../models.js';
+import { Name, TenantRestriction, TenantRestrictionBody, literals } from '../models.js';
 import { BACKEND_KINDS } from '../states.js';
 import { PLACEMENT_POLICIES } from './placement-schema.js';
 
@@ -22,6 +22,7 @@ export const StorageClassSchema = Type.Object({
   isDefault: Type.Boolean({ description: 'used when a request names no class' }),
   offload: Type.Boolean({ description: 'false: clones are copied on the host even where the backend could offload' }),
   volumeCount: Type.Integer({ description: 'live volumes created with this class' }),
+  tenants: TenantRestriction,
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
@@ -40,6 +41,7 @@ export const CreateClassBody = Type.Object({
   policy: Type.Optional(literals(PLACEMENT_POLICIES)),
   default: Type.Optional(Type.Boolean({ description: 'make this the default class (the previous default stops being one)' })),
   offload: Type.Optional(Type.Boolean({ description: 'false: clones are copied on the host (default true)' })),
+  tenants: Type.Optional(TenantRestrictionBody),
 }, { additionalProperties: false });
 /** A create-class request. */
 export type CreateClassInput = Static<typeof CreateClassBody>;
@@ -55,6 +57,7 @@ export const UpdateClassBody = Type.Object({
   policy: Type.Optional(literals(PLACEMENT_POLICIES)),
   default: Type.Optional(Type.Boolean()),
   offload: Type.Optional(Type.Boolean()),
+  tenants: Type.Optional(TenantRestrictionBody),
 }, { additionalProperties: false, minProperties: 1 });
 /** An update-class request. */
 export type UpdateClassInput = Static<typeof UpdateClassBody>;

@@ -1,10 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Nullable } from '../models.js';
+import { AllTenants, Nullable } from '../models.js';
 
 /** One entry of the audit log: a state change or an audited read. */
 export const EventSchema = Type.Object({
   seq: Type.Integer(),
   id: Type.String(),
+  tenantId: Type.String({ description: 'the tenant it belongs to' }),
   at: Type.String(),
   actor: Type.String(),
   resourceType: Type.String(),
@@ -27,6 +28,7 @@ export const EventListQuery = Type.Object({
   after: Type.Optional(Type.Integer({ minimum: 0, description: 'only events after this sequence number, oldest first (for following)' })),
   resource: Type.Optional(Type.String({ maxLength: 128, description: 'resource id' })),
   type: Type.Optional(Type.String({ maxLength: 32, description: 'resource type, e.g. volume' })),
+  allTenants: AllTenants.properties.allTenants,
 }, { additionalProperties: false });
 /** The filters of an event list (the page aside). */
 export type EventListFilter = Omit<Static<typeof EventListQuery>, 'cursor'>;

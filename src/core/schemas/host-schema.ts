@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Name, Nullable, literals } from '../models.js';
+import { Name, Nullable, TenantRestriction, TenantRestrictionBody, literals } from '../models.js';
 import { INITIATOR_NAME_PATTERN } from '../names.js';
 import { HOST_STATES } from '../states.js';
 
@@ -17,6 +17,7 @@ export const HostSchema = Type.Object({
   connectors: Type.Array(Type.String()),
   instances: Type.Array(Type.String()),
   agentHeartbeatAt: Nullable(Type.String()),
+  tenants: TenantRestriction,
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
@@ -24,11 +25,11 @@ export const HostSchema = Type.Object({
 export type Host = Static<typeof HostSchema>;
 
 /** Body of POST /v1/hosts. */
-export const CreateHostBody = Type.Object({ name: Name, initiatorName: Type.Optional(Initiator), addresses: Type.Optional(Addresses), zone: Type.Optional(Name) }, { additionalProperties: false });
+export const CreateHostBody = Type.Object({ name: Name, initiatorName: Type.Optional(Initiator), addresses: Type.Optional(Addresses), zone: Type.Optional(Name), tenants: Type.Optional(TenantRestrictionBody) }, { additionalProperties: false });
 /** A register-host request. */
 export type CreateHostInput = Static<typeof CreateHostBody>;
 
 /** Body of PATCH /v1/hosts/{ref}: `initiatorName: null` clears it, `zone: ""` clears it. */
-export const UpdateHostBody = Type.Object({ initiatorName: Type.Optional(Nullable(Initiator)), addresses: Type.Optional(Addresses), zone: Type.Optional(Type.Union([Name, Type.Literal('')])) }, { additionalProperties: false, minProperties: 1 });
+export const UpdateHostBody = Type.Object({ initiatorName: Type.Optional(Nullable(Initiator)), addresses: Type.Optional(Addresses), zone: Type.Optional(Type.Union([Name, Type.Literal('')])), tenants: Type.Optional(TenantRestrictionBody) }, { additionalProperties: false, minProperties: 1 });
 /** An update-host request. */
 export type UpdateHostInput = Static<typeof UpdateHostBody>;

@@ -6,6 +6,7 @@ import { OperationSchema } from './operation-schema.js';
 /** A live migration's storage handoff, as the API and CLI show it. */
 export const MigrationSchema = Type.Object({
   id: Type.String(),
+  tenantId: Type.String({ description: 'the tenant it belongs to' }),
   instance: Type.String(),
   fromHost: Type.String(),
   toHost: Type.String(),

@@ -1,10 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ErrorBodySchema, ListQuery, Nullable, literals } from '../models.js';
+import { AllTenants, ErrorBodySchema, ListQuery, Nullable, literals } from '../models.js';
 import { OPERATION_STATES } from '../states.js';
 
 /** An operation of the journal as the API and CLI show it. */
 export const OperationSchema = Type.Object({
   id: Type.String(),
+  tenantId: Type.String({ description: 'the tenant it belongs to' }),
   kind: Type.String(),
   targetType: Type.String(),
   targetId: Type.String(),
@@ -26,7 +27,7 @@ export const OperationSchema = Type.Object({
 export type Operation = Static<typeof OperationSchema>;
 
 /** Query of GET /v1/operations. */
-export const OperationListQuery = Type.Composite([ListQuery, Type.Object({
+export const OperationListQuery = Type.Composite([ListQuery, AllTenants, Type.Object({
   state: Type.Optional(literals(OPERATION_STATES)),
   target: Type.Optional(Type.String({ maxLength: 128 })),
 })], { additionalProperties: false });

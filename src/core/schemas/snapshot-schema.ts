@@ -1,12 +1,13 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { BackendId, VolumeId } from '../ids.js';
-import { Bytes, IdString, Name, Nullable, PageQuery, Ref, literals } from '../models.js';
+import { AllTenants, Bytes, IdString, Name, Nullable, PageQuery, Ref, literals } from '../models.js';
 import { SNAPSHOT_STATES } from '../states.js';
 import { OperationSchema } from './operation-schema.js';
 
 /** A snapshot as the API and CLI show it. */
 export const SnapshotSchema = Type.Object({
   id: Type.String(),
+  tenantId: Type.String({ description: 'the tenant it belongs to' }),
   name: Type.String(),
   volumeId: IdString<VolumeId>(),
   volumeName: Nullable(Type.String()),
@@ -27,7 +28,7 @@ export const CreateSnapshotBody = Type.Object({ volume: Ref, name: Name }, { add
 export type CreateSnapshotInput = Static<typeof CreateSnapshotBody>;
 
 /** Query of GET /v1/snapshots. */
-export const SnapshotListQuery = Type.Composite([PageQuery, Type.Object({ volume: Type.Optional(Type.String({ maxLength: 128 })) })], { additionalProperties: false });
+export const SnapshotListQuery = Type.Composite([PageQuery, AllTenants, Type.Object({ volume: Type.Optional(Type.String({ maxLength: 128 })) })], { additionalProperties: false });
 /** The filters of a snapshot list (the page aside). */
 export type SnapshotListFilter = Omit<Static<typeof SnapshotListQuery>, 'limit' | 'cursor'>;
 

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { StowageError } from '../errors.js';
 import type { BackendId, VolumeId } from '../ids.js';
-import { Bytes, IdString, ListQuery, Name, Nullable, literals } from '../models.js';
+import { AllTenants, Bytes, IdString, ListQuery, Name, Nullable, literals } from '../models.js';
 import { VOLUME_FORMATS, VOLUME_STATES } from '../states.js';
 import { OperationSchema } from './operation-schema.js';
 import { PLACEMENT_POLICIES, PlacementSummarySchema } from './placement-schema.js';
@@ -85,7 +85,7 @@ export type VolumeWithOperationT = Static<typeof VolumeWithOperation>;
 export const ResizeVolumeBody = Type.Object({ sizeBytes: Bytes }, { additionalProperties: false });
 
 /** Query of GET /v1/volumes. */
-export const VolumeListQuery = Type.Composite([ListQuery, Type.Object({
+export const VolumeListQuery = Type.Composite([ListQuery, AllTenants, Type.Object({
   backend: Type.Optional(Type.String({ maxLength: 128 })),
   state: Type.Optional(literals(VOLUME_STATES)),
 })], { additionalProperties: false });

@@ -107,7 +107,7 @@ async function replace(deps: OperationDeps, ctx: Ctx, v: VolumeRow, failedBacken
       return false;
     }
     await lockPlacement(trx, deps.store.dialect);
-    const views = await loadBackendViews(trx, backends);
+    const views = await loadBackendViews(trx, backends, v.tenant_id);
     // The volume's own claim still sits on the failed backend until below; it is excluded anyway.
     const decision = decide(views, { ...request, exclude });
     if (!decision.winner) {
