@@ -24,11 +24,13 @@ Examples:
       const g = cmd.optsWithGlobals<GlobalOptions>();
       if (!g.api) throw usageError('VALIDATION_FAILED', 'pass --api URL (e.g. https://10.0.0.1:8750)');
       let token = g.token ?? ctx.env.STOWAGE_TOKEN;
-      if (o.tokenFile) {
+      // The program's global --token-file has the same name, and commander gives it the flag wherever it stands.
+      const tokenFile = o.tokenFile ?? g.tokenFile;
+      if (tokenFile) {
         try {
-          token = readFileSync(o.tokenFile, 'utf8').trim();
+          token = readFileSync(tokenFile, 'utf8').trim();
         } catch (err) {
-          throw usageError('VALIDATION_FAILED', `cannot read the token file ${o.tokenFile}: ${(err as Error).message}`);
+          throw usageError('VALIDATION_FAILED', `cannot read the token file ${tokenFile}: ${(err as Error).message}`);
         }
       }
       if (!token) throw usageError('VALIDATION_FAILED', 'pass --token-file FILE (or --token / STOWAGE_TOKEN)');
