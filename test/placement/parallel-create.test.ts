@@ -4,8 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/core/schemas/backend-schema.js';
 import type { Volume } from '../../src/core/schemas/volume-schema.js';
-import { freshPostgresUrl } from '../helpers/pg.js';
-import { ApiClient, type JsonClient, cliConfigPathOf, ensureBuilt, killAllSpawned, makeTempDir, pollUntil, readToken, removeTempDir, spawnServer } from '../helpers/server.js';
+import { startTwoReplicas } from '../helpers/replicas.js';
+import { type JsonClient, ensureBuilt, killAllSpawned, makeTempDir, pollUntil, removeTempDir } from '../helpers/server.js';
 import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 
 interface ErrorBody { code: string; message: string; details: Record<string, unknown> }
@@ -111,18 +111,9 @@ describe('parallel creates through the API (PostgreSQL, two `stowage serve` proc
   });
 
   it('places exactly K of N creates split across both replicas sharing the database', async () => {
-    const databaseUrl = await freshPostgresUrl('placement');
-    const dirA = makeTempDir('stowage-pl-a-');
-    const dirB = makeTempDir('stowage-pl-b-');
+    const { a, b, apiA, apiB, dirs: made } = await startTwoReplicas('placement', { STOWAGE_DEFAULT_BACKEND: 'false' });
     const fleetDir = makeTempDir('stowage-pl-fleet-');
-    dirs.push(dirA, dirB, fleetDir);
-    const env = { STOWAGE_DEFAULT_BACKEND: 'false' };
-    const a = await spawnServer({ dataDir: dirA, databaseUrl, env });
-    const b = await spawnServer({ dataDir: dirB, databaseUrl, env });
-    // The first start wrote the admin token; the second found it in the shared database.
-    const token = readToken(cliConfigPathOf(dirA));
-    const apiA = new ApiClient(a.url, token);
-    const apiB = new ApiClient(b.url, token);
+    dirs.push(...made, fleetDir);
     expect((await apiB.request('GET', '/v1/backends')).status).toBe(200);
 
     const fleet = await setUpFleet(apiA, fleetDir, randomBytes(3).toString('hex'));

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { QuotaReport } from '../../src/core/schemas/quota-schema.js';
 import type { Volume } from '../../src/core/schemas/volume-schema.js';
-import { freshPostgresUrl } from '../helpers/pg.js';
-import { ApiClient, type ApiResponse, type JsonClient, cliConfigPathOf, ensureBuilt, killAllSpawned, makeTempDir, pollUntil, readToken, removeTempDir, spawnServer } from '../helpers/server.js';
+import { startTwoReplicas } from '../helpers/replicas.js';
+import { type ApiResponse, type JsonClient, ensureBuilt, killAllSpawned, pollUntil, removeTempDir } from '../helpers/server.js';
 import { InjectClient, startInjectServer, type InjectServer } from '../helpers/inject.js';
 import { makeTenantUser } from '../helpers/tenants.js';
 
@@ -92,15 +92,8 @@ describe('parallel creates at a quota edge (PostgreSQL, two `stowage serve` proc
   });
 
   it('admits exactly K of 3K creates split across both replicas', async () => {
-    const databaseUrl = await freshPostgresUrl('quota');
-    const dirA = makeTempDir('stowage-q-a-');
-    const dirB = makeTempDir('stowage-q-b-');
-    dirs.push(dirA, dirB);
-    const a = await spawnServer({ dataDir: dirA, databaseUrl });
-    const b = await spawnServer({ dataDir: dirB, databaseUrl });
-    const token = readToken(cliConfigPathOf(dirA));
-    const apiA = new ApiClient(a.url, token);
-    const apiB = new ApiClient(b.url, token);
+    const { a, b, apiA, apiB, dirs: made } = await startTwoReplicas('quota');
+    dirs.push(...made);
     const k = 4;
     await apiA.ok('PUT', '/v1/tenants/default/quota', 200, { body: { maxVolumes: k } });
     expectExactly(await race([apiA, apiB], 3 * k, 'pg', {}), k, 'volumes');
