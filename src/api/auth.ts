@@ -149,7 +149,9 @@ export class Authenticator {
     // once, on every replica (one indexed read per heartbeat).
     if (p.role !== 'agent') {
       if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(h, { p, until: Date.now() + AUTH_CACHE_MS });
+      // Never past the token's expiry: an expiring token stops at its time, not up to AUTH_CACHE_MS later.
+      const expiresMs = holder.expiresAt !== null ? Date.parse(holder.expiresAt) : Number.POSITIVE_INFINITY;
+      this.cache.set(h, { p, until: Math.min(Date.now() + AUTH_CACHE_MS, expiresMs) });
     }
     if (p.role === 'agent') authorizeAgent(req, p);
     return p;

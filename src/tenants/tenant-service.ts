@@ -22,6 +22,8 @@ export interface TokenHolder {
   readonly role: string;
   readonly tokenId: string;
   readonly tokenName: string;
+  /** When the token stops working (ISO time), null for never: a cache of it must not outlive this. */
+  readonly expiresAt: string | null;
   /** Null for an agent's token and a token made before users existed. */
   readonly user: { readonly id: string; readonly name: string; readonly kind: UserKind } | null;
   /** For an agent's token: the one host it acts for (id and name). */
@@ -98,7 +100,7 @@ export class TenantService {
   async holderOf(tokenHash: string): Promise<TokenHolder | undefined> {
     const row = await this.repos.tenants.findTokenByHash(this.store.db, tokenHash);
     if (!row || tokenState(row, nowIso()) !== 'active') return undefined;
-    const base = { tokenId: row.id, tokenName: row.name };
+    const base = { tokenId: row.id, tokenName: row.name, expiresAt: row.expires_at };
     if (row.user_id !== null) {
       const user = await this.repos.tenants.findUserById(this.store.db, row.user_id);
       if (!user) return undefined;
