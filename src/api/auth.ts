@@ -96,10 +96,12 @@ export function authorizeAgent(req: FastifyRequest, p: Principal): void {
 }
 
 /**
- * Headers other systems use to pick a tenant or project. The tenant of a request is its token's,
- * always: a request carrying one of these is refused rather than silently acting elsewhere.
+ * Headers other systems use to pick a tenant, project or organization (OpenStack's X-Project-Id and
+ * X-Auth-Project-Id, Cortex/Loki/Mimir's X-Scope-OrgID, Grafana's X-Grafana-Org-Id, and the
+ * underscore spellings Node accepts too). The tenant of a request is its token's, always: a request
+ * carrying one of these is refused rather than silently acting elsewhere.
  */
-const TENANT_OVERRIDE_HEADER = /^x-(stowage-|openstack-|auth-)?(tenant|project)(-id|-name)?$/i;
+const TENANT_OVERRIDE_HEADER = /^x[-_]((stowage|openstack|auth|grafana)[-_])?(tenant|project|org|organization)([-_](id|name))?$|^x-scope-orgid$/i;
 
 /** Refuses (VALIDATION_FAILED) a request that tries to name its tenant in a header. */
 export function refuseTenantOverride(req: FastifyRequest): void {
