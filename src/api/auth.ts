@@ -97,10 +97,12 @@ export function authorizeAgent(req: FastifyRequest, p: Principal): void {
 }
 
 /**
- * Headers other systems use to pick a tenant or project. The tenant of a request is its token's,
- * always: a request carrying one of these is refused rather than silently acting elsewhere.
+ * Headers other systems use to pick a tenant, project or organization (OpenStack's X-Project-Id and
+ * X-Auth-Project-Id, Cortex/Loki/Mimir's X-Scope-OrgID, Grafana's X-Grafana-Org-Id, and the
+ * underscore spellings Node accepts too). The tenant of a request is its token's, always: a request
+ * carrying one of these is refused rather than silently acting elsewhere.
  */
-const TENANT_OVERRIDE_HEADER = /^x-(stowage-|openstack-|auth-)?(tenant|project)(-id|-name)?$/i;
+const TENANT_OVERRIDE_HEADER = /^x[-_]((stowage|openstack|auth|grafana)[-_])?(tenant|project|org|organization)([-_](id|name))?$|^x-scope-orgid$/i;
 
 /** Refuses (VALIDATION_FAILED) a request that tries to name its tenant in a header. */
 export function refuseTenantOverride(req: FastifyRequest): void {
@@ -150,7 +152,9 @@ export class Authenticator {
     // once, on every replica (one indexed read per heartbeat).
     if (p.role !== 'agent') {
       if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(h, { p, until: Date.now() + AUTH_CACHE_MS });
+      // Never past the token's expiry: an expiring token stops at its time, not up to AUTH_CACHE_MS later.
+      const expiresMs = holder.expiresAt !== null ? Date.parse(holder.expiresAt) : Number.POSITIVE_INFINITY;
+      this.cache.set(h, { p, until: Math.min(Date.now() + AUTH_CACHE_MS, expiresMs) });
     }
     if (p.role === 'agent') authorizeAgent(req, p);
     return p;

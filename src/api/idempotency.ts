@@ -26,6 +26,14 @@ const WAIT_FOR_FIRST_MS = 120_000;
  */
 const CLAIM_LEASE_MS = 10_000;
 
+/**
+ * The route config (spread into `config`) of a route whose answer carries a one-time secret (an API
+ * token, an enrollment token): the idempotency layer does not keep its answer, which would store
+ * the secret in clear, so a retry with the same key runs again (a fresh enrollment token; for an
+ * API token, NAME_TAKEN: revoke it and make another).
+ */
+export const SECRET_ANSWER = { secretAnswer: true } as const;
+
 const leaseEnd = (): string => new Date(Date.now() + CLAIM_LEASE_MS).toISOString();
 
 /** The header as OpenAPI documents it on every mutating route. */

@@ -1,8 +1,8 @@
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULT_API_URL, cliConfigPath, resolveClientConfig } from './client-config.js';
+import { DEFAULT_API_URL, cliConfigPath, resolveClientConfig, writeClientConfigFile } from './client-config.js';
 import { CliError } from './errors.js';
 
 describe('resolveClientConfig', () => {
@@ -39,5 +39,36 @@ describe('resolveClientConfig', () => {
     expect(err).toBeInstanceOf(CliError);
     expect((err as CliError).exitCode).toBe(2);
     expect(() => resolveClientConfig({ api: 'ftp://x' }, { STOWAGE_CLI_CONFIG: file })).toThrow(/http/);
+  });
+});
+
+describe('writeClientConfigFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), `stowage-cli-write-${process.pid}-`));
+  afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
+  const mode = (p: string): number => statSync(p).mode & 0o777;
+
+  it('creates missing directories 0700 and the file 0600', () => {
+    const file = join(dir, 'new', 'stowage', 'config.json');
+    writeClientConfigFile(file, { url: 'http://a:1', token: 't' });
+    expect(mode(file)).toBe(0o600);
+    expect(mode(join(dir, 'new', 'stowage'))).toBe(0o700);
+    expect(mode(join(dir, 'new'))).toBe(0o700);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ url: 'http://a:1', token: 't' });
+  });
+
+  it('replaces a looser existing file with a 0600 one, leaving no temp file; tightens the directory only when it is the CLI\'s own', () => {
+    const shared = join(dir, 'shared');
+    mkdirSync(shared, { mode: 0o755 });
+    chmodSync(shared, 0o755);
+    const file = join(shared, 'cli.json');
+    writeFileSync(file, '{}', { mode: 0o644 });
+    chmodSync(file, 0o644);
+    writeClientConfigFile(file, { url: 'http://b:2', token: 'u' });
+    expect(mode(file)).toBe(0o600);
+    expect(mode(shared)).toBe(0o755);
+    expect(readdirSync(shared)).toEqual(['cli.json']);
+    writeClientConfigFile(file, { url: 'http://b:2', token: 'v' }, { privateDir: true });
+    expect(mode(shared)).toBe(0o700);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ url: 'http://b:2', token: 'v' });
   });
 });

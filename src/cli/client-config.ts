@@ -1,10 +1,12 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { compact } from '../core/compact.js';
 import type { ApiPin } from '../system/pinned-fetch.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../system/private-files.js';
 import { isFingerprint } from '../system/tls-identity.js';
-import { usageError } from './errors.js';
+import { CliError, usageError } from './errors.js';
 
 /** Where the CLI talks to: the API's base URL and the bearer token (absent when none is configured). */
 export interface ClientConfig {
@@ -35,11 +37,25 @@ export function cliConfigPath(env: Readonly<Record<string, string | undefined>>)
   return join(base, 'stowage', 'config.json');
 }
 
-/** Writes the CLI config file (0600, in a 0700 directory if it creates one). */
-export function writeClientConfigFile(path: string, cfg: ClientConfigFile): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileSync(path, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(path, 0o600);
+/**
+ * Writes the CLI config file 0600 from its first byte: into a new temp file beside it, then renamed
+ * over it, so the token is never in a file with looser modes (an existing 0644 file, a half-written
+ * one). Directories it creates are 0700; with `privateDir` (the default config directory, which
+ * is the CLI's own) an existing one is set to 0700 too. A directory named by STOWAGE_CLI_CONFIG is
+ * left as it is: it may be shared (a home directory, /tmp).
+ */
+export function writeClientConfigFile(path: string, cfg: ClientConfigFile, opts: { privateDir?: boolean } = {}): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  if (opts.privateDir) chmodSync(dir, PRIVATE_DIR_MODE);
+  const temp = join(dir, `.${basename(path)}.${String(process.pid)}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    writeFileSync(temp, `${JSON.stringify(cfg, null, 2)}\n`, { mode: PRIVATE_FILE_MODE, flag: 'wx' });
+    renameSync(temp, path);
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw new CliError(null, `cannot write the CLI config ${path}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 export function readConfigFile(path: string): ClientConfigFile {

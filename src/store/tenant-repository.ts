@@ -109,8 +109,15 @@ export class TenantRepository {
     return db.selectFrom('api_tokens').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
+  /**
+   * A user's token by name: the unrevoked one if there is one, else the newest revoked one. A name
+   * is free again once its token is revoked, so one name may have several rows; whichever came
+   * first must not hide the live one (a revoke by name would otherwise touch a dead token only).
+   */
   async findTokenByName(db: Executor, userId: string, name: string): Promise<ApiTokenRow | undefined> {
-    return db.selectFrom('api_tokens').selectAll().where('user_id', '=', userId).where('name', '=', name).executeTakeFirst();
+    const named = db.selectFrom('api_tokens').selectAll().where('user_id', '=', userId).where('name', '=', name);
+    return (await named.where('revoked_at', 'is', null).orderBy('created_at', 'desc').orderBy('id', 'desc').executeTakeFirst())
+      ?? named.orderBy('created_at', 'desc').orderBy('id', 'desc').executeTakeFirst();
   }
 
   /** The tokens of one user (oldest first), revoked ones included. */

@@ -22,6 +22,8 @@ export interface TokenHolder {
   readonly role: string;
   readonly tokenId: string;
   readonly tokenName: string;
+  /** When the token stops working (ISO time), null for never: a cache of it must not outlive this. */
+  readonly expiresAt: string | null;
   /** Null for an agent's token and a token made before users existed. */
   readonly user: { readonly id: string; readonly name: string; readonly kind: UserKind } | null;
   /** For an agent's token: the one host it acts for (id and name). */
@@ -98,7 +100,7 @@ export class TenantService {
   async holderOf(tokenHash: string): Promise<TokenHolder | undefined> {
     const row = await this.repos.tenants.findTokenByHash(this.store.db, tokenHash);
     if (!row || tokenState(row, nowIso()) !== 'active') return undefined;
-    const base = { tokenId: row.id, tokenName: row.name };
+    const base = { tokenId: row.id, tokenName: row.name, expiresAt: row.expires_at };
     if (row.user_id !== null) {
       const user = await this.repos.tenants.findUserById(this.store.db, row.user_id);
       if (!user) return undefined;
@@ -248,10 +250,11 @@ export class TenantService {
   async updateUser(ref: string, input: UpdateUserInput, caller: Caller): Promise<User> {
     const row = await this.resolveUser(ref);
     if (input.role !== undefined && input.role !== row.role) {
+      // First: only admins get here, and an admin's only other roles are across kinds, so after that check this one could never be reached.
+      if (row.id === caller.userId) throw new StowageError('FORBIDDEN', 'you cannot change your own role; ask another admin', { user: row.name });
       if ((input.role === 'admin') !== (row.role === 'admin')) {
         throw new StowageError('VALIDATION_FAILED', 'a system admin belongs to no tenant and a member or reader to one: create a new user instead of moving one across', { user: row.name });
       }
-      if (row.id === caller.userId) throw new StowageError('FORBIDDEN', 'you cannot change your own role', { user: row.name });
     }
     await this.repos.tenants.updateUser(this.store.db, row.id, { ...(input.role !== undefined ? { role: input.role } : {}), ...(input.description !== undefined ? { description: input.description } : {}) });
     return this.getUser(row.id);
@@ -299,12 +302,13 @@ export class TenantService {
     if (input.scope !== undefined && isUserRole(user.role) && ROLE_RANK[input.scope] > ROLE_RANK[user.role]) {
       throw new StowageError('FORBIDDEN', `a token can only narrow its user's role: ${user.name} is ${user.role}, so the scope ${input.scope} is refused`, { role: user.role, scope: input.scope });
     }
-    if (isUserRole(caller.role) && user.id !== caller.userId && ROLE_RANK[effectiveRole(user.role, input.scope ?? null) as UserRole] > ROLE_RANK[caller.role]) {
-      throw new StowageError('FORBIDDEN', 'a token cannot carry more than the role of whoever makes it', {});
+    if (caller.userId === user.id && input.scope === undefined && caller.role !== user.role && isUserRole(caller.role)) {
+      // A narrowed token making a new one without a scope: the new one is no wider than the caller's own.
+      input = { ...input, scope: caller.role };
     }
-    if (caller.userId === user.id && input.scope === undefined && caller.role !== user.role) {
-      // A narrowed token making a new one: the new one is no wider than the caller's own.
-      input = { ...input, scope: caller.role as UserRole };
+    // Whoever the token is for, the caller's own one included: a token narrowed to reader must not mint one scoped member.
+    if (isUserRole(caller.role) && ROLE_RANK[effectiveRole(user.role, input.scope ?? null) as UserRole] > ROLE_RANK[caller.role]) {
+      throw new StowageError('FORBIDDEN', `a token cannot carry more than the role of the token that makes it (${caller.role})`, { role: caller.role, ...(input.scope !== undefined ? { scope: input.scope } : {}) });
     }
     const secret = newSecret();
     const id = newId('token');

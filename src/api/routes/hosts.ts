@@ -5,6 +5,7 @@ import { CreateHostBody, HostSchema, UpdateHostBody } from '../../core/schemas/h
 import { Page, PlainListQuery } from '../../core/models.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { SECRET_ANSWER } from '../idempotency.js';
 import { RefParams } from '../schemas.js';
 
 const EnrollTokenBody = Type.Object({
@@ -39,7 +40,7 @@ export function hostRoutes(deps: AppDeps): FastifyPluginAsync {
       const host = await deps.hosts.create(req.body, req.principal.actor, req.principal.tenantId, req.idempotencyClaim?.key);
       return reply.status(201).send(host);
     });
-    app.post('/hosts/:ref/enroll-token', { config: { permission: 'system.admin' }, schema: { tags, summary: 'Issue a one-time enrollment token for the host\'s agent (replaces an unused one; the agent\'s credential is replaced when it is used)', params: RefParams, body: Type.Optional(EnrollTokenBody), response: { 200: EnrollTokenAnswer, ...errorResponses('HOST_NOT_FOUND') } } }, async (req) => deps.agentCredentials.issue(req.params.ref, req.principal.actor, req.body?.ttlMs));
+    app.post('/hosts/:ref/enroll-token', { config: { ...SECRET_ANSWER, permission: 'system.admin' }, schema: { tags, summary: 'Issue a one-time enrollment token for the host\'s agent (replaces an unused one; the agent\'s credential is replaced when it is used)', params: RefParams, body: Type.Optional(EnrollTokenBody), response: { 200: EnrollTokenAnswer, ...errorResponses('HOST_NOT_FOUND') } } }, async (req) => deps.agentCredentials.issue(req.params.ref, req.principal.actor, req.body?.ttlMs));
     app.get('/hosts', { config: { permission: 'system.admin' }, schema: { tags, summary: 'List hosts (by name; paginated)', querystring: PlainListQuery, response: { 200: Page(HostSchema), ...errorResponses() } } }, async (req) => deps.hosts.list(req.query));
     app.get('/hosts/:ref', { config: { permission: 'system.admin' }, schema: { tags, summary: 'Show a host', params: RefParams, response: { 200: HostSchema, ...errorResponses('HOST_NOT_FOUND') } } }, async (req) => deps.hosts.get(req.params.ref));
     app.patch('/hosts/:ref', { config: { permission: 'system.admin' }, schema: { tags, summary: 'Change a host\'s initiator name, addresses or zone', params: RefParams, body: UpdateHostBody, response: { 200: HostSchema, ...errorResponses('HOST_NOT_FOUND') } } }, async (req) => deps.hosts.update(req.params.ref, req.body, req.principal.actor));

@@ -6,6 +6,7 @@ import { Page, PlainListQuery } from '../../core/models.js';
 import { CreateNodeBody, EnrollNodeBody, NodeEnrolledSchema, NodeEnrollmentSchema, NodeSchema } from '../../core/schemas/node-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { SECRET_ANSWER } from '../idempotency.js';
 import { RefParams } from '../schemas.js';
 
 /** Body of POST /v1/nodes/{ref}/rekey. */
@@ -18,12 +19,6 @@ const ENROLL_BODY_LIMIT_BYTES = 32 * 1024;
 /** Enrollment attempts one client address may make per window (a token has 192 random bits; this only keeps the log quiet). */
 const ENROLL_ATTEMPTS_PER_WINDOW = 30;
 const ENROLL_WINDOW_MS = 60_000;
-
-/**
- * Answers with a one-time secret are not kept by the idempotency layer (it would store the token in
- * clear): a retry with the same key runs again and answers a fresh token for the same node.
- */
-const SECRET_ANSWER = { secretAnswer: true } as const;
 
 /** /v1/nodes: storage nodes (create with an enrollment token, list, show, drain, resume, rekey, revoke, delete). */
 export function nodeRoutes(deps: AppDeps): FastifyPluginAsync {

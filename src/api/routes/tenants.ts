@@ -9,6 +9,7 @@ import {
 import type { Caller } from '../../tenants/tenant-service.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { SECRET_ANSWER } from '../idempotency.js';
 import { RefParams } from '../schemas.js';
 
 function callerOf(req: FastifyRequest): Caller {
@@ -94,12 +95,12 @@ export function tenantRoutes(deps: AppDeps, forgetTokens: () => void): FastifyPl
     });
 
     app.post('/tokens', {
-      config: { permission: 'self' },
+      config: { ...SECRET_ANSWER, permission: 'self' },
       schema: {
         tags: ['tokens'], summary: 'Create a named API token for yourself (an admin: for any user); the secret is in this answer only', body: CreateTokenBody,
         response: { 201: CreatedTokenSchema, ...errorResponses('INVALID_NAME', 'NAME_TAKEN', 'USER_NOT_FOUND', 'FORBIDDEN') },
       },
-    }, async (req, reply) => reply.status(201).send(await tenants.createToken(req.body, callerOf(req))));
+    }, async (req, reply) => reply.status(201).header('cache-control', 'no-store').send(await tenants.createToken(req.body, callerOf(req))));
 
     app.get('/tokens', {
       config: { permission: 'self' },

@@ -40,7 +40,7 @@ export function register(program: Command, ctx: CliContext): void {
 Examples:
   $ stowage tenant create acme --description "Acme Corp, project alpha"
   $ stowage user create alice --tenant acme --role member
-  $ stowage token create laptop --user alice --expires 90d
+  $ stowage token create laptop --user alice --expires 90d --out alice.token
 `)
     .action(async (name: string, o: { description?: string; output: OutputFormat }, cmd: Command) => {
       const t = await ctx.client(cmd).createTenant({ name, ...(o.description !== undefined ? { description: o.description } : {}) });

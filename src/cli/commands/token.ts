@@ -1,6 +1,6 @@
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { USER_ROLES, type CreateTokenInput, type Token, type Whoami } from '../../core/schemas/tenant-schema.js';
+import { USER_ROLES, type CreateTokenInput, type CreatedToken, type Token, type Whoami } from '../../core/schemas/tenant-schema.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';
@@ -23,17 +23,32 @@ export function whoamiFields(w: Whoami): string {
   ]);
 }
 
-/** Writes a token secret to a new 0600 file (never over an existing one), or to stdout for `-`. */
-function deliverSecret(ctx: CliContext, out: string, secret: string): void {
-  if (out === '-') {
-    ctx.stdout.write(`${secret}\n`);
+/**
+ * Creates the new 0600 file a token secret goes to, before the token exists: a path that exists
+ * already (or cannot be written) is refused while there is still nothing to revoke. Null for `-`
+ * (stdout).
+ */
+function reserveSecretFile(out: string): number | null {
+  if (out === '-') return null;
+  try {
+    return openSync(out, 'wx', 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw usageError('VALIDATION_FAILED', code === 'EEXIST' ? `${out} exists; no token was created (a secret is never written over a file)` : `cannot write ${out}: ${(err as Error).message}; no token was created`);
+  }
+}
+
+/** Writes the secret to the reserved file (or stdout), or removes the reserved file when there is no secret to write. */
+function deliverSecret(ctx: CliContext, out: string, fd: number | null, secret: string | null): void {
+  if (fd === null) {
+    if (secret !== null) ctx.stdout.write(`${secret}\n`);
     return;
   }
   try {
-    writeFileSync(out, `${secret}\n`, { mode: 0o600, flag: 'wx' });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw usageError('VALIDATION_FAILED', code === 'EEXIST' ? `${out} exists; the secret was not written (the token exists: revoke it, then create it again with another --out)` : `cannot write ${out}: ${(err as Error).message}; revoke the token and try again`);
+    if (secret !== null) writeSync(fd, `${secret}\n`);
+  } finally {
+    closeSync(fd);
+    if (secret === null) rmSync(out, { force: true });
   }
 }
 
@@ -62,8 +77,15 @@ Examples:
         name, ...(o.user !== undefined ? { user: o.user } : {}), ...(o.scope !== undefined ? { scope: o.scope } : {}),
         ...(o.expires !== undefined ? { expiresInSeconds: Math.ceil(o.expires / 1000) } : {}),
       };
-      const created = await ctx.client(cmd).createToken(body);
-      deliverSecret(ctx, o.out, created.secret);
+      const fd = reserveSecretFile(o.out);
+      let created: CreatedToken;
+      try {
+        created = await ctx.client(cmd).createToken(body);
+      } catch (err) {
+        deliverSecret(ctx, o.out, fd, null);
+        throw err;
+      }
+      deliverSecret(ctx, o.out, fd, created.secret);
       if (o.out === '-') return;
       const t = created.token;
       emit(ctx.stdout, o.output, t, () => `token ${t.name} (${t.id}) of ${t.user ?? '?'}, role ${t.role}, expires ${t.expiresAt ? formatTime(t.expiresAt) : 'never'}: secret written to ${o.out} (0600)\n`);
