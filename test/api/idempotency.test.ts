@@ -28,6 +28,22 @@ describe('Idempotency-Key', () => {
     expect(await names('/v1/hosts')).toEqual(['idem-h1']);
   });
 
+  it('keeps no answer of a grant (it carries the CHAP secret): a retry grants again and answers the same live grant', async () => {
+    await s.api.ok('POST', '/v1/hosts', 201, { body: { name: 'idem-gh' } });
+    await s.api.ok('POST', '/v1/volumes?wait=true', 200, { body: { name: 'idem-gv', sizeBytes: MiB } });
+    const first = await inject(s, 'POST', '/v1/volumes/idem-gv/grants?wait=true', { body: { host: 'idem-gh' }, headers: key('grant') });
+    expect(first.status, first.text).toBe(200);
+    const again = await inject(s, 'POST', '/v1/volumes/idem-gv/grants?wait=true', { body: { host: 'idem-gh' }, headers: key('grant') });
+    expect(again.status, again.text).toBe(200);
+    const id = (r: typeof first): string => (r.body as { grant: { id: string } }).grant.id;
+    expect(id(again)).toBe(id(first));
+    const kept = await s.server.store.db.selectFrom('idempotency_keys').selectAll().where('key', '=', key('grant')['idempotency-key'] ?? '').execute();
+    expect(kept.map((r) => r.response)).toEqual(kept.map(() => null));
+    await s.api.ok('DELETE', '/v1/volumes/idem-gv/grants/idem-gh?wait=true', 200);
+    await s.api.ok('DELETE', '/v1/volumes/idem-gv?wait=true', 200);
+    await s.api.request('DELETE', '/v1/hosts/idem-gh');
+  });
+
   it('refuses the same key with another body or on another route with 409, changing nothing', async () => {
     const before = await names('/v1/hosts');
     const otherBody = await inject(s, 'POST', '/v1/hosts', { body: { name: 'idem-h2' }, headers: key('h1') });

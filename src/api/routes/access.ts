@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ConnectionInfoSchema, GrantAnswer, GrantBody, GrantList, GrantParams, RevokeAnswer } from '../../core/schemas/access-schema.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
+import { SECRET_ANSWER } from '../idempotency.js';
 import { RefParams, WaitQuery } from '../schemas.js';
 import { maybeWait } from './wait.js';
 
@@ -11,8 +12,10 @@ export function accessRoutes(deps: AppDeps): FastifyPluginAsync {
   return async (plain) => {
     const app = plain.withTypeProvider<TypeBoxTypeProvider>();
     const tags = ['access'];
+    // Its answer carries the CHAP secret, so it is not kept for replay: a retry grants again, which
+    // answers the live grant and reads its sealed secret anew (granting is idempotent by itself).
     app.post('/volumes/:ref/grants', {
-      config: { permission: 'tenant.write' },
+      config: { ...SECRET_ANSWER, permission: 'tenant.write' },
       schema: { tags, summary: 'Grant a host access (ACL + CHAP on the backend); answers with the connection info once active', params: RefParams, body: GrantBody, querystring: WaitQuery, response: { 200: GrantAnswer, 202: GrantAnswer, ...errorResponses('VOLUME_NOT_FOUND', 'HOST_NOT_FOUND', 'INVALID_STATE', 'VOLUME_IN_USE', 'CAPABILITY_MISSING', 'DRIVER_FAILED') } },
     }, async (req, reply) => {
       const ctx = { actor: req.principal.actor, tenantId: req.principal.tenantId, idempotencyKey: undefined };
