@@ -97,8 +97,19 @@ export class TenantService {
     return token;
   }
 
-  /** The holder of the token with this sha256 hex hash; undefined for an unknown, revoked or expired token or a deleted user. */
+  /**
+   * The holder of the token with this sha256 hex hash; undefined for an unknown, revoked or expired
+   * token, a deleted user, or a tenant being deleted (its tokens are revoked with the delete's
+   * submit; this also refuses one a racing request made just then).
+   */
   async holderOf(tokenHash: string): Promise<TokenHolder | undefined> {
+    const holder = await this.tokenHolder(tokenHash);
+    if (!holder) return undefined;
+    const tenant = await this.repos.tenants.findTenantById(this.store.db, holder.tenantId);
+    return tenant && tenant.deleting_at === null ? holder : undefined;
+  }
+
+  private async tokenHolder(tokenHash: string): Promise<TokenHolder | undefined> {
     const row = await this.repos.tenants.findTokenByHash(this.store.db, tokenHash);
     if (!row || tokenState(row, nowIso()) !== 'active') return undefined;
     const base = { tokenId: row.id, tokenName: row.name };
