@@ -72,7 +72,7 @@ describe('deleting a tenant with --cascade (API, dir backend)', () => {
     expectError(await s.api.request('GET', '/v1/users/doomed-alice'), 404, 'USER_NOT_FOUND');
     expect(readdirSync(volumesDir).filter((f) => files.includes(f)), 'left on the backend').toEqual([]);
     expect(await rowsOf(before.id)).toEqual({});
-    // The grant was revoked, not just dropped with its row: its revoke event is gone with the tenant, the audit line stays.
+    // The tenant's own events went with it; one audit line, filed under the default tenant, stays.
     const events = await s.api.ok<{ items: { resourceType: string; resourceName: string | null; action: string }[] }>('GET', `/v1/events?resource=${before.id}`, 200);
     expect(events.items.map((e) => [e.resourceType, e.resourceName, e.action])).toEqual([['tenant', 'doomed', 'deleted']]);
     expectError(await alice.request('GET', '/v1/volumes'), 401, 'UNAUTHORIZED');
