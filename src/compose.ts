@@ -90,7 +90,7 @@ export async function composeControlPlane(config: Config, store: Store, logger: 
     stepAttempts: config.stepAttempts, retryBaseMs: config.retryBaseMs, waitRetryMaxMs: config.waitRetryMaxMs,
   }, repos.operations);
   const activity = new BackendActivity();
-  const tenants = new TenantService(store, repos);
+  const tenants = new TenantService(store, repos, engine);
   const operations = new OperationService(store, repos, engine);
   const events = new EventService(store, repos);
   const backends = new BackendService(store, repos, registry, drivers, engine, logger, activity);

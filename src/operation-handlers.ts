@@ -15,6 +15,7 @@ import { volumeRevert } from './snapshots/operations/volume-revert.js';
 import { volumeCreate } from './volumes/operations/volume-create.js';
 import { volumeDelete } from './volumes/operations/volume-delete.js';
 import { volumeResize } from './volumes/operations/volume-resize.js';
+import { tenantDelete } from './tenants/operations/tenant-delete.js';
 
 /** What the operation handlers need to run their steps. */
 export type OperationHandlerDeps = OperationDeps;
@@ -30,6 +31,7 @@ const OPERATIONS = [
   snapshotCreate, snapshotDelete, volumeRevert,
   attachmentAttach, attachmentDetach, hostFence,
   migrationStart, migrationComplete, migrationAbort,
+  tenantDelete,
 ] as const;
 
 type Registered = ReturnType<(typeof OPERATIONS)[number]>;

@@ -60,6 +60,11 @@ export class GrantRepository {
     return db.selectFrom('grants').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_GRANT_STATES]).orderBy('created_at').execute();
   }
 
+  /** A tenant's live grants (not revoked yet, `error` included), oldest first. */
+  async listLiveOfTenant(db: Executor, tenantId: string): Promise<GrantRow[]> {
+    return db.selectFrom('grants').selectAll().where('tenant_id', '=', tenantId).where('state', 'in', [...LIVE_GRANT_STATES]).orderBy('created_at').orderBy('id').execute();
+  }
+
   async listLiveForHost(db: Executor, hostId: string): Promise<GrantRow[]> {
     return db.selectFrom('grants').selectAll().where('host_id', '=', hostId).where('state', 'in', [...LIVE_GRANT_STATES]).execute();
   }
@@ -106,6 +111,11 @@ export class SnapshotRepository {
     if (tenantId !== null) q = q.where('tenant_id', '=', tenantId);
     if (volumeId) q = q.where('volume_id', '=', volumeId);
     return keysetPage(q, 'created_at', page);
+  }
+
+  /** A tenant's snapshots not deleted yet, in any other state. */
+  async listUndeletedOfTenant(db: Executor, tenantId: string): Promise<SnapshotRow[]> {
+    return db.selectFrom('snapshots').selectAll().where('tenant_id', '=', tenantId).where('state', '<>', 'deleted').orderBy('created_at').orderBy('id').execute();
   }
 
   async countLiveForVolume(db: Executor, volumeId: VolumeId): Promise<number> {

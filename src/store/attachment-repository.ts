@@ -31,6 +31,11 @@ export class AttachmentRepository {
     return db.selectFrom('attachments').selectAll().where('volume_id', '=', volumeId).where('state', 'in', [...LIVE_ATTACHMENT_STATES]).execute();
   }
 
+  /** A tenant's live attachments, oldest first. */
+  async listLiveOfTenant(db: Executor, tenantId: string): Promise<AttachmentRow[]> {
+    return db.selectFrom('attachments').selectAll().where('tenant_id', '=', tenantId).where('state', 'in', [...LIVE_ATTACHMENT_STATES]).orderBy('created_at').orderBy('id').execute();
+  }
+
   async listLiveForHost(db: Executor, hostId: string): Promise<AttachmentRow[]> {
     return db.selectFrom('attachments').selectAll().where('host_id', '=', hostId).where('state', 'in', [...LIVE_ATTACHMENT_STATES]).execute();
   }

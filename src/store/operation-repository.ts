@@ -46,6 +46,11 @@ export class OperationRepository {
     return db.selectFrom('operations').selectAll().where('target_id', '=', targetId).where('state', 'in', [...ACTIVE_OPERATION_STATES]).executeTakeFirst();
   }
 
+  /** A tenant's unfinished operations (those filed under it), oldest first. */
+  async listActiveOfTenant(db: Executor, tenantId: string): Promise<OperationRow[]> {
+    return db.selectFrom('operations').selectAll().where('tenant_id', '=', tenantId).where('state', 'in', [...ACTIVE_OPERATION_STATES]).orderBy('created_at').orderBy('id').execute();
+  }
+
   async list(db: Executor, q: OperationQuery): Promise<{ rows: OperationRow[]; nextCursor: string | null }> {
     let query = db.selectFrom('operations').selectAll();
     if (q.tenantId !== null) query = query.where('tenant_id', '=', q.tenantId);

@@ -40,6 +40,8 @@ export interface TenantTable {
   description: ColumnType<string, string | undefined, string>;
   created_at: Timestamp;
   updated_at: ColumnType<Timestamp | null, Timestamp | null | undefined, Timestamp | null>;
+  /** When a cascading delete was submitted (the tenant takes nothing new from then on); null in use. */
+  deleting_at: ColumnType<Timestamp | null, Timestamp | null | undefined, Timestamp | null>;
 }
 
 /** A user of one tenant, or a system admin of none; a person (`user`) or a service account (`service`). */

@@ -1,6 +1,6 @@
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import { hashToken } from '../core/token-hash.js';
-import { nowIso } from './json.js';
+import { nowIso, readJson, writeJson } from './json.js';
 import { keysetPage, type PageRequest } from './keyset-page.js';
 import type { ApiTokenRow, TenantRow, UserRow } from './schema.js';
 import type { Executor } from './store.js';
@@ -50,6 +50,49 @@ export class TenantRepository {
 
   async deleteTenant(db: Executor, id: string): Promise<void> {
     await db.deleteFrom('tenants').where('id', '=', id).execute();
+  }
+
+  /** Marks a tenant as being deleted (kept if already marked); returns whether this call marked it. */
+  async markDeleting(db: Executor, id: string, at: string): Promise<boolean> {
+    const r = await db.updateTable('tenants').set({ deleting_at: at, updated_at: at }).where('id', '=', id).where('deleting_at', 'is', null).executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /** Revokes every token still valid of a tenant and of its users; returns how many. */
+  async revokeTokensOfTenant(db: Executor, tenantId: string, at: string): Promise<number> {
+    const r = await db.updateTable('api_tokens').set({ revoked_at: at }).where('revoked_at', 'is', null)
+      .where((eb) => eb.or([eb('tenant_id', '=', tenantId), eb('user_id', 'in', eb.selectFrom('users').select('users.id').where('users.tenant_id', '=', tenantId))]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  /**
+   * Deletes a tenant whose resources are all settled, with every row it still has: its users and
+   * their tokens, its history (operations, events, settled volumes, snapshots, grants, attachments,
+   * migrations), idempotency keys and quotas. One call inside the caller's transaction.
+   */
+  async deleteTenantAndRows(db: Executor, tenantId: string): Promise<void> {
+    await db.deleteFrom('api_tokens').where('user_id', 'in', db.selectFrom('users').select('users.id').where('users.tenant_id', '=', tenantId)).execute();
+    await db.deleteFrom('api_tokens').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('users').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('idempotency_keys').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('events').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('attachments').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('migrations').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('grants').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('snapshots').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('volumes').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('operations').where('tenant_id', '=', tenantId).execute();
+    await db.deleteFrom('quotas').where('tenant_id', '=', tenantId).execute();
+    // Out of every restriction list: one left empty stays restricted (to nobody), never becomes shared.
+    for (const table of ['backends', 'classes', 'hosts'] as const) {
+      const rows = await db.selectFrom(table).select(['id', 'tenants']).where('tenants', 'like', `%${JSON.stringify(tenantId)}%`).execute();
+      for (const r of rows) {
+        const left = readJson<string[]>(r.tenants, []).filter((t) => t !== tenantId);
+        await db.updateTable(table).set({ tenants: writeJson(left) }).where('id', '=', r.id).execute();
+      }
+    }
+    await db.deleteFrom('tenants').where('id', '=', tenantId).execute();
   }
 
   async insertUser(db: Executor, u: { id: string; tenantId: string | null; name: string; role: string; kind: string; description: string }): Promise<void> {

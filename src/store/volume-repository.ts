@@ -53,13 +53,18 @@ export class VolumeRepository {
     return db.selectFrom('volumes').selectAll().where('backend_id', '=', backendId).where('state', 'in', [...states]).execute();
   }
 
+  /** A tenant's volumes not deleted yet, in any other state (what a cascading tenant delete destroys). */
+  async listUndeletedOfTenant(db: Executor, tenantId: string): Promise<VolumeRow[]> {
+    return db.selectFrom('volumes').selectAll().where('tenant_id', '=', tenantId).where('state', '<>', 'deleted').orderBy('created_at').orderBy('id').execute();
+  }
+
   async listInStates(db: Executor, states: readonly VolumeState[]): Promise<VolumeRow[]> {
     return db.selectFrom('volumes').selectAll().where('state', 'in', [...states]).execute();
   }
 
   /**
-   * Volumes in a transitional state that no unfinished operation targets: left behind by a bug or a
-   * manual edit, for the stale-state sweeper. Id, name, state and tenant only.
+   * Volumes in a transitional state that no unfinished operation targets (neither the volume nor its
+   * tenant, which a cascading delete targets): left behind by a bug or a manual edit, for the stale-state sweeper. Id, name, state and tenant only.
    */
   async listTransitionalWithoutOperation(db: Executor): Promise<Pick<VolumeRow, 'id' | 'name' | 'state' | 'tenant_id'>[]> {
     return db.selectFrom('volumes').select(['id', 'name', 'state', 'tenant_id'])
@@ -67,6 +72,11 @@ export class VolumeRepository {
       .where((eb) => eb.not(eb.exists(
         eb.selectFrom('operations').select('operations.id')
           .whereRef('operations.target_id', '=', 'volumes.id').where('operations.state', 'in', [...ACTIVE_OPERATION_STATES]),
+      )))
+      // A cascading tenant delete owns every volume of its tenant (its target is the tenant).
+      .where((eb) => eb.not(eb.exists(
+        eb.selectFrom('operations').select('operations.id')
+          .whereRef('operations.target_id', '=', 'volumes.tenant_id').where('operations.state', 'in', [...ACTIVE_OPERATION_STATES]),
       )))
       .execute();
   }

@@ -9,7 +9,10 @@ import {
   USER_ROLES, type CreateTenantInput, type CreateTokenInput, type CreateUserInput, type CreatedToken, type Tenant, type TenantUsage,
   type Token, type UpdateTenantInput, type UpdateUserInput, type User, type UserKind, type UserRole, type Whoami,
 } from '../core/schemas/tenant-schema.js';
+import type { Operation } from '../core/schemas/operation-schema.js';
+import type { OperationEngine } from '../operations/engine.js';
 import { nowIso, isUniqueViolation } from '../store/json.js';
+import { toOperation } from '../store/operation-repository.js';
 import type { PageRequest } from '../store/keyset-page.js';
 import type { Repositories } from '../store/repositories.js';
 import type { ApiTokenRow, TenantRow, UserRow } from '../store/schema.js';
@@ -71,7 +74,7 @@ function newSecret(): string {
  * being 404) is decided here from the `Caller`.
  */
 export class TenantService {
-  constructor(private readonly store: Store, private readonly repos: Repositories) {}
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine) {}
 
   /** Creates the default tenant if missing; safe from concurrent replicas. */
   async ensureDefaultTenant(): Promise<void> {
@@ -96,8 +99,19 @@ export class TenantService {
     return token;
   }
 
-  /** The holder of the token with this sha256 hex hash; undefined for an unknown, revoked or expired token or a deleted user. */
+  /**
+   * The holder of the token with this sha256 hex hash; undefined for an unknown, revoked or expired
+   * token, a deleted user, or a tenant being deleted (its tokens are revoked with the delete's
+   * submit; this also refuses one a racing request made just then).
+   */
   async holderOf(tokenHash: string): Promise<TokenHolder | undefined> {
+    const holder = await this.tokenHolder(tokenHash);
+    if (!holder) return undefined;
+    const tenant = await this.repos.tenants.findTenantById(this.store.db, holder.tenantId);
+    return tenant && tenant.deleting_at === null ? holder : undefined;
+  }
+
+  private async tokenHolder(tokenHash: string): Promise<TokenHolder | undefined> {
     const row = await this.repos.tenants.findTokenByHash(this.store.db, tokenHash);
     if (!row || tokenState(row, nowIso()) !== 'active') return undefined;
     const base = { tokenId: row.id, tokenName: row.name, expiresAt: row.expires_at };
@@ -172,35 +186,44 @@ export class TenantService {
   }
 
   /**
-   * Deletes an empty tenant. One that still owns anything is refused with TENANT_NOT_EMPTY and the
-   * counts; the default tenant (where system admins act) is never deleted.
+   * Deletes a tenant; the default tenant (where system admins act) is never deleted. Without
+   * `cascade`, one that still owns anything is refused with TENANT_NOT_EMPTY and the counts, and an
+   * empty one is deleted at once (returns null). With `cascade`, the tenant is marked deleting and
+   * its tokens revoked in the transaction that submits the `tenant.delete` operation, which deletes
+   * everything it owns; returns that operation (the one already running, if a cascade was submitted
+   * before and is not finished).
    */
-  async deleteTenant(ref: string): Promise<void> {
-    await this.store.transaction(async (trx) => {
+  async deleteTenant(ref: string, opts: { readonly cascade: boolean; readonly actor: string }): Promise<Operation | null> {
+    const op = await this.store.transaction(async (trx) => {
       const row = await this.resolveTenant(ref, trx);
       if (row.id === DEFAULT_TENANT_ID) throw new StowageError('INVALID_STATE', 'the default tenant is where system admins act and cannot be deleted', { tenant: row.name });
+      const running = await this.repos.operations.findActiveForTarget(trx, row.id);
+      if (running?.kind === 'tenant.delete') return running;
       const usage = await this.usageOf(trx, row.id);
-      const owned = Object.entries(usage).filter(([, n]) => n > 0);
-      if (owned.length > 0) {
-        throw new StowageError('TENANT_NOT_EMPTY', `tenant ${row.name} still owns ${owned.map(([k, n]) => `${String(n)} ${k}`).join(', ')}; delete them first, or delete the tenant with --cascade`, { tenant: row.name, counts: usage });
+      if (!opts.cascade) {
+        const owned = Object.entries(usage).filter(([, n]) => n > 0);
+        if (owned.length > 0) {
+          throw new StowageError('TENANT_NOT_EMPTY', `tenant ${row.name} still owns ${owned.map(([k, n]) => `${String(n)} ${k}`).join(', ')}; delete them first, or delete the tenant with --cascade`, { tenant: row.name, counts: usage });
+        }
+        await this.repos.tenants.deleteTenantAndRows(trx, row.id);
+        return null;
       }
-      await this.deleteTenantRows(trx, row.id);
+      const at = nowIso();
+      await this.repos.tenants.markDeleting(trx, row.id, at);
+      await this.repos.tenants.revokeTokensOfTenant(trx, row.id, at);
+      // Filed under the default tenant: the journal entry outlives the tenant it deletes.
+      return this.engine.enqueue(trx, { kind: 'tenant.delete', tenantId: DEFAULT_TENANT_ID, targetType: 'tenant', targetId: row.id, actor: opts.actor, input: { name: row.name } });
     });
+    if (!op) return null;
+    this.engine.wake();
+    return toOperation(op);
   }
 
-  /** The rows an empty tenant still has (history: operations, events, settled resources) and the tenant itself. */
-  async deleteTenantRows(trx: Executor, tenantId: string): Promise<void> {
-    await trx.deleteFrom('api_tokens').where('tenant_id', '=', tenantId).execute();
-    await trx.deleteFrom('idempotency_keys').where('tenant_id', '=', tenantId).execute();
-    await trx.deleteFrom('events').where('tenant_id', '=', tenantId).execute();
-    await trx.deleteFrom('attachments').where('tenant_id', '=', tenantId).execute();
-    await trx.deleteFrom('migrations').where('tenant_id', '=', tenantId).execute();
-    await trx.deleteFrom('grants').where('tenant_id', '=', tenantId).execute();
-    await trx.deleteFrom('snapshots').where('tenant_id', '=', tenantId).execute();
-    await trx.deleteFrom('volumes').where('tenant_id', '=', tenantId).execute();
-    await trx.deleteFrom('operations').where('tenant_id', '=', tenantId).execute();
-    await trx.deleteFrom('quotas').where('tenant_id', '=', tenantId).execute();
-    await this.repos.tenants.deleteTenant(trx, tenantId);
+  /** Refuses (INVALID_STATE) to add anything to a tenant a cascading delete is emptying. */
+  private assertNotDeleting(t: TenantRow): void {
+    if (t.deleting_at !== null) {
+      throw new StowageError('INVALID_STATE', `tenant ${t.name} is being deleted (since ${t.deleting_at}); it takes no new users or tokens`, { tenant: t.name, deletingAt: t.deleting_at });
+    }
   }
 
   // ---- users ---------------------------------------------------------------------------------
@@ -227,6 +250,7 @@ export class TenantService {
     try {
       await this.store.transaction(async (trx) => {
         const tenant = input.tenant !== undefined ? await this.resolveTenant(input.tenant, trx) : null;
+        if (tenant) this.assertNotDeleting(tenant);
         if (await this.repos.tenants.findUserByName(trx, input.name)) throw nameTaken('user', input.name);
         await this.repos.tenants.insertUser(trx, { id, tenantId: tenant?.id ?? null, name: input.name, role: input.role, kind: input.kind ?? 'user', description: input.description ?? '' });
       });
@@ -314,6 +338,8 @@ export class TenantService {
     const id = newId('token');
     const expiresAt = input.expiresInSeconds !== undefined ? new Date(Date.now() + input.expiresInSeconds * 1000).toISOString() : null;
     await this.store.transaction(async (trx) => {
+      const tenant = user.tenant_id !== null ? await this.repos.tenants.findTenantById(trx, user.tenant_id) : undefined;
+      if (tenant) this.assertNotDeleting(tenant);
       const clash = await this.repos.tenants.findTokenByName(trx, user.id, input.name);
       if (clash && clash.revoked_at === null) throw nameTaken('token', input.name, `revoke it first: stowage token revoke ${input.name}`);
       await this.repos.tenants.insertToken(trx, {
@@ -369,7 +395,7 @@ function nameTaken(what: string, name: string, hint?: string): StowageError {
 }
 
 function toTenant(r: TenantRow, usage: TenantUsage): Tenant {
-  return { id: r.id, name: r.name, description: r.description, usage, createdAt: r.created_at, updatedAt: r.updated_at ?? r.created_at };
+  return { id: r.id, name: r.name, description: r.description, usage, deletingAt: r.deleting_at, createdAt: r.created_at, updatedAt: r.updated_at ?? r.created_at };
 }
 
 function toToken(t: ApiTokenRow, user: UserRow | null): Token {

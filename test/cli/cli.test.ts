@@ -305,6 +305,27 @@ describe('stowage CLI against a real server', () => {
     }
   });
 
+  it('deletes a tenant with `tenant delete --cascade --yes` as one operation; without --cascade one that owns a user is refused', async () => {
+    expect((await s.run(['tenant', 'create', 'cli-doomed'])).code).toBe(0);
+    expect((await s.run(['user', 'create', 'cli-doomed-ann', '--role', 'member', '--tenant', 'cli-doomed'])).code).toBe(0);
+    const refused = await s.run(['tenant', 'delete', 'cli-doomed', '--yes']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/^TENANT_NOT_EMPTY: tenant cli-doomed still owns 1 users/m);
+    expect((await s.run(['tenant', 'show', 'cli-doomed'])).code).toBe(0);
+
+    const r = await s.run(['tenant', 'delete', 'cli-doomed', '--cascade', '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+    const id = /operation (op-[a-z0-9]+)/.exec(r.stdout)?.[1];
+    expect(id, r.stdout).toBeDefined();
+    const waited = await s.run(['operation', 'wait', id ?? '']);
+    expect(waited.code, waited.stderr).toBe(0);
+    expect((await s.json<Operation>(['operation', 'show', id ?? ''])).state).toBe('succeeded');
+    const gone = await s.run(['tenant', 'show', 'cli-doomed']);
+    expect(gone.code).not.toBe(0);
+    expect(gone.stderr).toMatch(/^TENANT_NOT_FOUND: /m);
+    expect((await s.run(['user', 'show', 'cli-doomed-ann'])).stderr).toMatch(/^USER_NOT_FOUND: /m);
+  });
+
   it('shows help with examples', async () => {
     for (const args of [['--help'], ['volume', 'create', '--help'], ['backend', 'top', '--help'], ['events', '--help']]) {
       const r = await s.run(args);

@@ -4,7 +4,8 @@ import type { Kysely } from 'kysely';
 import { expect } from 'vitest';
 import type { Operation } from '../../src/core/schemas/operation-schema.js';
 import type { Database } from '../../src/store/schema.js';
-import type { ApiClient } from '../helpers/server.js';
+import { ApiClient } from '../helpers/server.js';
+import { makeTenantUser } from '../helpers/tenants.js';
 import type { Prepared, Scenario, Tier } from './matrix-kit.js';
 
 const MiB = 1024 ** 2;
@@ -29,6 +30,8 @@ function pattern(seed: string, byte: number): Buffer {
   b.write(seed, 0, 'utf8');
   return b;
 }
+
+interface TenantView { name: string; deletingAt: string | null; usage: Record<string, number> }
 
 async function volume(api: ApiClient, name: string, backend: string): Promise<string> {
   const r = await api.ok<{ volume: VolumeView }>('POST', '/v1/volumes?wait=true', 200, { body: { name, sizeBytes: SIZE, backend } });
@@ -196,11 +199,39 @@ function dirScenarios(stepsOf: (kind: string) => readonly string[]): Scenario<Di
         }
       },
     },
+    {
+      // A tenant with a member, a volume and a snapshot of it (made by that member), deleted with all of it.
+      kind: 'tenant.delete', label: 'tenant.delete', compensates: true,
+      prepare: async (api, _w, name, failing) => {
+        const tenant = `${name}-t`;
+        const member = await makeTenantUser(api, { tenant, user: `${name}-u`, role: 'member' });
+        const asMember = new ApiClient(api.baseUrl, member.token);
+        const vol = await volume(asMember, `${name}-vol`, backendOf(failing));
+        return { tenant, user: `${name}-u`, token: member.token, vol, snap: await snapshot(asMember, vol, `${name}-snap`) };
+      },
+      submit: (api, _w, p) => api.request('DELETE', `/v1/tenants/${req(p, 'tenant')}?cascade=true&wait=false`),
+      verify: async (api, w, p, op, failing) => {
+        // Its token was revoked with the submit, whatever happened after.
+        expect((await api.request('GET', '/v1/volumes', { token: req(p, 'token') })).status).toBe(401);
+        if (failing) {
+          expectFailed(op);
+          const t = await api.ok<TenantView>('GET', `/v1/tenants/${req(p, 'tenant')}`, 200);
+          expect(t.deletingAt).not.toBeNull();
+          // The snapshot's backend was gone: it is in error (checked not transitional below), the volume untouched.
+          expect(t.usage).toMatchObject({ users: 1, volumes: 1, snapshots: 1 });
+        } else {
+          expectSucceeded(op, stepsOf(op.kind));
+          expect((await api.request('GET', `/v1/tenants/${req(p, 'tenant')}`)).status).toBe(404);
+          expect((await api.request('GET', `/v1/users/${req(p, 'user')}`)).status).toBe(404);
+          for (const id of [req(p, 'vol'), req(p, 'snap')]) expect(existsSync(join(w.localDir, `${id}.raw`)), `${id} left on the backend`).toBe(false);
+        }
+      },
+    },
   ];
 }
 
 /** Every kind that needs nothing but dir backends. */
-export const DIR_KINDS: readonly string[] = ['volume.create', 'volume.resize', 'volume.delete', 'snapshot.create', 'snapshot.delete', 'volume.revert'];
+export const DIR_KINDS: readonly string[] = ['volume.create', 'volume.resize', 'volume.delete', 'snapshot.create', 'snapshot.delete', 'volume.revert', 'tenant.delete'];
 
 /**
  * The dir tier: the server's default `local` dir backend, a `flaky` one whose directory is moved away

@@ -9,7 +9,7 @@ import { MatrixRun, buildMatrix, type Tier } from './matrix-kit.js';
  * per round (every kind paused at one of its cells, the server killed once, restarted, checked).
  */
 export async function describeKillMatrix<W>(dialect: 'sqlite' | 'postgres', what: string, tier: Tier<W>): Promise<void> {
-  const matrix = await buildMatrix(tier);
+  const matrix = await buildMatrix(onlyKinds(tier, process.env.STOWAGE_MATRIX_KINDS));
   describe(`kill -9 matrix on ${dialect}: ${what}`, () => {
     const run = new MatrixRun(dialect, matrix);
     beforeAll(async () => {
@@ -24,6 +24,19 @@ export async function describeKillMatrix<W>(dialect: 'sqlite' | 'postgres', what
       await run.runRound(i);
     });
   });
+}
+
+/**
+ * The tier restricted to the kinds named in `list` (comma-separated, e.g. STOWAGE_MATRIX_KINDS=tenant.delete
+ * to run one kind's cells while working on it); the whole tier when unset. A name the tier does not
+ * drive fails at once rather than running nothing.
+ */
+function onlyKinds<W>(tier: Tier<W>, list: string | undefined): Tier<W> {
+  if (list === undefined || list.trim() === '') return tier;
+  const wanted = list.split(',').map((k) => k.trim()).filter(Boolean);
+  const unknown = wanted.filter((k) => !tier.kinds.includes(k));
+  if (unknown.length > 0) throw new Error(`STOWAGE_MATRIX_KINDS names kinds this tier does not drive: ${unknown.join(', ')} (it drives ${tier.kinds.join(', ')})`);
+  return { ...tier, kinds: tier.kinds.filter((k) => wanted.includes(k)) };
 }
 
 /** The inline kinds' share of the matrix on one store: each killed just before and right after its commit. */

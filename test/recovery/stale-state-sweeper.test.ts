@@ -2,14 +2,15 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StowageEvent } from '../../src/core/schemas/event-schema.js';
 import type { Volume } from '../../src/core/schemas/volume-schema.js';
-import { idOf, newId } from '../../src/core/ids.js';
+import { DEFAULT_TENANT_ID, idOf, newId } from '../../src/core/ids.js';
 import type { VolumeState } from '../../src/core/states.js';
 import { StaleStateSweeper } from '../../src/reconcile/stale-state-sweeper.js';
 import { nowIso } from '../../src/store/json.js';
 import { createRepositories } from '../../src/store/repositories.js';
 import { freshPostgresUrl } from '../helpers/pg.js';
 import { pollUntil } from '../helpers/server.js';
-import { startInjectServer, type InjectServer } from '../helpers/inject.js';
+import { InjectClient, startInjectServer, type InjectServer } from '../helpers/inject.js';
+import { makeTenantUser } from '../helpers/tenants.js';
 
 const MiB = 1024 ** 2;
 const TRANSITIONAL = ['creating', 'resizing', 'reverting', 'deleting'] as const;
@@ -87,6 +88,26 @@ describe.each(['sqlite', 'postgres'] as const)('stale-state sweeper on %s', (dia
       const r = await srv.api.ok<{ volume: Volume }>('DELETE', `/v1/volumes/${v.id}?wait=true`, 200);
       expect(r.volume.state).toBe('deleted');
     }
+  });
+
+  it('leaves the volumes of a tenant to the cascading delete that runs on it', async () => {
+    const srv = await start(3_600_000);
+    const member = await makeTenantUser(srv.api, { tenant: 'sweep-doomed', user: 'sweep-dana', role: 'member' });
+    const v = await create({ ...srv, api: new InjectClient(srv.server.app, member.token) }, 'doomed-vol');
+    await leaveIn(srv, v.id, 'deleting');
+    const tenant = await srv.api.ok<{ id: string }>('GET', '/v1/tenants/sweep-doomed', 200);
+    // Another replica runs the tenant's delete (filed under the default tenant, targeting the tenant).
+    const at = nowIso();
+    const opId = newId('operation');
+    await srv.server.store.db.insertInto('operations').values({
+      id: opId, tenant_id: DEFAULT_TENANT_ID, kind: 'tenant.delete', target_type: 'tenant', target_id: tenant.id, state: 'running', step: 'volumes',
+      steps_done: '[]', attempts: 1, input: '{"name":"sweep-doomed"}', result: null, error: null, actor: 'admin', idempotency_key: null, progress: null,
+      lease_owner: 'another-replica', lease_expires_at: new Date(Date.now() + 3_600_000).toISOString(), created_at: at, updated_at: at, finished_at: null,
+    }).execute();
+    const sweeper = new StaleStateSweeper(srv.server.store, createRepositories(), pino({ level: 'silent' }));
+    expect(await sweeper.sweep()).toBe(0);
+    await srv.server.store.db.updateTable('operations').set({ state: 'failed', finished_at: nowIso(), lease_owner: null, lease_expires_at: null }).where('id', '=', opId).execute();
+    expect(await sweeper.sweep()).toBe(1);
   });
 
   it('runs periodically inside the server', async () => {

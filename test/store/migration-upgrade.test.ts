@@ -28,7 +28,7 @@ const T = DEFAULT_TENANT_ID;
  * A new table or column needs a row or value here: the first test says which are missing.
  */
 const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
-  ['tenants', { id: T, name: 'default', created_at: AT, description: 'the first', updated_at: LATER }],
+  ['tenants', { id: T, name: 'default', created_at: AT, description: 'the first', updated_at: LATER, deleting_at: LATER }],
   ['users', { id: 'usr_1', tenant_id: T, name: 'alice', role: 'member', kind: 'user', description: 'a member', created_at: AT, updated_at: LATER }],
   ['api_tokens', {
     id: 'tok_1', tenant_id: T, name: 'admin', token_hash: 'sha256:abc', role: 'admin', created_at: AT, last_used_at: LATER, host_id: 'host_1',

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { Page, PlainListQuery } from '../../core/models.js';
+import { OperationSchema } from '../../core/schemas/operation-schema.js';
 import {
   CreateTenantBody, CreateTokenBody, CreateUserBody, CreatedTokenSchema, DeleteTenantQuery, TenantSchema, TokenListQuery, TokenSchema,
   UpdateTenantBody, UpdateUserBody, UserListQuery, UserSchema, WhoamiSchema,
@@ -10,7 +11,11 @@ import type { Caller } from '../../tenants/tenant-service.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses } from '../errors.js';
 import { SECRET_ANSWER } from '../idempotency.js';
-import { RefParams } from '../schemas.js';
+import { RefParams, WaitQuery } from '../schemas.js';
+import { maybeWait } from './wait.js';
+
+const DeleteQuery = Type.Object({ ...DeleteTenantQuery.properties, ...WaitQuery.properties }, { additionalProperties: false });
+const TenantDeleted = Type.Object({ operation: OperationSchema });
 
 function callerOf(req: FastifyRequest): Caller {
   const p = req.principal;
@@ -49,13 +54,17 @@ export function tenantRoutes(deps: AppDeps, forgetTokens: () => void): FastifyPl
     app.delete('/tenants/:ref', {
       config: { permission: 'system.admin' },
       schema: {
-        tags: ['tenants'], summary: 'Delete a tenant that owns nothing (409 TENANT_NOT_EMPTY with the counts otherwise)', params: RefParams, querystring: DeleteTenantQuery,
-        response: { 204: Type.Null(), ...errorResponses('TENANT_NOT_FOUND', 'TENANT_NOT_EMPTY', 'INVALID_STATE', 'FORBIDDEN') },
+        tags: ['tenants'], params: RefParams, querystring: DeleteQuery,
+        summary: 'Delete a tenant that owns nothing (409 TENANT_NOT_EMPTY with the counts otherwise); with ?cascade=true, everything it owns too, by one durable operation (202, or waited for with ?wait=true)',
+        response: { 200: TenantDeleted, 202: TenantDeleted, 204: Type.Null(), ...errorResponses('TENANT_NOT_FOUND', 'TENANT_NOT_EMPTY', 'INVALID_STATE', 'FORBIDDEN', 'BACKEND_UNAVAILABLE', 'TIMEOUT') },
       },
     }, async (req, reply) => {
-      await tenants.deleteTenant(req.params.ref);
+      const submitted = await tenants.deleteTenant(req.params.ref, { cascade: req.query.cascade === true, actor: req.principal.actor });
+      // The tenant's tokens were revoked with the submit (with cascade) or deleted with it: refused from now on here.
       forgetTokens();
-      return reply.status(204).send(null);
+      if (!submitted) return reply.status(204).send(null);
+      const { op, finished } = await maybeWait(deps.engine, submitted, req.query.wait, req.query.timeoutMs);
+      return reply.status(finished ? 200 : 202).send({ operation: op });
     });
 
     app.post('/users', {

@@ -22,6 +22,7 @@ export function tenantFields(t: Tenant): string {
     ['ID', t.id],
     ['Description', t.description || '-'],
     ['Owns', usageText(t)],
+    ...(t.deletingAt !== null ? [['Deleting', `since ${formatTime(t.deletingAt)} (stowage tenant delete ${t.name} --cascade carries on a failed delete)`] as [string, string]] : []),
     ['Created', formatTime(t.createdAt)],
     ['Updated', formatTime(t.updatedAt)],
   ]);

@@ -26,6 +26,7 @@ export const TenantSchema = Type.Object({
   name: Type.String(),
   description: Type.String(),
   usage: TenantUsageSchema,
+  deletingAt: Nullable(Type.String({ description: 'when a cascading delete was submitted (the tenant takes nothing new and its tokens are revoked); null in use' })),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
@@ -39,9 +40,9 @@ export type CreateTenantInput = Static<typeof CreateTenantBody>;
 export const UpdateTenantBody = Type.Object({ description: Type.Optional(Description) }, { additionalProperties: false, minProperties: 1 });
 export type UpdateTenantInput = Static<typeof UpdateTenantBody>;
 
-/** Query of DELETE /v1/tenants/{ref}. */
+/** Query of DELETE /v1/tenants/{ref} (the route adds `wait` and `timeoutMs`). */
 export const DeleteTenantQuery = Type.Object({
-  cascade: Type.Optional(Type.Boolean({ description: 'also delete everything the tenant owns, as one durable operation' })),
+  cascade: Type.Optional(Type.Boolean({ description: 'also delete everything the tenant owns, as one durable operation (202 with the operation)' })),
 }, { additionalProperties: false });
 
 /** A user as the API and CLI show it. */

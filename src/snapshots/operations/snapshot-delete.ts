@@ -1,10 +1,25 @@
 import { Type } from '@sinclair/typebox';
 import { requirePort } from '../../drivers/sdk/ports.js';
 import { defineOperation } from '../../operations/define-operation.js';
+import type { StepContext } from '../../operations/handler.js';
 import type { OperationDeps } from '../../operations/operation-deps.js';
 import { nowIso } from '../../store/json.js';
+import type { SnapshotRow } from '../../store/schema.js';
 import { backendDriver, loadVolume } from '../../volumes/operations/volume-driver.js';
 import { handleOfSnapshot, loadSnapshot, setSnapshot } from './snapshot-steps.js';
+
+/** Removes a snapshot on its backend; idempotent (deleting one already gone succeeds). */
+export async function destroySnapshotData(deps: OperationDeps, ctx: StepContext<object>, s: SnapshotRow): Promise<void> {
+  const v = await loadVolume(deps, s.volume_id);
+  const { driver, backend } = await backendDriver(deps, ctx, s.backend_id);
+  await requirePort(driver, 'snapshots', backend.name).delete(handleOfSnapshot(s, v), ctx.signal);
+}
+
+/** Marks a snapshot whose data is gone as deleted; nothing when it already is. */
+export async function markSnapshotDeleted(deps: OperationDeps, ctx: StepContext<object>, s: SnapshotRow): Promise<void> {
+  if (s.state === 'deleted') return;
+  await setSnapshot(deps, ctx, s, 'deleted', { deleted_at: nowIso() }, `snapshot ${s.name} deleted`);
+}
 
 /** snapshot.delete's input: nothing beyond its target. */
 export const SnapshotDeleteInput = Type.Object({});
@@ -18,18 +33,13 @@ export function snapshotDelete(deps: OperationDeps) {
       {
         name: 'destroy',
         run: async (ctx) => {
-          const s = await loadSnapshot(deps, ctx.operation.target_id);
-          const v = await loadVolume(deps, s.volume_id);
-          const { driver, backend } = await backendDriver(deps, ctx, s.backend_id);
-          await requirePort(driver, 'snapshots', backend.name).delete(handleOfSnapshot(s, v), ctx.signal);
+          await destroySnapshotData(deps, ctx, await loadSnapshot(deps, ctx.operation.target_id));
         },
       },
       {
         name: 'finalize',
         run: async (ctx) => {
-          const s = await loadSnapshot(deps, ctx.operation.target_id);
-          if (s.state === 'deleted') return;
-          await setSnapshot(deps, ctx, s, 'deleted', { deleted_at: nowIso() }, `snapshot ${s.name} deleted`);
+          await markSnapshotDeleted(deps, ctx, await loadSnapshot(deps, ctx.operation.target_id));
         },
       },
     ],

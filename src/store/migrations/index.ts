@@ -14,6 +14,7 @@ import * as m0012 from './0012-operation-waits.js';
 import * as m0013 from './0013-users-tokens.js';
 import * as m0014 from './0014-quotas.js';
 import * as m0015 from './0015-tenant-visibility.js';
+import * as m0016 from './0016-tenant-deleting.js';
 
 /** The SQL dialect a migration runs on; only DDL that truly differs may branch on it. */
 export type MigrationDialect = 'sqlite' | 'postgres';
@@ -41,4 +42,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: '0013-users-tokens', up: m0013.up },
   { id: '0014-quotas', up: m0014.up },
   { id: '0015-tenant-visibility', up: m0015.up },
+  { id: '0016-tenant-deleting', up: m0016.up },
 ];
