@@ -32,18 +32,16 @@ export interface ClassConstraints {
 export class ClassService {
   constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine) {}
 
-  /** Finds a class by id or name, or throws CLASS_NOT_FOUND. */
-  async resolve(ref: string, db: Executor = this.store.db): Promise<ClassRow> {
+  /** Finds a class by id or name (one `usableBy` that tenant may use), or throws CLASS_NOT_FOUND. */
+  async resolve(ref: string, db: Executor = this.store.db, usableBy?: string): Promise<ClassRow> {
     const row = isId('class', ref) ? await this.repos.classes.findById(db, ref) : await this.repos.classes.findByName(db, ref);
-    if (!row) throw new StowageError('CLASS_NOT_FOUND', `storage class "${ref}" does not exist; see \`stowage class list\``, { class: ref });
+    if (!row || (usableBy !== undefined && !visibleTo(row.tenants, usableBy))) throw new StowageError('CLASS_NOT_FOUND', `storage class "${ref}" does not exist; see \`stowage class list\``, { class: ref });
     return row;
   }
 
   /** A class `tenantId` may use: one restricted to other tenants is CLASS_NOT_FOUND, exactly as one that does not exist. */
   async usableBy(ref: string, tenantId: string, db: Executor = this.store.db): Promise<ClassRow> {
-    const row = await this.resolve(ref, db);
-    if (!visibleTo(row.tenants, tenantId)) throw new StowageError('CLASS_NOT_FOUND', `storage class "${ref}" does not exist; see \`stowage class list\``, { class: ref });
-    return row;
+    return this.resolve(ref, db, tenantId);
   }
 
   /**
@@ -114,7 +112,6 @@ export class ClassService {
     const tenants = patch.tenants === undefined ? undefined : await tenantsColumn(this.store.db, this.repos, patch.tenants);
     await this.store.transaction(async (trx) => {
       if (patch.default === true) await this.repos.classes.clearDefault(trx);
-      if (tenants !== undefined) await this.repos.classes.update(trx, row.id, { tenants });
       const set: ClassUpdate = { updated_at: nowIso() };
       if (patch.description !== undefined) set.description = patch.description;
       if (patch.kind !== undefined) set.kind = patch.kind;
@@ -125,6 +122,7 @@ export class ClassService {
       if (patch.policy !== undefined) set.policy = patch.policy;
       if (patch.default !== undefined) set.is_default = patch.default ? 1 : 0;
       if (patch.offload !== undefined) set.offload = patch.offload ? 1 : 0;
+      if (tenants !== undefined) set.tenants = tenants;
       await this.repos.classes.update(trx, row.id, set);
       await this.journal(trx, actor, row.id, row.name, 'update', `storage class ${row.name} updated: ${Object.keys(patch).join(', ')}`, { ...patch });
     });

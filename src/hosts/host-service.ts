@@ -21,9 +21,10 @@ export type HostInput = CreateHostInput | (UpdateHostInput & { readonly name: st
 export class HostService {
   constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine) {}
 
-  async resolve(ref: string, db: Executor = this.store.db): Promise<HostRow> {
+  /** Finds a host by id or name (one `usableBy` that tenant may use), or throws HOST_NOT_FOUND. */
+  async resolve(ref: string, db: Executor = this.store.db, usableBy?: string): Promise<HostRow> {
     const row = isId('host', ref) ? await this.repos.hosts.findById(db, ref) : await this.repos.hosts.findByName(db, ref);
-    if (!row) throw new StowageError('HOST_NOT_FOUND', `host "${ref}" does not exist; see \`stowage host list\``, { host: ref });
+    if (!row || (usableBy !== undefined && !visibleTo(row.tenants, usableBy))) throw new StowageError('HOST_NOT_FOUND', `host "${ref}" does not exist; see \`stowage host list\``, { host: ref });
     return row;
   }
 
@@ -32,9 +33,7 @@ export class HostService {
    * HOST_NOT_FOUND, exactly as one that does not exist.
    */
   async usableBy(ref: string, tenantId: string, db: Executor = this.store.db): Promise<HostRow> {
-    const row = await this.resolve(ref, db);
-    if (!visibleTo(row.tenants, tenantId)) throw new StowageError('HOST_NOT_FOUND', `host "${ref}" does not exist; see \`stowage host list\``, { host: ref });
-    return row;
+    return this.resolve(ref, db, tenantId);
   }
 
   async get(ref: string): Promise<Host> {

@@ -1,6 +1,7 @@
 import type { ClassRow, ClassUpdate, NewClassRow } from './schema.js';
 import type { Executor } from './store.js';
 import { keysetPage, type PageRequest, type RowPage } from './keyset-page.js';
+import { jsonListHolding } from './json.js';
 
 /** Storage classes. */
 export class ClassRepository {
@@ -28,8 +29,7 @@ export class ClassRepository {
   /** One page of classes by name; with `visibleTo`, only those shared or restricted to include that tenant. */
   async page(db: Executor, page: PageRequest, visibleTo?: string): Promise<RowPage<ClassRow>> {
     let q = db.selectFrom('classes').selectAll();
-    // `tenants` is a JSON array of ids, which hold no LIKE wildcard: a quoted id matches exactly one element.
-    if (visibleTo !== undefined) q = q.where((eb) => eb.or([eb('tenants', 'is', null), eb('tenants', 'like', `%${JSON.stringify(visibleTo)}%`)]));
+    if (visibleTo !== undefined) q = q.where((eb) => eb.or([eb('tenants', 'is', null), eb('tenants', 'like', jsonListHolding(visibleTo))]));
     return keysetPage(q, 'name', page);
   }
 

@@ -9,6 +9,14 @@ export function writeJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/**
+ * The LIKE pattern matching a JSON array of ids (a `tenants` column) that holds `id`: ids hold no
+ * LIKE wildcard and no quote, so the quoted id matches exactly one element.
+ */
+export function jsonListHolding(id: string): string {
+  return `%${JSON.stringify(id)}%`;
+}
+
 /** The current time as the ISO text every timestamp column holds. */
 export function nowIso(): string {
   return new Date().toISOString();

@@ -1,6 +1,6 @@
 import { DEFAULT_TENANT_ID } from '../core/ids.js';
 import { hashToken } from '../core/token-hash.js';
-import { nowIso, readJson, writeJson } from './json.js';
+import { jsonListHolding, nowIso, readJson, writeJson } from './json.js';
 import { keysetPage, type PageRequest } from './keyset-page.js';
 import type { ApiTokenRow, TenantRow, UserRow } from './schema.js';
 import type { Executor } from './store.js';
@@ -86,7 +86,7 @@ export class TenantRepository {
     await db.deleteFrom('quotas').where('tenant_id', '=', tenantId).execute();
     // Out of every restriction list: one left empty stays restricted (to nobody), never becomes shared.
     for (const table of ['backends', 'classes', 'hosts'] as const) {
-      const rows = await db.selectFrom(table).select(['id', 'tenants']).where('tenants', 'like', `%${JSON.stringify(tenantId)}%`).execute();
+      const rows = await db.selectFrom(table).select(['id', 'tenants']).where('tenants', 'like', jsonListHolding(tenantId)).execute();
       for (const r of rows) {
         const left = readJson<string[]>(r.tenants, []).filter((t) => t !== tenantId);
         await db.updateTable(table).set({ tenants: writeJson(left) }).where('id', '=', r.id).execute();

@@ -17,6 +17,7 @@ import type { PageRequest } from '../store/keyset-page.js';
 import type { Repositories } from '../store/repositories.js';
 import type { ApiTokenRow, TenantRow, UserRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
+import { resolveTenantRef } from './visibility.js';
 
 /** Who holds an API token: the actor in events (`user/token`), tenant, role, and the token and user ids. */
 export interface TokenHolder {
@@ -136,9 +137,7 @@ export class TenantService {
   // ---- tenants -------------------------------------------------------------------------------
 
   async resolveTenant(ref: string, db: Executor = this.store.db): Promise<TenantRow> {
-    const row = isId('tenant', ref) || ref === DEFAULT_TENANT_ID ? await this.repos.tenants.findTenantById(db, ref) : await this.repos.tenants.findTenantByName(db, ref);
-    if (!row) throw new StowageError('TENANT_NOT_FOUND', `tenant "${ref}" does not exist; see \`stowage tenant list\``, { tenant: ref });
-    return row;
+    return resolveTenantRef(db, this.repos, ref);
   }
 
   async createTenant(input: CreateTenantInput): Promise<Tenant> {

@@ -2,6 +2,7 @@ import { StowageError } from '../core/errors.js';
 import { DEFAULT_TENANT_ID, isId } from '../core/ids.js';
 import { readJson, writeJson } from '../store/json.js';
 import type { Repositories } from '../store/repositories.js';
+import type { TenantRow } from '../store/schema.js';
 import type { Executor } from '../store/store.js';
 
 /**
@@ -21,6 +22,13 @@ export function restrictedTo(tenants: string | null): string[] | null {
   return tenants === null ? null : readJson<string[]>(tenants, []);
 }
 
+/** Finds a tenant by id or name, or throws TENANT_NOT_FOUND (the one place a tenant reference is resolved). */
+export async function resolveTenantRef(db: Executor, repos: Pick<Repositories, 'tenants'>, ref: string): Promise<TenantRow> {
+  const row = isId('tenant', ref) || ref === DEFAULT_TENANT_ID ? await repos.tenants.findTenantById(db, ref) : await repos.tenants.findTenantByName(db, ref);
+  if (!row) throw new StowageError('TENANT_NOT_FOUND', `tenant "${ref}" does not exist; see \`stowage tenant list\``, { tenant: ref });
+  return row;
+}
+
 /**
  * The `tenants` column for a request's list of tenant names or ids (null: shared), each resolved
  * to its id; an unknown one is TENANT_NOT_FOUND and nothing is written.
@@ -29,8 +37,7 @@ export async function tenantsColumn(db: Executor, repos: Repositories, refs: rea
   if (refs === null) return null;
   const ids: string[] = [];
   for (const ref of refs) {
-    const row = isId('tenant', ref) || ref === DEFAULT_TENANT_ID ? await repos.tenants.findTenantById(db, ref) : await repos.tenants.findTenantByName(db, ref);
-    if (!row) throw new StowageError('TENANT_NOT_FOUND', `tenant "${ref}" does not exist; see \`stowage tenant list\``, { tenant: ref });
+    const row = await resolveTenantRef(db, repos, ref);
     if (!ids.includes(row.id)) ids.push(row.id);
   }
   return writeJson(ids.sort());
