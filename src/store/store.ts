@@ -1,6 +1,7 @@
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
+import { cachingStatements } from './statement-cache.js';
 import { GuardedSqliteDialect } from './sqlite-guard.js';
 import pg from 'pg';
 import { StowageError } from '../core/errors.js';
@@ -64,7 +65,7 @@ function openSqlite(url: string, acquireTimeoutMs: number): Store {
   raw.pragma('busy_timeout = 10000');
   raw.pragma('foreign_keys = ON');
   raw.pragma('synchronous = NORMAL');
-  const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect({ database: raw }, acquireTimeoutMs) });
+  const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect({ database: cachingStatements(raw) }, acquireTimeoutMs) });
   return {
     db,
     dialect: 'sqlite',
