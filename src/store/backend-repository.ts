@@ -48,6 +48,14 @@ export class BackendRepository {
     return new Map(rows.map((r) => [r.backend_id, { name: r.name, state: r.state, adminState: r.admin_state }]));
   }
 
+  /** Names of the given backends by id (a list page's, not every backend's). */
+  async namesOf(db: Executor, ids: readonly BackendId[]): Promise<Map<BackendId, string>> {
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return new Map();
+    const rows = await db.selectFrom('backends').select(['id', 'name']).where('id', 'in', unique).execute();
+    return new Map(rows.map((r) => [r.id, r.name]));
+  }
+
   async listAll(db: Executor): Promise<BackendRow[]> {
     return db.selectFrom('backends').selectAll().orderBy('name').execute();
   }

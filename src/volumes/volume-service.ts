@@ -79,7 +79,7 @@ export class VolumeService {
       tenantId: q.tenantId, limit: q.limit,
       ...(backendId ? { backendId } : {}), ...(q.state ? { state: q.state } : {}), ...(q.cursor ? { cursor: q.cursor } : {}),
     });
-    const names = new Map((await this.repos.backends.listAll(this.store.db)).map((b) => [b.id, b.name]));
+    const names = await this.repos.backends.namesOf(this.store.db, rows.flatMap((r) => (r.backend_id ? [r.backend_id] : [])));
     return { items: rows.map((r) => toVolume(r, r.backend_id ? names.get(r.backend_id) ?? null : null)), nextCursor };
   }
 
