@@ -223,9 +223,9 @@ export class BackendService {
   }
 
   /** Probes one backend now and stores capacity, capabilities and state. */
-  async refresh(ref: string, actor = 'system'): Promise<Backend> {
+  async refresh(ref: string, actor = 'system', sharers?: (id: string) => number | undefined): Promise<Backend> {
     const row = await this.resolve(ref);
-    const report = await this.probeDriver(row);
+    const report = await this.probeDriver(row, sharers);
     // A node syncing now probes its backends itself (the node monitor's full sync): nothing to say meanwhile.
     if (!report.ok && report.nodeState === 'syncing') return this.get(row.id);
     await this.store.transaction(async (trx) => {
@@ -252,7 +252,29 @@ export class BackendService {
   /** One probe pass over every backend (the server's `backend-probe` loop runs it periodically). */
   async probeAll(): Promise<void> {
     const rows = await this.repos.backends.listAll(this.store.db);
-    await Promise.allSettled(rows.map((r) => this.refresh(r.id)));
+    const sharers = await this.sharingOf(rows);
+    await Promise.allSettled(rows.map((r) => this.refresh(r.id, 'system', sharers)));
+  }
+
+  /**
+   * How many local backends share each one's filesystem, learned once for a pass over many: each
+   * probe looking for itself would read every backend row and stat every directory, n² per pass
+   * (a million stats at 1,000 backends on one disk). Undefined for a backend whose directory
+   * cannot be read now (its probe then looks for itself).
+   */
+  private async sharingOf(rows: readonly BackendRow[]): Promise<(id: string) => number | undefined> {
+    const sharing = new Map<string, number>();
+    const devOf = new Map<string, string>();
+    for (const o of this.backendDirs(onNode(rows, null))) {
+      const fs = await filesystemOf(o.dir);
+      if (fs === undefined) continue;
+      devOf.set(o.id, fs);
+      sharing.set(fs, (sharing.get(fs) ?? 0) + 1);
+    }
+    return (id) => {
+      const fs = devOf.get(id);
+      return fs === undefined ? undefined : sharing.get(fs);
+    };
   }
 
   /** The node named `name`, or NODE_NOT_FOUND (checked before anything is probed or stored). */
@@ -297,17 +319,21 @@ export class BackendService {
 
   /** Probes again the backends sharing `dir`'s filesystem, after one joined or left it. */
   private async reprobeSharers(dir: string, exceptId: string): Promise<void> {
-    for (const o of await this.sharersOf(dir, exceptId)) {
-      await this.refresh(o.id).catch((err: unknown) => { this.logger.warn({ err, backend: o.id }, 'backend probe after a filesystem change failed'); });
+    const others = await this.sharersOf(dir, exceptId);
+    if (others.length === 0) return;
+    const sharers = await this.sharingOf(await this.repos.backends.listAll(this.store.db));
+    for (const o of others) {
+      await this.refresh(o.id, 'system', sharers).catch((err: unknown) => { this.logger.warn({ err, backend: o.id }, 'backend probe after a filesystem change failed'); });
     }
   }
 
   /** Probes the driver; a backend sharing its filesystem with others reports its share (see shareOf). */
-  private async probeDriver(row: Pick<BackendRow, 'id' | 'name' | 'driver_uri' | 'options' | 'admin_state' | 'node_id'>): Promise<ProbeOutcome> {
+  private async probeDriver(row: Pick<BackendRow, 'id' | 'name' | 'driver_uri' | 'options' | 'admin_state' | 'node_id'>, sharers?: (id: string) => number | undefined): Promise<ProbeOutcome> {
     try {
       const driver = this.drivers.get(row);
       const whole = await driver.probe(AbortSignal.timeout(PROBE_TIMEOUT_MS));
-      const report = driver.localDir && row.node_id === null ? shareOf(whole, 1 + (await this.sharersOf(driver.localDir, row.id)).length) : whole;
+      const share = async (dir: string): Promise<number> => sharers?.(row.id) ?? 1 + (await this.sharersOf(dir, row.id)).length;
+      const report = driver.localDir && row.node_id === null ? shareOf(whole, await share(driver.localDir)) : whole;
       return { ok: true, report, adminState: row.admin_state };
     } catch (err) {
       const e = toStowageError(err);
