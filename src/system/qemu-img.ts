@@ -48,10 +48,6 @@ export function parseQemuImgInfo(text: string): QemuImgInfo {
   };
 }
 
-/** How long one runner's answer to "does qemu-img run?" is reused. */
-const AVAILABILITY_FRESH_MS = 30_000;
-const availability = new WeakMap<CommandRunner, { readonly at: number; readonly answer: Promise<boolean> }>();
-
 /** Timeout for metadata-only qemu-img commands (info, create, resize). */
 export const QEMU_IMG_META_TIMEOUT_MS = 60_000;
 
@@ -82,21 +78,14 @@ export function parseConvertProgress(chunk: string): number | undefined {
 export class QemuImg {
   constructor(private readonly runner: CommandRunner) {}
 
-  /**
-   * True when `qemu-img --version` runs. The answer is shared by every QemuImg on the same runner
-   * for AVAILABILITY_FRESH_MS: each dir backend's probe asks, and a thousand backends on their
-   * shipped 30 s probe would otherwise spawn 33 processes a second to learn one fact about this
-   * machine. A cancelled check is not remembered.
-   */
+  /** True when `qemu-img --version` runs. */
   async available(signal: AbortSignal): Promise<boolean> {
-    const known = availability.get(this.runner);
-    if (known && Date.now() - known.at < AVAILABILITY_FRESH_MS) return known.answer;
-    const answer = this.runner.run('qemu-img', ['--version'], { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal }).then(() => true, () => false);
-    const entry = { at: Date.now(), answer };
-    availability.set(this.runner, entry);
-    const result = await answer;
-    if (signal.aborted && availability.get(this.runner) === entry) availability.delete(this.runner);
-    return result;
+    try {
+      await this.runner.run('qemu-img', ['--version'], { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /**
