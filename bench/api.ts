@@ -156,6 +156,11 @@ function freePort(): Promise<number> {
   });
 }
 
+/** STOWAGE_* settings in the bench's own environment (to measure a non-default setting); printed when any is given. */
+function serverOverrides(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('STOWAGE_') && e[1] !== undefined));
+}
+
 async function startServe(dataDir: string): Promise<{ url: URL; token: string; pid: number }> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const port = await freePort();
@@ -163,7 +168,7 @@ async function startServe(dataDir: string): Promise<{ url: URL; token: string; p
   const prof = process.env.BENCH_PROF ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
   const child = spawn(process.execPath, [...prof, join(REPO, 'dist', 'main.js'), 'serve'], {
     cwd: dataDir, stdio: ['ignore', 'ignore', process.env.BENCH_PROF ? 'inherit' : 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dataDir, STOWAGE_DATA_DIR: dataDir, STOWAGE_PORT: String(port), STOWAGE_CLI_CONFIG: cli, ...(DATABASE_URL ? { STOWAGE_DATABASE_URL: DATABASE_URL } : {}) },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dataDir, STOWAGE_DATA_DIR: dataDir, STOWAGE_PORT: String(port), STOWAGE_CLI_CONFIG: cli, ...serverOverrides(), ...(DATABASE_URL ? { STOWAGE_DATABASE_URL: DATABASE_URL } : {}) },
   });
   children.push(child);
   let err = '';
@@ -219,6 +224,8 @@ function printPhase(r: PhaseResult, note = ''): void {
 async function main(): Promise<void> {
   console.log(`bench:api — ${String(CLIENTS)} clients, ${String(BACKENDS)} backends, ${String(SECONDS)} s per phase, 1 MiB volumes, store ${DATABASE_URL ? 'PostgreSQL' : 'SQLite (embedded default)'}, ${String(REPLICAS)} replica(s)`);
   const raw = await rawLoop();
+  const overrides = Object.entries(serverOverrides());
+  if (overrides.length > 0) console.log(`  server settings not the defaults: ${overrides.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   console.log(`  baseline: plain loop, same 3 SQLite transactions + crash-safe sparse file: ${raw.rate.toFixed(0)}/s (p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms)`);
 
   const servers: { url: URL; token: string; pid: number }[] = [];
