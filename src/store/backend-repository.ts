@@ -41,10 +41,12 @@ export class BackendRepository {
     return db.selectFrom('backends').selectAll().where('node_id', '=', nodeId).orderBy('name').execute();
   }
 
-  /** The node of every backend that has one, by backend id (name, state, admin state: what placement checks). */
-  async nodesOfBackends(db: Executor): Promise<Map<string, { name: string; state: string; adminState: string }>> {
-    const rows = await db.selectFrom('backends').innerJoin('nodes', 'nodes.id', 'backends.node_id')
-      .select(['backends.id as backend_id', 'nodes.name as name', 'nodes.state as state', 'nodes.admin_state as admin_state']).execute();
+  /** The node of every backend that has one (or of those of `ids`), by backend id (name, state, admin state: what placement checks). */
+  async nodesOfBackends(db: Executor, ids?: readonly BackendId[]): Promise<Map<string, { name: string; state: string; adminState: string }>> {
+    let q = db.selectFrom('backends').innerJoin('nodes', 'nodes.id', 'backends.node_id')
+      .select(['backends.id as backend_id', 'nodes.name as name', 'nodes.state as state', 'nodes.admin_state as admin_state']);
+    if (ids) q = q.where('backends.id', 'in', ids.length > 0 ? [...ids] : ['' as BackendId]);
+    const rows = await q.execute();
     return new Map(rows.map((r) => [r.backend_id, { name: r.name, state: r.state, adminState: r.admin_state }]));
   }
 
@@ -56,8 +58,17 @@ export class BackendRepository {
     return new Map(rows.map((r) => [r.id, r.name]));
   }
 
-  async listAll(db: Executor): Promise<BackendRow[]> {
-    return db.selectFrom('backends').selectAll().orderBy('name').execute();
+  /** Every backend by name, or only those of `ids` (still by name). */
+  async listAll(db: Executor, ids?: readonly BackendId[]): Promise<BackendRow[]> {
+    let q = db.selectFrom('backends').selectAll().orderBy('name');
+    if (ids) q = q.where('id', 'in', ids.length > 0 ? [...ids] : ['' as BackendId]);
+    return q.execute();
+  }
+
+  /** The version of what placement reads of backends and nodes: it moves with every such change (see migration 0017). */
+  async catalogVersion(db: Executor): Promise<number> {
+    const r = await db.selectFrom('placement_catalog').select('version').where('id', '=', 1).executeTakeFirst();
+    return Number(r?.version ?? 0);
   }
 
   /** One page of backends by name. */

@@ -29,6 +29,7 @@ export interface Database {
   nodes: NodeTable;
   control_identities: ControlIdentityTable;
   quotas: QuotaTable;
+  placement_catalog: PlacementCatalogTable;
 }
 
 type Json = string;
@@ -385,3 +386,10 @@ export interface QuotaTable {
   updated_at: Timestamp;
 }
 export type QuotaRow = Selectable<QuotaTable>;
+
+/** One row (id 1): its version moves with every change of a backend or node placement reads (migration 0017's triggers). */
+export interface PlacementCatalogTable {
+  id: number;
+  /** A bigint: PostgreSQL returns it as a string. */
+  version: number | string;
+}

@@ -1,17 +1,16 @@
 import { StowageError } from '../core/errors.js';
 import { formatSize } from '../core/sizes.js';
 import { usableBytes } from '../core/capacity.js';
+import type { BackendId } from '../core/ids.js';
 import type { BackendView } from '../placement/placement.js';
 import { backendCapabilities, type BackendRepository } from '../store/backend-repository.js';
 import type { NewClaim } from '../store/claim-repository.js';
 import { lockPlacement } from '../store/placement-lock.js';
 import type { Repositories } from '../store/repositories.js';
 import { readJson } from '../store/json.js';
-import { restrictedTo, visibleTo } from '../tenants/visibility.js';
+import { restrictedTo } from '../tenants/visibility.js';
 import type { ClaimRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
-
-/** The placement lock, re-exported for the placement steps that import it from here. */
 
 /**
  * Loads every backend with its current usage (provisioned volumes, held claims) as placement views;
@@ -19,8 +18,23 @@ import type { Executor, Store } from '../store/store.js';
  * their explanations, as if they did not exist.
  */
 export async function loadBackendViews(db: Executor, repo: BackendRepository, tenantId?: string): Promise<BackendView[]> {
-  const [rows, usage, nodes] = await Promise.all([repo.listAll(db), repo.usage(db), repo.nodesOfBackends(db)]);
-  return rows.filter((r) => tenantId === undefined || visibleTo(r.tenants, tenantId)).map((r) => {
+  const views = await readViews(db, repo);
+  return tenantId === undefined ? views : views.filter((v) => viewVisibleTo(v, tenantId));
+}
+
+/** The placement views of the backends of `ids` that exist (by name), whoever may use them: three indexed reads. */
+export async function loadBackendViewsOf(db: Executor, repo: BackendRepository, ids: readonly BackendId[]): Promise<BackendView[]> {
+  return readViews(db, repo, ids);
+}
+
+/** Whether `tenantId` may place on a view's backend (the view's form of `visibleTo`). */
+export function viewVisibleTo(v: BackendView, tenantId: string): boolean {
+  return v.tenants == null || v.tenants.includes(tenantId);
+}
+
+async function readViews(db: Executor, repo: BackendRepository, ids?: readonly BackendId[]): Promise<BackendView[]> {
+  const [rows, usage, nodes] = await Promise.all([repo.listAll(db, ids), repo.usage(db, ids), repo.nodesOfBackends(db, ids)]);
+  return rows.map((r) => {
     const u = usage.get(r.id);
     return {
       id: r.id,
@@ -52,7 +66,7 @@ export async function loadBackendViews(db: Executor, repo: BackendRepository, te
  */
 export async function claimOnBackend(trx: Executor, dialect: Store['dialect'], repos: Pick<Repositories, 'backends' | 'claims'>, claim: NewClaim, what: string): Promise<ClaimRow> {
   await lockPlacement(trx, dialect);
-  const view = (await loadBackendViews(trx, repos.backends)).find((b) => b.id === claim.backendId);
+  const [view] = await loadBackendViewsOf(trx, repos.backends, [claim.backendId]);
   const usable = view ? usableBytes(view) : 0;
   if (!view || usable < claim.bytes) {
     throw new StowageError('NO_VALID_BACKEND', `backend ${view?.name ?? claim.backendId} has ${formatSize(Math.max(0, usable))} usable; ${what} needs ${formatSize(claim.bytes)} more`, {

@@ -20,6 +20,7 @@ import type { Transaction } from 'kysely';
 import { toVolume } from '../store/volume-repository.js';
 import { lockPlacement } from '../store/placement-lock.js';
 import { claimOnBackend, loadBackendViews } from './placement-view.js';
+import { PlacementCatalog } from './placement-catalog.js';
 import { checkQuota } from '../quotas/quota-service.js';
 import { visibleTo } from '../tenants/visibility.js';
 import type { Repositories } from '../store/repositories.js';
@@ -51,7 +52,12 @@ export interface Submitted<T> {
 
 /** The rules of volumes: validation, placement at submit, and the operations that do the work. */
 export class VolumeService {
-  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine, private readonly classes: ClassService) {}
+  /** This replica's backends as placement sees them, so a create reads only its best candidates. */
+  private readonly catalog: PlacementCatalog;
+
+  constructor(private readonly store: Store, private readonly repos: Repositories, private readonly engine: OperationEngine, private readonly classes: ClassService) {
+    this.catalog = new PlacementCatalog(repos.backends);
+  }
 
   /**
    * Finds a live volume of the tenant by id or name, or throws VOLUME_NOT_FOUND (another tenant's
@@ -127,20 +133,19 @@ export class VolumeService {
     if (existing) return existing;
     const request = placementRequest(input, [], cls, ctx.tenantId);
     const id = newId('volume');
-    const op = await this.store.transaction(async (trx) => {
+    const placed = await this.store.transaction(async (trx) => {
       if (await this.repos.volumes.findLiveByName(trx, ctx.tenantId, input.name)) {
         throw new StowageError('NAME_TAKEN', `a volume named "${input.name}" already exists`, { name: input.name });
       }
       await lockPlacement(trx, this.store.dialect);
       // After the placement lock: racing creates (any replica) see each other's rows, so a quota is never exceeded.
       await checkQuota(trx, this.store.dialect, this.repos, { tenantId: ctx.tenantId, classId: cls?.id ?? null, addVolumes: 1, addBytes: input.sizeBytes });
-      const views = await loadBackendViews(trx, this.repos.backends, ctx.tenantId);
-      let decision = decide(pinned ? views.filter((v) => v.id === pinned) : views, request);
+      let decision = await this.catalog.decide(trx, request, ctx.tenantId, pinned);
       if (source?.path === 'offload' && !input.backend && !decision.winner) {
         // The source's backend cannot take the clone: copy it on the host to wherever fits.
         source.path = 'host-copy';
         pinned = null;
-        decision = decide(views, request);
+        decision = await this.catalog.decide(trx, request, ctx.tenantId, null);
       }
       if (!decision.winner) {
         throw new StowageError('NO_VALID_BACKEND', `cannot place ${formatSize(input.sizeBytes)} volume "${input.name}": ${decision.summary.reason}`, {
@@ -165,10 +170,11 @@ export class VolumeService {
         from: null, to: 'creating', operationId: row.id,
         message: `volume ${input.name} (${formatSize(input.sizeBytes)}) placed on ${decision.winner.name}: ${summary.reason}${source ? `; clone of ${source.type} ${source.name} by ${source.path}` : ''}`,
       });
-      return row;
+      return { row, backendId: decision.winner.id };
     });
+    this.catalog.claimed(placed.backendId, input.sizeBytes);
     this.engine.wake();
-    return { operation: toOperation(op), resource: await this.get(id, ctx.tenantId) };
+    return { operation: toOperation(placed.row), resource: await this.get(id, ctx.tenantId) };
   }
 
   /**
