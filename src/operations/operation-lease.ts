@@ -5,6 +5,9 @@ import type { Database } from '../store/schema.js';
 import type { Store } from '../store/store.js';
 import { LeaseLostError } from './lease-lost-error.js';
 
+/** A confirmation by the store younger than this (and than a quarter of the lease) stands for one before a step. */
+const FRESH_CONFIRMATION_MS = 250;
+
 /**
  * One worker's hold on one operation: its epoch (fencing token), its renewal, and the AbortSignal
  * that fires the moment the hold is gone. The hold ends when a renewal fails or finds the operation
@@ -16,6 +19,8 @@ import { LeaseLostError } from './lease-lost-error.js';
 export class OperationLease {
   private readonly controller = new AbortController();
   private validUntil: number;
+  /** When the store last confirmed the hold (the claim that made it, a renewal, a journal write under it). */
+  private confirmedAt = Date.now();
   private expiry: NodeJS.Timeout | null = null;
   private renewal: NodeJS.Timeout | null = null;
   /** One guard per object, so a port read twice through a guard is the same object. */
@@ -71,6 +76,19 @@ export class OperationLease {
     this.unlisten = null;
   }
 
+  /** Notes that a write conditioned on this lease (a step recorded in the journal) just succeeded. */
+  confirmed(): void {
+    this.confirmedAt = Date.now();
+  }
+
+  /**
+   * Whether the store confirmed the hold so recently (a quarter of the lease, at most 250 ms) that
+   * asking again before a step would learn nothing: a takeover needs the stored expiry to pass first.
+   */
+  get confirmedJustNow(): boolean {
+    return !this.lost && Date.now() - this.confirmedAt < Math.min(FRESH_CONFIRMATION_MS, this.leaseMs / 4);
+  }
+
   /** Throws a LeaseLostError unless the lease is still ours (no store round trip). */
   assert(): void {
     if (this.lost) throw this.controller.signal.reason as LeaseLostError;
@@ -95,6 +113,7 @@ export class OperationLease {
       return false;
     }
     if (this.lost) return false;
+    this.confirmedAt = Date.now();
     this.validUntil = Math.max(this.validUntil, untilMs - safetyMargin(this.leaseMs));
     this.armExpiry();
     return true;

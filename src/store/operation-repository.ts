@@ -81,6 +81,11 @@ export class OperationRepository {
    * both dialects, so two workers (or two replicas) can never both win.
    */
   async claim(db: Executor, id: string, owner: string, nowAt: string, leaseUntil: string): Promise<Lease | null> {
+    return (await this.claimRow(db, id, owner, nowAt, leaseUntil))?.lease ?? null;
+  }
+
+  /** `claim` that also answers the claimed row as it now is (what a worker reads next anyway). */
+  async claimRow(db: Executor, id: string, owner: string, nowAt: string, leaseUntil: string): Promise<{ lease: Lease; row: OperationRow } | null> {
     const r = await db.updateTable('operations')
       .set((eb) => ({
         state: 'running', lease_owner: owner, lease_expires_at: leaseUntil, updated_at: nowAt, not_before: null, waiting_reason: null,
@@ -88,9 +93,9 @@ export class OperationRepository {
       }))
       .where('id', '=', id)
       .where(runnable(nowAt))
-      .returning('lease_epoch')
+      .returningAll()
       .executeTakeFirst();
-    return r ? { owner, epoch: Number(r.lease_epoch) } : null;
+    return r ? { lease: { owner, epoch: Number(r.lease_epoch) }, row: { ...r, lease_epoch: Number(r.lease_epoch) } } : null;
   }
 
   /** `claim` for callers that only need to know whether they won. */
