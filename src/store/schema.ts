@@ -29,6 +29,7 @@ export interface Database {
   nodes: NodeTable;
   control_identities: ControlIdentityTable;
   quotas: QuotaTable;
+  retention_sweeps: RetentionSweepTable;
 }
 
 type Json = string;
@@ -205,6 +206,18 @@ export interface ClaimTable {
   state: ClaimState;
   expires_at: Timestamp;
   created_at: Timestamp;
+}
+
+/** What the last retention sweep did: one row (id `last`), upserted by every sweep. */
+export interface RetentionSweepTable {
+  id: string;
+  at: Timestamp;
+  operations_pruned: number;
+  events_pruned: number;
+  operations_archived: number;
+  events_archived: number;
+  /** 1 when the sweep got through every row past the cutoff, 0 when it was stopped first. */
+  complete: number;
 }
 
 export type BackendRow = Selectable<BackendTable>;
