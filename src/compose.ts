@@ -29,6 +29,7 @@ import { ExportReconciler } from './reconcile/export-reconciler.js';
 import { EXPORT_WATCH_CHECK_TIMEOUT_MS, ExportWatch } from './reconcile/export-watch.js';
 import { HostMonitor } from './reconcile/host-monitor.js';
 import { NodeMonitor } from './nodes/node-monitor.js';
+import { RetentionSweeper, retentionPolicy } from './reconcile/retention-sweeper.js';
 import { StaleStateSweeper } from './reconcile/stale-state-sweeper.js';
 import { SnapshotService } from './snapshots/snapshot-service.js';
 import { createRepositories, type Repositories } from './store/repositories.js';
@@ -111,12 +112,13 @@ export async function composeControlPlane(config: Config, store: Store, logger: 
   const exportWatch = new ExportWatch(store, repos, drivers, exports, logger, { watchMs: config.exportWatchMs, maxBackoffMs: config.reconcileIntervalMs, checkTimeoutMs: EXPORT_WATCH_CHECK_TIMEOUT_MS });
   const staleStates = new StaleStateSweeper(store, repos, logger);
   const claimSweeper = new ClaimSweeper(store, repos, logger);
+  const retention = new RetentionSweeper(store, repos, retentionPolicy(config), logger);
   const hostMonitor = new HostMonitor(store, repos, config.hostDownAfterMs, logger);
   const nodeMonitor = new NodeMonitor(store, repos, nodeChannels, backends, exports, drivers, config, logger);
   return Object.freeze({
     config, store, logger, repos, failpoints, runner, registry, drivers, secrets, identities, activity, engine, tenants, quotas, operations, events,
     waitHolds: { perTenant: config.waitHoldsPerTenant, total: config.waitHoldsTotal },
     backends, classes, volumes, hosts, agentCredentials, access, snapshots, attachments, fencing, migrations, nodes,
-    exports, exportWatch, staleStates, claimSweeper, hostMonitor, nodeChannels, nodeMonitor,
+    exports, exportWatch, staleStates, claimSweeper, retention, hostMonitor, nodeChannels, nodeMonitor,
   });
 }

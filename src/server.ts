@@ -47,13 +47,14 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
   if (!cert && !isLoopback(config.host)) {
     logger.warn({ host: config.host }, 'TLS IS OFF on a non-loopback address (tls: "off"): API tokens, agent credentials and CHAP secrets cross the network in clear; use tls "auto" or "on"');
   }
+  plane.retention.warnIfUnbounded();
   await bootstrap(plane, cert);
   const app = await buildApp({ ...plane, idempotencyKeys: plane.repos.idempotency, bodyLimitBytes: config.bodyLimitBytes, version: packageVersion() }, { https: cert ? { key: cert.keyPem, cert: cert.certPem } : null });
   const address = await app.listen({ host: config.host, port: config.port });
   if (cert) logger.info({ url: address, fingerprint: cert.fingerprint, expiresAt: cert.expiresAt }, 'the API serves HTTPS; clients pin this certificate');
   await plane.staleStates.sweep();
   engine.start();
-  const loops = backgroundLoops({ backends, exports: plane.exports, exportWatch: plane.exportWatch, staleStates: plane.staleStates, claims: plane.claimSweeper, hostMonitor: plane.hostMonitor, nodeMonitor: plane.nodeMonitor }, config, plane.failpoints, logger);
+  const loops = backgroundLoops({ backends, exports: plane.exports, exportWatch: plane.exportWatch, staleStates: plane.staleStates, claims: plane.claimSweeper, hostMonitor: plane.hostMonitor, nodeMonitor: plane.nodeMonitor, retention: plane.retention }, config, plane.failpoints, logger);
   for (const l of loops) l.start();
   logger.info({ url: address, store: store.dialect, dataDir: config.dataDir }, 'stowage is serving');
 

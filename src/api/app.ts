@@ -21,6 +21,7 @@ import type { TenantService } from '../tenants/tenant-service.js';
 import type { QuotaService } from '../quotas/quota-service.js';
 import type { AgentCredentialService } from '../hosts/agent-credentials.js';
 import type { NodeService } from '../nodes/node-service.js';
+import type { RetentionSweeper } from '../reconcile/retention-sweeper.js';
 import { Authenticator, RoutePermissionCheck, authorize, refuseTenantOverride } from './auth.js';
 import { StowageError } from '../core/errors.js';
 import { AuthFailureLimiter } from './auth-limiter.js';
@@ -39,6 +40,7 @@ import { volumeRoutes } from './routes/volumes.js';
 import { nodeEnrollRoutes, nodeRoutes } from './routes/nodes.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { quotaRoutes } from './routes/quotas.js';
+import { systemRoutes } from './routes/system.js';
 import { DEFAULT_WAIT_HOLD_CAPS, registerWaitHoldCaps, type WaitHoldCaps } from './routes/wait.js';
 
 /** Everything the API needs: `startServer` passes the composed ControlPlane (src/compose.ts), and tests pass the same. */
@@ -63,6 +65,8 @@ export interface AppDeps {
   /** Host agents' enrollment tokens and credentials. */
   readonly agentCredentials: AgentCredentialService;
   readonly nodes: NodeService;
+  /** Retention of finished operations and events (GET/POST /v1/system/retention). */
+  readonly retention: RetentionSweeper;
   /** The keys behind `Idempotency-Key`, an HTTP concern with no service of its own. */
   readonly idempotencyKeys: IdempotencyRepository;
   readonly logger: Logger;
@@ -142,6 +146,7 @@ export async function buildApp(deps: AppDeps, opts: { https?: { key: string; cer
     await v1.register(nodeRoutes(deps));
     await v1.register(tenantRoutes(deps, () => { auth.forgetAll(); }));
     await v1.register(quotaRoutes(deps));
+    await v1.register(systemRoutes(deps));
   }, { prefix: '/v1' });
   await app.register(async (enroll) => {
     enroll.addHook('onRequest', async (req) => { limiter.check(req.ip); });

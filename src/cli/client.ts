@@ -5,6 +5,7 @@ import type { Migration, MigrationKeyT, MigrationWithOperationT } from '../core/
 import type { Backend, BackendWithOperationT, CreateBackendInput, UpdateBackendInput } from '../core/schemas/backend-schema.js';
 import type { CreateClassInput, StorageClass, UpdateClassInput } from '../core/schemas/class-schema.js';
 import type { QuotaReport, SetQuotaInput } from '../core/schemas/quota-schema.js';
+import type { RetentionReport } from '../core/schemas/retention-schema.js';
 import type { PageOf } from '../core/models.js';
 import type { EventListFilter, StowageEvent } from '../core/schemas/event-schema.js';
 import type { CreateHostInput, Host, UpdateHostInput } from '../core/schemas/host-schema.js';
@@ -273,6 +274,16 @@ export class StowageClient {
   /** Sets limits of a tenant or of one class within it (admins). */
   setQuota(tenant: string, body: SetQuotaInput): Promise<QuotaReport> {
     return this.request('PUT', `/tenants/${seg(tenant)}/quota`, { body });
+  }
+
+  /** The retention policy, what is kept and the last sweep (admins). */
+  showRetention(): Promise<RetentionReport> {
+    return this.request('GET', '/system/retention');
+  }
+
+  /** Runs one retention sweep now and answers the report (admins). */
+  sweepRetention(): Promise<RetentionReport> {
+    return this.request('POST', '/system/retention/sweep');
   }
 
   /** Every volume (all pages), optionally filtered by backend and state. */

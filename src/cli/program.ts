@@ -26,6 +26,7 @@ export const COMMAND_GROUPS: readonly string[] = [
   'quota',
   'operation',
   'events',
+  'retention',
   'agent',
   'login',
   'node',

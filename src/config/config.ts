@@ -41,6 +41,9 @@ export const ConfigSchema = Type.Object({
   waitRetryMaxMs: Type.Integer({ default: 5000, minimum: 10, description: 'longest pause between tries of an operation waiting for an unreachable node, in ms' }),
   waitHoldsPerTenant: Type.Integer({ default: 64, minimum: 0, description: 'how many ?wait=true requests of one tenant are held open at once; beyond it they are answered 202 at once (src/api/routes/wait.ts says why)' }),
   waitHoldsTotal: Type.Integer({ default: 1024, minimum: 0, description: 'how many ?wait=true requests are held open at once in all; beyond it they are answered 202 at once' }),
+  operationRetentionDays: Type.Integer({ default: 30, minimum: 0, maximum: 36500, description: 'finished (succeeded or failed) operations are deleted this many days after they finished, in days; 0 = kept forever (logged as a warning at start)' }),
+  eventRetentionDays: Type.Integer({ default: 90, minimum: 0, maximum: 36500, description: 'events are deleted this many days after they happened, in days; 0 = kept forever (logged as a warning at start)' }),
+  retentionArchive: Type.Boolean({ default: true, description: 'before deleting, append the rows as NDJSON to files in <dataDir>/archive/ (0700 dir, 0600 files, fsynced before the delete)' }),
   failpoints: Type.String({ default: '', description: 'test-only crash points, e.g. volume.create/provision:after=kill' }),
 });
 
@@ -78,6 +81,9 @@ const ENV_KEYS: Readonly<Record<string, keyof Config>> = {
   STOWAGE_NODE_ENROLL_TTL_MS: 'nodeEnrollTtlMs',
   STOWAGE_EXPORT_WATCH_MS: 'exportWatchMs',
   STOWAGE_WAIT_RETRY_MAX_MS: 'waitRetryMaxMs',
+  STOWAGE_OPERATION_RETENTION_DAYS: 'operationRetentionDays',
+  STOWAGE_EVENT_RETENTION_DAYS: 'eventRetentionDays',
+  STOWAGE_RETENTION_ARCHIVE: 'retentionArchive',
 };
 
 /**

@@ -276,6 +276,8 @@ export const OPERATION_STATE_TABLE = {
 export const OPERATION_STATES = Object.keys(OPERATION_STATE_TABLE) as readonly OperationState[] as readonly [OperationState, ...OperationState[]];
 /** Operations not finished yet. */
 export const ACTIVE_OPERATION_STATES = statesWhere(OPERATION_STATE_TABLE, (s) => s.active);
+/** Operations that are finished (succeeded or failed): nothing runs them again. */
+export const FINISHED_OPERATION_STATES = statesWhere(OPERATION_STATE_TABLE, (s) => !s.active);
 export const OPERATION_MACHINE = compileMachine('operation', OPERATION_STATE_TABLE);
 
 /** The states of a claim (the keys of its table below, checked both ways by `satisfies`). */

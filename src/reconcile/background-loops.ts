@@ -8,6 +8,7 @@ import type { ExportReconciler } from './export-reconciler.js';
 import { EXPORT_WATCH_CHECK_TIMEOUT_MS, type ExportWatch } from './export-watch.js';
 import type { HostMonitor } from './host-monitor.js';
 import type { NodeMonitor } from '../nodes/node-monitor.js';
+import type { RetentionSweeper } from './retention-sweeper.js';
 import type { StaleStateSweeper } from './stale-state-sweeper.js';
 
 /** The tasks the server runs in the background, each one pass of its loop. */
@@ -19,6 +20,7 @@ export interface BackgroundTasks {
   readonly claims: ClaimSweeper;
   readonly hostMonitor: HostMonitor;
   readonly nodeMonitor: NodeMonitor;
+  readonly retention: RetentionSweeper;
 }
 
 /** A store-only pass (sweeps, host monitor) taking this long means the store is stuck. */
@@ -29,6 +31,13 @@ const PROBE_PASS_TIMEOUT_MS = 120_000;
 const EXPORT_PASS_CALLS = 10;
 /** The host monitor looks this often at most (a store-only pass), so a host is down at most this long after `hostDownAfterMs`. */
 const HOST_MONITOR_MAX_INTERVAL_MS = 1000;
+/** Retention counts in days: an hourly sweep keeps every table within an hour of its policy. */
+export const RETENTION_SWEEP_INTERVAL_MS = 3_600_000;
+/**
+ * A sweep deletes in batches and stops between them when aborted; after a long outage or an upgrade
+ * the first sweeps may have a large backlog, so one pass may work this long before the next goes on.
+ */
+const RETENTION_PASS_TIMEOUT_MS = 10 * 60_000;
 
 /**
  * Builds (does not start) one BackgroundLoop per background task, on the configured intervals. Each
@@ -50,6 +59,8 @@ export function backgroundLoops(tasks: BackgroundTasks, config: Config, failpoin
     // Each heartbeat is bounded by half the interval and the gap is the other half: a round at least every nodeHeartbeatMs.
     loop('node-monitor', tasks.nodeMonitor.roundGapMs, STORE_PASS_TIMEOUT_MS, (signal) => tasks.nodeMonitor.check(signal), true),
     loop('claim-sweep', config.reconcileIntervalMs, STORE_PASS_TIMEOUT_MS, () => tasks.claims.sweep()),
+    // At start too: a server restarted more often than hourly would otherwise never sweep.
+    loop('retention-sweep', RETENTION_SWEEP_INTERVAL_MS, RETENTION_PASS_TIMEOUT_MS, (signal) => tasks.retention.sweep(signal), true),
   ];
 }
 

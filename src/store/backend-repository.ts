@@ -65,7 +65,7 @@ export class BackendRepository {
     return q.execute();
   }
 
-  /** The version of what placement reads of backends and nodes: it moves with every such change (see migration 0017). */
+  /** The version of what placement reads of backends and nodes: it moves with every such change (see migration 0018). */
   async catalogVersion(db: Executor): Promise<number> {
     const r = await db.selectFrom('placement_catalog').select('version').where('id', '=', 1).executeTakeFirst();
     return Number(r?.version ?? 0);

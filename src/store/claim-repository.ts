@@ -1,6 +1,6 @@
 import { newId, type BackendId } from '../core/ids.js';
 import { statesWhere } from '../core/state-machine.js';
-import { ACTIVE_OPERATION_STATES, CLAIM_STATE_TABLE, CLAIM_STATES, OPERATION_STATE_TABLE, type ClaimState } from '../core/states.js';
+import { ACTIVE_OPERATION_STATES, CLAIM_STATE_TABLE, CLAIM_STATES, FINISHED_OPERATION_STATES, type ClaimState } from '../core/states.js';
 import { nowIso } from './json.js';
 import type { ClaimRow } from './schema.js';
 import type { Executor } from './store.js';
@@ -8,8 +8,6 @@ import type { Executor } from './store.js';
 /** The states of a capacity claim (the table in `core/states.ts` says what each means). */
 export { CLAIM_STATES, type ClaimState };
 
-/** Operations that are finished: their held claims are stale at once. */
-const FINISHED_OPERATION_STATES = statesWhere(OPERATION_STATE_TABLE, (s) => !s.active);
 /** Claims that are settled (committed or released) and may be purged. */
 const SETTLED_CLAIM_STATES = statesWhere(CLAIM_STATE_TABLE, (s) => !s.transitional);
 

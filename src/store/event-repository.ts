@@ -82,7 +82,8 @@ export class EventRepository {
   }
 }
 
-function toEvent(r: EventRow): StowageEvent {
+/** Maps a row to the API model. */
+export function toEvent(r: EventRow): StowageEvent {
   return {
     seq: Number(r.seq),
     id: r.id,

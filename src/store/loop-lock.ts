@@ -4,6 +4,7 @@ import type { Store } from './store.js';
 /** Advisory lock keys of the background loops only one replica may run at a time (any constants; one per loop). */
 export const LOOP_LOCK_KEYS = {
   'export-watch': 0x5704a71,
+  'retention-sweep': 0x5704a72,
 } as const;
 
 /** A background loop that takes a replica-wide lock for each pass. */

@@ -8,6 +8,7 @@ import { IdempotencyRepository } from './idempotency-repository.js';
 import { NodeRepository } from './node-repository.js';
 import { OperationRepository } from './operation-repository.js';
 import { QuotaRepository } from './quota-repository.js';
+import { RetentionRepository } from './retention-repository.js';
 import { TenantRepository } from './tenant-repository.js';
 import { VolumeRepository } from './volume-repository.js';
 
@@ -28,6 +29,7 @@ export interface Repositories {
   readonly nodes: NodeRepository;
   readonly operations: OperationRepository;
   readonly quotas: QuotaRepository;
+  readonly retention: RetentionRepository;
   readonly snapshots: SnapshotRepository;
   readonly tenants: TenantRepository;
   readonly volumes: VolumeRepository;
@@ -47,6 +49,7 @@ export function createRepositories(): Repositories {
     nodes: new NodeRepository(),
     operations: new OperationRepository(),
     quotas: new QuotaRepository(),
+    retention: new RetentionRepository(),
     snapshots: new SnapshotRepository(),
     tenants: new TenantRepository(),
     volumes: new VolumeRepository(),

@@ -29,6 +29,7 @@ export interface Database {
   nodes: NodeTable;
   control_identities: ControlIdentityTable;
   quotas: QuotaTable;
+  retention_sweeps: RetentionSweepTable;
   placement_catalog: PlacementCatalogTable;
 }
 
@@ -206,6 +207,18 @@ export interface ClaimTable {
   state: ClaimState;
   expires_at: Timestamp;
   created_at: Timestamp;
+}
+
+/** What the last retention sweep did: one row (id `last`), upserted by every sweep. */
+export interface RetentionSweepTable {
+  id: string;
+  at: Timestamp;
+  operations_pruned: number;
+  events_pruned: number;
+  operations_archived: number;
+  events_archived: number;
+  /** 1 when the sweep got through every row past the cutoff, 0 when it was stopped first. */
+  complete: number;
 }
 
 export type BackendRow = Selectable<BackendTable>;
@@ -387,7 +400,7 @@ export interface QuotaTable {
 }
 export type QuotaRow = Selectable<QuotaTable>;
 
-/** One row (id 1): its version moves with every change of a backend or node placement reads (migration 0017's triggers). */
+/** One row (id 1): its version moves with every change of a backend or node placement reads (migration 0018's triggers). */
 export interface PlacementCatalogTable {
   id: number;
   /** A bigint: PostgreSQL returns it as a string. */

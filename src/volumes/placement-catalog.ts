@@ -19,7 +19,7 @@ const MAX_ROUNDS = 4;
  * Every backend as placement sees it, kept in memory by one replica between decisions, so a create
  * does not read every backend row and sum the usage of every volume. It is re-read whole when the
  * store's catalog version moved (any backend or node change placement cares about, by any writer:
- * migration 0017's triggers) or when it is older than CATALOG_MAX_AGE_MS.
+ * migration 0018's triggers) or when it is older than CATALOG_MAX_AGE_MS.
  *
  * A decision (`decide`, under the placement lock) never trusts the cached capacity of the backend it
  * picks: it decides over the catalog, re-reads the best candidates' rows and usage exactly in the

@@ -96,6 +96,7 @@ const FIXTURE: readonly (readonly [table: string, row: Row])[] = [
     claim_expires_at: LATER,
   }],
   ['quotas', { tenant_id: T, class_id: 'cls_1', max_volumes: 10, max_bytes: 50_000_000_000, max_snapshots: null, updated_at: AT }],
+  ['retention_sweeps', { id: 'last', at: LATER, operations_pruned: 3, events_pruned: 40, operations_archived: 3, events_archived: 40, complete: 1 }],
 ];
 
 /**

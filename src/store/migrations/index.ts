@@ -15,7 +15,8 @@ import * as m0013 from './0013-users-tokens.js';
 import * as m0014 from './0014-quotas.js';
 import * as m0015 from './0015-tenant-visibility.js';
 import * as m0016 from './0016-tenant-deleting.js';
-import * as m0017 from './0017-placement-catalog.js';
+import * as m0017 from './0017-retention.js';
+import * as m0018 from './0018-placement-catalog.js';
 
 /** The SQL dialect a migration runs on; only DDL that truly differs may branch on it. */
 export type MigrationDialect = 'sqlite' | 'postgres';
@@ -44,5 +45,6 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: '0014-quotas', up: m0014.up },
   { id: '0015-tenant-visibility', up: m0015.up },
   { id: '0016-tenant-deleting', up: m0016.up },
-  { id: '0017-placement-catalog', up: m0017.up },
+  { id: '0017-retention', up: m0017.up },
+  { id: '0018-placement-catalog', up: m0018.up },
 ];
