@@ -60,8 +60,32 @@ function cliVersion(): string {
   }
 }
 
-/** Builds the `stowage` program with every command group registered on it. */
-export async function buildProgram(ctx: CliContext): Promise<Command> {
+/** Global options that take a value (`--api URL`): the word after one is not a command. */
+const VALUED_OPTIONS: ReadonlySet<string> = new Set(['--api', '--token', '--token-file', '--fingerprint']);
+
+/**
+ * The command group `args` run (`volume` in `stowage --api URL volume list`), or null when they name
+ * none (help, a version, a typo): then every group is loaded, for the help text or commander's error.
+ */
+export function commandGroupOf(args: readonly string[]): string | null {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--') return null;
+    if (a.startsWith('-')) {
+      if (VALUED_OPTIONS.has(a)) i++;
+      continue;
+    }
+    return COMMAND_GROUPS.includes(a) ? a : null;
+  }
+  return null;
+}
+
+/**
+ * Builds the `stowage` program with the command groups registered on it: with `args`, only the group
+ * they run (a CLI call loads its own command's modules, not the server's nor every other command's:
+ * 290 ms per call before, most of it module loading); without, or when they name no group, all.
+ */
+export async function buildProgram(ctx: CliContext, args?: readonly string[]): Promise<Command> {
   const program = new Command('stowage')
     .description('Stowage: a storage control plane. Manage backends, volumes, operations and events through its REST API.')
     .version(cliVersion(), '-V, --version')
@@ -77,7 +101,8 @@ export async function buildProgram(ctx: CliContext): Promise<Command> {
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', EXAMPLES);
-  for (const name of COMMAND_GROUPS) {
+  const only = args ? commandGroupOf(args) : null;
+  for (const name of only ? [only] : COMMAND_GROUPS) {
     const mod = (await import(`./commands/${name}.js`)) as Partial<CommandGroup>;
     if (typeof mod.register !== 'function') throw new Error(`src/cli/commands/${name}.ts does not export register(program, ctx)`);
     mod.register(program, ctx);
@@ -94,7 +119,7 @@ export async function runCli(args: readonly string[], rawCtx: CliContext): Promi
   // operator's terminal whichever command, table or error line prints it.
   const ctx: CliContext = { ...rawCtx, stdout: safeStream(rawCtx.stdout), stderr: safeStream(rawCtx.stderr) };
   try {
-    const program = await buildProgram(ctx);
+    const program = await buildProgram(ctx, args);
     await program.parseAsync([...args], { from: 'user' });
     return 0;
   } catch (err) {

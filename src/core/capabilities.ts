@@ -1,5 +1,3 @@
-import { Type } from '@sinclair/typebox';
-
 /**
  * Capability names a driver may report; admin overrides and storage classes use the same names.
  * They are domain words (placement and classes reason with them), so they live in core and the
@@ -24,6 +22,3 @@ export const CAPABILITIES = [
 ] as const;
 /** One capability name. */
 export type Capability = (typeof CAPABILITIES)[number];
-
-/** A capability name on the wire (an enum in OpenAPI). */
-export const CapabilitySchema = Type.Unsafe<Capability>({ type: 'string', enum: [...CAPABILITIES] });

@@ -4,6 +4,10 @@
  * permissions; a token carries one role. An unknown role has none (fail closed).
  */
 
+/** The roles a user may hold (an agent's credential is not a user's). */
+export const USER_ROLES = ['admin', 'member', 'reader'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+
 /** What a route may need. */
 export const PERMISSIONS = {
   /** The whole system: backends, nodes, hosts (register, fence, evacuate), classes' definitions, every event. */

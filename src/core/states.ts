@@ -304,6 +304,12 @@ export const CLAIM_MACHINE = compileMachine('claim', CLAIM_STATE_TABLE);
 export const BACKEND_ROLES = ['primary', 'repository'] as const;
 export type BackendRole = (typeof BACKEND_ROLES)[number];
 
+/** The placement policies a storage class may choose. */
+export const PLACEMENT_POLICIES = ['cheapest', 'spread', 'pack'] as const;
+
+/** Placement policy: `cheapest` (lowest cost, then most room), `spread` (most room), `pack` (least room that fits). */
+export type PlacementPolicy = (typeof PLACEMENT_POLICIES)[number];
+
 export const BACKEND_KINDS = ['block', 'file', 'object'] as const;
 export type BackendKind = (typeof BACKEND_KINDS)[number];
 

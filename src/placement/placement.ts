@@ -1,4 +1,5 @@
-import type { PlacementPolicy, PlacementSummary } from '../core/schemas/placement-schema.js';
+import type { PlacementSummary } from '../core/schemas/placement-schema.js';
+import type { PlacementPolicy } from '../core/states.js';
 import { usableBytes } from '../core/capacity.js';
 import { PLACEABLE_NODE_STATES } from '../core/states.js';
 
@@ -26,7 +27,7 @@ export interface BackendView {
 }
 
 /** The policies (their names are part of the wire schema, with it in core). */
-export { PLACEMENT_POLICIES, type PlacementPolicy } from '../core/schemas/placement-schema.js';
+export { PLACEMENT_POLICIES, type PlacementPolicy } from '../core/states.js';
 
 /** What is being placed and the constraints on it. */
 export interface PlacementRequest {

@@ -1,6 +1,7 @@
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { USER_ROLES, type CreateTokenInput, type CreatedToken, type Token, type Whoami } from '../../core/schemas/tenant-schema.js';
+import { USER_ROLES } from '../../core/permissions.js';
+import type { CreateTokenInput, CreatedToken, Token, Whoami } from '../../core/schemas/tenant-schema.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
-import { USER_ROLES, type User } from '../../core/schemas/tenant-schema.js';
+import { USER_ROLES } from '../../core/permissions.js';
+import type { User } from '../../core/schemas/tenant-schema.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { emit, formatTime, outputOption, renderFields, renderTable, type OutputFormat } from '../output.js';

@@ -1,7 +1,8 @@
 import { Option, type Command } from 'commander';
 import { compact, nonEmpty } from '../../core/compact.js';
 import type { Operation } from '../../core/schemas/operation-schema.js';
-import { isClone, sizeIsMissing, type CreateVolumeRequest, type Volume, type VolumeListFilter } from '../../core/schemas/volume-schema.js';
+import { isClone, sizeIsMissing } from '../../core/volume-requests.js';
+import type { CreateVolumeRequest, Volume, VolumeListFilter } from '../../core/schemas/volume-schema.js';
 import { PLACEMENT_POLICIES } from '../../placement/placement.js';
 import { VOLUME_FORMATS, VOLUME_STATES } from '../../core/states.js';
 import type { DryRunResponseT, StowageClient, VolumeWithOperationT } from '../client.js';

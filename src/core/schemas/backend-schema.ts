@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { CapabilitySchema } from '../capabilities.js';
+import { CapabilitySchema } from './capability-schema.js';
 import type { BackendId } from '../ids.js';
 import { Bytes, IdString, Name, Nullable, TenantRestriction, TenantRestrictionBody, literals } from '../models.js';
 import { BACKEND_KINDS, BACKEND_ROLES, BACKEND_STATES } from '../states.js';

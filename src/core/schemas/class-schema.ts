@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { CapabilitySchema } from '../capabilities.js';
+import { CapabilitySchema } from './capability-schema.js';
 import { Name, TenantRestriction, TenantRestrictionBody, literals } from '../models.js';
 import { BACKEND_KINDS } from '../states.js';
 import { PLACEMENT_POLICIES } from './placement-schema.js';

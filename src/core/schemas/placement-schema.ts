@@ -1,11 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Nullable } from '../models.js';
+import { PLACEMENT_POLICIES, type PlacementPolicy } from '../states.js';
 
-/** The placement policies a storage class may choose. */
-export const PLACEMENT_POLICIES = ['cheapest', 'spread', 'pack'] as const;
-
-/** Placement policy: `cheapest` (lowest cost, then most room), `spread` (most room), `pack` (least room that fits). */
-export type PlacementPolicy = (typeof PLACEMENT_POLICIES)[number];
+/** The policies, re-exported beside the schemas that name them (the list itself is in core/states, free of TypeBox for the CLI). */
+export { PLACEMENT_POLICIES, type PlacementPolicy };
 
 /** Why a volume is where it is: the decision placement recorded when it placed it. */
 export const PlacementSummarySchema = Type.Object({

@@ -1,11 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Name, Nullable, PageQuery, Ref, literals } from '../models.js';
+import { USER_ROLES, type UserRole } from '../permissions.js';
 
 const Description = Type.String({ maxLength: 1024 });
 
-/** The roles a user may hold (an agent's credential is not a user's). */
-export const USER_ROLES = ['admin', 'member', 'reader'] as const;
-export type UserRole = (typeof USER_ROLES)[number];
+/** The roles, re-exported beside the schemas that name them (the list is in core/permissions, free of TypeBox for the CLI). */
+export { USER_ROLES, type UserRole };
 /** A person, or a service account for automation (same rights; shown apart, never logs in interactively). */
 export const USER_KINDS = ['user', 'service'] as const;
 export type UserKind = (typeof USER_KINDS)[number];

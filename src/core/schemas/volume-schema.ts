@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { StowageError } from '../errors.js';
+import { isClone, sizeIsMissing } from '../volume-requests.js';
 import type { BackendId, VolumeId } from '../ids.js';
 import { AllTenants, Bytes, IdString, ListQuery, Name, Nullable, literals } from '../models.js';
 import { VOLUME_FORMATS, VOLUME_STATES } from '../states.js';
@@ -49,21 +50,10 @@ export type CreateVolumeRequest = Static<typeof CreateVolumeBody>;
  * A create request as the service takes it: the request with its size settled, where 0 means "the
  * clone source's size" (see `createVolumeInput`).
  */
+/** The create rules, re-exported beside the schema (they live in core/volume-requests, free of TypeBox for the CLI). */
+export { isClone, sizeIsMissing };
+
 export type CreateVolumeInput = Omit<CreateVolumeRequest, 'sizeBytes'> & { readonly sizeBytes: number };
-
-/** True when a create request is a clone (of a snapshot or of a volume). */
-export function isClone(r: Pick<CreateVolumeRequest, 'fromSnapshot' | 'fromVolume'>): boolean {
-  return Boolean(r.fromSnapshot ?? r.fromVolume);
-}
-
-/**
- * The size rule of a create, written once for the API and the CLI: the size is required unless the
- * volume is a clone (which defaults to its source's size). True when `r` breaks it; each caller
- * words the error in its own vocabulary (`sizeBytes` for the API, `--size` for the CLI).
- */
-export function sizeIsMissing(r: Pick<CreateVolumeRequest, 'sizeBytes' | 'fromSnapshot' | 'fromVolume'>): boolean {
-  return r.sizeBytes === undefined && !isClone(r);
-}
 
 /**
  * The service input of a create request, or VALIDATION_FAILED when it breaks the size rule. A clone
