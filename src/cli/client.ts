@@ -18,7 +18,7 @@ import type {
 import type { CreateVolumeRequest, Volume, VolumeListFilter, VolumeWithOperationT } from '../core/schemas/volume-schema.js';
 import type { ClientConfig } from './client-config.js';
 import { ApiError, CliError } from './errors.js';
-import { pinnedFetch, probeCertificate } from '../system/pinned-fetch.js';
+import { pinnedRequest, plainRequest, probeCertificate, type PlainRequest } from '../system/pinned-fetch.js';
 import { PinMismatchError } from '../system/tls-identity.js';
 
 /*
@@ -56,15 +56,17 @@ export function loginHint(url: string, fingerprint: string): string {
 }
 
 /**
- * The transport of a config: global fetch for http://; for https:// a fetch pinned to the
+ * The transport of a config: node:http for http:// (see PlainRequest: no fetch classes to load, and
+ * the process exits the moment its command is done); for https:// the same, pinned to the
  * configured certificate. Without a pin it refuses before sending anything: it only fetches the
  * certificate (a bare handshake, no request, no token) to show its fingerprint.
  */
-export function transportFor(config: ClientConfig): typeof fetch {
+export function transportFor(config: ClientConfig): PlainRequest {
+  if (config.url.startsWith('http:')) return plainRequest();
   if (!config.url.startsWith('https:')) return fetch;
   const pin = config.pin;
   // One CLI process: its submit and the polls that follow share one pinned connection.
-  if (pin) return pinnedFetch(pin, { keepAlive: true });
+  if (pin) return pinnedRequest(pin, { keepAlive: true });
   return async () => {
     let seen: string;
     try {
@@ -82,13 +84,13 @@ export function transportFor(config: ClientConfig): typeof fetch {
 }
 
 /**
- * A small typed client of the Stowage REST API over global fetch (pinned for https). Every non-2xx answer becomes an
+ * A small typed client of the Stowage REST API over node:http (pinned for https). Every non-2xx answer becomes an
  * ApiError carrying the API's `{ code, message, details }`; an unreachable server a CliError saying so.
  */
 export class StowageClient {
-  private readonly fetchFn: typeof fetch;
+  private readonly fetchFn: PlainRequest;
 
-  constructor(private readonly config: ClientConfig, fetchFn?: typeof fetch) {
+  constructor(private readonly config: ClientConfig, fetchFn?: PlainRequest) {
     this.fetchFn = fetchFn ?? transportFor(config);
   }
 
@@ -107,7 +109,7 @@ export class StowageClient {
     if (this.config.token) headers.authorization = `Bearer ${this.config.token}`;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
     const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
-    let res: Response;
+    let res: Awaited<ReturnType<PlainRequest>>;
     try {
       res = await this.fetchFn(url, {
         method, headers,

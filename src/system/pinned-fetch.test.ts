@@ -1,8 +1,9 @@
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SpawnCommandRunner } from './command-runner.js';
-import { pinnedFetch } from './pinned-fetch.js';
+import { pinnedFetch, plainRequest } from './pinned-fetch.js';
 import { generateIdentity, PinMismatchError, type TlsIdentity } from './tls-identity.js';
 
 describe('pinnedFetch against a real HTTPS server on loopback', () => {
@@ -47,5 +48,36 @@ describe('pinnedFetch against a real HTTPS server on loopback', () => {
     const err: unknown = await wrong(`${url}/secret`, { headers: { authorization: 'Bearer x' } }).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(TypeError);
     expect((err as TypeError).cause).toBeInstanceOf(PinMismatchError);
+  });
+});
+
+describe('plainRequest against a real HTTP server on loopback', () => {
+  it('sends method, headers and body, answers status and text, and keeps one connection for a command\'s requests', async () => {
+    let connections = 0;
+    const seen: string[] = [];
+    const server = createHttpServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => {
+        seen.push(`${req.method ?? ''} ${req.url ?? ''} ${req.headers.authorization ?? ''} ${body}`);
+        res.statusCode = req.url === '/missing' ? 404 : 200;
+        res.end(`answer to ${req.url ?? ''}`);
+      });
+    });
+    server.on('connection', () => { connections++; });
+    await new Promise<void>((r) => { server.listen(0, '127.0.0.1', r); });
+    try {
+      const url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
+      const send = plainRequest();
+      const a = await send(`${url}/v1/x?y=1`, { method: 'POST', headers: { Authorization: 'Bearer t' }, body: '{"é":1}' });
+      expect({ status: a.status, ok: a.ok, text: await a.text() }).toEqual({ status: 200, ok: true, text: 'answer to /v1/x?y=1' });
+      const b = await send(new URL(`${url}/missing`));
+      expect({ status: b.status, ok: b.ok }).toEqual({ status: 404, ok: false });
+      expect(seen).toEqual(['POST /v1/x?y=1 Bearer t {"é":1}', 'GET /missing  ']);
+      expect(connections).toBe(1);
+      await expect(send('https://127.0.0.1:1/')).rejects.toThrow(/for http: URLs/);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => { server.close(() => { r(); }); });
+    }
   });
 });

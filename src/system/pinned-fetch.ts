@@ -10,7 +10,7 @@ export interface ApiPin {
 }
 
 function hostPort(url: URL): { host: string; port: number } {
-  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 443) };
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || (url.protocol === 'http:' ? 80 : 443)) };
 }
 
 function servername(host: string): string | undefined {
@@ -96,13 +96,72 @@ export interface PinnedFetchOptions {
   readonly keepAlive?: boolean;
 }
 
+/** A request as the light transports take it: string headers and body, no fetch classes. */
+export interface PlainInit {
+  readonly method?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: string | null;
+  readonly signal?: AbortSignal;
+}
+
+/** An answer as the light transports give it (what `Response` offers that the CLI reads). */
+export interface PlainResponse {
+  readonly status: number;
+  readonly ok: boolean;
+  text(): Promise<string>;
+}
+
+/** A PlainResponse with its headers (lower-case names), for the fetch-shaped wrapper. */
+interface NodeResponse extends PlainResponse {
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * fetch's calling shape without fetch's classes. Global fetch, Headers and Response load Node's
+ * bundled HTTP client on first use (25 to 45 ms of a CLI call), and fetch keeps its socket
+ * referenced after the answer (a command exited 100 ms after it was done); these run on node:http,
+ * and a kept idle socket never holds the process open. Global fetch fits this type too.
+ */
+export type PlainRequest = (url: URL | string, init?: PlainInit) => Promise<PlainResponse>;
+
 /**
  * A fetch for one HTTPS API pinned by `pin` (node:http over a pinned TLS socket): same calling
  * shape as global fetch for what the CLI and the agent send (method, headers, string body, signal).
  * A pin mismatch rejects with PinMismatchError (as the `cause` of the TypeError fetch would throw).
  */
 export function pinnedFetch(pin: ApiPin, options: PinnedFetchOptions = {}): typeof fetch {
+  const send = pinnedNodeRequest(pin, options);
+  return async (input, init = {}) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input : input.url;
+    const body = typeof init.body === 'string' ? init.body : init.body == null ? null : undefined;
+    if (body === undefined) throw new TypeError('pinnedFetch sends string bodies only');
+    const res = await send(url, {
+      method: init.method ?? 'GET', headers: Object.fromEntries(new Headers(init.headers).entries()), body, ...(init.signal ? { signal: init.signal } : {}),
+    });
+    const text = await res.text();
+    return new Response(res.status === 204 || res.status === 304 || text.length === 0 ? null : text, { status: res.status, headers: new Headers(res.headers) });
+  };
+}
+
+/** `pinnedFetch` as a PlainRequest (for the CLI). */
+export function pinnedRequest(pin: ApiPin, options: PinnedFetchOptions = {}): PlainRequest {
+  return pinnedNodeRequest(pin, options);
+}
+
+function pinnedNodeRequest(pin: ApiPin, options: PinnedFetchOptions): (url: URL | string, init?: PlainInit) => Promise<NodeResponse> {
   const connection = (host: string, port: number) => (_opts: unknown, cb: (err: Error | null, s?: TLSSocket) => void): undefined => { connectPinned(host, port, pin, cb); return undefined; };
+  return nodeRequest('https:', options.keepAlive === true, connection);
+}
+
+/** A PlainRequest for plain-HTTP (loopback) APIs, one kept connection per host. */
+export function plainRequest(): PlainRequest {
+  return nodeRequest('http:', true, null);
+}
+
+type Connector = (host: string, port: number) => (opts: unknown, cb: (err: Error | null, s?: TLSSocket) => void) => undefined;
+
+/** A PlainRequest over node:http for `protocol` URLs, on connections `connect` makes (null: plain TCP). */
+function nodeRequest(protocol: 'http:' | 'https:', keepAlive: boolean, connect: Connector | null): (url: URL | string, init?: PlainInit) => Promise<NodeResponse> {
   // An idle kept socket is unref'd by the agent, so it never holds the process open.
   const agents = new Map<string, Agent>();
   const agentFor = (host: string, port: number): Agent => {
@@ -110,33 +169,33 @@ export function pinnedFetch(pin: ApiPin, options: PinnedFetchOptions = {}): type
     let agent = agents.get(key);
     if (!agent) {
       agent = new Agent({ keepAlive: true, maxSockets: 4 });
-      (agent as unknown as { createConnection: unknown }).createConnection = connection(host, port);
+      if (connect) (agent as unknown as { createConnection: unknown }).createConnection = connect(host, port);
       agents.set(key, agent);
     }
     return agent;
   };
-  return (input, init = {}) => new Promise<Response>((resolve, reject) => {
-    const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
-    if (url.protocol !== 'https:') { reject(new TypeError(`pinnedFetch is for https URLs, not ${url.protocol}`)); return; }
+  return (input, init = {}) => new Promise<NodeResponse>((resolve, reject) => {
+    const url = typeof input === 'string' ? new URL(input) : input;
+    if (url.protocol !== protocol) { reject(new TypeError(`this transport is for ${protocol} URLs, not ${url.protocol}`)); return; }
     const { host, port } = hostPort(url);
-    const headers = Object.fromEntries(new Headers(init.headers).entries());
-    const body = typeof init.body === 'string' ? init.body : init.body == null ? null : undefined;
-    if (body === undefined) { reject(new TypeError('pinnedFetch sends string bodies only')); return; }
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(init.headers ?? {})) headers[k.toLowerCase()] = v;
+    const body = init.body ?? null;
     if (body !== null) headers['content-length'] = String(Buffer.byteLength(body));
+    const via = keepAlive ? { agent: agentFor(host, port) } : connect ? { createConnection: connect(host, port) } : { agent: false };
     const req = httpRequest({
       host, port, method: init.method ?? 'GET', path: `${url.pathname}${url.search}`, headers: { host: url.host, ...headers },
-      ...(options.keepAlive === true ? { agent: agentFor(host, port) } : { createConnection: connection(host, port) }),
-      ...(init.signal ? { signal: init.signal } : {}),
+      ...via, ...(init.signal ? { signal: init.signal } : {}),
     } as unknown as RequestOptions, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
       res.on('end', () => {
         const status = res.statusCode ?? 500;
-        const text = Buffer.concat(chunks);
-        const h = new Headers();
-        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
-        resolve(new Response(status === 204 || status === 304 || text.length === 0 ? null : text, { status, headers: h }));
+        const text = Buffer.concat(chunks).toString('utf8');
+        const h: Record<string, string> = {};
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h[k] = v;
+        resolve({ status, ok: status >= 200 && status < 300, headers: h, text: () => Promise.resolve(text) });
       });
     });
     req.on('error', (err) => { reject(err.name === 'AbortError' ? err : new TypeError('fetch failed', { cause: err })); });
