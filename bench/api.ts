@@ -16,15 +16,14 @@
  * replicas sharing that store, the clients split between them. BENCH_PROF=DIR writes the servers'
  * CPU profiles there. Prints figures; asserts nothing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Sqlite from 'better-sqlite3';
 import { createSparseFile, publishNoClobber, syncDir } from '../src/drivers/dir/file-ops.js';
+import { children, pct, rssMiB, serverOverrides, startServe } from './serve-kit.js';
 import { openStore } from '../src/store/store.js';
 
 const BACKENDS = Number(process.env.BENCH_BACKENDS ?? 1000);
@@ -33,21 +32,11 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? '';
 const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 1);
 const SIZE = 1024 * 1024;
-const REPO = resolve(import.meta.dirname, '..');
 const TARGET_RATE = 1000;
 const TARGET_P99_MS = 50;
 
 const root = mkdtempSync(join(tmpdir(), 'stowage-bench-api-'));
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.pid !== undefined) process.kill(c.pid, 'SIGKILL');
-  rmSync(root, { recursive: true, force: true });
-});
-
-function pct(xs: readonly number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
-}
+process.on('exit', () => { rmSync(root, { recursive: true, force: true }); });
 
 // ---- the baseline: the durable work of a create, in a plain loop ----
 
@@ -145,53 +134,6 @@ function call(base: URL, token: string, method: string, path: string, body?: unk
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => { res(port); });
-    });
-    s.on('error', rej);
-  });
-}
-
-/** STOWAGE_* settings in the bench's own environment (to measure a non-default setting); printed when any is given. */
-function serverOverrides(): Record<string, string> {
-  return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('STOWAGE_') && e[1] !== undefined));
-}
-
-async function startServe(dataDir: string): Promise<{ url: URL; token: string; pid: number }> {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const port = await freePort();
-  const cli = join(dataDir, 'cli.json');
-  const prof = process.env.BENCH_PROF ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
-  const child = spawn(process.execPath, [...prof, join(REPO, 'dist', 'main.js'), 'serve'], {
-    cwd: dataDir, stdio: ['ignore', 'ignore', process.env.BENCH_PROF ? 'inherit' : 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dataDir, STOWAGE_DATA_DIR: dataDir, STOWAGE_PORT: String(port), STOWAGE_CLI_CONFIG: cli, ...serverOverrides(), ...(DATABASE_URL ? { STOWAGE_DATABASE_URL: DATABASE_URL } : {}) },
-  });
-  children.push(child);
-  let err = '';
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { err = (err + d).slice(-4000); });
-  const url = new URL(`http://127.0.0.1:${String(port)}`);
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
-    if (child.exitCode !== null) throw new Error(`stowage serve exited: ${err}`);
-    try {
-      const r = await fetch(new URL('/healthz', url));
-      if (r.ok) break;
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  // Another replica may have written the first start's CLI config; every replica of one store answers the same token.
-  const token = (JSON.parse(readFileSync(cli, 'utf8')) as { token: string }).token;
-  return { url, token, pid: child.pid ?? 0 };
-}
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${String(pid)}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
-}
-
 interface PhaseResult { readonly name: string; readonly count: number; readonly rate: number; readonly p50: number; readonly p99: number; readonly errors: number; readonly firstError: string }
 
 /** Runs `step` in CLIENTS loops until `seconds` pass (or `step` says it is out of work). */
@@ -229,7 +171,7 @@ async function main(): Promise<void> {
   console.log(`  baseline: plain loop, same 3 SQLite transactions + crash-safe sparse file: ${raw.rate.toFixed(0)}/s (p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms)`);
 
   const servers: { url: URL; token: string; pid: number }[] = [];
-  for (let i = 0; i < REPLICAS; i++) servers.push(await startServe(join(root, `serve${String(i)}`)));
+  for (let i = 0; i < REPLICAS; i++) servers.push(await startServe(join(root, `serve${String(i)}`), { databaseUrl: DATABASE_URL || undefined, profileDir: process.env.BENCH_PROF }));
   const first = servers[0];
   if (!first) throw new Error('no server');
   const token = first.token;

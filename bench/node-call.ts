@@ -22,6 +22,7 @@ import { startNodeServer } from '../src/node/node-server.js';
 import { SpawnCommandRunner } from '../src/system/command-runner.js';
 import { pinnedClientTls, pinnedServerTls } from '../src/system/tls-identity.js';
 import { remoteBackend, testIdentities, TestChannels, type ChannelTarget } from '../test/nodes/node-kit.js';
+import { pct } from './serve-kit.js';
 
 const ROUNDS = 2000;
 const WARMUP = 200;
@@ -29,10 +30,6 @@ const VOLUMES = 10;
 const runner = new SpawnCommandRunner();
 const signal = new AbortController().signal;
 
-function pct(xs: readonly number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
-}
 
 async function measure(fn: () => Promise<unknown>, rounds = ROUNDS): Promise<number[]> {
   for (let i = 0; i < WARMUP; i++) await fn();
