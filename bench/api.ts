@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Sqlite from 'better-sqlite3';
 import { createSparseFile, publishNoClobber, syncDir } from '../src/drivers/dir/file-ops.js';
-import { children, pct, rssMiB, serverOverrides, startServe } from './serve-kit.js';
+import { children, inserter, pct, rssMiB, serverOverrides, startServe } from './serve-kit.js';
 import { openStore } from '../src/store/store.js';
 
 const BACKENDS = Number(process.env.BENCH_BACKENDS ?? 1000);
@@ -39,13 +39,6 @@ const root = mkdtempSync(join(tmpdir(), 'stowage-bench-api-'));
 process.on('exit', () => { rmSync(root, { recursive: true, force: true }); });
 
 // ---- the baseline: the durable work of a create, in a plain loop ----
-
-/** Inserts `values` into `table`, every other column NULL (columns read from the schema). */
-function inserter(db: Sqlite.Database, table: string): (values: Record<string, unknown>) => void {
-  const cols = (db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name);
-  const stmt = db.prepare(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`);
-  return (values) => { stmt.run(Object.fromEntries(cols.map((c) => [c, values[c] ?? null]))); };
-}
 
 async function rawLoop(): Promise<{ rate: number; p50: number; p99: number }> {
   const dir = join(root, 'raw');

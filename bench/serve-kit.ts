@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type Sqlite from 'better-sqlite3';
 import { freeTcpPort } from '../test/lab/ports.js';
 
 export const REPO = resolve(import.meta.dirname, '..');
@@ -20,6 +21,13 @@ process.on('exit', () => {
 export function pct(xs: readonly number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
+}
+
+/** Inserts `values` into `table`, every other column NULL (columns read from the schema). */
+export function inserter(db: Sqlite.Database, table: string): (values: Record<string, unknown>) => void {
+  const cols = (db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name);
+  const stmt = db.prepare(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`);
+  return (values) => { stmt.run(Object.fromEntries(cols.map((c) => [c, values[c] ?? null]))); };
 }
 
 /** A process's resident set, in MiB. */
@@ -51,7 +59,7 @@ export async function startServe(dataDir: string, opts: { databaseUrl?: string |
   const cli = join(dataDir, 'cli.json');
   const prof = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
   const child = spawn(process.execPath, [...prof, join(REPO, 'dist', 'main.js'), 'serve'], {
-    cwd: dataDir, stdio: ['ignore', 'ignore', opts.profileDir ? 'inherit' : 'pipe'],
+    cwd: dataDir, stdio: ['ignore', process.env.BENCH_SERVER_LOG ? 'inherit' : 'ignore', opts.profileDir ? 'inherit' : 'pipe'],
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dataDir, STOWAGE_DATA_DIR: dataDir, STOWAGE_PORT: String(port), STOWAGE_CLI_CONFIG: cli,
       ...serverOverrides(), ...(opts.databaseUrl ? { STOWAGE_DATABASE_URL: opts.databaseUrl } : {}),
