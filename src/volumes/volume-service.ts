@@ -155,11 +155,12 @@ export class VolumeService {
       }
       const summary: PlacementSummary = { ...decision.summary, pinned: pinned !== null };
       const at = nowIso();
-      await this.repos.volumes.insert(trx, {
+      const volume: VolumeRow = {
         id, tenant_id: ctx.tenantId, name: input.name, backend_id: idOf('backend', decision.winner.id), state: 'creating', state_reason: null,
         size_bytes: input.sizeBytes, format: input.format ?? 'raw', driver_handle: null, placement: writeJson(summary),
         created_at: at, updated_at: at, deleted_at: null, class_id: cls?.id ?? null, multiattach: input.multiattach === true ? 1 : 0,
-      });
+      };
+      await this.repos.volumes.insert(trx, volume);
       const row = await this.engine.enqueue(trx, {
         kind: 'volume.create', tenantId: ctx.tenantId, targetType: 'volume', targetId: id, actor: ctx.actor, idempotencyKey: ctx.idempotencyKey ?? null,
         input: { name: input.name, sizeBytes: input.sizeBytes, format: input.format ?? 'raw', request, pinned: pinned !== null, ...(source ? { source } : {}) },
@@ -170,11 +171,12 @@ export class VolumeService {
         from: null, to: 'creating', operationId: row.id,
         message: `volume ${input.name} (${formatSize(input.sizeBytes)}) placed on ${decision.winner.name}: ${summary.reason}${source ? `; clone of ${source.type} ${source.name} by ${source.path}` : ''}`,
       });
-      return { row, backendId: decision.winner.id };
+      return { row, volume, backend: decision.winner };
     });
-    this.catalog.claimed(placed.backendId, input.sizeBytes);
+    this.catalog.claimed(placed.backend.id, input.sizeBytes);
     this.engine.wake();
-    return { operation: toOperation(placed.row), resource: await this.get(id, ctx.tenantId) };
+    // The volume as this transaction wrote it: what was submitted, even if a worker already took it up.
+    return { operation: toOperation(placed.row), resource: toVolume(placed.volume, placed.backend.name) };
   }
 
   /**
