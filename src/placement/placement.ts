@@ -192,8 +192,8 @@ export function decide(backends: readonly BackendView[], request: PlacementReque
     const c: Candidate = { name: b.name, cost: b.cost, usable };
     if (!best || compareCandidates(c, best.c, request.policy) < 0) best = { b, c };
   }
-  const passed = verdicts.filter((v) => v.passed)
-    .sort((a, b) => compareCandidates({ name: a.backend, cost: a.cost, usable: a.usableBytes }, { name: b.backend, cost: b.cost, usable: b.usableBytes }, request.policy));
+  const passedCount = verdicts.length - Object.values(rejected).reduce((a, n) => a + n, 0);
+  const top = bestVerdicts(verdicts, 3, request.policy);
   const winner = best?.b ?? null;
   return {
     winner,
@@ -203,13 +203,31 @@ export function decide(backends: readonly BackendView[], request: PlacementReque
       className: request.className,
       candidates: backends.length,
       rejected,
-      top: passed.slice(0, 3).map((v) => ({ backend: v.backend, score: v.score ?? 0, usableBytes: v.usableBytes, cost: v.cost })),
+      top: top.map((v) => ({ backend: v.backend, score: v.score ?? 0, usableBytes: v.usableBytes, cost: v.cost })),
       winner: winner?.name ?? null,
       pinned: false,
       attempts: [],
-      reason: explain(winner, passed.length, backends.length, rejected, request, verdicts),
+      reason: explain(winner, passedCount, backends.length, rejected, request, verdicts),
     },
   };
+}
+
+/**
+ * The `k` best passing verdicts, best first (as `compareCandidates` orders them under `policy`), in
+ * one pass that keeps only `k`: no sort of every passing backend (10,000 of them per create).
+ */
+export function bestVerdicts(verdicts: readonly Verdict[], k: number, policy: PlacementPolicy): Verdict[] {
+  const best: Verdict[] = [];
+  const cmp = (a: Verdict, b: Verdict): number => compareCandidates({ name: a.backend, cost: a.cost, usable: a.usableBytes }, { name: b.backend, cost: b.cost, usable: b.usableBytes }, policy);
+  for (const v of verdicts) {
+    if (!v.passed) continue;
+    if (best.length === k && cmp(v, best[k - 1] as Verdict) >= 0) continue;
+    let i = best.length;
+    while (i > 0 && cmp(v, best[i - 1] as Verdict) < 0) i--;
+    best.splice(i, 0, v);
+    if (best.length > k) best.pop();
+  }
+  return best;
 }
 
 function explain(winner: BackendView | null, passedCount: number, total: number, rejected: Record<string, number>, r: PlacementRequest, verdicts: readonly Verdict[]): string {

@@ -1,5 +1,5 @@
 import { idOf, type BackendId } from '../core/ids.js';
-import { compareCandidates, decide, type BackendView, type PlacementDecision, type PlacementRequest } from '../placement/placement.js';
+import { bestVerdicts, decide, type BackendView, type PlacementDecision, type PlacementRequest } from '../placement/placement.js';
 import type { BackendRepository } from '../store/backend-repository.js';
 import type { Executor } from '../store/store.js';
 import { loadBackendViews, loadBackendViewsOf, viewVisibleTo } from './placement-view.js';
@@ -96,10 +96,7 @@ export class PlacementCatalog {
   }
 }
 
-/** The ids of the best passing backends of a decision, best first (as the policy orders them). */
+/** The ids of the best passing backends of a decision, best first. */
 function bestCandidates(decision: PlacementDecision, request: PlacementRequest): string[] {
-  return decision.verdicts.filter((v) => v.passed)
-    .sort((a, b) => compareCandidates({ name: a.backend, cost: a.cost, usable: a.usableBytes }, { name: b.backend, cost: b.cost, usable: b.usableBytes }, request.policy))
-    .slice(0, VERIFIED_CANDIDATES)
-    .map((v) => v.backendId);
+  return bestVerdicts(decision.verdicts, VERIFIED_CANDIDATES, request.policy).map((v) => v.backendId);
 }
