@@ -64,7 +64,7 @@ export async function startServer(config: Config, logger: Logger = pino({ level:
     store,
     app,
     stop: () => {
-      stopping ??= drainAndClose({ app, engine, loops, drivers, store, nodes: plane }, config.shutdownDrainMs, logger);
+      stopping ??= drainAndClose({ app, engine, loops, backends, drivers, store, nodes: plane }, config.shutdownDrainMs, logger);
       return stopping;
     },
   };
@@ -75,6 +75,7 @@ interface Running {
   readonly app: FastifyInstance;
   readonly engine: OperationEngine;
   readonly loops: readonly BackgroundLoop[];
+  readonly backends: Pick<BackendService, 'stopBackground'>;
   readonly drivers: DriverCache;
   readonly store: Store;
   readonly nodes: Pick<ControlPlane, 'nodeMonitor' | 'nodeChannels'>;
@@ -91,6 +92,7 @@ async function drainAndClose(r: Running, drainMs: number, logger: Logger): Promi
   const left = (): number => Math.max(0, deadline - Date.now());
   const closingApp = r.app.close();
   const [, ...passes] = await Promise.all([r.engine.stop(left()), ...r.loops.map((l) => l.stop(left()))]);
+  if (!(await settlesWithin(r.backends.stopBackground(), left()))) logger.warn('the background probe of filesystem sharers did not end before the store was closed');
   for (const p of passes) if (!p.drained) logger.warn({ loop: p.name }, 'a background pass did not end before the store was closed');
   if (!(await settlesWithin(closingApp, left()))) {
     logger.warn({ drainMs }, 'requests still open at the drain deadline; closing their connections');

@@ -17,6 +17,7 @@ import type { BackendRow } from '../store/schema.js';
 import type { Executor, Store } from '../store/store.js';
 import { assertNoOverlap, filesystemOf, shareOf, type BackendDir } from './backend-paths.js';
 import type { DriverCache } from './driver-cache.js';
+import { SharerReprobe } from './sharer-reprobe.js';
 import { BackendActivity, type BackendActivityView } from '../reconcile/backend-activity.js';
 import type { Repositories } from '../store/repositories.js';
 import { tenantNames, tenantsColumn } from '../tenants/visibility.js';
@@ -25,6 +26,8 @@ const PROBE_TIMEOUT_MS = 15_000;
 
 /** The rules of backends: registration, updates, probes and state, deletion. */
 export class BackendService {
+  private readonly sharerReprobe: SharerReprobe;
+
   constructor(
     private readonly store: Store,
     private readonly repos: Repositories,
@@ -34,7 +37,19 @@ export class BackendService {
     private readonly logger: Logger,
     /** This replica's probe and reconcile counters, shown by detail(). */
     readonly activity: BackendActivity = new BackendActivity(),
-  ) {}
+  ) {
+    this.sharerReprobe = new SharerReprobe((filesystems, stopped) => this.reprobeOn(filesystems, stopped), logger);
+  }
+
+  /** Resolves once the background reprobe of filesystem sharers requested so far has run. */
+  sharersReprobed(): Promise<void> {
+    return this.sharerReprobe.settled();
+  }
+
+  /** Stops the background reprobe of filesystem sharers (what is pending is dropped) and waits for its pass; the server calls it before closing the store. */
+  stopBackground(): Promise<void> {
+    return this.sharerReprobe.stop();
+  }
 
   /** Finds a backend by id or name, or throws BACKEND_NOT_FOUND. */
   async resolve(ref: string, db: Executor = this.store.db): Promise<BackendRow> {
@@ -134,7 +149,7 @@ export class BackendService {
       return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor, idempotencyKey: idempotencyKey ?? null }, { backendId: id, state: row.state });
     });
     await this.engine.recorded('backend.create');
-    if (localDir && nodeId === null) await this.reprobeSharers(localDir, id); // their share of the filesystem just shrank
+    if (localDir && nodeId === null) await this.reprobeSharers(localDir); // their share of the filesystem just shrank
     return { backend: await this.get(id), operationId: op.id };
   }
 
@@ -219,7 +234,7 @@ export class BackendService {
     });
     await this.engine.recorded('backend.delete');
     await this.drivers.forget(row.id);
-    if (localDir && row.node_id === null) await this.reprobeSharers(localDir, row.id); // their share of the filesystem just grew
+    if (localDir && row.node_id === null) await this.reprobeSharers(localDir); // their share of the filesystem just grew
   }
 
   /** Probes one backend now and stores capacity, capabilities and state. */
@@ -252,8 +267,8 @@ export class BackendService {
   /** One probe pass over every backend (the server's `backend-probe` loop runs it periodically). */
   async probeAll(): Promise<void> {
     const rows = await this.repos.backends.listAll(this.store.db);
-    const sharers = await this.sharingOf(rows);
-    await Promise.allSettled(rows.map((r) => this.refresh(r.id, 'system', sharers)));
+    const sharing = await this.sharingOf(rows);
+    await Promise.allSettled(rows.map((r) => this.refresh(r.id, 'system', sharing.countOf)));
   }
 
   /**
@@ -262,7 +277,7 @@ export class BackendService {
    * (a million stats at 1,000 backends on one disk). Undefined for a backend whose directory
    * cannot be read now (its probe then looks for itself).
    */
-  private async sharingOf(rows: readonly BackendRow[]): Promise<(id: string) => number | undefined> {
+  private async sharingOf(rows: readonly BackendRow[]): Promise<FilesystemSharing> {
     const sharing = new Map<string, number>();
     const devOf = new Map<string, string>();
     for (const o of this.backendDirs(onNode(rows, null))) {
@@ -271,9 +286,12 @@ export class BackendService {
       devOf.set(o.id, fs);
       sharing.set(fs, (sharing.get(fs) ?? 0) + 1);
     }
-    return (id) => {
-      const fs = devOf.get(id);
-      return fs === undefined ? undefined : sharing.get(fs);
+    return {
+      countOf: (id) => {
+        const fs = devOf.get(id);
+        return fs === undefined ? undefined : sharing.get(fs);
+      },
+      on: (filesystems) => [...devOf].filter(([, fs]) => filesystems.has(fs)).map(([id]) => id),
     };
   }
 
@@ -317,13 +335,24 @@ export class BackendService {
     return out;
   }
 
-  /** Probes again the backends sharing `dir`'s filesystem, after one joined or left it. */
-  private async reprobeSharers(dir: string, exceptId: string): Promise<void> {
-    const others = await this.sharersOf(dir, exceptId);
-    if (others.length === 0) return;
-    const sharers = await this.sharingOf(await this.repos.backends.listAll(this.store.db));
-    for (const o of others) {
-      await this.refresh(o.id, 'system', sharers).catch((err: unknown) => { this.logger.warn({ err, backend: o.id }, 'backend probe after a filesystem change failed'); });
+  /**
+   * Has the backends on `dir`'s filesystem probed again in the background, after one joined or left
+   * it: the request does not wait for them, and a burst of requests shares the passes.
+   */
+  private async reprobeSharers(dir: string): Promise<void> {
+    const fs = await filesystemOf(dir);
+    if (fs !== undefined) this.sharerReprobe.request(fs);
+  }
+
+  /** One background pass: probes, one after another, every local backend on `filesystems` (one scan of rows and directories). */
+  private async reprobeOn(filesystems: ReadonlySet<string>, stopped: () => boolean): Promise<void> {
+    const sharing = await this.sharingOf(await this.repos.backends.listAll(this.store.db));
+    for (const id of sharing.on(filesystems)) {
+      if (stopped()) return;
+      await this.refresh(id, 'system', sharing.countOf).catch((err: unknown) => {
+        if (toStowageError(err).code === 'BACKEND_NOT_FOUND') return; // deleted since the scan: nothing to share
+        this.logger.warn({ err, backend: id }, 'backend probe after a filesystem change failed');
+      });
     }
   }
 
@@ -349,6 +378,14 @@ export class BackendService {
 /** The backends whose files are on the same machine as a backend on `nodeId` (null: the control plane's). */
 function onNode(rows: readonly BackendRow[], nodeId: string | null): BackendRow[] {
   return rows.filter((r) => r.node_id === nodeId);
+}
+
+/** Who shares which filesystem, learned once for a pass over many backends (see sharingOf). */
+interface FilesystemSharing {
+  /** How many local backends are on `id`'s filesystem (undefined: its directory cannot be read now). */
+  readonly countOf: (id: string) => number | undefined;
+  /** The local backends on any of `filesystems`. */
+  readonly on: (filesystems: ReadonlySet<string>) => string[];
 }
 
 type ProbeOutcome = { ok: true; report: BackendReport; adminState: string } | { ok: false; reason: string; adminState: string; nodeState?: string };

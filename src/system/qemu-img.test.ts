@@ -2,9 +2,9 @@ import { open, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { SpawnCommandRunner } from './command-runner.js';
-import { parseConvertProgress, parseQemuImgInfo, QemuImg } from './qemu-img.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { SpawnCommandRunner, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
+import { parseConvertProgress, parseQemuImgInfo, QEMU_IMG_AVAILABLE_FRESH_MS, QEMU_IMG_MISSING_FRESH_MS, QemuImg } from './qemu-img.js';
 
 // Captured from qemu-img 7.2.22 (Debian 12): `qemu-img info -U -f qcow2 --output=json <overlay>`.
 const OVERLAY_INFO = `{
@@ -120,5 +120,70 @@ describe('QemuImg.convert (the one copier: dir driver copies and host copies)', 
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+/** The real runner, counting the commands it starts; `missing` runs a name no host has instead of qemu-img. */
+class CountingRunner implements CommandRunner {
+  spawned = 0;
+  private readonly inner = new SpawnCommandRunner();
+  constructor(private readonly missing = false) {}
+
+  run(cmd: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
+    this.spawned++;
+    return this.inner.run(this.missing ? 'stowage-no-such-qemu-img' : cmd, args, options);
+  }
+}
+
+describe('QemuImg.available (one check per runner, shared)', () => {
+  const signal = (): AbortSignal => new AbortController().signal;
+  afterEach(() => { vi.useRealTimers(); });
+
+  it('spawns once for many probes within the window, and again after it', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const runner = new CountingRunner();
+    const answers = await Promise.all(Array.from({ length: 20 }, () => new QemuImg(runner).available(signal())));
+    expect(answers.every(Boolean)).toBe(true);
+    expect(await new QemuImg(runner).available(signal())).toBe(true);
+    expect(runner.spawned).toBe(1);
+    vi.setSystemTime(Date.now() + QEMU_IMG_AVAILABLE_FRESH_MS - 1);
+    expect(await new QemuImg(runner).available(signal())).toBe(true);
+    expect(runner.spawned).toBe(1);
+    vi.setSystemTime(Date.now() + 2);
+    expect(await new QemuImg(runner).available(signal())).toBe(true);
+    expect(runner.spawned).toBe(2);
+    expect(await new QemuImg(new CountingRunner()).available(signal())).toBe(true); // another runner asks for itself
+  });
+
+  it('an aborting first caller stops waiting; the second still gets true from the same run', async () => {
+    const runner = new CountingRunner();
+    const first = new AbortController();
+    const held = new QemuImg(runner).available(first.signal);
+    const second = new QemuImg(runner).available(signal());
+    first.abort(new Error('probe cancelled'));
+    await expect(held).rejects.toThrow('probe cancelled');
+    expect(await second).toBe(true);
+    expect(runner.spawned).toBe(1);
+  });
+
+  it('a check every caller abandoned is cancelled and not remembered', async () => {
+    const runner = new CountingRunner();
+    const only = new AbortController();
+    const held = new QemuImg(runner).available(only.signal);
+    only.abort();
+    await expect(held).rejects.toThrow();
+    expect(await new QemuImg(runner).available(signal())).toBe(true);
+    expect(runner.spawned).toBe(2);
+  });
+
+  it('remembers a missing qemu-img for the shorter window only', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const runner = new CountingRunner(true);
+    expect(await new QemuImg(runner).available(signal())).toBe(false);
+    expect(await new QemuImg(runner).available(signal())).toBe(false);
+    expect(runner.spawned).toBe(1);
+    vi.setSystemTime(Date.now() + QEMU_IMG_MISSING_FRESH_MS);
+    expect(await new QemuImg(runner).available(signal())).toBe(false);
+    expect(runner.spawned).toBe(2);
   });
 });

@@ -51,6 +51,77 @@ export function parseQemuImgInfo(text: string): QemuImgInfo {
 /** Timeout for metadata-only qemu-img commands (info, create, resize). */
 export const QEMU_IMG_META_TIMEOUT_MS = 60_000;
 
+/** How long a runner's "qemu-img runs" is reused, from when the check answered. */
+export const QEMU_IMG_AVAILABLE_FRESH_MS = 30_000;
+
+/**
+ * How long a runner's "qemu-img does not run" is reused: shorter, because a failed spawn may be
+ * passing (EAGAIN, a package being upgraded) and it turns qcow2 off on every dir backend of the
+ * runner at once, while checking again costs one spawn per 5 s however many backends ask.
+ */
+export const QEMU_IMG_MISSING_FRESH_MS = 5_000;
+
+/**
+ * One `qemu-img --version` run shared by every caller that asks while it is in flight, and its
+ * answer for a while after. It runs under its own signal and timeout: a caller whose signal
+ * aborts only stops waiting, and the run is cancelled (and forgotten) only when no caller waits.
+ */
+class AvailabilityCheck {
+  private readonly stop = new AbortController();
+  private waiters = 0;
+  private answered: { readonly atMs: number; readonly available: boolean } | undefined;
+  private readonly answer: Promise<boolean>;
+
+  constructor(runner: CommandRunner, private readonly onAbandoned: () => void) {
+    this.answer = runner.run('qemu-img', ['--version'], { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal: this.stop.signal })
+      .then(() => true, () => false)
+      .then((available) => {
+        if (!this.stop.signal.aborted) this.answered = { atMs: Date.now(), available };
+        return available;
+      });
+  }
+
+  /** True while in flight, and until the answer is older than its freshness. */
+  fresh(): boolean {
+    const a = this.answered;
+    if (!a) return !this.stop.signal.aborted;
+    return Date.now() - a.atMs < (a.available ? QEMU_IMG_AVAILABLE_FRESH_MS : QEMU_IMG_MISSING_FRESH_MS);
+  }
+
+  /** The answer; rejects with `signal`'s reason if it aborts first. */
+  async wait(signal: AbortSignal): Promise<boolean> {
+    if (this.answered) return this.answered.available;
+    signal.throwIfAborted();
+    this.waiters++;
+    let onAbort = (): void => undefined;
+    try {
+      return await new Promise<boolean>((resolve, reject) => {
+        onAbort = (): void => { reject(signal.reason instanceof Error ? signal.reason : new Error('the qemu-img check was cancelled', { cause: signal.reason })); };
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.answer.then(resolve, reject);
+      });
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.waiters--;
+      if (this.waiters === 0 && !this.answered) {
+        this.stop.abort();
+        this.onAbandoned();
+      }
+    }
+  }
+}
+
+const availability = new WeakMap<CommandRunner, AvailabilityCheck>();
+
+/**
+ * Drops what `runner` remembers about qemu-img, so the next availability check runs it again (a
+ * test holding a probe at that run; an operator's fresh install is seen within
+ * QEMU_IMG_MISSING_FRESH_MS anyway).
+ */
+export function forgetQemuImgAvailability(runner: CommandRunner): void {
+  availability.delete(runner);
+}
+
 /** Timeout for qemu-img commands that copy data (convert, rebase): long, cancellation is by signal. */
 export const QEMU_IMG_COPY_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 
@@ -78,14 +149,23 @@ export function parseConvertProgress(chunk: string): number | undefined {
 export class QemuImg {
   constructor(private readonly runner: CommandRunner) {}
 
-  /** True when `qemu-img --version` runs. */
-  async available(signal: AbortSignal): Promise<boolean> {
-    try {
-      await this.runner.run('qemu-img', ['--version'], { timeoutMs: QEMU_IMG_META_TIMEOUT_MS, signal });
-      return true;
-    } catch {
-      return false;
+  /**
+   * True when `qemu-img --version` runs. Every QemuImg on the same runner shares one check and its
+   * answer (QEMU_IMG_AVAILABLE_FRESH_MS, or QEMU_IMG_MISSING_FRESH_MS when it failed): each dir
+   * backend's probe asks, and a thousand backends on their shipped 30 s probe would otherwise spawn
+   * 33 processes a second to learn one fact about this machine. Rejects with `signal`'s reason when
+   * it aborts before the answer; that says nothing about qemu-img and other callers keep waiting.
+   */
+  available(signal: AbortSignal): Promise<boolean> {
+    let check = availability.get(this.runner);
+    if (!check?.fresh()) {
+      const started: AvailabilityCheck = new AvailabilityCheck(this.runner, () => {
+        if (availability.get(this.runner) === started) availability.delete(this.runner);
+      });
+      availability.set(this.runner, started);
+      check = started;
     }
+    return check.wait(signal);
   }
 
   /**

@@ -2,7 +2,7 @@ import { mkdirSync, statfsSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/core/schemas/backend-schema.js';
-import { makeTempDir, removeTempDir } from '../helpers/server.js';
+import { makeTempDir, pollUntil, removeTempDir } from '../helpers/server.js';
 import { startInjectServer, type InjectServer } from '../helpers/inject.js';
 
 interface Answer { readonly backend: Backend }
@@ -22,6 +22,19 @@ describe('backend directories: normalised, never shared, capacity split honestly
   });
 
   const list = async (): Promise<Backend[]> => (await s.api.ok<{ items: Backend[] }>('GET', '/v1/backends', 200)).items;
+  const activityOf = async (name: string): Promise<{ probe: { seq: number }; capacity: { totalBytes: number } }> => s.api.ok('GET', `/v1/backends/${name}`, 200);
+  /** The probe counters of the backends that share b2's filesystem. */
+  const probeSeqs = async (): Promise<Record<'local' | 'b1', number>> => ({ local: (await activityOf('local')).probe.seq, b1: (await activityOf('b1')).probe.seq });
+  /**
+   * Waits until local and b1 each finished a probe after `seqs` was read and show `totalBytes`: the
+   * background reprobe after a registration or deletion. A pass of an earlier change may still be
+   * finishing when `seqs` is read, so the first new probe is not always the one that counts b2.
+   */
+  const reprobedTo = (seqs: Record<'local' | 'b1', number>, totalBytes: number): Promise<true> => pollUntil(`local and b1 probed again, to ${String(totalBytes)} bytes each`, async () => {
+    const [local, b1] = [await activityOf('local'), await activityOf('b1')];
+    const probed = local.probe.seq > seqs.local && b1.probe.seq > seqs.b1;
+    return probed && local.capacity.totalBytes === totalBytes && b1.capacity.totalBytes === totalBytes ? true : undefined;
+  }, 30_000, 20);
   const create = async (name: string, driver: string): Promise<Backend> => (await s.api.ok<Answer>('POST', '/v1/backends', [200, 201], { body: { name, driver } })).backend;
 
   it('stores the path the driver uses: %-decoded once and normalised', async () => {
@@ -64,12 +77,18 @@ describe('backend directories: normalised, never shared, capacity split honestly
     const fs = statfsSync(root);
     const total = fs.blocks * fs.bsize;
     // local (in the data dir), b1 and b2 are all on the temp filesystem.
+    const beforeCreate = await probeSeqs();
     await create('b2', `dir://${root}/b2`);
+    // b2's own probe ran in the request; the others' runs in the background after it.
+    expect((await list()).find((b) => b.name === 'b2')?.capacity.totalBytes).toBe(Math.floor(total / 3));
+    await reprobedTo(beforeCreate, Math.floor(total / 3));
     const three = (await list()).filter((b) => ['local', 'b1', 'b2'].includes(b.name));
     expect(three).toHaveLength(3);
     for (const b of three) expect(b.capacity.totalBytes, b.name).toBe(Math.floor(total / 3));
     expect(three.reduce((sum, b) => sum + b.capacity.freeBytes, 0)).toBeLessThanOrEqual(fs.bavail * fs.bsize + 3 * 1024 * 1024);
+    const beforeDelete = await probeSeqs();
     await s.api.ok('DELETE', '/v1/backends/b2', [200, 204]);
+    await reprobedTo(beforeDelete, Math.floor(total / 2));
     const two = (await list()).filter((b) => ['local', 'b1'].includes(b.name));
     for (const b of two) expect(b.capacity.totalBytes, b.name).toBe(Math.floor(total / 2));
   });

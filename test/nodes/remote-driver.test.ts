@@ -8,6 +8,7 @@ import { VOLUME_FORMATS } from '../../src/core/states.js';
 import { portOf } from '../../src/drivers/sdk/ports.js';
 import type { BlockDriver } from '../../src/drivers/sdk/types.js';
 import { SpawnCommandRunner, type CommandRunner, type RunOptions, type RunResult } from '../../src/system/command-runner.js';
+import { forgetQemuImgAvailability } from '../../src/system/qemu-img.js';
 import { describeBlockDriverConformance, qemuIoDataAccess } from '../drivers/conformance.js';
 import { remoteBackend, startTestNode, TestChannels, testIdentities, type TestNode } from './node-kit.js';
 
@@ -80,6 +81,16 @@ class GatedRunner implements CommandRunner {
     }
     return this.inner.run(cmd, args, options);
   }
+}
+
+/**
+ * Arms the gate on qemu-img and drops the runner's remembered qemu-img answer, so the next probe on
+ * the node runs `qemu-img --version` (the one command a probe spawns, once per runner every 30 s)
+ * and is held there.
+ */
+function holdNextProbe(gated: GatedRunner): void {
+  gated.arm('qemu-img');
+  forgetQemuImgAvailability(gated);
 }
 
 async function until(what: string, cond: () => boolean): Promise<void> {
@@ -168,7 +179,7 @@ describe('remote driver over a node', () => {
   });
 
   it('an answer from a newer epoch than the call was made in (a reconnect mid-call) is discarded as NODE_UNREACHABLE', async () => {
-    gated.arm('qemu-img');
+    holdNextProbe(gated);
     const entered = gated.entered;
     const held = errorOf(driver.probe(sig()));
     await until('the probe to reach qemu-img on the node', () => gated.entered > entered);
@@ -195,7 +206,7 @@ describe('remote driver over a node', () => {
   });
 
   it('aborting the signal cancels the call on the node', async () => {
-    gated.arm('qemu-img');
+    holdNextProbe(gated);
     const entered = gated.entered;
     const aborted = gated.abortedWhileHeld;
     const ac = new AbortController();

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { newId } from '../../src/core/ids.js';
@@ -53,5 +53,25 @@ describe('BackendService (service tier)', () => {
     await w.finish((await w.cp.volumes.delete('v', w.ctx)).operation);
     await w.cp.backends.delete('b1', 'test');
     await expectCode(w.cp.backends.get('b1'), 'BACKEND_NOT_FOUND');
+  });
+
+  it('reprobes the backends sharing a filesystem in coalesced background passes, not once per registration each', async () => {
+    const n = 30;
+    for (let i = 2; i <= n; i++) {
+      const { backend } = await w.addDirBackend(`b${i}`);
+      // Its own share is right when the request returns (b1 and itself at least).
+      expect(backend.capacity.totalBytes).toBeLessThanOrEqual(Math.floor(statfsSync(w.scratchDir).blocks * statfsSync(w.scratchDir).bsize / 2));
+    }
+    await w.cp.backends.sharersReprobed();
+    const fs = statfsSync(w.scratchDir);
+    const names = Array.from({ length: n }, (_, i) => `b${i + 1}`);
+    let probes = 0;
+    for (const name of names) {
+      const b = await w.cp.backends.detail(name);
+      expect(b.capacity.totalBytes, name).toBe(Math.floor((fs.blocks * fs.bsize) / n));
+      probes += b.probe.seq;
+    }
+    // Reprobing every sharer after each registration, as the request did, was n(n-1)/2 probes besides the n own ones.
+    expect(probes).toBeLessThan(n + (n * (n - 1)) / 4);
   });
 });

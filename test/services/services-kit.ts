@@ -76,6 +76,7 @@ export async function openServiceWorld(overrides: Partial<Config> = {}): Promise
       started = false;
     },
     world: async () => {
+      await cp.backends.sharersReprobed(); // a registration's background reprobe would change rows between two looks
       const tables = await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`.execute(store.db);
       const out: Record<string, unknown[]> = {};
       for (const { name } of tables.rows) {
@@ -88,6 +89,7 @@ export async function openServiceWorld(overrides: Partial<Config> = {}): Promise
     },
     close: async () => {
       await cp.engine.stop();
+      await cp.backends.stopBackground();
       await cp.nodeMonitor.close();
       cp.nodeChannels.closeAll();
       await cp.drivers.closeAll();

@@ -45,7 +45,7 @@ export class DirImages {
     this.qemu = new QemuImg(runner);
   }
 
-  /** Checks again whether qemu-img runs (a probe's fresh look); later checks use the answer. */
+  /** Asks whether qemu-img runs (a probe's look: the runner's shared answer, see QemuImg.available); later checks use it. */
   async checkQemuImg(signal: AbortSignal): Promise<boolean> {
     const available = await this.qemu.available(signal);
     signal.throwIfAborted(); // a cancelled check says nothing about qemu-img
