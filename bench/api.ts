@@ -11,7 +11,8 @@
  * The baseline, measured in the same run: a plain loop on one thread doing what a create must make
  * durable — the same three SQLite transactions (submit, provision step, finish) on a store with the
  * server's schema and pragmas, and a crash-safe sparse file (create, fsync, link, dir fsync) — with
- * no HTTP, no engine and no placement. BENCH_DATABASE_URL=postgres://… runs the server phases on
+ * no HTTP, no engine and no placement. BENCH_DATABASE_URL=postgres://… (or `lab`: a private server
+ * started for the run, as the tests start one) runs the server phases on
  * PostgreSQL instead (the baseline stays SQLite), BENCH_REPLICAS=2 with it starts two `serve`
  * replicas sharing that store, the clients split between them. BENCH_PROF=DIR writes the servers'
  * CPU profiles there. Prints figures; asserts nothing.
@@ -25,6 +26,7 @@ import Sqlite from 'better-sqlite3';
 import { createSparseFile, publishNoClobber, syncDir } from '../src/drivers/dir/file-ops.js';
 import { children, inserter, pct, rssMiB, serverOverrides, startServe } from './serve-kit.js';
 import { openStore } from '../src/store/store.js';
+import { startPostgres } from '../test/lab/postgres.js';
 
 const BACKENDS = Number(process.env.BENCH_BACKENDS ?? 1000);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
@@ -156,6 +158,8 @@ function printPhase(r: PhaseResult, note = ''): void {
   console.log(`  ${r.name.padEnd(9)} ${r.rate.toFixed(0).padStart(6)}/s   p50 ${r.p50.toFixed(1).padStart(7)} ms   p99 ${r.p99.toFixed(1).padStart(7)} ms   ${String(r.count).padStart(6)} done   ${String(r.errors)} errors${r.firstError ? ` (first: ${r.firstError})` : ''}${note}`);
 }
 
+let stopPostgres: (() => Promise<void>) | undefined;
+
 async function main(): Promise<void> {
   console.log(`bench:api — ${String(CLIENTS)} clients, ${String(BACKENDS)} backends, ${String(SECONDS)} s per phase, 1 MiB volumes, store ${DATABASE_URL ? 'PostgreSQL' : 'SQLite (embedded default)'}, ${String(REPLICAS)} replica(s)`);
   const raw = await rawLoop();
@@ -163,8 +167,12 @@ async function main(): Promise<void> {
   if (overrides.length > 0) console.log(`  server settings not the defaults: ${overrides.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   console.log(`  baseline: plain loop, same 3 SQLite transactions + crash-safe sparse file: ${raw.rate.toFixed(0)}/s (p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms)`);
 
+  // `lab`: a private PostgreSQL for this run, as the tests start one (stopped when the bench ends).
+  const pg = DATABASE_URL === 'lab' ? await startPostgres() : null;
+  if (pg) stopPostgres = () => pg.stop();
+  const databaseUrl = pg ? await pg.createDatabase('bench') : DATABASE_URL || undefined;
   const servers: { url: URL; token: string; pid: number }[] = [];
-  for (let i = 0; i < REPLICAS; i++) servers.push(await startServe(join(root, `serve${String(i)}`), { databaseUrl: DATABASE_URL || undefined, profileDir: process.env.BENCH_PROF }));
+  for (let i = 0; i < REPLICAS; i++) servers.push(await startServe(join(root, `serve${String(i)}`), { databaseUrl, profileDir: process.env.BENCH_PROF, cliConfig: join(root, 'cli.json') }));
   const first = servers[0];
   if (!first) throw new Error('no server');
   const token = first.token;
@@ -223,4 +231,5 @@ async function main(): Promise<void> {
 }
 
 await main();
+await stopPostgres?.();
 process.exit(0);

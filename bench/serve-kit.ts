@@ -51,12 +51,13 @@ export interface StartedServe {
 
 /**
  * Starts `stowage serve` in `dataDir` on a free loopback port and waits for /healthz. `databaseUrl`
- * puts it on PostgreSQL; `profileDir` writes its CPU profile there (its stderr then goes to ours).
+ * puts it on PostgreSQL; `profileDir` writes its CPU profile there (its stderr then goes to ours);
+ * `cliConfig` is the CLI config file (a second replica of one store: the first's, which holds the token).
  */
-export async function startServe(dataDir: string, opts: { databaseUrl?: string | undefined; profileDir?: string | undefined } = {}): Promise<StartedServe> {
+export async function startServe(dataDir: string, opts: { databaseUrl?: string | undefined; profileDir?: string | undefined; cliConfig?: string | undefined } = {}): Promise<StartedServe> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const port = await freeTcpPort();
-  const cli = join(dataDir, 'cli.json');
+  const cli = opts.cliConfig ?? join(dataDir, 'cli.json');
   const prof = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
   const child = spawn(process.execPath, [...prof, join(REPO, 'dist', 'main.js'), 'serve'], {
     cwd: dataDir, stdio: ['ignore', process.env.BENCH_SERVER_LOG ? 'inherit' : 'ignore', opts.profileDir ? 'inherit' : 'pipe'],
