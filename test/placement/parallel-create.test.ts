@@ -27,8 +27,12 @@ async function setUpFleet(api: JsonClient, root: string, suffix: string): Promis
     const created = await api.ok<{ backend: Backend }>('POST', '/v1/backends', 201, { body: { name, driver: `dir://${dir}`, tags: [tag], reservedPercent: reserves[i] } });
     expect(created.backend.state).toBe('enabled');
   }
-  const a = await api.ok<Backend>('GET', `/v1/backends/${names[0] ?? ''}`, 200);
-  const b = await api.ok<Backend>('GET', `/v1/backends/${names[1] ?? ''}`, 200);
+  // Both show their share of the one filesystem once the background reprobe after pb's registration
+  // counted it for pa too (pb's own probe in its request already did): the same total on both.
+  const [a, b] = await pollUntil('pa and pb to show the same share of their filesystem', async () => {
+    const pair = [await api.ok<Backend>('GET', `/v1/backends/${names[0] ?? ''}`, 200), await api.ok<Backend>('GET', `/v1/backends/${names[1] ?? ''}`, 200)] as const;
+    return pair[0].capacity.totalBytes === pair[1].capacity.totalBytes ? pair : undefined;
+  }, 30_000, 20);
   expect(a.capacity.totalBytes).toBeGreaterThan(0);
   const sizeBytes = Math.floor(a.capacity.usableBytes / 3);
   const k = Math.floor(a.capacity.usableBytes / sizeBytes) + Math.floor(b.capacity.usableBytes / sizeBytes);
