@@ -174,27 +174,38 @@ export function compareCandidates(a: Candidate, b: Candidate, policy: PlacementP
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
+/** One backend's verdict for `request`: the first filter that rejects it, or its weights and score. */
+export function verdictOf(b: BackendView, request: PlacementRequest): Verdict {
+  const usable = usableBytes(b);
+  const failed = firstRejection(b, request, usable);
+  if (failed) return { backend: b.name, backendId: b.id, passed: false, filter: failed.filter, reason: failed.reason, usableBytes: usable, cost: b.cost, score: null };
+  return { backend: b.name, backendId: b.id, passed: true, filter: null, reason: null, usableBytes: usable, cost: b.cost, score: score(b, usable, request) };
+}
+
 /** Filters then weighs `backends` for `request`. Pure: no I/O, deterministic (ties break by name). */
 export function decide(backends: readonly BackendView[], request: PlacementRequest): PlacementDecision {
-  const verdicts: Verdict[] = [];
+  return decideFromVerdicts(backends, backends.map((b) => verdictOf(b, request)), request);
+}
+
+/**
+ * The decision over `backends` given each one's verdict (`verdicts[i]` is `verdictOf(backends[i])`):
+ * a caller that re-read a few backends recomputes only their verdicts, not every filter of every one.
+ */
+export function decideFromVerdicts(backends: readonly BackendView[], verdicts: Verdict[], request: PlacementRequest): PlacementDecision {
   const rejected: Record<string, number> = {};
-  let best: { b: BackendView; c: Candidate } | null = null;
-  for (const b of backends) {
-    const usable = usableBytes(b);
-    const failed = firstRejection(b, request, usable);
-    if (failed) {
-      rejected[failed.filter] = (rejected[failed.filter] ?? 0) + 1;
-      verdicts.push({ backend: b.name, backendId: b.id, passed: false, filter: failed.filter, reason: failed.reason, usableBytes: usable, cost: b.cost, score: null });
+  let best = -1;
+  const candidate = (v: Verdict): Candidate => ({ name: v.backend, cost: v.cost, usable: v.usableBytes });
+  for (const [i, v] of verdicts.entries()) {
+    if (!v.passed) {
+      const f = v.filter ?? '?';
+      rejected[f] = (rejected[f] ?? 0) + 1;
       continue;
     }
-    const s = score(b, usable, request);
-    verdicts.push({ backend: b.name, backendId: b.id, passed: true, filter: null, reason: null, usableBytes: usable, cost: b.cost, score: s });
-    const c: Candidate = { name: b.name, cost: b.cost, usable };
-    if (!best || compareCandidates(c, best.c, request.policy) < 0) best = { b, c };
+    if (best < 0 || compareCandidates(candidate(v), candidate(verdicts[best] as Verdict), request.policy) < 0) best = i;
   }
   const passedCount = verdicts.length - Object.values(rejected).reduce((a, n) => a + n, 0);
   const top = bestVerdicts(verdicts, 3, request.policy);
-  const winner = best?.b ?? null;
+  const winner = best >= 0 ? (backends[best] as BackendView) : null;
   return {
     winner,
     verdicts,

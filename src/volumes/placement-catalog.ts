@@ -1,5 +1,5 @@
 import { idOf, type BackendId } from '../core/ids.js';
-import { bestVerdicts, decide, type BackendView, type PlacementDecision, type PlacementRequest } from '../placement/placement.js';
+import { bestVerdicts, decide, decideFromVerdicts, verdictOf, type BackendView, type Verdict, type PlacementDecision, type PlacementRequest } from '../placement/placement.js';
 import type { BackendRepository } from '../store/backend-repository.js';
 import type { Executor } from '../store/store.js';
 import { loadBackendViews, loadBackendViewsOf, viewVisibleTo } from './placement-view.js';
@@ -42,21 +42,33 @@ export class PlacementCatalog {
   async decide(trx: Executor, request: PlacementRequest, tenantId: string, pinned: BackendId | null): Promise<PlacementDecision> {
     await this.refresh(trx);
     const verified = new Set<string>();
-    const eligible = (): BackendView[] => [...this.views.values()].filter((v) => viewVisibleTo(v, tenantId) && (pinned === null || v.id === pinned));
+    const usable = (v: BackendView): boolean => viewVisibleTo(v, tenantId) && (pinned === null || v.id === pinned);
+    let views = [...this.views.values()].filter(usable);
+    // Every filter runs once per backend; a round recomputes only the verdicts of those it re-read.
+    let verdicts = views.map((v) => verdictOf(v, request));
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const decision = decide(eligible(), request);
+      const decision = decideFromVerdicts(views, verdicts, request);
       const winner = decision.winner;
       // No winner in the catalog: the full read below says exactly why (or finds one).
       if (!winner) break;
       if (verified.has(winner.id)) return decision;
-      const ids = round === 0 ? bestCandidates(decision, request).filter((id) => !verified.has(id)) : [winner.id];
-      const fresh = await loadBackendViewsOf(trx, this.repo, ids.map((id) => idOf('backend', id)));
-      this.merge(ids, fresh);
+      const ids = new Set(round === 0 ? bestCandidates(decision, request).filter((id) => !verified.has(id)) : [winner.id]);
+      const fresh = await loadBackendViewsOf(trx, this.repo, [...ids].map((id) => idOf('backend', id)));
+      this.merge([...ids], fresh);
       for (const id of ids) verified.add(id);
+      const byId = new Map(fresh.map((v) => [v.id, v]));
+      const next: { views: BackendView[]; verdicts: Verdict[] } = { views: [], verdicts: [] };
+      for (const [i, v] of views.entries()) {
+        const now = ids.has(v.id) ? byId.get(v.id) : v;
+        // A backend gone, or no longer this tenant's to use, leaves the decision.
+        if (!now || !usable(now)) continue;
+        next.views.push(now);
+        next.verdicts.push(now === v ? (verdicts[i] as Verdict) : verdictOf(now, request));
+      }
+      ({ views, verdicts } = next);
     }
-    const all = await loadBackendViews(trx, this.repo);
-    this.replace(all);
-    return decide(eligible(), request);
+    this.replace(await loadBackendViews(trx, this.repo));
+    return decide([...this.views.values()].filter(usable), request);
   }
 
   /** Records capacity this replica just claimed (after its transaction committed), until the next read. */
