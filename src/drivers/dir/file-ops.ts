@@ -15,15 +15,8 @@ export async function createSparseFile(file: string, sizeBytes: number): Promise
   }
 }
 
-/** Flushes a directory's entries (after link/rename/unlink) so the change survives a power cut. */
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+/** Flushes a directory's entries (after link/rename/unlink) so the change survives a power cut (the one in system). */
+export { fsyncDir as syncDir } from '../../system/durable-write.js';
 
 /**
  * Publishes a finished temp file under its final name without ever replacing an existing file:
