@@ -138,11 +138,18 @@ describe('stowage CLI against a real server', () => {
   });
 
   it('reports a failed operation as code: message with a non-zero exit', async () => {
+    // A clone whose source file vanished behind the server's back: the backend still probes fine,
+    // so placement takes the request and its copy step fails. (A removed directory is no good here:
+    // the background reprobe after the registration may already have marked the backend offline, and
+    // then placement refuses at submit, with no operation.)
     const goneDir = join(s.dir, 'gone');
     mkdirSync(goneDir);
     expect((await s.run(['backend', 'create', 'gone', '--driver', `dir://${goneDir}`])).code).toBe(0);
-    rmSync(goneDir, { recursive: true });
-    const r = await s.run(['volume', 'create', 'doomed', '--size', '1M', '--backend', 'gone']);
+    expect((await s.run(['volume', 'create', 'vanishing', '--size', '1M', '--backend', 'gone'])).code).toBe(0);
+    const files = readdirSync(goneDir).filter((f) => f.endsWith('.raw'));
+    expect(files).toHaveLength(1);
+    for (const f of files) rmSync(join(goneDir, f));
+    const r = await s.run(['volume', 'create', 'doomed', '--from-volume', 'vanishing', '--backend', 'gone']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/✗ volume\.create doomed failed/);
 
