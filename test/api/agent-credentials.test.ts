@@ -42,7 +42,10 @@ describe('agent credentials', () => {
   it('refuses reused, expired and wrong-host tokens alike, changing nothing', async () => {
     const t = await enrollToken('hv2');
     expectError(await s.api.request('POST', '/v1/hosts/hv1/agent-credential', { body: { token: t }, token: null }), 401, 'ENROLLMENT_INVALID');
-    expectError(await s.api.request('POST', '/v1/hosts/hv2/agent-credential', { body: { token: `${t.slice(0, 20)}x${t.slice(21)}` }, token: null }), 401, 'ENROLLMENT_INVALID');
+    // One character changed — to one it is not already (a fixed 'x' left the token intact one time in 62).
+    const forged = `${t.slice(0, 20)}${t[20] === 'x' ? 'y' : 'x'}${t.slice(21)}`;
+    expect(forged).not.toBe(t);
+    expectError(await s.api.request('POST', '/v1/hosts/hv2/agent-credential', { body: { token: forged }, token: null }), 401, 'ENROLLMENT_INVALID');
     expectError(await s.api.request('POST', '/v1/hosts/hv2/agent-credential', { body: { token: 'garbage' }, token: null }), 401, 'ENROLLMENT_INVALID');
     const before = await tokenRows();
     await exchange('hv2', t);

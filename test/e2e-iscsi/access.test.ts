@@ -104,7 +104,9 @@ describe('iSCSI access through the API: tgt over btrfs and XFS, real initiators 
     const otherIo = await qemuIo(lab, h2, c1, ['read 0 4k'], { readonly: true });
     expect(otherIo.stdout).not.toContain('read 4096/4096 bytes');
 
-    const wrong = await readCapacity(lab, h1, c1, { user: loginOf(c1).user, secret: `${loginOf(c1).secret.slice(0, -2)}xx` });
+    const secret = loginOf(c1).secret;
+    const wrongSecret = `${secret.slice(0, -2)}${secret.endsWith('xx') ? 'yy' : 'xx'}`;
+    const wrong = await readCapacity(lab, h1, c1, { user: loginOf(c1).user, secret: wrongSecret });
     expect(wrong.exitCode).not.toBe(0);
     expect(wrong.stderr).toMatch(/Authentication failure/i);
     const none = await readCapacity(lab, h1, c1, null);
