@@ -27,6 +27,14 @@ const PROBE_TIMEOUT_MS = 15_000;
 /** The rules of backends: registration, updates, probes and state, deletion. */
 export class BackendService {
   private readonly sharerReprobe: SharerReprobe;
+  /**
+   * The share of its filesystem each local backend's stored probe result was computed with. A
+   * sharer whose count has not changed since is skipped by the background reprobe: its stored
+   * figures are already right, and probing it again would only race whatever else is happening
+   * to it (the backend just registered is on the filesystem it changed, and its own probe was
+   * taken with the new count).
+   */
+  private readonly probedShare = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -149,6 +157,7 @@ export class BackendService {
       return this.engine.record(trx, { kind: 'backend.create', tenantId: DEFAULT_TENANT_ID, targetType: 'backend', targetId: id, input: { name: row.name }, actor, idempotencyKey: idempotencyKey ?? null }, { backendId: id, state: row.state });
     });
     await this.engine.recorded('backend.create');
+    this.rememberShare(id, report);
     if (localDir && nodeId === null) await this.reprobeSharers(localDir); // their share of the filesystem just shrank
     return { backend: await this.get(id), operationId: op.id };
   }
@@ -234,6 +243,7 @@ export class BackendService {
     });
     await this.engine.recorded('backend.delete');
     await this.drivers.forget(row.id);
+    this.probedShare.delete(row.id);
     if (localDir && row.node_id === null) await this.reprobeSharers(localDir); // their share of the filesystem just grew
   }
 
@@ -259,6 +269,7 @@ export class BackendService {
         });
       }
     });
+    this.rememberShare(row.id, report);
     // Counted after the result is stored: whoever sees the new seq then reads this probe's result or a later one.
     this.activity.probed(row.id);
     return this.get(row.id);
@@ -349,6 +360,8 @@ export class BackendService {
     const sharing = await this.sharingOf(await this.repos.backends.listAll(this.store.db));
     for (const id of sharing.on(filesystems)) {
       if (stopped()) return;
+      const n = sharing.countOf(id);
+      if (n !== undefined && this.probedShare.get(id) === n) continue; // stored with this share already
       await this.refresh(id, 'system', sharing.countOf).catch((err: unknown) => {
         if (toStowageError(err).code === 'BACKEND_NOT_FOUND') return; // deleted since the scan: nothing to share
         this.logger.warn({ err, backend: id }, 'backend probe after a filesystem change failed');
@@ -356,14 +369,20 @@ export class BackendService {
     }
   }
 
+  /** Notes the share a stored probe result was computed with (none: a failed probe, or not a local directory). */
+  private rememberShare(id: string, outcome: ProbeOutcome): void {
+    if (outcome.ok && outcome.share !== undefined) this.probedShare.set(id, outcome.share);
+    else this.probedShare.delete(id);
+  }
+
   /** Probes the driver; a backend sharing its filesystem with others reports its share (see shareOf). */
   private async probeDriver(row: Pick<BackendRow, 'id' | 'name' | 'driver_uri' | 'options' | 'admin_state' | 'node_id'>, sharers?: (id: string) => number | undefined): Promise<ProbeOutcome> {
     try {
       const driver = this.drivers.get(row);
       const whole = await driver.probe(AbortSignal.timeout(PROBE_TIMEOUT_MS));
-      const share = async (dir: string): Promise<number> => sharers?.(row.id) ?? 1 + (await this.sharersOf(dir, row.id)).length;
-      const report = driver.localDir && row.node_id === null ? shareOf(whole, await share(driver.localDir)) : whole;
-      return { ok: true, report, adminState: row.admin_state };
+      if (!driver.localDir || row.node_id !== null) return { ok: true, report: whole, adminState: row.admin_state };
+      const share = sharers?.(row.id) ?? 1 + (await this.sharersOf(driver.localDir, row.id)).length;
+      return { ok: true, report: shareOf(whole, share), adminState: row.admin_state, share };
     } catch (err) {
       const e = toStowageError(err);
       this.logger.warn({ backend: row.id, code: e.code, msg: e.message }, 'backend probe failed');
@@ -388,7 +407,7 @@ interface FilesystemSharing {
   readonly on: (filesystems: ReadonlySet<string>) => string[];
 }
 
-type ProbeOutcome = { ok: true; report: BackendReport; adminState: string } | { ok: false; reason: string; adminState: string; nodeState?: string };
+type ProbeOutcome = { ok: true; report: BackendReport; adminState: string; share?: number } | { ok: false; reason: string; adminState: string; nodeState?: string };
 
 function applyReport(row: BackendRow, p: ProbeOutcome): void {
   row.last_probe_at = nowIso();

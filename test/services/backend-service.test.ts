@@ -74,4 +74,16 @@ describe('BackendService (service tier)', () => {
     // Reprobing every sharer after each registration, as the request did, was n(n-1)/2 probes besides the n own ones.
     expect(probes).toBeLessThan(n + (n * (n - 1)) / 4);
   });
+
+  it('reprobes only the sharers whose share changed: not the backend just registered, whose probe already counted it', async () => {
+    const b1Before = (await w.cp.backends.detail('b1')).probe.seq;
+    await w.addDirBackend('b2');
+    const b2Before = (await w.cp.backends.detail('b2')).probe.seq;
+    await w.cp.backends.sharersReprobed();
+    const fs = statfsSync(w.scratchDir);
+    const [d1, d2] = [await w.cp.backends.detail('b1'), await w.cp.backends.detail('b2')];
+    expect(d1.probe.seq).toBeGreaterThan(b1Before);
+    expect(d2.probe.seq).toBe(b2Before);
+    for (const d of [d1, d2]) expect(d.capacity.totalBytes, d.name).toBe(Math.floor((fs.blocks * fs.bsize) / 2));
+  });
 });
