@@ -302,8 +302,11 @@ export class TgtDriver implements BlockDriver {
         await this.targets.dropSessions(target, (s) => (byName && names.has(s.initiator)) || s.connections.some((c) => addresses.has(c.address)), signal);
         await this.targets.setReadonly(h.volumeId, lunReadonlyFor(rest), signal);
       }
-      await this.ledger.write(h.volumeId, rest);
+      // The account goes before the ledger forgets the grant: killed in between, the retry still
+      // finds the grant in the ledger and deletes again (absent is fine). The other order left an
+      // account that no ledger entry named, so no retry would ever delete it.
       if (previous) await this.deleteAccountsOf(h.volumeId, [previous].filter((g) => !rest.some((r) => r.chapUser === g.chapUser)), signal);
+      await this.ledger.write(h.volumeId, rest);
     });
   }
 
