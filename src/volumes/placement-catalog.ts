@@ -52,7 +52,8 @@ export class PlacementCatalog {
       // No winner in the catalog: the full read below says exactly why (or finds one).
       if (!winner) break;
       if (verified.has(winner.id)) return decision;
-      const ids = new Set(round === 0 ? bestCandidates(decision, request).filter((id) => !verified.has(id)) : [winner.id]);
+      // Round 0 verifies the best few; a later round only the unverified winner it moved to.
+      const ids = new Set(round === 0 ? bestCandidates(decision, request) : [winner.id]);
       const fresh = await loadBackendViewsOf(trx, this.repo, [...ids].map((id) => idOf('backend', id)));
       this.merge([...ids], fresh);
       for (const id of ids) verified.add(id);
@@ -75,11 +76,6 @@ export class PlacementCatalog {
   claimed(backendId: string, bytes: number): void {
     const v = this.views.get(backendId);
     if (v) this.views.set(backendId, { ...v, claimedBytes: v.claimedBytes + bytes });
-  }
-
-  /** Forgets every cached view (the next decision reads them all). */
-  invalidate(): void {
-    this.version = null;
   }
 
   private async refresh(trx: Executor): Promise<void> {
